@@ -1,0 +1,199 @@
+"""Settings for the conference server.
+
+Every setting that an operator may change is read from an environment variable
+of the same name; the README lists them with their defaults.  The embedded
+defaults (SQLite, in-memory channel layer, in-process media) need no other
+service, so `make run` works on a bare machine.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_str(name: str, default: str) -> str:
+    """A string setting from the environment."""
+    return os.environ.get(name, default)
+
+
+def env_int(name: str, default: int) -> int:
+    """An integer setting from the environment."""
+    value = os.environ.get(name)
+    return int(value) if value not in (None, "") else default
+
+
+def env_float(name: str, default: float) -> float:
+    """A float setting from the environment."""
+    value = os.environ.get(name)
+    return float(value) if value not in (None, "") else default
+
+
+def env_bool(name: str, default: bool) -> bool:
+    """A boolean setting from the environment ("1", "true", "yes", "on" are true)."""
+    value = os.environ.get(name)
+    if value in (None, ""):
+        return default
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def env_list(name: str, default: str = "") -> list[str]:
+    """A comma-separated list setting from the environment."""
+    return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
+
+
+SECRET_KEY = env_str("SECRET_KEY", "dev-insecure-change-me-in-production")
+DEBUG = env_bool("DEBUG", True)
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "rest_framework",
+    "drf_spectacular",
+    "rooms",
+    "media_relay",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "conference.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = None
+ASGI_APPLICATION = "conference.asgi.application"
+
+# Database: DATABASE_URL (PostgreSQL in production and CI), SQLite by default.
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
+        conn_max_age=0,
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # A file, not memory, so that daphne processes started by tests share it.
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "test_db.sqlite3")}
+    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+
+# Channel layer: REDIS_URL selects channels-redis; otherwise in-memory (one process).
+REDIS_URL = env_str("REDIS_URL", "")
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": [REDIS_URL],
+                "capacity": 1000,
+                "expiry": 30,
+                "group_expiry": 86400,
+            },
+        }
+    }
+else:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            "CONFIG": {"capacity": 1000, "expiry": 30},
+        }
+    }
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env_str("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REST_FRAMEWORK = {
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 50,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Conference Room API",
+    "DESCRIPTION": "REST API for rooms, participants, streams, messages and recordings.",
+    "VERSION": "1.0.0",
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {"aioice": {"level": "WARNING"}, "aiortc": {"level": "WARNING"}},
+}
+
+# --- Room API -------------------------------------------------------------
+# Seconds a room or a dropped participant is kept for a reconnect.
+ROOM_IDLE_TIMEOUT = env_float("ROOM_IDLE_TIMEOUT", 60.0)
+# Default participant limit of a new room; a creator may ask for another one.
+ROOM_MAX_PARTICIPANTS = env_int("ROOM_MAX_PARTICIPANTS", 10)
+# Upper bound for the per-room limit a creator may ask for.
+ROOM_MAX_PARTICIPANTS_LIMIT = env_int("ROOM_MAX_PARTICIPANTS_LIMIT", 500)
+# Largest message text in bytes (UTF-8).
+MESSAGE_MAX_BYTES = env_int("MESSAGE_MAX_BYTES", 1024 * 1024)
+# How many recent messages a joiner receives.
+ROOM_HISTORY_COUNT = env_int("ROOM_HISTORY_COUNT", 50)
+# Largest WebSocket frame accepted; bigger frames are refused with an error.
+WS_MAX_FRAME_BYTES = env_int("WS_MAX_FRAME_BYTES", MESSAGE_MAX_BYTES + 64 * 1024)
+
+# --- Media relay ------------------------------------------------------------
+# "inprocess": media runs in the daphne process; "workers": `manage.py runmedia`.
+MEDIA_MODE = env_str("MEDIA_MODE", "inprocess")
+# ICE servers as JSON: [{"urls": ["stun:host:3478"], "username": "", "credential": ""}]
+MEDIA_ICE_SERVERS = env_str("MEDIA_ICE_SERVERS", "[]")
+# UDP port range for media ("min-max"); empty means any ephemeral port.
+MEDIA_UDP_PORTS = env_str("MEDIA_UDP_PORTS", "")
+# Address to advertise in ICE candidates instead of the local one (NAT, Docker).
+MEDIA_ADVERTISED_ADDRESS = env_str("MEDIA_ADVERTISED_ADDRESS", "")
+# Seconds a peer connection may take to connect before it FAILS.
+MEDIA_CONNECT_TIMEOUT = env_float("MEDIA_CONNECT_TIMEOUT", 20.0)
+# Minimum seconds between two keyframe requests forwarded to one publisher.
+MEDIA_PLI_INTERVAL = env_float("MEDIA_PLI_INTERVAL", 0.5)
+
+# --- Recording --------------------------------------------------------------
+RECORDINGS_DIR = Path(env_str("RECORDINGS_DIR", str(BASE_DIR / "recordings")))
+
+# --- Access -------------------------------------------------------------------
+# Guests may join with just a login (the reference's behaviour); off = tokens only.
+ROOMS_GUEST_MODE = env_bool("ROOMS_GUEST_MODE", True)

@@ -1,0 +1,128 @@
+"""Which media workers are alive, how loaded they are, and which room each serves.
+
+With Redis (REDIS_URL) the registry is shared by every process; without it a
+process-local registry serves the single process of `make run`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 2.0
+DEAD_AFTER_SECONDS = 6.0
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """A live media worker: its id, its channel and its load (peer connections)."""
+
+    worker_id: str
+    channel: str
+    load: int
+    seen: float
+
+
+class Registry(Protocol):
+    """Where workers announce themselves and rooms are pinned."""
+
+    async def announce(self, info: WorkerInfo) -> None: ...
+    async def withdraw(self, worker_id: str) -> None: ...
+    async def alive(self) -> list[WorkerInfo]: ...
+    async def pinned(self, room_id: int) -> str | None: ...
+    async def pin(self, room_id: int, worker_id: str) -> None: ...
+    async def unpin(self, room_id: int) -> None: ...
+
+
+class LocalRegistry:
+    """The registry of one process (in-memory channel layer)."""
+
+    def __init__(self) -> None:
+        self.workers: dict[str, WorkerInfo] = {}
+        self.rooms: dict[int, str] = {}
+
+    async def announce(self, info: WorkerInfo) -> None:
+        self.workers[info.worker_id] = info
+
+    async def withdraw(self, worker_id: str) -> None:
+        self.workers.pop(worker_id, None)
+
+    async def alive(self) -> list[WorkerInfo]:
+        cutoff = time.time() - DEAD_AFTER_SECONDS
+        return [w for w in self.workers.values() if w.seen >= cutoff]
+
+    async def pinned(self, room_id: int) -> str | None:
+        return self.rooms.get(room_id)
+
+    async def pin(self, room_id: int, worker_id: str) -> None:
+        self.rooms[room_id] = worker_id
+
+    async def unpin(self, room_id: int) -> None:
+        self.rooms.pop(room_id, None)
+
+
+class RedisRegistry:
+    """The registry shared through Redis by daphne processes and media workers."""
+
+    WORKERS = "media:workers"
+    ROOM = "media:room:{}"
+
+    def __init__(self, url: str) -> None:
+        import redis.asyncio as redis
+
+        self.url = url
+        self._redis: Any = None
+        self._factory = redis.Redis.from_url
+
+    def _client(self) -> Any:
+        # One client per event loop: redis.asyncio connections are loop-bound.
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        if self._redis is None or self._redis[0] is not loop:
+            self._redis = (loop, self._factory(self.url, decode_responses=True))
+        return self._redis[1]
+
+    async def announce(self, info: WorkerInfo) -> None:
+        data = {"channel": info.channel, "load": info.load, "seen": info.seen}
+        await self._client().hset(self.WORKERS, info.worker_id, json.dumps(data))
+
+    async def withdraw(self, worker_id: str) -> None:
+        await self._client().hdel(self.WORKERS, worker_id)
+
+    async def alive(self) -> list[WorkerInfo]:
+        cutoff = time.time() - DEAD_AFTER_SECONDS
+        result = []
+        for worker_id, raw in (await self._client().hgetall(self.WORKERS)).items():
+            data = json.loads(raw)
+            if data["seen"] >= cutoff:
+                result.append(WorkerInfo(worker_id, data["channel"], int(data["load"]), float(data["seen"])))
+        return result
+
+    async def pinned(self, room_id: int) -> str | None:
+        value = await self._client().get(self.ROOM.format(room_id))
+        return str(value) if value else None
+
+    async def pin(self, room_id: int, worker_id: str) -> None:
+        await self._client().set(self.ROOM.format(room_id), worker_id, ex=7 * 86400)
+
+    async def unpin(self, room_id: int) -> None:
+        await self._client().delete(self.ROOM.format(room_id))
+
+
+_registry: Registry | None = None
+
+
+def registry() -> Registry:
+    """The registry of this process."""
+    global _registry
+    if _registry is None:
+        _registry = RedisRegistry(settings.REDIS_URL) if settings.REDIS_URL else LocalRegistry()
+    return _registry

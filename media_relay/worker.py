@@ -1,0 +1,5 @@
+"""Placeholder replaced by the SFU worker."""
+
+
+async def ensure_inprocess_worker() -> None:
+    return None

@@ -1,0 +1,10 @@
+"""The Room API application."""
+
+from django.apps import AppConfig
+
+
+class RoomsConfig(AppConfig):
+    """Rooms, participants, streams and messages."""
+
+    default_auto_field = "django.db.models.BigAutoField"
+    name = "rooms"

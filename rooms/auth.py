@@ -1,0 +1,46 @@
+"""Who a connection is: a guest login, a signed join token, or a Django user."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+
+from rooms import protocol as p
+from rooms.exceptions import ErrorCode, RoomError
+from rooms.permissions import grants_for_role
+
+
+@dataclass
+class SessionIdentity:
+    """The identity of an established session."""
+
+    login: str
+    role: str | None = None
+    user_id: int | None = None
+    room: str | None = None
+    grants: frozenset[str] | None = None
+
+    def check_room(self, room: str) -> None:
+        """A token bound to one room may join only that room."""
+        if self.room is not None and self.room != room:
+            raise RoomError(ErrorCode.FORBIDDEN, "your token is for another room")
+
+    def grants_for(self, role: str) -> frozenset[str]:
+        """The grants in force in a room where this identity has ``role``."""
+        return self.grants if self.grants is not None else grants_for_role(role)
+
+
+def authenticate_hello(command: p.Hello, user: Any = None) -> SessionIdentity:
+    """Turn a hello into an identity, or raise ProtocolError (session FAILED)."""
+    if command.token is not None:
+        from rooms.tokens import identity_from_token
+
+        return identity_from_token(command.token)
+    assert command.username is not None
+    if user is not None and getattr(user, "is_authenticated", False):
+        return SessionIdentity(login=command.username, role="publisher", user_id=user.pk)
+    if not settings.ROOMS_GUEST_MODE:
+        raise RoomError(ErrorCode.INVALID_TOKEN, "guest access is disabled: connect with a join token")
+    return SessionIdentity(login=command.username)

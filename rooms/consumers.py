@@ -1,0 +1,311 @@
+"""The Room API WebSocket consumer: decode, validate, call the service, encode.
+
+Room rules live in rooms.services; media work goes to media_relay through the
+channel layer.  Identity (login, participant, room) comes from this
+connection's own state, never from a payload.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from rooms import protocol as p
+from rooms import services
+from rooms.auth import SessionIdentity, authenticate_hello
+from rooms.dispatch import deliver, deliver_outcome, schedule_expiry
+from rooms.exceptions import ErrorCode, RoomError
+from rooms.permissions import require_grant
+
+logger = logging.getLogger(__name__)
+
+db = database_sync_to_async
+
+
+class RoomConsumer(AsyncWebsocketConsumer):
+    """One client connection: a session that may be in one room at a time."""
+
+    identity: SessionIdentity | None = None
+    participant_id: int | None = None
+    room_id: int | None = None
+    room_name: str | None = None
+    group: str | None = None
+    grants: frozenset[str] = frozenset()
+
+    async def connect(self) -> None:
+        await self.accept()
+
+    # --- inbound frames ---------------------------------------------------------
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        rid: str | int | None = None
+        try:
+            payload = p.decode_frame(text_data, bytes_data, settings.WS_MAX_FRAME_BYTES)
+            rid = p.request_id(payload)
+            command = p.parse_command(payload)
+            await self._dispatch(command)
+        except p.ProtocolError as exc:
+            await self.send_event(p.error_event(exc.code, exc.message, rid))
+        except Exception:
+            logger.exception("command failed")
+            await self.send_event(p.error_event(ErrorCode.INTERNAL_ERROR, "the server failed to handle this command", rid))
+
+    async def _dispatch(self, command: p.Command) -> None:
+        if isinstance(command, p.Hello):
+            await self._handle_hello(command)
+            return
+        if isinstance(command, p.Ping):
+            await self.reply(command, p.PONG)
+            return
+        if self.identity is None:
+            raise RoomError(ErrorCode.NOT_ESTABLISHED, "send hello first")
+        handler = self._handlers().get(type(command))
+        if handler is None:  # pragma: no cover - every command has a handler
+            raise RoomError(ErrorCode.UNKNOWN_TYPE, "unsupported command")
+        await handler(command)
+
+    def _handlers(self) -> dict[type[p.Command], Callable[[Any], Awaitable[None]]]:
+        return {
+            p.Join: self._handle_join,
+            p.Leave: self._handle_leave,
+            p.SendMessage: self._handle_send_message,
+            p.Publish: self._handle_publish,
+            p.Unpublish: self._handle_unpublish,
+            p.Play: self._handle_play,
+            p.Stop: self._handle_stop,
+            p.Ice: self._handle_ice,
+            p.Mute: self._handle_mute,
+            p.Moderate: self._handle_moderate,
+        }
+
+    # --- session --------------------------------------------------------------------
+
+    async def _handle_hello(self, command: p.Hello) -> None:
+        if self.identity is not None:
+            raise RoomError(ErrorCode.ALREADY_ESTABLISHED, "the session is already established")
+        try:
+            self.identity = await db(authenticate_hello)(command, self.scope.get("user"))
+        except p.ProtocolError as exc:
+            await self.send_event(
+                p.Event(p.FAILED, {"status": p.SESSION_FAILED, "code": exc.code, "message": exc.message}).to_dict(
+                    command.rid
+                )
+            )
+            await self.close(code=4001)
+            return
+        await self.reply(
+            command,
+            p.ESTABLISHED,
+            status=p.SESSION_ESTABLISHED,
+            version=p.PROTOCOL_VERSION,
+            username=self.identity.login,
+            session=uuid.uuid4().hex,
+        )
+
+    def _require_room(self) -> int:
+        if self.participant_id is None:
+            raise RoomError(ErrorCode.NOT_JOINED, "join a room first")
+        return self.participant_id
+
+    # --- rooms -----------------------------------------------------------------------
+
+    async def _handle_join(self, command: p.Join) -> None:
+        assert self.identity is not None
+        if self.participant_id is not None:
+            raise RoomError(ErrorCode.ALREADY_JOINED, f"already in room '{self.room_name}'; leave it first")
+        self.identity.check_room(command.room)
+        outcome = await db(services.join)(
+            self.identity.login,
+            command.room,
+            self.channel_name,
+            record=command.record,
+            max_participants=command.max_participants,
+            role=self.identity.role,
+            user_id=self.identity.user_id,
+        )
+        self.participant_id, self.room_id, self.group = outcome.participant_id, outcome.room_id, outcome.group
+        self.room_name = command.room
+        self.grants = self.identity.grants_for(outcome.state["self"]["role"])
+        outcome.state["self"]["grants"] = sorted(self.grants)
+        await self.channel_layer.group_add(outcome.group, self.channel_name)
+        await self.send_event(p.Event(p.STATE, {k: v for k, v in outcome.state.items() if k != "type"}).to_dict(command.rid))
+        await deliver(outcome.deliveries)
+
+    async def _handle_leave(self, command: p.Leave) -> None:
+        participant_id = self._require_room()
+        outcome = await db(services.leave)(participant_id)
+        await self._forget_room(participant_id)
+        await self.reply(command, p.ACK)
+        await deliver_outcome(outcome)
+
+    async def _forget_room(self, participant_id: int) -> None:
+        from media_relay.client import media_client
+
+        if self.group:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+        await media_client().participant_gone(self.room_id, participant_id)
+        self.participant_id = self.room_id = self.group = self.room_name = None
+        self.grants = frozenset()
+
+    async def _handle_send_message(self, command: p.SendMessage) -> None:
+        participant_id = self._require_room()
+        require_grant(self.grants, "can_chat")
+        message, outcome = await db(services.send_message)(participant_id, command.text, command.to)
+        await self.reply(command, p.ACK, message=message)
+        await deliver(outcome.deliveries)
+
+    # --- media -------------------------------------------------------------------------
+
+    async def _handle_publish(self, command: p.Publish) -> None:
+        from media_relay.client import media_client
+
+        participant_id = self._require_room()
+        require_grant(self.grants, "can_publish")
+        if command.record:
+            require_grant(self.grants, "can_record")
+        stream = await db(services.create_stream)(participant_id, command.kind, command.record)
+        assert self.room_id is not None
+        await media_client().publish(
+            room_id=self.room_id,
+            participant_id=participant_id,
+            stream_id=stream.public_id,
+            sdp=command.sdp,
+            record=stream.record,
+            reply_channel=self.channel_name,
+            rid=command.rid,
+        )
+
+    async def _handle_unpublish(self, command: p.Unpublish) -> None:
+        participant_id = self._require_room()
+        await db(services.own_stream)(participant_id, command.stream)
+        outcome = await db(services.stream_ended)(command.stream)
+        await self.reply(command, p.ACK)
+        await deliver_outcome(outcome)
+
+    async def _handle_play(self, command: p.Play) -> None:
+        from media_relay.client import media_client
+
+        participant_id = self._require_room()
+        require_grant(self.grants, "can_play")
+        stream = await db(services.playable_stream)(participant_id, command.stream)
+        assert self.room_id is not None
+        await media_client().play(
+            room_id=self.room_id,
+            participant_id=participant_id,
+            stream_id=stream.public_id,
+            play_id=uuid.uuid4().hex,
+            sdp=command.sdp,
+            reply_channel=self.channel_name,
+            rid=command.rid,
+        )
+
+    async def _handle_stop(self, command: p.Stop) -> None:
+        from media_relay.client import media_client
+
+        self._require_room()
+        assert self.room_id is not None
+        await media_client().stop(
+            room_id=self.room_id, play_id=command.play, reply_channel=self.channel_name, rid=command.rid
+        )
+
+    async def _handle_ice(self, command: p.Ice) -> None:
+        from media_relay.client import media_client
+
+        self._require_room()
+        assert self.room_id is not None and self.participant_id is not None
+        await media_client().ice(
+            room_id=self.room_id,
+            participant_id=self.participant_id,
+            pc_id=command.pc,
+            candidate=command.candidate,
+            sdp_mid=command.sdp_mid,
+            sdp_mline_index=command.sdp_mline_index,
+            reply_channel=self.channel_name,
+            rid=command.rid,
+        )
+
+    async def _handle_mute(self, command: p.Mute) -> None:
+        participant_id = self._require_room()
+        await db(services.own_stream)(participant_id, command.stream)
+        outcome = await db(services.set_mute)(command.stream, command.audio, command.video, participant_id)
+        await self._apply_mute(command.stream, outcome)
+        await self.reply(command, p.ACK)
+
+    async def _apply_mute(self, stream_id: str, outcome: services.Outcome) -> None:
+        from media_relay.client import media_client
+
+        stream = outcome.deliveries[0].event["stream"]
+        assert self.room_id is not None
+        await media_client().mute(
+            room_id=self.room_id, stream_id=stream_id, audio=stream["audio_muted"], video=stream["video_muted"]
+        )
+        await deliver(outcome.deliveries)
+
+    async def _handle_moderate(self, command: p.Moderate) -> None:
+        from rooms import moderation
+
+        participant_id = self._require_room()
+        require_grant(self.grants, "can_moderate")
+        assert self.room_id is not None
+        await moderation.apply(self.room_id, command, by_participant_id=participant_id)
+        await self.reply(command, p.ACK)
+
+    # --- channel-layer events ------------------------------------------------------------
+
+    async def room_event(self, message: dict[str, Any]) -> None:
+        """A room event from the service layer (rooms.dispatch)."""
+        if message.get("exclude") and message["exclude"] == self.channel_name:
+            return
+        event = message["event"]
+        await self.send_event(event)
+        kind = event.get("type")
+        if kind == p.ROOM_CLOSED and event.get("room", {}).get("id") == self.room_id:
+            if self.group:
+                await self.channel_layer.group_discard(self.group, self.channel_name)
+            self.participant_id = self.room_id = self.group = self.room_name = None
+        elif kind == p.KICKED and self.participant_id is not None:
+            await self._forget_room(self.participant_id)
+
+    async def media_reply(self, message: dict[str, Any]) -> None:
+        """A reply of the media relay to one of this connection's commands."""
+        await self.send_event(message["event"])
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def disconnect(self, code: int) -> None:
+        participant_id = self.participant_id
+        if participant_id is None:
+            return
+        try:
+            outcome = await db(services.drop)(participant_id, self.channel_name)
+            if self.group:
+                await self.channel_layer.group_discard(self.group, self.channel_name)
+            await self._media_participant_gone(participant_id)
+            await deliver_outcome(outcome)
+            if outcome.disconnected_at is not None:
+                schedule_expiry(participant_id, outcome.disconnected_at)
+        except Exception:
+            logger.exception("cleanup after disconnect failed")
+        finally:
+            self.participant_id = None
+
+    async def _media_participant_gone(self, participant_id: int) -> None:
+        from media_relay.client import media_client
+
+        await media_client().participant_gone(self.room_id, participant_id)
+
+    # --- helpers ------------------------------------------------------------------------------
+
+    async def send_event(self, event: dict[str, Any]) -> None:
+        """Encode and send one event."""
+        await self.send(text_data=p.encode(event))
+
+    async def reply(self, command: p.Command, kind: str, **fields: Any) -> None:
+        """Answer a command, echoing its request id."""
+        await self.send_event(p.Event(kind, fields).to_dict(command.rid))

@@ -1,0 +1,489 @@
+"""The Room API wire protocol in one place: message types, error codes, commands.
+
+docs/protocol.md is the specification; this module mirrors it.  Every command
+a client may send is a frozen dataclass built by :func:`parse_command`, which
+raises :class:`ProtocolError` with a stable code for any bad input.
+"""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+PROTOCOL_VERSION = 1
+
+# --- Commands (client -> server) -------------------------------------------
+HELLO = "hello"
+PING = "ping"
+JOIN = "join"
+LEAVE = "leave"
+SEND_MESSAGE = "send_message"
+PUBLISH = "publish"
+UNPUBLISH = "unpublish"
+PLAY = "play"
+STOP = "stop"
+ICE = "ice"
+MUTE = "mute"
+MODERATE = "moderate"
+
+# --- Events (server -> client) ---------------------------------------------
+ESTABLISHED = "established"
+FAILED = "failed"
+PONG = "pong"
+ACK = "ack"
+ERROR = "error"
+STATE = "state"
+JOINED = "joined"
+LEFT = "left"
+PARTICIPANT_UPDATED = "participant_updated"
+MESSAGE = "message"
+ANSWER = "answer"
+PUBLISHED = "published"
+UNPUBLISHED = "unpublished"
+STREAM_UPDATED = "stream_updated"
+STREAM_STATUS = "stream_status"
+PLAY_STATUS = "play_status"
+ROOM_UPDATED = "room_updated"
+ROOM_CLOSED = "room_closed"
+KICKED = "kicked"
+
+# --- Statuses ---------------------------------------------------------------
+SESSION_ESTABLISHED = "ESTABLISHED"
+SESSION_FAILED = "FAILED"
+SESSION_DISCONNECTED = "DISCONNECTED"
+STREAM_PENDING = "PENDING"
+STREAM_PUBLISHING = "PUBLISHING"
+STREAM_UNPUBLISHED = "UNPUBLISHED"
+STREAM_FAILED = "FAILED"
+STREAM_PLAYING = "PLAYING"
+STREAM_STOPPED = "STOPPED"
+
+
+class ErrorCode:
+    """Stable error codes; clients switch on these, humans read the text."""
+
+    BAD_JSON = "bad_json"
+    BAD_FRAME = "bad_frame"
+    FRAME_TOO_LARGE = "frame_too_large"
+    UNKNOWN_TYPE = "unknown_type"
+    MISSING_FIELD = "missing_field"
+    INVALID_FIELD = "invalid_field"
+    UNSUPPORTED_VERSION = "unsupported_version"
+    INVALID_USERNAME = "invalid_username"
+    INVALID_TOKEN = "invalid_token"
+    NOT_ESTABLISHED = "not_established"
+    ALREADY_ESTABLISHED = "already_established"
+    NOT_JOINED = "not_joined"
+    ALREADY_JOINED = "already_joined"
+    LOGIN_TAKEN = "login_taken"
+    ROOM_FULL = "room_full"
+    ROOM_LOCKED = "room_locked"
+    ROOM_NOT_FOUND = "room_not_found"
+    MESSAGE_TOO_LARGE = "message_too_large"
+    UNKNOWN_RECIPIENT = "unknown_recipient"
+    STREAM_NOT_FOUND = "stream_not_found"
+    STREAM_NOT_PUBLISHING = "stream_not_publishing"
+    ALREADY_PUBLISHING = "already_publishing"
+    PLAY_NOT_FOUND = "play_not_found"
+    PARTICIPANT_NOT_FOUND = "participant_not_found"
+    INVALID_SDP = "invalid_sdp"
+    MEDIA_UNAVAILABLE = "media_unavailable"
+    MEDIA_FAILED = "media_failed"
+    FORBIDDEN = "forbidden"
+    RATE_LIMITED = "rate_limited"
+    INTERNAL_ERROR = "internal_error"
+
+
+class ProtocolError(Exception):
+    """A refused command: a stable ``code`` and a human ``message``."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+# --- Field validation ---------------------------------------------------------
+
+MAX_SDP_BYTES = 64 * 1024
+MAX_RID_LENGTH = 64
+MAX_NAME_LENGTH = 128
+MAX_LOGIN_LENGTH = 64
+MAX_RECIPIENTS = 500
+
+
+def _require(payload: dict[str, Any], key: str) -> Any:
+    if key not in payload or payload[key] is None:
+        raise ProtocolError(ErrorCode.MISSING_FIELD, f"'{key}' is required")
+    return payload[key]
+
+
+def _string(payload: dict[str, Any], key: str, *, required: bool = True, max_length: int = 256) -> str | None:
+    value = _require(payload, key) if required else payload.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ProtocolError(ErrorCode.INVALID_FIELD, f"'{key}' must be a string")
+    if len(value) > max_length:
+        raise ProtocolError(ErrorCode.INVALID_FIELD, f"'{key}' is longer than {max_length} characters")
+    return value
+
+
+def _bool(payload: dict[str, Any], key: str, default: bool | None = False) -> bool | None:
+    value = payload.get(key, default)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise ProtocolError(ErrorCode.INVALID_FIELD, f"'{key}' must be true or false")
+    return value
+
+
+def _int(payload: dict[str, Any], key: str, *, minimum: int, maximum: int) -> int | None:
+    value = payload.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ProtocolError(ErrorCode.INVALID_FIELD, f"'{key}' must be an integer")
+    if not minimum <= value <= maximum:
+        raise ProtocolError(ErrorCode.INVALID_FIELD, f"'{key}' must be between {minimum} and {maximum}")
+    return value
+
+
+def clean_name(value: str, *, what: str, max_length: int, code: str = ErrorCode.INVALID_FIELD) -> str:
+    """Normalise a login or room name: NFC, trimmed, printable, bounded."""
+    name = unicodedata.normalize("NFC", value).strip()
+    if not name:
+        raise ProtocolError(code, f"{what} must not be empty")
+    if len(name) > max_length:
+        raise ProtocolError(code, f"{what} is longer than {max_length} characters")
+    if any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn") for ch in name):
+        raise ProtocolError(code, f"{what} contains control or unassigned characters")
+    return name
+
+
+# --- Commands -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Command:
+    """Base of every client command."""
+
+    type: ClassVar[str] = ""
+    rid: str | int | None = None
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any], rid: str | int | None) -> Command:
+        return cls(rid=rid)
+
+
+@dataclass(frozen=True)
+class Hello(Command):
+    """Open the session with a username or a signed token."""
+
+    type: ClassVar[str] = HELLO
+    version: int = PROTOCOL_VERSION
+    username: str | None = None
+    token: str | None = None
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any], rid: str | int | None) -> Hello:
+        version = payload.get("version", PROTOCOL_VERSION)
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise ProtocolError(ErrorCode.INVALID_FIELD, "'version' must be an integer")
+        if version != PROTOCOL_VERSION:
+            raise ProtocolError(
+                ErrorCode.UNSUPPORTED_VERSION, f"protocol version {version} is not supported (use {PROTOCOL_VERSION})"
+            )
+        token = _string(payload, "token", required=False, max_length=8192)
+        raw = payload.get("username")
+        if raw is not None and not isinstance(raw, str):
+            raise ProtocolError(ErrorCode.INVALID_USERNAME, "username must be a string")
+        username = None
+        if raw is not None or token is None:
+            username = clean_name(
+                raw or "", what="username", max_length=MAX_LOGIN_LENGTH, code=ErrorCode.INVALID_USERNAME
+            )
+        return cls(rid=rid, version=version, username=username, token=token)
+
+
+@dataclass(frozen=True)
+class Ping(Command):
+    """Keep-alive; answered by pong."""
+
+    type: ClassVar[str] = PING
+
+
+@dataclass(frozen=True)
+class Join(Command):
+    """Join a room by name, creating it if it does not exist."""
+
+    type: ClassVar[str] = JOIN
+    room: str = ""
+    record: bool = False
+    max_participants: int | None = None
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any], rid: str | int | None) -> Join:
+        room = clean_name(_string(payload, "room", max_length=1024) or "", what="room", max_length=MAX_NAME_LENGTH)
+        return cls(
+            rid=rid,
+            room=room,
+            record=bool(_bool(payload, "record")),
+            max_participants=_int(payload, "max_participants", minimum=1, maximum=100_000),
+        )
+
+
+@dataclass(frozen=True)
+class Leave(Command):
+    """Leave the current room."""
+
+    type: ClassVar[str] = LEAVE
+
+
+@dataclass(frozen=True)
+class SendMessage(Command):
+    """Send text to everyone (``to`` absent) or to the listed logins."""
+
+    type: ClassVar[str] = SEND_MESSAGE
+    text: str = ""
+    to: tuple[str, ...] | None = None
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any], rid: str | int | None) -> SendMessage:
+        text = _require(payload, "text")
+        if not isinstance(text, str):
+            raise ProtocolError(ErrorCode.INVALID_FIELD, "'text' must be a string")
+        to = payload.get("to")
+        recipients: tuple[str, ...] | None = None
+        if to is not None:
+            if not isinstance(to, list) or not all(isinstance(x, str) for x in to):
+                raise ProtocolError(ErrorCode.INVALID_FIELD, "'to' must be a list of logins")
+            if not to:
+                raise ProtocolError(ErrorCode.INVALID_FIELD, "'to' must name at least one login (omit it for everyone)")
+            if len(to) > MAX_RECIPIENTS:
+                raise ProtocolError(ErrorCode.INVALID_FIELD, f"'to' names more than {MAX_RECIPIENTS} logins")
+            recipients = tuple(dict.fromkeys(unicodedata.normalize("NFC", x).strip() for x in to))
+        return cls(rid=rid, text=text, to=recipients)
+
+
+def _sdp(payload: dict[str, Any]) -> str:
+    sdp = _require(payload, "sdp")
+    if not isinstance(sdp, str):
+        raise ProtocolError(ErrorCode.INVALID_FIELD, "'sdp' must be a string")
+    if len(sdp.encode("utf-8")) > MAX_SDP_BYTES:
+        raise ProtocolError(ErrorCode.INVALID_SDP, f"SDP is larger than {MAX_SDP_BYTES} bytes")
+    if not sdp.startswith("v=0"):
+        raise ProtocolError(ErrorCode.INVALID_SDP, "SDP must start with v=0")
+    return sdp
+
+
+@dataclass(frozen=True)
+class Publish(Command):
+    """Publish a camera or screen stream: an SDP offer answered by the relay."""
+
+    type: ClassVar[str] = PUBLISH
+    kind: str = "camera"
+    sdp: str = ""
+    record: bool = False
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any], rid: str | int | None) -> Publish:
+        kind = payload.get("kind", "camera")
+        if kind not in ("camera", "screen"):
+            raise ProtocolError(ErrorCode.INVALID_FIELD, "'kind' must be 'camera' or 'screen'")
+        return cls(rid=rid, kind=kind, sdp=_sdp(payload), record=bool(_bool(payload, "record")))
+
+
+@dataclass(frozen=True)
+class Unpublish(Command):
+    """Stop publishing one of one's own streams."""
+
+    type: ClassVar[str] = UNPUBLISH
+    stream: str = ""
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any], rid: str | int | None) -> Unpublish:
+        return cls(rid=rid, stream=_string(payload, "stream", max_length=64) or "")
+
+
+@dataclass(frozen=True)
+class Play(Command):
+    """Play a PUBLISHING stream of the room: a receive-only SDP offer."""
+
+    type: ClassVar[str] = PLAY
+    stream: str = ""
+    sdp: str = ""
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any], rid: str | int | None) -> Play:
+        return cls(rid=rid, stream=_string(payload, "stream", max_length=64) or "", sdp=_sdp(payload))
+
+
+@dataclass(frozen=True)
+class Stop(Command):
+    """Stop a playback."""
+
+    type: ClassVar[str] = STOP
+    play: str = ""
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any], rid: str | int | None) -> Stop:
+        return cls(rid=rid, play=_string(payload, "play", max_length=64) or "")
+
+
+@dataclass(frozen=True)
+class Ice(Command):
+    """A trickled ICE candidate for a publish (stream id) or a play (play id)."""
+
+    type: ClassVar[str] = ICE
+    pc: str = ""
+    candidate: str | None = None
+    sdp_mid: str | None = None
+    sdp_mline_index: int | None = None
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any], rid: str | int | None) -> Ice:
+        pc = _string(payload, "pc", max_length=64) or ""
+        candidate = payload.get("candidate")
+        if candidate is None:
+            return cls(rid=rid, pc=pc)
+        if not isinstance(candidate, dict):
+            raise ProtocolError(ErrorCode.INVALID_FIELD, "'candidate' must be an object or null")
+        text = _string(candidate, "candidate", required=False, max_length=1024)
+        mid = _string(candidate, "sdpMid", required=False, max_length=32)
+        index = _int(candidate, "sdpMLineIndex", minimum=0, maximum=64)
+        return cls(rid=rid, pc=pc, candidate=text or None, sdp_mid=mid, sdp_mline_index=index)
+
+
+@dataclass(frozen=True)
+class Mute(Command):
+    """Mute or unmute the audio and/or video of one's own stream."""
+
+    type: ClassVar[str] = MUTE
+    stream: str = ""
+    audio: bool | None = None
+    video: bool | None = None
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any], rid: str | int | None) -> Mute:
+        stream = _string(payload, "stream", max_length=64) or ""
+        audio = _bool(payload, "audio", None)
+        video = _bool(payload, "video", None)
+        if audio is None and video is None:
+            raise ProtocolError(ErrorCode.MISSING_FIELD, "'audio' or 'video' is required")
+        return cls(rid=rid, stream=stream, audio=audio, video=video)
+
+
+MODERATION_ACTIONS = ("kick", "mute", "unpublish", "lock", "unlock", "finalize", "set_max_participants")
+
+
+@dataclass(frozen=True)
+class Moderate(Command):
+    """A moderator action on another participant, stream or the room."""
+
+    type: ClassVar[str] = MODERATE
+    action: str = ""
+    login: str | None = None
+    stream: str | None = None
+    audio: bool | None = None
+    video: bool | None = None
+    max_participants: int | None = None
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any], rid: str | int | None) -> Moderate:
+        action = _string(payload, "action", max_length=32)
+        if action not in MODERATION_ACTIONS:
+            raise ProtocolError(ErrorCode.INVALID_FIELD, f"'action' must be one of {', '.join(MODERATION_ACTIONS)}")
+        return cls(
+            rid=rid,
+            action=action,
+            login=_string(payload, "login", required=action == "kick", max_length=MAX_LOGIN_LENGTH),
+            stream=_string(payload, "stream", required=action in ("mute", "unpublish"), max_length=64),
+            audio=_bool(payload, "audio", None),
+            video=_bool(payload, "video", None),
+            max_participants=_int(payload, "max_participants", minimum=1, maximum=100_000),
+        )
+
+
+COMMANDS: dict[str, type[Command]] = {
+    cls.type: cls
+    for cls in (Hello, Ping, Join, Leave, SendMessage, Publish, Unpublish, Play, Stop, Ice, Mute, Moderate)
+}
+
+
+def decode_frame(text: str | None, bytes_data: bytes | None, max_bytes: int) -> dict[str, Any]:
+    """Decode one WebSocket frame into a JSON object, or raise ProtocolError."""
+    if text is None:
+        raise ProtocolError(ErrorCode.BAD_FRAME, "binary frames are not supported; send JSON text")
+    if len(text) > max_bytes or len(text.encode("utf-8", "surrogatepass")) > max_bytes:
+        raise ProtocolError(ErrorCode.FRAME_TOO_LARGE, f"frame is larger than {max_bytes} bytes")
+    try:
+        payload = json.loads(text)
+    except (ValueError, RecursionError):
+        raise ProtocolError(ErrorCode.BAD_JSON, "frame is not valid JSON") from None
+    if not isinstance(payload, dict):
+        raise ProtocolError(ErrorCode.BAD_JSON, "frame must be a JSON object")
+    return payload
+
+
+def request_id(payload: dict[str, Any]) -> str | int | None:
+    """The request id of a payload, if it is a valid one (else None)."""
+    rid = payload.get("rid")
+    if isinstance(rid, bool):
+        return None
+    if isinstance(rid, int) and abs(rid) < 2**53:
+        return rid
+    if isinstance(rid, str) and len(rid) <= MAX_RID_LENGTH:
+        return rid
+    return None
+
+
+def parse_command(payload: dict[str, Any]) -> Command:
+    """Build the typed command of a decoded frame, or raise ProtocolError."""
+    rid = request_id(payload)
+    if "rid" in payload and payload["rid"] is not None and rid is None:
+        raise ProtocolError(ErrorCode.INVALID_FIELD, f"'rid' must be a string of at most {MAX_RID_LENGTH} or an integer")
+    kind = payload.get("type")
+    if kind is None:
+        raise ProtocolError(ErrorCode.MISSING_FIELD, "'type' is required")
+    if not isinstance(kind, str):
+        raise ProtocolError(ErrorCode.INVALID_FIELD, "'type' must be a string")
+    cls = COMMANDS.get(kind)
+    if cls is None:
+        raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown command type '{kind[:64]}'")
+    return cls.from_payload(payload, rid)
+
+
+# --- Events -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Event:
+    """A server event ready to encode: its type and its fields."""
+
+    type: str
+    fields: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self, rid: str | int | None = None) -> dict[str, Any]:
+        """The JSON object sent on the wire."""
+        data: dict[str, Any] = {"type": self.type, **self.fields}
+        if rid is not None:
+            data["rid"] = rid
+        return data
+
+
+def error_event(code: str, message: str, rid: str | int | None = None) -> dict[str, Any]:
+    """The wire form of an error."""
+    return Event(ERROR, {"code": code, "message": message}).to_dict(rid)
+
+
+def encode(data: dict[str, Any]) -> str:
+    """Encode an event as JSON text (UTF-8 kept as is, never escaped away)."""
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate echoed from input: escape it
+        text = json.dumps(data, ensure_ascii=True, separators=(",", ":"))
+    return text

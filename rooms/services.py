@@ -1,0 +1,529 @@
+"""Room rules, free of any transport: admission, presence, messages, streams.
+
+Every function here is synchronous, runs in one database transaction and
+returns an outcome holding the :class:`Delivery` list that the caller hands to
+the channel layer (rooms.dispatch) after the transaction commits.  Tests call
+these functions directly, without sockets.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from rooms import protocol as p
+from rooms import signals
+from rooms.exceptions import ErrorCode, RoomError
+from rooms.models import Message, Participant, Room, Stream
+from rooms.presenters import message_dict, participant_dict, room_dict, stream_dict
+
+logger = logging.getLogger(__name__)
+
+PRESENT = (Participant.State.CONNECTED, Participant.State.DISCONNECTED)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One event to send: to a room group (minus ``exclude``) and/or to channels."""
+
+    event: dict[str, Any]
+    group: str | None = None
+    channels: tuple[str, ...] = ()
+    exclude: str | None = None
+
+
+@dataclass
+class Outcome:
+    """What a service call changed and whom to tell."""
+
+    deliveries: list[Delivery] = field(default_factory=list)
+    finalized_room_ids: list[int] = field(default_factory=list)
+    closed_stream_ids: list[str] = field(default_factory=list)
+
+
+@dataclass
+class JoinOutcome(Outcome):
+    """The joiner's STATE plus the events for the others."""
+
+    participant_id: int = 0
+    room_id: int = 0
+    group: str = ""
+    state: dict[str, Any] = field(default_factory=dict)
+    resumed: bool = False
+
+
+@dataclass
+class DropOutcome(Outcome):
+    """A participant that dropped; ``disconnected_at`` keys its expiry."""
+
+    participant_id: int = 0
+    disconnected_at: datetime | None = None
+
+
+def _event(kind: str, **fields: Any) -> dict[str, Any]:
+    return p.Event(kind, fields).to_dict()
+
+
+def _on_commit(signal: Any, **kwargs: Any) -> None:
+    transaction.on_commit(lambda: signal.send(sender=None, **kwargs))
+
+
+# --- Admission ----------------------------------------------------------------
+
+
+def _active_room_for_update(name: str) -> Room | None:
+    return Room.objects.select_for_update().filter(name=name, finalized_at__isnull=True).first()
+
+
+def _create_room(name: str, record: bool, max_participants: int | None) -> Room:
+    limit = max_participants or settings.ROOM_MAX_PARTICIPANTS
+    limit = max(1, min(limit, settings.ROOM_MAX_PARTICIPANTS_LIMIT))
+    room = Room.objects.create(name=name, record=record, max_participants=limit)
+    _on_commit(signals.room_started, room=room)
+    return room
+
+
+def join(
+    login: str,
+    room_name: str,
+    channel_name: str,
+    *,
+    record: bool = False,
+    max_participants: int | None = None,
+    role: str | None = None,
+    user_id: int | None = None,
+) -> JoinOutcome:
+    """Join ``room_name`` as ``login``, creating the room if needed.
+
+    A login that is connected in the room is refused; one that dropped is
+    resumed.  A full or locked room refuses newcomers.
+    """
+    sweep_expired()
+    for attempt in range(3):
+        try:
+            with transaction.atomic():
+                return _join(login, room_name, channel_name, record, max_participants, role, user_id)
+        except IntegrityError:
+            # Two joins raced to create the room or to take the login: retry once
+            # so the loser sees the winner's row and gets the proper answer.
+            if attempt == 2:
+                raise RoomError(ErrorCode.LOGIN_TAKEN, "Room already has user with such login") from None
+    raise AssertionError("unreachable")
+
+
+def _join(
+    login: str,
+    room_name: str,
+    channel_name: str,
+    record: bool,
+    max_participants: int | None,
+    role: str | None,
+    user_id: int | None,
+) -> JoinOutcome:
+    room = _active_room_for_update(room_name)
+    created = room is None
+    if room is None:
+        room = _create_room(room_name, record, max_participants)
+    present = list(room.participants.filter(state__in=PRESENT).select_for_update())
+    existing = next((x for x in present if x.login == login), None)
+    resumed = False
+    if existing is not None and existing.state == Participant.State.CONNECTED:
+        raise RoomError(ErrorCode.LOGIN_TAKEN, "Room already has user with such login")
+    if existing is not None:
+        existing.state = Participant.State.CONNECTED
+        existing.channel_name = channel_name
+        existing.disconnected_at = None
+        existing.save(update_fields=["state", "channel_name", "disconnected_at"])
+        participant = existing
+        resumed = True
+    else:
+        if room.locked:
+            raise RoomError(ErrorCode.ROOM_LOCKED, "room is locked")
+        if len(present) >= room.max_participants:
+            raise RoomError(ErrorCode.ROOM_FULL, "room is full")
+        if role is None:
+            role = Participant.Role.MODERATOR if created else Participant.Role.PUBLISHER
+        participant = Participant.objects.create(
+            room=room, login=login, channel_name=channel_name, role=role, user_id=user_id
+        )
+        _on_commit(signals.participant_joined, participant=participant)
+    others = [x for x in present if x.pk != participant.pk]
+    streams = _live_streams_by_participant(room)
+    state = _event(
+        p.STATE,
+        room=room_dict(room),
+        self=participant_dict(participant, streams.get(participant.pk, [])),
+        participants=[participant_dict(x, streams.get(x.pk, [])) for x in others],
+        history=[message_dict(m) for m in history_for(room, login)],
+        resumed=resumed,
+    )
+    me = participant_dict(participant, streams.get(participant.pk, []))
+    kind = p.PARTICIPANT_UPDATED if resumed else p.JOINED
+    deliveries = [Delivery(_event(kind, participant=me), group=room.group_name, exclude=channel_name)]
+    return JoinOutcome(
+        deliveries=deliveries,
+        participant_id=participant.pk,
+        room_id=room.pk,
+        group=room.group_name,
+        state=state,
+        resumed=resumed,
+    )
+
+
+def _live_streams_by_participant(room: Room) -> dict[int, list[Stream]]:
+    result: dict[int, list[Stream]] = {}
+    for stream in Stream.objects.filter(participant__room=room, status=Stream.Status.PUBLISHING):
+        result.setdefault(stream.participant_id, []).append(stream)
+    return result
+
+
+def history_for(room: Room, login: str) -> list[Message]:
+    """The room's recent messages that ``login`` may see, oldest first."""
+    visible = Q(to_everyone=True) | Q(sender_login=login) | Q(recipients__login=login)
+    ids = (
+        Message.objects.filter(room=room)
+        .filter(visible)
+        .order_by("-sent_at", "-pk")
+        .values_list("pk", flat=True)
+        .distinct()[: settings.ROOM_HISTORY_COUNT]
+    )
+    return list(Message.objects.filter(pk__in=list(ids)).order_by("sent_at", "pk"))
+
+
+# --- Leaving, dropping, expiry and finalization ----------------------------------
+
+
+def _end_streams(participant: Participant, outcome: Outcome, status: str = Stream.Status.UNPUBLISHED) -> None:
+    for stream in participant.streams.filter(status__in=(Stream.Status.PENDING, Stream.Status.PUBLISHING)):
+        _set_stream_ended(stream, status, "", outcome, participant)
+
+
+def _set_stream_ended(stream: Stream, status: str, reason: str, outcome: Outcome, participant: Participant) -> None:
+    was_publishing = stream.status == Stream.Status.PUBLISHING
+    stream.status = status
+    stream.reason = reason[:200]
+    stream.ended_at = timezone.now()
+    stream.save(update_fields=["status", "reason", "ended_at"])
+    outcome.closed_stream_ids.append(stream.public_id)
+    data = stream_dict(stream, participant.login)
+    if participant.channel_name:
+        outcome.deliveries.append(
+            Delivery(_event(p.STREAM_STATUS, stream=data, status=status, reason=reason), channels=(participant.channel_name,))
+        )
+    if was_publishing:
+        outcome.deliveries.append(
+            Delivery(
+                _event(p.UNPUBLISHED, participant=participant_dict(participant, []), stream=data),
+                group=participant.room.group_name,
+            )
+        )
+        _on_commit(signals.stream_unpublished, stream=stream)
+
+
+def _mark_left(participant: Participant, outcome: Outcome) -> None:
+    _end_streams(participant, outcome)
+    participant.state = Participant.State.LEFT
+    participant.left_at = timezone.now()
+    participant.save(update_fields=["state", "left_at"])
+    outcome.deliveries.append(
+        Delivery(
+            _event(p.LEFT, participant=participant_dict(participant, [])),
+            group=participant.room.group_name,
+            exclude=participant.channel_name or None,
+        )
+    )
+    _on_commit(signals.participant_left, participant=participant)
+
+
+def _finalize(room: Room, outcome: Outcome, reason: str = "empty") -> None:
+    if room.finalized_at is not None:
+        return
+    for participant in room.participants.filter(state__in=PRESENT).select_for_update():
+        _mark_left(participant, outcome)
+    room.finalized_at = timezone.now()
+    room.save(update_fields=["finalized_at"])
+    outcome.finalized_room_ids.append(room.pk)
+    outcome.deliveries.append(Delivery(_event(p.ROOM_CLOSED, room=room_dict(room), reason=reason), group=room.group_name))
+    _on_commit(signals.room_finished, room=room)
+
+
+def _finalize_if_empty(room: Room, outcome: Outcome) -> None:
+    if not room.participants.filter(state__in=PRESENT).exists():
+        _finalize(room, outcome)
+
+
+@transaction.atomic
+def leave(participant_id: int) -> Outcome:
+    """Leave the room; the last one out finalizes it."""
+    outcome = Outcome()
+    participant = Participant.objects.select_for_update().select_related("room").get(pk=participant_id)
+    if participant.state == Participant.State.LEFT:
+        return outcome
+    room = Room.objects.select_for_update().get(pk=participant.room_id)
+    _mark_left(participant, outcome)
+    _finalize_if_empty(room, outcome)
+    return outcome
+
+
+@transaction.atomic
+def drop(participant_id: int, channel_name: str) -> DropOutcome:
+    """The connection ``channel_name`` closed without a leave.
+
+    The participant stays present (disconnected) for ROOM_IDLE_TIMEOUT so the
+    same login can resume; its streams end because their media is gone.
+    """
+    outcome = DropOutcome(participant_id=participant_id)
+    participant = Participant.objects.select_for_update().select_related("room").filter(pk=participant_id).first()
+    if (
+        participant is None
+        or participant.state != Participant.State.CONNECTED
+        or participant.channel_name != channel_name
+    ):
+        return outcome
+    _end_streams(participant, outcome)
+    participant.state = Participant.State.DISCONNECTED
+    participant.disconnected_at = timezone.now()
+    participant.channel_name = ""
+    participant.save(update_fields=["state", "disconnected_at", "channel_name"])
+    outcome.disconnected_at = participant.disconnected_at
+    outcome.deliveries.append(
+        Delivery(
+            _event(p.PARTICIPANT_UPDATED, participant=participant_dict(participant, [])),
+            group=participant.room.group_name,
+        )
+    )
+    return outcome
+
+
+@transaction.atomic
+def expire(participant_id: int, disconnected_at: datetime | None) -> Outcome:
+    """A dropped participant did not come back in time: it leaves for good."""
+    outcome = Outcome()
+    participant = Participant.objects.select_for_update().select_related("room").filter(pk=participant_id).first()
+    if (
+        participant is None
+        or participant.state != Participant.State.DISCONNECTED
+        or participant.disconnected_at != disconnected_at
+    ):
+        return outcome
+    room = Room.objects.select_for_update().get(pk=participant.room_id)
+    _mark_left(participant, outcome)
+    _finalize_if_empty(room, outcome)
+    return outcome
+
+
+def sweep_expired(now: datetime | None = None) -> Outcome:
+    """Expire every participant dropped longer than ROOM_IDLE_TIMEOUT ago.
+
+    Timers in the process that saw a drop normally do this; the sweep covers
+    timers lost with a restarted process.
+    """
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.ROOM_IDLE_TIMEOUT)
+    outcome = Outcome()
+    stale = Participant.objects.filter(state=Participant.State.DISCONNECTED, disconnected_at__lte=cutoff)
+    for participant_id, disconnected_at in stale.values_list("pk", "disconnected_at")[:200]:
+        result = expire(participant_id, disconnected_at)
+        outcome.deliveries.extend(result.deliveries)
+        outcome.finalized_room_ids.extend(result.finalized_room_ids)
+    return outcome
+
+
+@transaction.atomic
+def finalize_room(room_id: int, reason: str = "finalized") -> Outcome:
+    """End a room now: everyone present leaves and the room is finalized."""
+    outcome = Outcome()
+    room = Room.objects.select_for_update().get(pk=room_id)
+    _finalize(room, outcome, reason)
+    return outcome
+
+
+# --- Messages -------------------------------------------------------------------
+
+
+def _present_participant(participant_id: int) -> Participant:
+    participant = Participant.objects.select_related("room").filter(pk=participant_id).first()
+    if participant is None or participant.state != Participant.State.CONNECTED:
+        raise RoomError(ErrorCode.NOT_JOINED, "join a room first")
+    return participant
+
+
+@transaction.atomic
+def send_message(participant_id: int, text: str, to: tuple[str, ...] | None = None) -> tuple[dict[str, Any], Outcome]:
+    """Store and route a message to everyone or to the listed logins.
+
+    A private message reaches only its recipients and the sender's other
+    views; it never enters anyone else's history.
+    """
+    sender = _present_participant(participant_id)
+    return _store_and_route(sender.room, sender, text, to)
+
+
+@transaction.atomic
+def send_server_message(room_id: int, text: str, to: tuple[str, ...] | None = None) -> tuple[dict[str, Any], Outcome]:
+    """A message from the server (REST, admin) to a room or to some logins."""
+    room = Room.objects.get(pk=room_id, finalized_at__isnull=True)
+    return _store_and_route(room, None, text, to)
+
+
+def _store_and_route(
+    room: Room, sender: Participant | None, text: str, to: tuple[str, ...] | None
+) -> tuple[dict[str, Any], Outcome]:
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise RoomError(ErrorCode.INVALID_FIELD, "message text is not valid Unicode (lone surrogate)") from None
+    if size > settings.MESSAGE_MAX_BYTES:
+        raise RoomError(
+            ErrorCode.MESSAGE_TOO_LARGE, f"message is {size} bytes; the limit is {settings.MESSAGE_MAX_BYTES} bytes"
+        )
+    recipients: list[Participant] = []
+    if to is not None:
+        present = {x.login: x for x in room.participants.filter(state__in=PRESENT)}
+        missing = [login for login in to if login not in present]
+        if missing:
+            raise RoomError(ErrorCode.UNKNOWN_RECIPIENT, f"not in this room: {', '.join(missing[:10])}")
+        recipients = [present[login] for login in to]
+    message = Message.objects.create(
+        room=room,
+        sender=sender,
+        sender_login=sender.login if sender else "",
+        to_everyone=to is None,
+        recipient_logins=list(to or ()),
+        text=text,
+    )
+    if recipients:
+        message.recipients.set(recipients)
+    data = message_dict(message)
+    event = _event(p.MESSAGE, message=data)
+    outcome = Outcome()
+    if to is None:
+        outcome.deliveries.append(Delivery(event, group=room.group_name))
+    else:
+        channels = {x.channel_name for x in recipients if x.channel_name}
+        if sender is not None and sender.channel_name:
+            channels.add(sender.channel_name)
+        outcome.deliveries.append(Delivery(event, channels=tuple(sorted(channels))))
+    _on_commit(signals.message_sent, message=message)
+    return data, outcome
+
+
+# --- Streams --------------------------------------------------------------------
+
+
+@transaction.atomic
+def create_stream(participant_id: int, kind: str, record: bool) -> Stream:
+    """Open a PENDING stream of ``kind`` for a participant (one per kind)."""
+    participant = _present_participant(participant_id)
+    if participant.streams.filter(kind=kind, status__in=(Stream.Status.PENDING, Stream.Status.PUBLISHING)).exists():
+        raise RoomError(ErrorCode.ALREADY_PUBLISHING, f"already publishing a {kind} stream")
+    stream = Stream(participant=participant, kind=kind, record=record or participant.room.record)
+    stream.name = f"{participant.login}-{kind}-{stream.public_id[:6]}"
+    stream.save()
+    return stream
+
+
+def own_stream(participant_id: int, stream_id: str) -> Stream:
+    """One of the participant's own live streams, or a stream_not_found error."""
+    stream = (
+        Stream.objects.select_related("participant", "participant__room")
+        .filter(public_id=stream_id, participant_id=participant_id)
+        .first()
+    )
+    if stream is None or not stream.is_live:
+        raise RoomError(ErrorCode.STREAM_NOT_FOUND, "no such stream of yours is live")
+    return stream
+
+
+def playable_stream(participant_id: int, stream_id: str) -> Stream:
+    """A PUBLISHING stream in the participant's room, or a clear refusal."""
+    participant = _present_participant(participant_id)
+    stream = (
+        Stream.objects.select_related("participant", "participant__room")
+        .filter(public_id=stream_id, participant__room_id=participant.room_id)
+        .first()
+    )
+    if stream is None:
+        raise RoomError(ErrorCode.STREAM_NOT_FOUND, "no such stream in this room")
+    if stream.status != Stream.Status.PUBLISHING:
+        raise RoomError(
+            ErrorCode.STREAM_NOT_PUBLISHING,
+            f"the requested stream must be in the active state PUBLISHING (it is {stream.status})",
+        )
+    return stream
+
+
+@transaction.atomic
+def stream_publishing(stream_id: str, *, has_audio: bool, has_video: bool, audio_codec: str, video_codec: str) -> Outcome:
+    """Media flows: the stream is PUBLISHING; everyone is told."""
+    outcome = Outcome()
+    stream = Stream.objects.select_for_update().select_related("participant", "participant__room").filter(
+        public_id=stream_id
+    ).first()
+    if stream is None or stream.status != Stream.Status.PENDING:
+        return outcome
+    stream.status = Stream.Status.PUBLISHING
+    stream.started_at = timezone.now()
+    stream.has_audio, stream.has_video = has_audio, has_video
+    stream.audio_codec, stream.video_codec = audio_codec, video_codec
+    stream.save()
+    participant = stream.participant
+    data = stream_dict(stream, participant.login)
+    if participant.channel_name:
+        outcome.deliveries.append(
+            Delivery(_event(p.STREAM_STATUS, stream=data, status=stream.status, reason=""), channels=(participant.channel_name,))
+        )
+    outcome.deliveries.append(
+        Delivery(
+            _event(p.PUBLISHED, participant=participant_dict(participant), stream=data),
+            group=participant.room.group_name,
+        )
+    )
+    _on_commit(signals.stream_published, stream=stream)
+    return outcome
+
+
+@transaction.atomic
+def stream_ended(stream_id: str, status: str = Stream.Status.UNPUBLISHED, reason: str = "") -> Outcome:
+    """A stream stopped (unpublish) or failed; players and the room are told."""
+    outcome = Outcome()
+    stream = Stream.objects.select_for_update().select_related("participant", "participant__room").filter(
+        public_id=stream_id
+    ).first()
+    if stream is None or not stream.is_live:
+        return outcome
+    _set_stream_ended(stream, status, reason, outcome, stream.participant)
+    return outcome
+
+
+@transaction.atomic
+def set_mute(stream_id: str, audio: bool | None, video: bool | None, participant_id: int | None = None) -> Outcome:
+    """Store a stream's mute flags and tell everyone in the room."""
+    outcome = Outcome()
+    query = Stream.objects.select_for_update().select_related("participant", "participant__room")
+    query = query.filter(public_id=stream_id)
+    if participant_id is not None:
+        query = query.filter(participant_id=participant_id)
+    stream = query.first()
+    if stream is None or not stream.is_live:
+        raise RoomError(ErrorCode.STREAM_NOT_FOUND, "no such live stream")
+    if audio is not None:
+        stream.audio_muted = audio
+    if video is not None:
+        stream.video_muted = video
+    stream.save(update_fields=["audio_muted", "video_muted"])
+    participant = stream.participant
+    outcome.deliveries.append(
+        Delivery(
+            _event(p.STREAM_UPDATED, participant=participant_dict(participant), stream=stream_dict(stream, participant.login)),
+            group=participant.room.group_name,
+        )
+    )
+    return outcome

@@ -1,0 +1,55 @@
+"""Signed join tokens (JWT, HS256) minted for external backends."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import jwt
+from django.conf import settings
+
+from rooms.auth import SessionIdentity
+from rooms.exceptions import ErrorCode, RoomError
+from rooms.permissions import GRANTS, ROLE_GRANTS
+
+AUDIENCE = "roomapi"
+
+
+def mint_token(
+    room: str, login: str, *, role: str = "publisher", grants: list[str] | None = None,
+    ttl_seconds: int | None = 3600, metadata: dict[str, Any] | None = None,
+) -> str:
+    """A token that lets ``login`` join ``room`` with a role or explicit grants."""
+    if role not in ROLE_GRANTS:
+        raise RoomError(ErrorCode.INVALID_FIELD, f"role must be one of {', '.join(ROLE_GRANTS)}")
+    if grants is not None and any(g not in GRANTS for g in grants):
+        raise RoomError(ErrorCode.INVALID_FIELD, f"grants must be among {', '.join(GRANTS)}")
+    now = datetime.now(UTC)
+    claims: dict[str, Any] = {"aud": AUDIENCE, "iat": now, "sub": login, "room": room, "role": role}
+    if grants is not None:
+        claims["grants"] = sorted(set(grants))
+    if ttl_seconds is not None:
+        claims["exp"] = now + timedelta(seconds=ttl_seconds)
+    if metadata:
+        claims["metadata"] = metadata
+    return jwt.encode(claims, settings.SECRET_KEY, algorithm="HS256")
+
+
+def identity_from_token(token: str) -> SessionIdentity:
+    """Verify a token; tampered, expired or malformed tokens are refused."""
+    try:
+        claims = jwt.decode(token, settings.SECRET_KEY, algorithms=["HS256"], audience=AUDIENCE)
+    except jwt.ExpiredSignatureError:
+        raise RoomError(ErrorCode.INVALID_TOKEN, "the join token has expired") from None
+    except jwt.InvalidTokenError as exc:
+        raise RoomError(ErrorCode.INVALID_TOKEN, f"the join token is invalid ({exc.__class__.__name__})") from None
+    login, room, role = claims.get("sub"), claims.get("room"), claims.get("role", "publisher")
+    if not isinstance(login, str) or not isinstance(room, str) or role not in ROLE_GRANTS:
+        raise RoomError(ErrorCode.INVALID_TOKEN, "the join token lacks a login, a room or a valid role")
+    grants = claims.get("grants")
+    return SessionIdentity(
+        login=login,
+        role=role,
+        room=room,
+        grants=frozenset(grants) if isinstance(grants, list) else None,
+    )

@@ -1,0 +1,32 @@
+"""Shared fixtures: real services, bounded waits."""
+
+from __future__ import annotations
+
+import os
+import socket
+from urllib.parse import urlparse
+
+import pytest
+from django.conf import settings
+
+
+def redis_available() -> bool:
+    """True when REDIS_URL points at a Redis that answers."""
+    url = os.environ.get("REDIS_URL") or settings.REDIS_URL
+    if not url:
+        return False
+    parsed = urlparse(url)
+    try:
+        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 6379), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def require_redis() -> None:
+    """Fail under CI, skip elsewhere, when the test needs Redis and there is none."""
+    if redis_available():
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail("REDIS_URL must point at a running Redis under CI")
+    pytest.skip("needs Redis: set REDIS_URL=redis://127.0.0.1:6379/0")
