@@ -102,10 +102,13 @@ DATABASES = {
         conn_max_age=0,
     )
 }
+# TEST_DB_NAME lets parallel test runs on one machine use separate databases.
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not memory, so that daphne processes started by tests share it.
-    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "test_db.sqlite3")}
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / env_str("TEST_DB_NAME", "test_db.sqlite3"))}
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+elif os.environ.get("TEST_DB_NAME"):
+    DATABASES["default"]["TEST"] = {"NAME": os.environ["TEST_DB_NAME"]}
 
 # Channel layer: REDIS_URL selects channels-redis; otherwise in-memory (one process).
 REDIS_URL = env_str("REDIS_URL", "")
