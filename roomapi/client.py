@@ -1,0 +1,284 @@
+"""The connection to a Room API server: handshake, request ids, replies and events.
+
+``conn = await roomapi.connect("ws://127.0.0.1:8000", "alice")`` opens one
+WebSocket at ``<url>/ws/``, says hello and returns an ESTABLISHED
+:class:`Connection`.  Every command gets a fresh request id and waits for its
+one reply; events are routed to the joined :class:`~roomapi.room.Room` and to
+internal listeners (``_add_listener``) that the media layer uses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import itertools
+import json
+import logging
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import urlsplit, urlunsplit
+
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import ConnectionClosed
+from websockets.typing import Origin
+
+from roomapi.constants import SESSION_STATUS
+from roomapi.errors import RoomApiError
+from roomapi.room import Room
+
+logger = logging.getLogger(__name__)
+
+PROTOCOL_VERSION = 1
+DEFAULT_TIMEOUT = 15.0
+MAX_FRAME_BYTES = 8 * 1024 * 1024
+
+Listener = Callable[[dict[str, Any]], Any]
+StatusCallback = Callable[["Connection"], Any]
+
+
+def ws_endpoint(url: str) -> str:
+    """The WebSocket address of a server base URL (``ws://host:port`` -> ``ws://host:port/ws/``)."""
+    parts = urlsplit(url)
+    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
+    if scheme not in ("ws", "wss"):
+        raise ValueError(f"the server URL must start with ws://, wss://, http:// or https:// (got {url!r})")
+    path = parts.path.rstrip("/")
+    if not path.endswith("/ws"):
+        path += "/ws"
+    return urlunsplit((scheme, parts.netloc, path + "/", parts.query, ""))
+
+
+def origin_of(url: str) -> str:
+    """The HTTP origin the server's origin check expects for ``url``."""
+    parts = urlsplit(url)
+    scheme = "https" if parts.scheme in ("wss", "https") else "http"
+    return f"{scheme}://{parts.netloc}"
+
+
+class Connection:
+    """An established session: at most one joined room at a time."""
+
+    def __init__(self, ws: ClientConnection, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self._ws = ws
+        self.timeout = timeout
+        self.status: str = SESSION_STATUS.PENDING
+        """A SESSION_STATUS value."""
+        self.username: str | None = None
+        self.session: str | None = None
+        self.version: int | None = None
+        self.close_code: int | None = None
+        self._rids = itertools.count(1)
+        self._pending: dict[str | int, asyncio.Future[dict[str, Any]]] = {}
+        self._listeners: dict[str, list[Listener]] = {}
+        self._status_callbacks: dict[str, list[StatusCallback]] = {}
+        self._room: Room | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._reader: asyncio.Task[None] = asyncio.get_running_loop().create_task(self._read())
+
+    def __repr__(self) -> str:
+        return f"<Connection {self.username!r} {self.status}>"
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.disconnect()
+
+    # --- public API -------------------------------------------------------------------
+
+    @property
+    def room(self) -> Room | None:
+        """The room this connection is in, if any."""
+        return self._room
+
+    def on(self, status: str, callback: StatusCallback) -> Connection:
+        """Call ``callback(connection)`` when the session reaches a SESSION_STATUS; chainable."""
+        self._status_callbacks.setdefault(status, []).append(callback)
+        return self
+
+    async def join(self, name: str, record: bool = False, max_participants: int | None = None) -> Room:
+        """Join room ``name`` (created if it does not exist); raises RoomApiError if refused."""
+        fields: dict[str, Any] = {"room": name}
+        if record:
+            fields["record"] = True
+        if max_participants is not None:
+            fields["max_participants"] = max_participants
+        await self._request("join", **fields)
+        room = self._room
+        if room is None:  # pragma: no cover - the reader sets it before the reply resolves
+            raise RoomApiError("internal_error", "no state after join")
+        return room
+
+    async def ping(self) -> None:
+        """Round-trip a ping."""
+        await self._request("ping")
+
+    async def disconnect(self) -> None:
+        """Close the WebSocket without leaving: the server keeps the login for ROOM_IDLE_TIMEOUT."""
+        try:
+            await asyncio.wait_for(self._ws.close(), self.timeout)
+        except (TimeoutError, ConnectionClosed, OSError):
+            pass
+        try:
+            await asyncio.wait_for(asyncio.shield(self._reader), self.timeout)
+        except (TimeoutError, asyncio.CancelledError):
+            self._reader.cancel()
+        self._set_closed()
+
+    # --- internal API (used by roomapi.media) ---------------------------------------------
+
+    async def _request(self, type: str, **fields: Any) -> dict[str, Any]:
+        """Send command ``type`` with a fresh request id; its reply, or RoomApiError if refused."""
+        if self.status == SESSION_STATUS.DISCONNECTED:
+            raise RoomApiError("disconnected", "the connection is closed")
+        rid = next(self._rids)
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending[rid] = future
+        try:
+            await self._ws.send(json.dumps({"type": type, "rid": rid, **fields}, ensure_ascii=False))
+            reply = await asyncio.wait_for(future, self.timeout)
+        except ConnectionClosed:
+            raise RoomApiError("disconnected", "the connection closed") from None
+        except TimeoutError:
+            raise RoomApiError("timeout", f"no reply to {type} within {self.timeout} s") from None
+        finally:
+            self._pending.pop(rid, None)
+        if reply.get("type") == "error":
+            raise RoomApiError(str(reply.get("code", "error")), str(reply.get("message", "")))
+        return reply
+
+    def _add_listener(self, type: str, callback: Listener) -> None:
+        """Call ``callback(event)`` for every server frame of ``type`` (``"*"`` for all)."""
+        self._listeners.setdefault(type, []).append(callback)
+
+    def _remove_listener(self, type: str, callback: Listener) -> None:
+        """Undo :meth:`_add_listener`."""
+        callbacks = self._listeners.get(type, [])
+        if callback in callbacks:
+            callbacks.remove(callback)
+
+    def _call(self, callback: Callable[..., Any], *args: Any) -> None:
+        """Run a sync or async callback without blocking the reader; errors are logged."""
+        try:
+            result = callback(*args)
+        except Exception:
+            logger.exception("callback %r failed", callback)
+            return
+        if inspect.isawaitable(result):
+            task = asyncio.ensure_future(result)
+            self._tasks.add(task)
+            task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("callback failed", exc_info=task.exception())
+
+    # --- reading ------------------------------------------------------------------------
+
+    async def _read(self) -> None:
+        try:
+            async for frame in self._ws:
+                if isinstance(frame, bytes):
+                    logger.warning("ignoring a binary frame from the server")
+                    continue
+                try:
+                    event = json.loads(frame)
+                except ValueError:
+                    logger.warning("ignoring a frame that is not JSON")
+                    continue
+                if isinstance(event, dict):
+                    self._on_event(event)
+        except ConnectionClosed:
+            pass
+        except Exception:
+            logger.exception("reading from the server failed")
+        finally:
+            self.close_code = self._ws.close_code
+            self._set_closed()
+
+    def _on_event(self, event: dict[str, Any]) -> None:
+        kind = str(event.get("type", ""))
+        if kind == "state":
+            if self._room is not None:
+                self._room._close()
+            self._room = Room(self, event)
+        elif self._room is not None:
+            try:
+                self._room._handle(event)
+            except Exception:
+                logger.exception("handling %s failed", kind)
+        for callback in self._listeners.get(kind, []) + self._listeners.get("*", []):
+            self._call(callback, event)
+        rid = event.get("rid")
+        if rid is not None:
+            future = self._pending.get(rid)
+            if future is not None and not future.done():
+                future.set_result(event)
+        elif kind == "error":
+            logger.warning("server error: %s %s", event.get("code"), event.get("message"))
+
+    def _set_status(self, status: str) -> None:
+        if self.status == status:
+            return
+        self.status = status
+        for callback in self._status_callbacks.get(status, []):
+            self._call(callback, self)
+
+    def _set_closed(self) -> None:
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(RoomApiError("disconnected", "the connection closed"))
+        self._pending.clear()
+        if self._room is not None:
+            self._room._close()
+        if self.status != SESSION_STATUS.FAILED:
+            self._set_status(SESSION_STATUS.DISCONNECTED)
+
+
+async def connect(
+    url: str,
+    username: str | None = None,
+    *,
+    token: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> Connection:
+    """Connect to the server at base ``url`` and open a session as ``username`` or with a join ``token``.
+
+    Returns an ESTABLISHED connection; raises RoomApiError when the server
+    refuses the session (FAILED: bad username, bad token, wrong version).
+    """
+    if username is None and token is None:
+        raise ValueError("give a username or a token")
+    ws = await ws_connect(
+        ws_endpoint(url),
+        origin=Origin(origin_of(url)),
+        max_size=MAX_FRAME_BYTES,
+        open_timeout=timeout,
+        proxy=None,
+        compression=None,
+    )
+    conn = Connection(ws, timeout=timeout)
+    hello: dict[str, Any] = {"version": PROTOCOL_VERSION}
+    if username is not None:
+        hello["username"] = username
+    if token is not None:
+        hello["token"] = token
+    try:
+        reply = await conn._request("hello", **hello)
+    except RoomApiError:
+        await conn.disconnect()
+        raise
+    if reply.get("type") != "established":
+        conn.status = SESSION_STATUS.FAILED
+        await conn.disconnect()
+        raise RoomApiError(str(reply.get("code", "failed")), str(reply.get("message", "session failed")))
+    conn.username = reply.get("username")
+    conn.session = reply.get("session")
+    conn.version = reply.get("version")
+    conn._set_status(SESSION_STATUS.ESTABLISHED)
+    return conn

@@ -1,0 +1,229 @@
+"""A joined room: its participants, its message history and its event callbacks."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from roomapi.constants import ALL_ROOM_EVENTS, ROOM_EVENT
+from roomapi.objects import Message, Participant, RoomEvent, Stream
+
+if TYPE_CHECKING:
+    from roomapi.client import Connection
+
+logger = logging.getLogger(__name__)
+
+RoomCallback = Callable[[RoomEvent], Any]
+EventPredicate = Callable[[RoomEvent], bool]
+
+
+class Room:
+    """A room this connection is in; built from the server's ``state`` reply to ``join``.
+
+    Its participants (the others), their streams and the message history are
+    kept current by the room's events.  Callbacks given to :meth:`on` receive
+    a :class:`RoomEvent`; they may be plain functions or coroutines.
+    """
+
+    def __init__(self, connection: Connection, state: dict[str, Any]) -> None:
+        self.connection = connection
+        self.info: dict[str, Any] = dict(state.get("room") or {})
+        self.name: str = str(self.info.get("name", ""))
+        self.id: int | None = self.info.get("id")
+        self.me: Participant = Participant.from_dict(state["self"], self)
+        self.grants: list[str] = list(state["self"].get("grants", []))
+        self.resumed: bool = bool(state.get("resumed"))
+        self._participants: dict[str, Participant] = {}
+        for raw in state.get("participants") or []:
+            participant = Participant.from_dict(raw, self)
+            self._participants[participant.login] = participant
+        self.history: list[Message] = [Message.from_dict(m) for m in state.get("history") or []]
+        """Messages this participant may see: the joining history, then every message received."""
+        self.events: list[RoomEvent] = []
+        """Every event this room emitted, oldest first (see :meth:`wait_for`)."""
+        self.closed = False
+        """True once the room ended for this connection (left, kicked or finalized)."""
+        self._callbacks: dict[str, list[RoomCallback]] = {}
+        self._consumed: set[int] = set()
+        self._waiters: list[tuple[str, EventPredicate | None, asyncio.Future[RoomEvent]]] = []
+        self._emit(RoomEvent(ROOM_EVENT.STATE, "state", state))
+
+    def __repr__(self) -> str:
+        return f"<Room {self.name!r} as {self.me.login!r}, {len(self._participants)} others>"
+
+    # --- public API -------------------------------------------------------------
+
+    def get_participants(self) -> list[Participant]:
+        """The other participants present (connected or briefly disconnected)."""
+        return list(self._participants.values())
+
+    def get_participant(self, login: str) -> Participant | None:
+        """Another participant by login, if present."""
+        return self._participants.get(login)
+
+    def on(self, event: str, callback: RoomCallback) -> Room:
+        """Call ``callback(room_event)`` on each ROOM_EVENT ``event``; returns the room (chainable)."""
+        if event not in ALL_ROOM_EVENTS:
+            raise ValueError(f"unknown room event {event!r}")
+        self._callbacks.setdefault(event, []).append(callback)
+        return self
+
+    async def send_message(self, text: str, to: Iterable[str] | str | None = None) -> Message:
+        """Send ``text`` to everyone, or privately to one login or a list of logins."""
+        fields: dict[str, Any] = {"text": text}
+        if to is not None:
+            fields["to"] = [to] if isinstance(to, str) else list(to)
+        reply = await self.connection._request("send_message", **fields)
+        return Message.from_dict(reply.get("message") or {})
+
+    async def leave(self) -> None:
+        """Leave the room; the others get LEFT, and the last one out finalizes it."""
+        if self.closed:
+            return
+        await self.connection._request("leave")
+        self._close()
+
+    async def wait_for(
+        self, event: str, predicate: EventPredicate | None = None, timeout: float = 10.0
+    ) -> RoomEvent:
+        """The first not yet awaited ``event`` matching ``predicate``, waiting at most ``timeout`` seconds.
+
+        Events already emitted count, so nothing is missed between a command
+        and the wait; each event is returned by at most one call.
+        """
+        if event not in ALL_ROOM_EVENTS:
+            raise ValueError(f"unknown room event {event!r}")
+        for index, past in enumerate(self.events):
+            if index not in self._consumed and past.name == event and (predicate is None or predicate(past)):
+                self._consumed.add(index)
+                return past
+        future: asyncio.Future[RoomEvent] = asyncio.get_running_loop().create_future()
+        waiter = (event, predicate, future)
+        self._waiters.append(waiter)
+        try:
+            return await asyncio.wait_for(future, timeout)
+        finally:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+
+    # --- event handling (called by the connection) -------------------------------------
+
+    def _close(self) -> None:
+        self.closed = True
+        if self.connection._room is self:
+            self.connection._room = None
+
+    def _emit(self, room_event: RoomEvent) -> None:
+        index = len(self.events)
+        self.events.append(room_event)
+        for waiter in list(self._waiters):
+            name, predicate, future = waiter
+            if future.done() or name != room_event.name:
+                continue
+            try:
+                matched = predicate is None or predicate(room_event)
+            except Exception:
+                logger.exception("wait_for predicate failed")
+                continue
+            if matched:
+                self._waiters.remove(waiter)
+                self._consumed.add(index)
+                future.set_result(room_event)
+                break
+        for callback in list(self._callbacks.get(room_event.name, [])):
+            self.connection._call(callback, room_event)
+
+    def _participant(self, data: dict[str, Any]) -> Participant:
+        login = str(data["login"])
+        if login == self.me.login:
+            self.me.update(data)
+            return self.me
+        participant = self._participants.get(login)
+        if participant is None:
+            participant = Participant.from_dict(data, self)
+            self._participants[login] = participant
+        else:
+            participant.update(data)
+        return participant
+
+    def _stream_of(self, participant: Participant, data: dict[str, Any]) -> Stream:
+        stream = participant.streams.get(str(data["id"]))
+        if stream is None:
+            stream = Stream.from_dict(data)
+        else:
+            stream.update(data)
+        return stream
+
+    def _handle(self, event: dict[str, Any]) -> None:
+        """Apply one protocol event to the room's objects and emit the matching ROOM_EVENT."""
+        kind = event.get("type")
+        if kind == "joined":
+            participant = self._participant(event["participant"])
+            self._emit(RoomEvent(ROOM_EVENT.JOINED, kind, event, participant=participant))
+        elif kind == "left":
+            data = event["participant"]
+            login = str(data["login"])
+            if login == self.me.login:
+                self.me.update(data)
+                return
+            known = self._participants.pop(login, None)
+            participant = known if known is not None else Participant.from_dict(data, self)
+            participant.update(data)
+            participant.streams.clear()
+            self._emit(RoomEvent(ROOM_EVENT.LEFT, kind, event, participant=participant))
+        elif kind == "participant_updated":
+            participant = self._participant(event["participant"])
+            self._emit(RoomEvent(ROOM_EVENT.UPDATED, kind, event, participant=participant))
+        elif kind == "message":
+            message = Message.from_dict(event.get("message") or {})
+            self.history.append(message)
+            self._emit(RoomEvent(ROOM_EVENT.MESSAGE, kind, event, message=message))
+        elif kind in ("published", "unpublished", "stream_updated"):
+            self._handle_stream_event(kind, event)
+        elif kind == "stream_status":
+            self._handle_stream_status(event)
+        elif kind == "room_updated":
+            self.info.update(event.get("room") or {})
+            self._emit(RoomEvent(ROOM_EVENT.UPDATED, kind, event))
+        elif kind == "room_closed":
+            self._close()
+            reason = str(event.get("reason", ""))
+            self._emit(RoomEvent(ROOM_EVENT.FAILED, kind, event, code="room_closed", info=reason))
+        elif kind == "kicked":
+            self._close()
+            reason = str(event.get("reason", ""))
+            self._emit(RoomEvent(ROOM_EVENT.FAILED, kind, event, participant=self.me, code="kicked", info=reason))
+
+    def _handle_stream_event(self, kind: str, event: dict[str, Any]) -> None:
+        participant = self._participant({k: v for k, v in event["participant"].items() if k != "streams"})
+        stream = self._stream_of(participant, event["stream"])
+        if kind == "published":
+            participant.streams[stream.id] = stream
+            self._emit(RoomEvent(ROOM_EVENT.PUBLISHED, kind, event, participant=participant, stream=stream))
+        elif kind == "unpublished":
+            participant.streams.pop(stream.id, None)
+            self._emit(RoomEvent(ROOM_EVENT.UNPUBLISHED, kind, event, participant=participant, stream=stream))
+        else:
+            if stream.status == "PUBLISHING":
+                participant.streams[stream.id] = stream
+            self._emit(RoomEvent(ROOM_EVENT.UPDATED, kind, event, participant=participant, stream=stream))
+
+    def _handle_stream_status(self, event: dict[str, Any]) -> None:
+        data = event.get("stream") or {}
+        if "id" not in data:
+            return
+        stream = self._stream_of(self.me, data)
+        status = str(event.get("status", stream.status))
+        stream.status = status
+        if status == "PUBLISHING":
+            self.me.streams[stream.id] = stream
+        else:
+            self.me.streams.pop(stream.id, None)
+        if status == "FAILED":
+            reason = str(event.get("reason", ""))
+            self._emit(
+                RoomEvent(ROOM_EVENT.FAILED, "stream_status", event, participant=self.me, stream=stream,
+                          code="stream_failed", info=reason)
+            )
