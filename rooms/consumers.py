@@ -171,15 +171,19 @@ class RoomConsumer(AsyncWebsocketConsumer):
             require_grant(self.grants, "can_record")
         stream = await db(services.create_stream)(participant_id, command.kind, command.record)
         assert self.room_id is not None
-        await media_client().publish(
-            room_id=self.room_id,
-            participant_id=participant_id,
-            stream_id=stream.public_id,
-            sdp=command.sdp,
-            record=stream.record,
-            reply_channel=self.channel_name,
-            rid=command.rid,
-        )
+        try:
+            await media_client().publish(
+                room_id=self.room_id,
+                participant_id=participant_id,
+                stream_id=stream.public_id,
+                sdp=command.sdp,
+                record=stream.record,
+                reply_channel=self.channel_name,
+                rid=command.rid,
+            )
+        except RoomError as exc:
+            await deliver((await db(services.stream_ended)(stream.public_id, "FAILED", exc.message)).deliveries)
+            raise
 
     async def _handle_unpublish(self, command: p.Unpublish) -> None:
         participant_id = self._require_room()

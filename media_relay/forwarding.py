@@ -1,0 +1,305 @@
+"""The forward path: encoded RTP from a publisher to every player, never decoded.
+
+:class:`Ingest` replaces aiortc's per-packet receive handler of a publisher's
+track.  It keeps what a receiver owes its sender (REMB, receiver reports, NACK,
+RTX unwrapping) and skips the jitter buffer and the decoder entirely.  Each
+player has a :class:`DownTrack` that rewrites the header (payload type, SSRC,
+sequence, timestamp) with a few bytes of struct packing, keeps a history for
+NACKs, and hands the packet to SRTP and the socket without a coroutine hop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from aiortc import clock
+from aiortc.codecs import is_rtx
+from aiortc.rtcdtlstransport import RTCDtlsTransport, State
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtcrtpreceiver import RTCRtpReceiver, StreamStatistics
+from aiortc.rtcrtpsender import RTCRtpSender
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RTCP_PSFB_FIR,
+    RTCP_PSFB_PLI,
+    RTCP_RTPFB_NACK,
+    AnyRtcpPacket,
+    RtcpPsfbPacket,
+    RtcpRtpfbPacket,
+    RtpPacket,
+    pack_remb_fci,
+    unwrap_rtx,
+)
+
+from media_relay.rtp import build_packet, keyframe_start, packet_sequence, wrap_rtx
+
+logger = logging.getLogger(__name__)
+
+HISTORY_SIZE = 1024
+
+
+class PacketSink(Protocol):
+    """Anything fed with a publication's RTP after RTX unwrapping (e.g. a recorder)."""
+
+    def write(self, kind: str, codec: RTCRtpCodecParameters, packet: RtpPacket) -> None: ...
+
+
+class DownTrack:
+    """One player's copy of one publisher track."""
+
+    def __init__(
+        self,
+        kind: str,
+        sender: RTCRtpSender,
+        transport: RTCDtlsTransport,
+        payload_types: dict[int, int],
+        rtx_payload_type: int | None,
+        on_first_packet: Callable[[], None],
+        request_keyframe: Callable[[], None],
+    ) -> None:
+        self.kind = kind
+        self.sender = sender
+        self.transport = transport
+        self.ssrc = sender._ssrc
+        self.rtx_ssrc = sender._rtx_ssrc
+        self.payload_types = payload_types
+        self.rtx_payload_type = rtx_payload_type
+        self.on_first_packet: Callable[[], None] | None = on_first_packet
+        self.request_keyframe = request_keyframe
+        self.waiting_keyframe = kind == "video"
+        self.resync = True
+        self.sequence_offset = 0
+        self.timestamp_offset: int | None = None
+        self.last_sequence = random.randint(0, 0xFFFF)
+        self.rtx_sequence = random.randint(0, 0xFFFF)
+        self.history: list[bytes | None] = [None] * HISTORY_SIZE
+        self.packets_sent = 0
+        self.octets_sent = 0
+        self.last_timestamp = 0
+        self._original_rtcp = sender._handle_rtcp_packet
+        sender._handle_rtcp_packet = self.handle_rtcp  # type: ignore[method-assign]
+
+    def pause(self) -> None:
+        """Stop forwarding (muted); resume continues the sequence without a gap."""
+        self.resync = True
+        if self.kind == "video":
+            self.waiting_keyframe = True
+
+    def forward(self, payload_type: int, marker: int, sequence: int, timestamp: int, payload: bytes, key: bool) -> None:
+        """Rewrite and send one packet of the publisher."""
+        if self.waiting_keyframe:
+            if not key:
+                return
+            self.waiting_keyframe = False
+        out_type = self.payload_types.get(payload_type)
+        if out_type is None:
+            return
+        if self.resync:
+            self.sequence_offset = (self.last_sequence + 1 - sequence) & 0xFFFF
+            if self.timestamp_offset is None:
+                self.timestamp_offset = (random.getrandbits(32) - timestamp) & 0xFFFFFFFF
+            self.resync = False
+        out_sequence = (sequence + self.sequence_offset) & 0xFFFF
+        out_timestamp = (timestamp + self.timestamp_offset) & 0xFFFFFFFF  # type: ignore[operator]
+        data = build_packet(out_type, marker, out_sequence, out_timestamp, self.ssrc, payload)
+        if ((out_sequence - self.last_sequence) & 0xFFFF) < 0x8000:
+            self.last_sequence = out_sequence
+        self.history[out_sequence % HISTORY_SIZE] = data
+        if self._send(data):
+            self.packets_sent += 1
+            self.octets_sent += len(payload)
+            self.last_timestamp = out_timestamp
+            if marker or self.kind == "audio":
+                self._update_sender_report()
+            if self.on_first_packet is not None:
+                callback, self.on_first_packet = self.on_first_packet, None
+                callback()
+
+    def _send(self, data: bytes) -> bool:
+        transport = self.transport
+        if transport._state != State.CONNECTED:
+            return False
+        protected = transport._tx_srtp.protect(data)
+        connection = transport.transport._connection
+        pair = connection._nominated.get(1)
+        if pair is None:
+            return False
+        pair.protocol.transport.sendto(protected, pair.remote_addr)
+        return True
+
+    def _update_sender_report(self) -> None:
+        # aiortc's sender reports (RTCP SR) read these; keep them true to what we sent.
+        sender = self.sender
+        sender._RTCRtpSender__ntp_timestamp = clock.current_ntp_time()  # type: ignore[attr-defined]
+        sender._RTCRtpSender__rtp_timestamp = self.last_timestamp  # type: ignore[attr-defined]
+        sender._RTCRtpSender__packet_count = self.packets_sent  # type: ignore[attr-defined]
+        sender._RTCRtpSender__octet_count = self.octets_sent  # type: ignore[attr-defined]
+
+    def retransmit(self, sequence: int) -> None:
+        """Answer a NACK from the history, as RTX when negotiated."""
+        data = self.history[sequence % HISTORY_SIZE]
+        if data is None or packet_sequence(data) != sequence:
+            return
+        if self.rtx_payload_type is not None:
+            data = wrap_rtx(data, self.rtx_payload_type, self.rtx_sequence, self.rtx_ssrc)
+            self.rtx_sequence = (self.rtx_sequence + 1) & 0xFFFF
+        self._send(data)
+
+    async def handle_rtcp(self, packet: AnyRtcpPacket) -> None:
+        """The player's feedback: NACKs answered here, keyframe requests go upstream."""
+        if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
+            for sequence in packet.lost:
+                self.retransmit(sequence)
+        elif isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
+            self.request_keyframe()
+        else:
+            await self._original_rtcp(packet)
+
+
+class Ingest:
+    """A publisher's track: receives its RTP and fans it out to players and sinks."""
+
+    def __init__(
+        self,
+        kind: str,
+        receiver: RTCRtpReceiver,
+        on_first_packet: Callable[[Ingest], None],
+        pli_interval: float,
+    ) -> None:
+        self.kind = kind
+        self.receiver = receiver
+        self.downtracks: list[DownTrack] = []
+        self.sinks: list[PacketSink] = []
+        self.enabled = True
+        self.media_ssrc: int | None = None
+        self.codec: RTCRtpCodecParameters | None = None
+        self.packets_received = 0
+        self.on_first_packet: Callable[[Ingest], None] | None = on_first_packet
+        self.pli_interval = pli_interval
+        self._last_pli = 0.0
+        self._pli_pending: asyncio.TimerHandle | None = None
+        # aiortc's receiver state that feedback needs (private in aiortc 1.16).
+        prefix = "_RTCRtpReceiver__"
+        self._codecs: dict[int, RTCRtpCodecParameters] = getattr(receiver, prefix + "codecs")
+        self._remote_streams: dict[int, StreamStatistics] = getattr(receiver, prefix + "remote_streams")
+        self._rtx_ssrc: dict[int, int] = getattr(receiver, prefix + "rtx_ssrc")
+        self._active_ssrc: dict[int, Any] = getattr(receiver, prefix + "active_ssrc")
+        self._nack_generator = getattr(receiver, prefix + "nack_generator")
+        self._bitrate_estimator = getattr(receiver, prefix + "remote_bitrate_estimator")
+        receiver._handle_rtp_packet = self.handle_rtp  # type: ignore[method-assign]
+
+    async def handle_rtp(self, packet: RtpPacket, arrival_time_ms: int) -> None:
+        """Replaces RTCRtpReceiver._handle_rtp_packet: feedback, then forward; no decoding."""
+        receiver = self.receiver
+        if self._bitrate_estimator is not None and packet.extensions.abs_send_time is not None:
+            remb = self._bitrate_estimator.add(
+                abs_send_time=packet.extensions.abs_send_time,
+                arrival_time_ms=arrival_time_ms,
+                payload_size=len(packet.payload) + packet.padding_size,
+                ssrc=packet.ssrc,
+            )
+            rtcp_ssrc = getattr(receiver, "_RTCRtpReceiver__rtcp_ssrc")
+            if rtcp_ssrc is not None and remb is not None:
+                await receiver._send_rtcp(
+                    RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=pack_remb_fci(*remb))
+                )
+        self._active_ssrc[packet.ssrc] = clock.current_datetime()
+        codec = self._codecs.get(packet.payload_type)
+        if codec is None:
+            return
+        stats = self._remote_streams.get(packet.ssrc)
+        if stats is None:
+            stats = self._remote_streams[packet.ssrc] = StreamStatistics(codec.clockRate)
+        stats.add(packet)
+        if is_rtx(codec):
+            original_ssrc = self._rtx_ssrc.get(packet.ssrc)
+            apt = codec.parameters.get("apt")
+            if original_ssrc is None or len(packet.payload) < 2 or not isinstance(apt, int) or apt not in self._codecs:
+                return
+            packet = unwrap_rtx(packet, payload_type=apt, ssrc=original_ssrc)
+            codec = self._codecs[apt]
+        if self._nack_generator is not None and self._nack_generator.add(packet):
+            await receiver._send_rtcp_nack(packet.ssrc, sorted(self._nack_generator.missing))
+        if not packet.payload:
+            return
+        self.packets_received += 1
+        if self.media_ssrc is None or self.media_ssrc != packet.ssrc:
+            self.media_ssrc = packet.ssrc
+        if self.codec is None or self.codec.payloadType != codec.payloadType:
+            self.codec = codec
+        if self.on_first_packet is not None:
+            callback, self.on_first_packet = self.on_first_packet, None
+            callback(self)
+        for sink in self.sinks:
+            try:
+                sink.write(self.kind, codec, packet)
+            except Exception:
+                logger.exception("media sink failed; removing it")
+                self.sinks.remove(sink)
+        if not self.enabled or not self.downtracks:
+            return
+        key = self.kind == "video" and keyframe_start(codec.name, packet.payload)
+        payload, payload_type, marker = packet.payload, packet.payload_type, packet.marker
+        sequence, timestamp = packet.sequence_number, packet.timestamp
+        for downtrack in self.downtracks:
+            downtrack.forward(payload_type, marker, sequence, timestamp, payload, key)
+
+    def set_enabled(self, enabled: bool) -> None:
+        """Mute (False) or unmute (True): muted media is not forwarded."""
+        if enabled == self.enabled:
+            return
+        self.enabled = enabled
+        if not enabled:
+            for downtrack in self.downtracks:
+                downtrack.pause()
+        else:
+            self.request_keyframe(immediate=True)
+
+    def add(self, downtrack: DownTrack) -> None:
+        """Start forwarding to a player; ask the publisher for a keyframe for it."""
+        self.downtracks.append(downtrack)
+        self.request_keyframe(immediate=True)
+
+    def remove(self, downtrack: DownTrack) -> None:
+        """Stop forwarding to a player."""
+        if downtrack in self.downtracks:
+            self.downtracks.remove(downtrack)
+
+    def request_keyframe(self, immediate: bool = False) -> None:
+        """Send a PLI to the publisher's media SSRC, at most once per interval."""
+        if self.kind != "video" or self.media_ssrc is None:
+            return
+        if self._pli_pending is not None:
+            return
+        wait = self._last_pli + self.pli_interval - time.monotonic()
+        if wait <= 0 or (immediate and wait <= 0):
+            self._send_pli()
+            return
+        loop = asyncio.get_running_loop()
+        self._pli_pending = loop.call_later(wait, self._send_pli)
+
+    def _send_pli(self) -> None:
+        self._pli_pending = None
+        if self.media_ssrc is None:
+            return
+        self._last_pli = time.monotonic()
+        task = asyncio.ensure_future(self.receiver._send_rtcp_pli(self.media_ssrc))
+        task.add_done_callback(_log_failure)
+
+    def close(self) -> None:
+        """Forget players and sinks; cancel a pending keyframe request."""
+        if self._pli_pending is not None:
+            self._pli_pending.cancel()
+            self._pli_pending = None
+        self.downtracks.clear()
+        self.sinks.clear()
+
+
+def _log_failure(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.debug("keyframe request failed: %s", task.exception())

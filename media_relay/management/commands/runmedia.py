@@ -1,0 +1,39 @@
+"""Run a media worker process (MEDIA_MODE=workers); start one per core."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from typing import Any
+
+from django.core.management.base import BaseCommand
+
+logger = logging.getLogger(__name__)
+
+
+class Command(BaseCommand):
+    help = "Run a media relay worker that takes publish/play work through the channel layer."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--worker-id", default=None, help="A stable id for this worker (default: pid-random).")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        import uvloop
+
+        from media_relay.worker import MediaWorker
+
+        async def main() -> None:
+            worker = MediaWorker(options["worker_id"])
+            await worker.start()
+            logger.info("media worker %s listening on %s", worker.worker_id, worker.channel)
+            task = asyncio.ensure_future(worker.run())
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, task.cancel)
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+
+        uvloop.run(main())

@@ -1,0 +1,299 @@
+"""Peer connections of the relay: publications (ingest) and playbacks (egress)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
+from aiortc.codecs import is_rtx
+from aiortc.rtcrtpparameters import RTCRtpCodecCapability, RTCRtpCodecParameters
+from aiortc.sdp import candidate_from_sdp
+from django.conf import settings
+
+from media_relay.forwarding import DownTrack, Ingest
+
+logger = logging.getLogger(__name__)
+
+Callback = Callable[..., Awaitable[None]]
+
+
+class MediaError(Exception):
+    """A media operation failed: a protocol error code and a human reason."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def rtc_configuration() -> RTCConfiguration:
+    """ICE servers from MEDIA_ICE_SERVERS; always an explicit list (never aiortc's public STUN)."""
+    try:
+        entries = json.loads(settings.MEDIA_ICE_SERVERS or "[]")
+    except ValueError:
+        logger.error("MEDIA_ICE_SERVERS is not valid JSON; using no ICE servers")
+        entries = []
+    servers = [
+        RTCIceServer(urls=e["urls"], username=e.get("username"), credential=e.get("credential"))
+        for e in entries
+        if isinstance(e, dict) and e.get("urls")
+    ]
+    return RTCConfiguration(iceServers=servers)
+
+
+_HOST_CANDIDATE = re.compile(r"^(a=candidate:\S+ \d+ udp \d+ )(\S+)( \d+ typ host.*)$", re.IGNORECASE | re.MULTILINE)
+
+
+def advertise(sdp: str) -> str:
+    """Replace host candidate addresses with MEDIA_ADVERTISED_ADDRESS when it is set."""
+    address = settings.MEDIA_ADVERTISED_ADDRESS
+    if not address:
+        return sdp
+    return _HOST_CANDIDATE.sub(lambda m: f"{m.group(1)}{address}{m.group(3)}", sdp)
+
+
+class IdleTrack(MediaStreamTrack):
+    """A track that never yields: the relay writes RTP itself, aiortc's sender stays idle."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+        self._never: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def recv(self) -> Any:
+        await self._never
+        raise AssertionError("unreachable")
+
+    def stop(self) -> None:
+        super().stop()
+        if not self._never.done():
+            self._never.cancel()
+
+
+def codec_capability(codec: RTCRtpCodecParameters) -> RTCRtpCodecCapability:
+    """The capability matching a negotiated codec (for setCodecPreferences)."""
+    return RTCRtpCodecCapability(
+        mimeType=codec.mimeType, clockRate=codec.clockRate, channels=codec.channels, parameters=dict(codec.parameters)
+    )
+
+
+def rtx_capability(kind: str, clock_rate: int) -> RTCRtpCodecCapability | None:
+    """The RTX capability of a kind, if aiortc offers one."""
+    for codec in RTCRtpSender.getCapabilities(kind).codecs:
+        if codec.mimeType.lower().endswith("/rtx") and codec.clockRate == clock_rate:
+            return codec
+    return None
+
+
+def parse_candidate(candidate: str, sdp_mid: str | None, sdp_mline_index: int | None) -> Any:
+    """An aiortc candidate from the browser's candidate line."""
+    text = candidate[len("candidate:"):] if candidate.startswith("candidate:") else candidate
+    try:
+        parsed = candidate_from_sdp(text)
+    except (ValueError, IndexError) as exc:
+        raise MediaError("invalid_field", f"bad ICE candidate: {exc}") from None
+    parsed.sdpMid = sdp_mid
+    parsed.sdpMLineIndex = sdp_mline_index
+    return parsed
+
+
+class PeerSession:
+    """One peer connection with a connect deadline and a single close path."""
+
+    def __init__(self, pc_id: str, participant_id: int, on_failed: Callable[[str], Awaitable[None]]) -> None:
+        self.pc_id = pc_id
+        self.participant_id = participant_id
+        self.pc = RTCPeerConnection(rtc_configuration())
+        self.closed = False
+        self._on_failed = on_failed
+        self._watchdog: asyncio.Task[None] | None = None
+        self.pc.on("connectionstatechange", self._state_changed)
+
+    def start_watchdog(self) -> None:
+        """FAIL the session if it is not connected within MEDIA_CONNECT_TIMEOUT."""
+        self._watchdog = asyncio.ensure_future(self._watch())
+
+    async def _watch(self) -> None:
+        await asyncio.sleep(settings.MEDIA_CONNECT_TIMEOUT)
+        if not self.closed and self.pc.connectionState != "connected":
+            await self._on_failed(f"peer connection not established within {settings.MEDIA_CONNECT_TIMEOUT:g} s")
+
+    async def _state_changed(self) -> None:
+        state = self.pc.connectionState
+        if state == "connected" and self._watchdog is not None:
+            self._watchdog.cancel()
+        if state == "failed" and not self.closed:
+            await self._on_failed("peer connection failed (ICE or DTLS)")
+        elif state == "connected":
+            await self.connected()
+
+    async def connected(self) -> None:
+        """Hook: the peer connection is up."""
+
+    async def add_candidate(self, candidate: str | None, sdp_mid: str | None, sdp_mline_index: int | None) -> None:
+        """A trickled remote candidate (None: end of candidates)."""
+        if candidate:
+            await self.pc.addIceCandidate(parse_candidate(candidate, sdp_mid, sdp_mline_index))
+
+    async def close(self) -> None:
+        """Close the peer connection and stop its timers (idempotent)."""
+        if self.closed:
+            return
+        self.closed = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        await self.pc.close()
+
+
+class Publication(PeerSession):
+    """A published stream: its publisher's peer connection and one Ingest per track."""
+
+    def __init__(
+        self, stream_id: str, room_id: int, participant_id: int,
+        on_failed: Callable[[str], Awaitable[None]], on_media: Callable[[Publication], Awaitable[None]],
+    ) -> None:
+        super().__init__(stream_id, participant_id, on_failed)
+        self.stream_id = stream_id
+        self.room_id = room_id
+        self.ingests: dict[str, Ingest] = {}
+        self.playbacks: set[Playback] = set()
+        self._on_media = on_media
+        self.publishing = False
+
+    async def answer(self, offer_sdp: str) -> str:
+        """Answer the publisher's offer; install the forward path on each received track."""
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+        except Exception as exc:
+            raise MediaError("invalid_sdp", f"the offer was refused: {exc}") from None
+        for transceiver in self.pc.getTransceivers():
+            if transceiver.kind in ("audio", "video") and transceiver.kind not in self.ingests:
+                ingest = Ingest(transceiver.kind, transceiver.receiver, self._first_packet, settings.MEDIA_PLI_INTERVAL)
+                negotiated = [c for c in transceiver._codecs if not is_rtx(c)]
+                ingest.codec = negotiated[0] if negotiated else None
+                self.ingests[transceiver.kind] = ingest
+        if not self.ingests:
+            raise MediaError("invalid_sdp", "the offer has no audio or video to publish")
+        answer = await self.pc.createAnswer()
+        await self.pc.setLocalDescription(answer)
+        self.start_watchdog()
+        return advertise(self.pc.localDescription.sdp)
+
+    def _first_packet(self, ingest: Ingest) -> None:
+        if not self.publishing:
+            self.publishing = True
+            task = asyncio.ensure_future(self._on_media(self))
+            task.add_done_callback(lambda t: t.cancelled() or t.exception() and logger.error("%s", t.exception()))
+
+    def codec_names(self) -> dict[str, str]:
+        """The codec names negotiated per kind (from received media when known)."""
+        names = {}
+        for kind, ingest in self.ingests.items():
+            codec = ingest.codec
+            if codec is None:
+                transceiver = next((t for t in self.pc.getTransceivers() if t.kind == kind), None)
+                codecs = [c for c in (transceiver._codecs if transceiver else []) if not is_rtx(c)]
+                codec = codecs[0] if codecs else None
+            names[kind] = codec.mimeType.split("/")[1] if codec else ""
+        return names
+
+    def set_mute(self, audio: bool, video: bool) -> None:
+        """Muted media is not forwarded."""
+        if "audio" in self.ingests:
+            self.ingests["audio"].set_enabled(not audio)
+        if "video" in self.ingests:
+            self.ingests["video"].set_enabled(not video)
+
+    async def close(self) -> None:
+        for ingest in self.ingests.values():
+            ingest.close()
+        await super().close()
+
+
+class Playback(PeerSession):
+    """A player's peer connection fed by the DownTracks of one publication."""
+
+    def __init__(
+        self, play_id: str, publication: Publication, participant_id: int, reply_channel: str,
+        on_failed: Callable[[str], Awaitable[None]], on_playing: Callable[[Playback], Awaitable[None]],
+    ) -> None:
+        super().__init__(play_id, participant_id, on_failed)
+        self.play_id = play_id
+        self.publication = publication
+        self.reply_channel = reply_channel
+        self.downtracks: list[DownTrack] = []
+        self._senders: dict[str, Any] = {}
+        self._on_playing = on_playing
+        self.playing = False
+
+    async def answer(self, offer_sdp: str) -> str:
+        """Answer a receive-only offer with the publisher's own codecs."""
+        for kind, ingest in self.publication.ingests.items():
+            if ingest.codec is None:
+                continue
+            transceiver = self.pc.addTransceiver(IdleTrack(kind), direction="sendonly")
+            preferences = [codec_capability(ingest.codec)]
+            rtx = rtx_capability(kind, ingest.codec.clockRate) if kind == "video" else None
+            if rtx is not None:
+                preferences.append(rtx)
+            transceiver.setCodecPreferences(preferences)
+            self._senders[kind] = transceiver
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+        except Exception as exc:
+            raise MediaError("invalid_sdp", f"the offer was refused: {exc}") from None
+        if not any(t._codecs for t in self._senders.values()):
+            raise MediaError("invalid_sdp", "the offer accepts none of the stream's codecs")
+        answer = await self.pc.createAnswer()
+        await self.pc.setLocalDescription(answer)
+        self.start_watchdog()
+        return advertise(self.pc.localDescription.sdp)
+
+    async def connected(self) -> None:
+        if self.downtracks or self.closed:
+            return
+        for kind, transceiver in self._senders.items():
+            ingest = self.publication.ingests.get(kind)
+            codecs = transceiver._codecs
+            if ingest is None or ingest.codec is None or not codecs or transceiver.direction == "inactive":
+                continue
+            main = [c for c in codecs if not is_rtx(c)][0]
+            rtx = next((c for c in codecs if is_rtx(c) and c.parameters.get("apt") == main.payloadType), None)
+            downtrack = DownTrack(
+                kind,
+                transceiver.sender,
+                transceiver.sender.transport,
+                {ingest.codec.payloadType: main.payloadType},
+                rtx.payloadType if rtx else None,
+                self._first_packet,
+                ingest.request_keyframe,
+            )
+            self.downtracks.append(downtrack)
+            ingest.add(downtrack)
+
+    def _first_packet(self) -> None:
+        if not self.playing:
+            self.playing = True
+            task = asyncio.ensure_future(self._on_playing(self))
+            task.add_done_callback(lambda t: t.cancelled() or t.exception() and logger.error("%s", t.exception()))
+
+    async def close(self) -> None:
+        for downtrack in self.downtracks:
+            ingest = self.publication.ingests.get(downtrack.kind)
+            if ingest is not None:
+                ingest.remove(downtrack)
+        self.downtracks.clear()
+        self.publication.playbacks.discard(self)
+        await super().close()
