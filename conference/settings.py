@@ -200,3 +200,11 @@ RECORDINGS_DIR = Path(env_str("RECORDINGS_DIR", str(BASE_DIR / "recordings")))
 # --- Access -------------------------------------------------------------------
 # Guests may join with just a login (the reference's behaviour); off = tokens only.
 ROOMS_GUEST_MODE = env_bool("ROOMS_GUEST_MODE", True)
+
+# --- Webhooks ------------------------------------------------------------------
+# First retry delay in seconds; each further retry doubles it (exponential backoff).
+WEBHOOK_RETRY_BASE_SECONDS = env_float("WEBHOOK_RETRY_BASE_SECONDS", 2.0)
+# Attempts per delivery before it is marked failed (the next event of its room then goes out).
+WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 8)
+# Seconds to wait for a receiver's answer.
+WEBHOOK_TIMEOUT_SECONDS = env_float("WEBHOOK_TIMEOUT_SECONDS", 10.0)

@@ -8,3 +8,9 @@ class RoomsConfig(AppConfig):
 
     default_auto_field = "django.db.models.BigAutoField"
     name = "rooms"
+
+    def ready(self) -> None:
+        """Connect the webhook receivers to the domain signals."""
+        from rooms import webhooks
+
+        webhooks.connect_receivers()

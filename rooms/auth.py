@@ -21,15 +21,24 @@ class SessionIdentity:
     user_id: int | None = None
     room: str | None = None
     grants: frozenset[str] | None = None
+    metadata: dict[str, Any] | None = None
 
     def check_room(self, room: str) -> None:
-        """A token bound to one room may join only that room."""
+        """A token bound to one room may join only that room (refused with ``invalid_token``)."""
         if self.room is not None and self.room != room:
-            raise RoomError(ErrorCode.FORBIDDEN, "your token is for another room")
+            raise RoomError(ErrorCode.INVALID_TOKEN, f"your join token is for room '{self.room}', not '{room}'")
 
     def grants_for(self, role: str) -> frozenset[str]:
         """The grants in force in a room where this identity has ``role``."""
         return self.grants if self.grants is not None else grants_for_role(role)
+
+
+def role_of_user(user: Any) -> str:
+    """A logged-in user's room role: publisher unless an admin set a UserRole."""
+    from rooms.models import UserRole
+
+    role = UserRole.objects.filter(user_id=user.pk).values_list("role", flat=True).first()
+    return role or "publisher"
 
 
 def authenticate_hello(command: p.Hello, user: Any = None) -> SessionIdentity:
@@ -40,7 +49,7 @@ def authenticate_hello(command: p.Hello, user: Any = None) -> SessionIdentity:
         return identity_from_token(command.token)
     assert command.username is not None
     if user is not None and getattr(user, "is_authenticated", False):
-        return SessionIdentity(login=command.username, role="publisher", user_id=user.pk)
+        return SessionIdentity(login=command.username, role=role_of_user(user), user_id=user.pk)
     if not settings.ROOMS_GUEST_MODE:
         raise RoomError(ErrorCode.INVALID_TOKEN, "guest access is disabled: connect with a join token")
     return SessionIdentity(login=command.username)

@@ -149,3 +149,141 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.sender_login or 'server'}: {self.text[:40]}"
+
+
+# --- Access: account roles and API keys ------------------------------------------
+
+
+class UserRole(models.Model):
+    """The role a logged-in Django user gets in rooms (publisher unless an admin sets otherwise)."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="room_role")
+    role = models.CharField(max_length=16, choices=Participant.Role.choices, default=Participant.Role.PUBLISHER)
+
+    def __str__(self) -> str:
+        return f"{self.user} as {self.role}"
+
+
+def _hash_key(raw: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(raw.encode("utf-8")).hexdigest()
+
+
+class APIKey(models.Model):
+    """A key for the REST API; only its SHA-256 hash is stored (keys are 256-bit random)."""
+
+    name = models.CharField(max_length=100, help_text="Who or what uses this key.")
+    prefix = models.CharField(max_length=12, unique=True, editable=False)
+    hashed_key = models.CharField(max_length=64, editable=False)
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    def set_new_key(self) -> str:
+        """Give this key a fresh secret and return it (shown once, never stored)."""
+        import secrets
+
+        self.prefix = secrets.token_hex(4)
+        raw = f"{self.prefix}.{secrets.token_urlsafe(32)}"
+        self.hashed_key = _hash_key(raw)
+        return raw
+
+    @classmethod
+    def create_key(cls, name: str) -> tuple[APIKey, str]:
+        """A new active key and its raw value."""
+        key = cls(name=name)
+        raw = key.set_new_key()
+        key.save()
+        return key, raw
+
+    @classmethod
+    def from_raw(cls, raw: str) -> APIKey | None:
+        """The active key matching ``raw``, or None."""
+        import hmac
+
+        prefix = raw.split(".", 1)[0]
+        key = cls.objects.filter(prefix=prefix, active=True).first()
+        if key is None or not hmac.compare_digest(key.hashed_key, _hash_key(raw)):
+            return None
+        return key
+
+
+# --- Webhooks ---------------------------------------------------------------------------
+
+
+WEBHOOK_EVENTS = (
+    "room_started",
+    "room_finished",
+    "participant_joined",
+    "participant_left",
+    "stream_published",
+    "stream_unpublished",
+    "recording_finished",
+    "message_sent",
+)
+DEFAULT_WEBHOOK_EVENTS = [e for e in WEBHOOK_EVENTS if e != "message_sent"]
+
+
+def default_webhook_events() -> list[str]:
+    """Every event except the opt-in message_sent."""
+    return list(DEFAULT_WEBHOOK_EVENTS)
+
+
+class WebhookEndpoint(models.Model):
+    """An external URL that receives signed event notifications."""
+
+    url = models.URLField(max_length=500)
+    secret = models.CharField(max_length=200, help_text="Shared secret for the X-Webhook-Signature HMAC.")
+    events = models.JSONField(default=default_webhook_events, blank=True, help_text="Event types to send.")
+    active = models.BooleanField(default=True)
+    description = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["pk"]
+
+    def __str__(self) -> str:
+        return self.url
+
+    def wants(self, event_type: str) -> bool:
+        """True when this endpoint subscribed to ``event_type``."""
+        return self.active and event_type in (self.events or [])
+
+
+class WebhookDelivery(models.Model):
+    """One event to one endpoint, with its attempts; the delivery log."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        SENDING = "sending"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries")
+    event_id = models.UUIDField(default=uuid.uuid4, editable=False, db_index=True)
+    event_type = models.CharField(max_length=32, db_index=True)
+    sequence_key = models.CharField(max_length=64, blank=True, help_text="Events with one key go out in order.")
+    payload = models.JSONField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_status_code = models.PositiveIntegerField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        verbose_name_plural = "webhook deliveries"
+
+    def __str__(self) -> str:
+        return f"{self.event_type} -> {self.endpoint}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from django.db import transaction
 
@@ -57,14 +58,16 @@ def _stream_in_room(room_id: int, stream_id: str) -> None:
         raise RoomError(ErrorCode.STREAM_NOT_FOUND, "no such stream in this room")
 
 
-async def apply(room_id: int, command: p.Moderate, by_participant_id: int | None = None) -> None:
+async def apply(
+    room_id: int, command: p.Moderate, by_participant_id: int | None = None, by: str = "a moderator"
+) -> None:
     """Carry out one moderation command and tell the live connections."""
     from media_relay.client import media_client
 
     action = command.action
     if action == "kick":
         assert command.login is not None
-        outcome = await db(kick)(room_id, command.login)
+        outcome = await db(kick)(room_id, command.login, f"kicked by {by}")
         await deliver_outcome(outcome)
     elif action == "mute":
         assert command.stream is not None
@@ -79,7 +82,7 @@ async def apply(room_id: int, command: p.Moderate, by_participant_id: int | None
     elif action == "unpublish":
         assert command.stream is not None
         await db(_stream_in_room)(room_id, command.stream)
-        await deliver_outcome(await db(services.stream_ended)(command.stream, reason="unpublished by a moderator"))
+        await deliver_outcome(await db(services.stream_ended)(command.stream, reason=f"unpublished by {by}"))
     elif action in ("lock", "unlock"):
         await deliver(((await db(update_room)(room_id, locked=action == "lock")).deliveries))
     elif action == "set_max_participants":
@@ -87,4 +90,9 @@ async def apply(room_id: int, command: p.Moderate, by_participant_id: int | None
             raise RoomError(ErrorCode.MISSING_FIELD, "'max_participants' is required")
         await deliver((await db(update_room)(room_id, max_participants=command.max_participants)).deliveries)
     elif action == "finalize":
-        await deliver_outcome(await db(services.finalize_room)(room_id, "finalized by a moderator"))
+        await deliver_outcome(await db(services.finalize_room)(room_id, f"finalized by {by}"))
+
+
+def run(room_id: int, action: str, *, by: str = "the server", **fields: Any) -> None:
+    """Apply a moderation action from sync code (REST views, the admin); live clients hear of it at once."""
+    async_to_sync(apply)(room_id, p.Moderate(action=action, **fields), by=by)

@@ -8,6 +8,7 @@ from typing import Any
 import jwt
 from django.conf import settings
 
+from rooms import protocol as p
 from rooms.auth import SessionIdentity
 from rooms.exceptions import ErrorCode, RoomError
 from rooms.permissions import GRANTS, ROLE_GRANTS
@@ -19,7 +20,15 @@ def mint_token(
     room: str, login: str, *, role: str = "publisher", grants: list[str] | None = None,
     ttl_seconds: int | None = 3600, metadata: dict[str, Any] | None = None,
 ) -> str:
-    """A token that lets ``login`` join ``room`` with a role or explicit grants."""
+    """A token that lets ``login`` join ``room`` with a role or explicit grants.
+
+    Both names are normalised like the protocol does (``join`` compares the
+    normalised room name with the token's).
+    """
+    room = p.clean_name(room, what="room", max_length=p.MAX_NAME_LENGTH)
+    login = p.clean_name(login, what="login", max_length=p.MAX_LOGIN_LENGTH)
+    if ttl_seconds is not None and ttl_seconds <= 0:
+        raise RoomError(ErrorCode.INVALID_FIELD, "ttl_seconds must be positive")
     if role not in ROLE_GRANTS:
         raise RoomError(ErrorCode.INVALID_FIELD, f"role must be one of {', '.join(ROLE_GRANTS)}")
     if grants is not None and any(g not in GRANTS for g in grants):
@@ -47,9 +56,13 @@ def identity_from_token(token: str) -> SessionIdentity:
     if not isinstance(login, str) or not isinstance(room, str) or role not in ROLE_GRANTS:
         raise RoomError(ErrorCode.INVALID_TOKEN, "the join token lacks a login, a room or a valid role")
     grants = claims.get("grants")
+    if grants is not None and (not isinstance(grants, list) or any(g not in GRANTS for g in grants)):
+        raise RoomError(ErrorCode.INVALID_TOKEN, "the join token carries unknown grants")
+    metadata = claims.get("metadata")
     return SessionIdentity(
         login=login,
         role=role,
         room=room,
-        grants=frozenset(grants) if isinstance(grants, list) else None,
+        grants=frozenset(grants) if grants is not None else None,
+        metadata=metadata if isinstance(metadata, dict) else None,
     )

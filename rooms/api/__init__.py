@@ -1,0 +1,1 @@
+"""The Room REST API (Django REST framework), mounted under /api/."""

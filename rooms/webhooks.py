@@ -1,0 +1,329 @@
+"""Webhooks: signed event notifications to external endpoints, delivered off the event loop.
+
+Signal receivers (run after commit, in the committing thread) only store one
+:class:`~rooms.models.WebhookDelivery` row per subscribed endpoint and wake the
+deliverer: a daemon thread started lazily in whichever process sent the event
+(daphne or a media worker), so ``make run`` needs no extra process.  The
+deliverer POSTs ``{id, type, time, data}`` with ``X-Webhook-Signature:
+sha256=<hex HMAC-SHA256 of the body>``, retries with exponential backoff and
+sends the events of one room in order: a delivery waits until every earlier
+delivery with the same endpoint and room has succeeded or failed for good.
+Rows are claimed with a conditional UPDATE, so several processes may deliver
+at once without sending an event twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import threading
+import urllib.error
+import urllib.request
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import connections
+from django.utils import timezone
+
+from rooms import signals
+from rooms.models import WebhookDelivery, WebhookEndpoint
+from rooms.presenters import iso, message_dict, participant_dict, room_dict, stream_dict
+
+logger = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "X-Webhook-Signature"
+MAX_BACKOFF_SECONDS = 3600.0
+IDLE_WAIT_SECONDS = 5.0
+
+
+def sign(secret: str, body: bytes) -> str:
+    """The X-Webhook-Signature value of ``body``: ``sha256=<hex HMAC>``."""
+    return "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+
+
+def verify(secret: str, body: bytes, header: str) -> bool:
+    """True when ``header`` is the signature of ``body`` (for receivers written in Python)."""
+    return hmac.compare_digest(sign(secret, body), header or "")
+
+
+def encode_body(payload: dict[str, Any]) -> bytes:
+    """The exact bytes POSTed (and signed) for a payload."""
+    return json.dumps(payload, cls=DjangoJSONEncoder, separators=(",", ":"), sort_keys=True).encode("utf-8")
+
+
+# --- Event data -----------------------------------------------------------------------
+
+
+def _room_ref(room: Any) -> dict[str, Any]:
+    return {"id": room.pk, "name": room.name}
+
+
+def _room_data(room: Any) -> dict[str, Any]:
+    return {"room": {**room_dict(room), "finalized_at": iso(room.finalized_at)}}
+
+
+def _participant_data(participant: Any) -> dict[str, Any]:
+    data = participant_dict(participant, [])
+    data["left_at"] = iso(participant.left_at)
+    return {"participant": data, "room": _room_ref(participant.room)}
+
+
+def _stream_data(stream: Any) -> dict[str, Any]:
+    participant = stream.participant
+    data = stream_dict(stream, participant.login)
+    data.update(started_at=iso(stream.started_at), ended_at=iso(stream.ended_at))
+    return {"stream": data, "room": _room_ref(participant.room)}
+
+
+def _message_data(message: Any) -> dict[str, Any]:
+    return {"message": message_dict(message), "room": _room_ref(message.room)}
+
+
+def _recording_data(recording: Any) -> dict[str, Any]:
+    from rooms import presenters
+
+    present = getattr(presenters, "recording_dict", None)
+    if present is not None:
+        data = present(recording)
+    else:
+        data = {f.attname: getattr(recording, f.attname) for f in recording._meta.concrete_fields}
+        data = json.loads(json.dumps(data, cls=DjangoJSONEncoder, default=str))
+    room = getattr(recording, "room", None)
+    return {"recording": data, "room": _room_ref(room) if room is not None else None}
+
+
+def _room_id_of(kind: str, obj: Any) -> int | None:
+    if kind == "room":
+        return obj.pk
+    if kind == "participant":
+        return obj.room_id
+    if kind == "stream":
+        return obj.participant.room_id
+    return getattr(obj, "room_id", None)
+
+
+# event type -> (signal kwarg, data builder)
+EVENT_SOURCES: dict[str, tuple[Any, str, Any]] = {
+    "room_started": (signals.room_started, "room", _room_data),
+    "room_finished": (signals.room_finished, "room", _room_data),
+    "participant_joined": (signals.participant_joined, "participant", _participant_data),
+    "participant_left": (signals.participant_left, "participant", _participant_data),
+    "stream_published": (signals.stream_published, "stream", _stream_data),
+    "stream_unpublished": (signals.stream_unpublished, "stream", _stream_data),
+    "recording_finished": (signals.recording_finished, "recording", _recording_data),
+    "message_sent": (signals.message_sent, "message", _message_data),
+}
+
+
+# --- Enqueueing --------------------------------------------------------------------------
+
+
+def enqueue(event_type: str, data: dict[str, Any], sequence_key: str = "") -> list[WebhookDelivery]:
+    """Store one delivery per endpoint subscribed to ``event_type`` and wake the deliverer."""
+    endpoints = [e for e in WebhookEndpoint.objects.filter(active=True) if e.wants(event_type)]
+    if not endpoints:
+        return []
+    created = []
+    for endpoint in endpoints:
+        delivery = WebhookDelivery(endpoint=endpoint, event_type=event_type, sequence_key=sequence_key)
+        delivery.payload = {"id": str(delivery.event_id), "type": event_type, "time": iso(timezone.now()), "data": data}
+        delivery.next_attempt_at = timezone.now()
+        delivery.save()
+        created.append(delivery)
+    wake()
+    return created
+
+
+def _make_receiver(event_type: str, kwarg: str, build: Any) -> Any:
+    def receiver(sender: Any, **kwargs: Any) -> None:
+        obj = kwargs.get(kwarg)
+        if obj is None:
+            return
+        try:
+            room_id = _room_id_of(kwarg, obj)
+            enqueue(event_type, build(obj), f"room-{room_id}" if room_id is not None else "")
+        except Exception:
+            logger.exception("could not queue the %s webhook", event_type)
+
+    receiver.__name__ = f"webhook_{event_type}"
+    return receiver
+
+
+_receivers: list[Any] = []
+
+
+def connect_receivers() -> None:
+    """Listen to every domain signal that can become a webhook event (idempotent)."""
+    if _receivers:
+        return
+    for event_type, (signal, kwarg, build) in EVENT_SOURCES.items():
+        receiver = _make_receiver(event_type, kwarg, build)
+        _receivers.append(receiver)
+        signal.connect(receiver, dispatch_uid=f"rooms.webhooks.{event_type}")
+
+
+# --- Delivering -----------------------------------------------------------------------------
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_opener = urllib.request.build_opener(_NoRedirect())
+
+
+def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> tuple[int | None, str]:
+    """POST ``body``; return (status code or None, error text)."""
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with _opener.open(request, timeout=timeout) as response:
+            return response.status, ""
+    except urllib.error.HTTPError as exc:
+        return exc.code, f"HTTP {exc.code} {exc.reason}"
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return None, f"{exc.__class__.__name__}: {reason}"
+
+
+def backoff(attempts: int) -> float:
+    """Seconds to wait after the ``attempts``-th failure."""
+    return min(settings.WEBHOOK_RETRY_BASE_SECONDS * (2 ** max(attempts - 1, 0)), MAX_BACKOFF_SECONDS)
+
+
+def attempt(delivery: WebhookDelivery) -> bool:
+    """Send one claimed delivery once and record the result; True on a 2xx answer."""
+    endpoint = delivery.endpoint
+    body = encode_body(delivery.payload)
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "conference-webhooks/1",
+        SIGNATURE_HEADER: sign(endpoint.secret, body),
+        "X-Webhook-Id": str(delivery.event_id),
+        "X-Webhook-Event": delivery.event_type,
+    }
+    code, error = post(endpoint.url, body, headers, settings.WEBHOOK_TIMEOUT_SECONDS)
+    now = timezone.now()
+    delivery.attempts += 1
+    delivery.last_status_code = code
+    delivery.claimed_until = None
+    if code is not None and 200 <= code < 300:
+        delivery.status = WebhookDelivery.Status.SUCCEEDED
+        delivery.delivered_at = now
+        delivery.last_error = ""
+    else:
+        delivery.last_error = (error or f"HTTP {code}")[:2000]
+        if delivery.attempts >= settings.WEBHOOK_MAX_ATTEMPTS:
+            delivery.status = WebhookDelivery.Status.FAILED
+            logger.warning("webhook %s to %s failed for good: %s", delivery.event_id, endpoint.url, delivery.last_error)
+        else:
+            delivery.status = WebhookDelivery.Status.PENDING
+            delivery.next_attempt_at = now + timedelta(seconds=backoff(delivery.attempts))
+    delivery.save(
+        update_fields=["attempts", "last_status_code", "claimed_until", "status", "delivered_at", "last_error",
+                       "next_attempt_at"]
+    )
+    return delivery.status == WebhookDelivery.Status.SUCCEEDED
+
+
+def _heads(now: datetime) -> tuple[list[WebhookDelivery], datetime | None]:
+    """The first unfinished delivery of each (endpoint, room) sequence that is due, and the next due time."""
+    open_rows = (
+        WebhookDelivery.objects.filter(status__in=(WebhookDelivery.Status.PENDING, WebhookDelivery.Status.SENDING))
+        .select_related("endpoint")
+        .order_by("pk")[:2000]
+    )
+    seen: set[tuple[int, str]] = set()
+    due: list[WebhookDelivery] = []
+    next_due: datetime | None = None
+    for row in open_rows:
+        key = (row.endpoint_id, row.sequence_key or f"#{row.pk}")
+        if key in seen:
+            continue
+        seen.add(key)
+        if row.status == WebhookDelivery.Status.SENDING:
+            when = row.claimed_until or now
+        else:
+            when = row.next_attempt_at or now
+        if when <= now:
+            due.append(row)
+        elif next_due is None or when < next_due:
+            next_due = when
+    return due, next_due
+
+
+def _claim(delivery: WebhookDelivery, now: datetime) -> bool:
+    """Take a delivery for this process; False when another process took it first."""
+    lease = now + timedelta(seconds=settings.WEBHOOK_TIMEOUT_SECONDS * 3 + 30)
+    taken = WebhookDelivery.objects.filter(pk=delivery.pk, status=delivery.status, attempts=delivery.attempts).update(
+        status=WebhookDelivery.Status.SENDING, claimed_until=lease
+    )
+    return taken == 1
+
+
+def deliver_due() -> tuple[int, datetime | None]:
+    """Attempt every due delivery once; return how many were attempted and when the next one is due."""
+    attempted = 0
+    now = timezone.now()
+    due, next_due = _heads(now)
+    for delivery in due:
+        if not _claim(delivery, now):
+            continue
+        attempt(delivery)
+        attempted += 1
+    return attempted, next_due
+
+
+class Deliverer(threading.Thread):
+    """The background thread that sends queued deliveries."""
+
+    def __init__(self) -> None:
+        super().__init__(name="webhook-deliverer", daemon=True)
+        self.wakeup = threading.Event()
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            self.wakeup.clear()
+            wait = IDLE_WAIT_SECONDS
+            try:
+                attempted, next_due = deliver_due()
+                if attempted:
+                    wait = 0.0
+                elif next_due is not None:
+                    wait = min(wait, max((next_due - timezone.now()).total_seconds(), 0.01))
+            except Exception:
+                logger.exception("webhook delivery round failed")
+            finally:
+                connections.close_all()  # hold no connection while idle
+            if wait:
+                self.wakeup.wait(wait)
+
+
+_lock = threading.Lock()
+_deliverer: Deliverer | None = None
+
+
+def wake() -> None:
+    """Start the deliverer thread if needed and have it look for work now."""
+    global _deliverer
+    with _lock:
+        if _deliverer is None or not _deliverer.is_alive():
+            _deliverer = Deliverer()
+            _deliverer.start()
+        _deliverer.wakeup.set()
+
+
+def stop(timeout: float = 5.0) -> None:
+    """Stop the deliverer thread (tests, shutdown)."""
+    global _deliverer
+    with _lock:
+        thread, _deliverer = _deliverer, None
+    if thread is not None:
+        thread.stopping.set()
+        thread.wakeup.set()
+        thread.join(timeout)
