@@ -29,6 +29,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 from urllib.parse import quote
 
 from django.db import connection
@@ -104,7 +105,7 @@ class DaphneServer:
         except OSError:
             return ""
 
-    def start(self) -> DaphneServer:
+    def start(self) -> None:
         """Start the process and wait until /healthz answers; raises RuntimeError with the log if not."""
         for _attempt in range(3):
             self.port = free_port()
@@ -116,7 +117,7 @@ class DaphneServer:
                     start_new_session=True,
                 )
             if self._wait_healthy():
-                return self
+                return
             if self.process.poll() is None:  # alive but silent: give up
                 break
             # It died: most likely another process took the port in between; try another one.
@@ -153,8 +154,9 @@ class DaphneServer:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=10)
 
-    def __enter__(self) -> DaphneServer:
-        return self.start()
+    def __enter__(self) -> Self:
+        self.start()
+        return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
