@@ -1,0 +1,355 @@
+"""Room rules through rooms.services alone: no sockets, no channel layer."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from rooms import protocol as p
+from rooms import services
+from rooms.auth import authenticate_hello
+from rooms.exceptions import ErrorCode, RoomError
+from rooms.models import Message, Participant, Room
+
+pytestmark = pytest.mark.django_db
+
+CYRILLIC = "Привет, как дела?"
+CJK = "你好，世界。こんにちは。안녕하세요"
+EMOJI = "👋🏽 👨‍👩‍👧‍👦 🇫🇷 ❤️"
+RTL = "שלום עולם — مرحبا بالعالم"
+
+
+def chan(login: str) -> str:
+    """A made-up channel name for a login (no channel layer is involved)."""
+    return f"test.{login}!chan"
+
+
+def join(login: str, room: str = "r", **kwargs: Any) -> services.JoinOutcome:
+    """Join as ``login`` on its own channel."""
+    return services.join(login, room, chan(login), **kwargs)
+
+
+def events(outcome: services.Outcome, kind: str) -> list[services.Delivery]:
+    """The deliveries of one event type."""
+    return [d for d in outcome.deliveries if d.event["type"] == kind]
+
+
+# --- session ------------------------------------------------------------------------
+
+
+def test_hello_with_username_is_established() -> None:
+    """A good username gives an identity (the consumer answers ESTABLISHED)."""
+    command = p.parse_command({"type": "hello", "version": 1, "username": "  alice "})
+    assert isinstance(command, p.Hello)
+    identity = authenticate_hello(command)
+    assert identity.login == "alice"
+
+
+@pytest.mark.parametrize("payload", [{}, {"username": ""}, {"username": "   "}, {"username": 5},
+                                     {"username": "a\u0000b"}, {"username": "x" * 65}])
+def test_bad_or_missing_username_fails(payload: dict[str, Any]) -> None:
+    """A missing, blank, non-string, control-character or too long username: invalid_username."""
+    with pytest.raises(p.ProtocolError) as refused:
+        p.parse_command({"type": "hello", "version": 1, **payload})
+    assert refused.value.code == ErrorCode.INVALID_USERNAME
+
+
+def test_wrong_version_fails() -> None:
+    """Another protocol version: unsupported_version."""
+    with pytest.raises(p.ProtocolError) as refused:
+        p.parse_command({"type": "hello", "version": 2, "username": "alice"})
+    assert refused.value.code == ErrorCode.UNSUPPORTED_VERSION
+
+
+# --- join ---------------------------------------------------------------------------
+
+
+def test_join_creates_then_joins() -> None:
+    """The first join creates the room; the second joins the same one."""
+    first = join("alice")
+    second = join("bob")
+    assert first.room_id == second.room_id
+    assert Room.objects.filter(name="r", finalized_at__isnull=True).count() == 1
+    assert first.group == second.group == Room.objects.get(pk=first.room_id).group_name
+
+
+def test_state_content_and_joined_event() -> None:
+    """STATE holds the room, self, the others with their live streams, the history; the others get JOINED."""
+    alice = join("alice")
+    stream = services.create_stream(alice.participant_id, "camera", False)
+    services.stream_publishing(stream.public_id, has_audio=True, has_video=True, audio_codec="opus", video_codec="VP8")
+    services.send_message(alice.participant_id, "hi all")
+    bob = join("bob")
+    state = bob.state
+    assert state["type"] == p.STATE and state["resumed"] is False
+    assert state["room"]["name"] == "r" and state["room"]["max_participants"] >= 1
+    assert state["self"]["login"] == "bob" and state["self"]["state"] == "connected"
+    assert [x["login"] for x in state["participants"]] == ["alice"]
+    streams = state["participants"][0]["streams"]
+    assert [(s["id"], s["kind"], s["status"]) for s in streams] == [(stream.public_id, "camera", "PUBLISHING")]
+    assert [m["text"] for m in state["history"]] == ["hi all"]
+    (joined,) = events(bob, p.JOINED)
+    assert joined.group == bob.group and joined.exclude == chan("bob")
+    assert joined.event["participant"]["login"] == "bob"
+
+
+def test_first_joiner_moderates() -> None:
+    """The creator is the room's moderator; later joiners publish."""
+    assert join("alice").state["self"]["role"] == "moderator"
+    assert join("bob").state["self"]["role"] == "publisher"
+
+
+def test_login_taken() -> None:
+    """A login present (connected) in the room is refused with login_taken."""
+    join("alice")
+    with pytest.raises(RoomError) as refused:
+        services.join("alice", "r", "another.channel")
+    assert refused.value.code == ErrorCode.LOGIN_TAKEN
+    assert "login" in refused.value.message
+    join("alice", "other-room")  # the same login is fine in another room
+
+
+def test_room_full_with_a_per_room_limit(settings: Any) -> None:
+    """A room created with max_participants=2 refuses the third with room_full; the default comes from settings."""
+    settings.ROOM_MAX_PARTICIPANTS = 3
+    join("alice", max_participants=2)
+    join("bob", max_participants=50)  # the limit is the creator's; later values are ignored
+    with pytest.raises(RoomError) as refused:
+        join("carol")
+    assert refused.value.code == ErrorCode.ROOM_FULL and refused.value.message == "room is full"
+    assert join("a", "default-room").state["room"]["max_participants"] == 3
+
+
+def test_room_limit_is_capped(settings: Any) -> None:
+    """A creator cannot exceed ROOM_MAX_PARTICIPANTS_LIMIT."""
+    settings.ROOM_MAX_PARTICIPANTS_LIMIT = 5
+    assert join("alice", max_participants=1000).state["room"]["max_participants"] == 5
+
+
+# --- leave, finalize ----------------------------------------------------------------
+
+
+def test_leave_tells_others_and_last_out_finalizes() -> None:
+    """leave: the others get LEFT; the last one out finalizes; the same name then makes a new room."""
+    alice = join("alice")
+    bob = join("bob")
+    outcome = services.leave(bob.participant_id)
+    (left,) = events(outcome, p.LEFT)
+    assert left.event["participant"]["login"] == "bob" and left.event["participant"]["state"] == "left"
+    assert left.group == alice.group
+    assert Room.objects.get(pk=alice.room_id).finalized_at is None
+
+    outcome = services.leave(alice.participant_id)
+    assert outcome.finalized_room_ids == [alice.room_id]
+    assert events(outcome, p.ROOM_CLOSED)
+    assert Room.objects.get(pk=alice.room_id).finalized_at is not None
+
+    again = join("alice")
+    assert again.room_id != alice.room_id
+    assert again.state["history"] == []
+
+
+def test_leave_twice_is_harmless() -> None:
+    """A second leave changes nothing."""
+    alice = join("alice")
+    services.leave(alice.participant_id)
+    assert services.leave(alice.participant_id).deliveries == []
+
+
+def test_leave_then_join_at_once() -> None:
+    """leave followed at once by join with the same login works: no login_taken, no waiting."""
+    join("bob")
+    alice = join("alice")
+    services.leave(alice.participant_id)
+    again = join("alice")
+    assert again.room_id == alice.room_id and not again.resumed
+    assert again.participant_id != alice.participant_id
+
+
+# --- drop, resume, expiry ---------------------------------------------------------------
+
+
+def test_drop_marks_disconnected_and_resume_reconnects() -> None:
+    """A dropped participant is disconnected (others told); the same login resumes without login_taken."""
+    join("alice")
+    bob = join("bob")
+    dropped = services.drop(bob.participant_id, chan("bob"))
+    assert dropped.disconnected_at is not None
+    (update,) = events(dropped, p.PARTICIPANT_UPDATED)
+    assert update.event["participant"]["state"] == "disconnected"
+    assert Participant.objects.get(pk=bob.participant_id).state == Participant.State.DISCONNECTED
+
+    resumed = services.join("bob", "r", "new.channel")
+    assert resumed.resumed and resumed.state["resumed"] is True
+    assert resumed.participant_id == bob.participant_id
+    (update,) = events(resumed, p.PARTICIPANT_UPDATED)
+    assert update.event["participant"]["state"] == "connected"
+    assert not events(resumed, p.JOINED)
+    # the timer of the old drop finds a resumed participant and does nothing
+    assert services.expire(bob.participant_id, dropped.disconnected_at).deliveries == []
+
+
+def test_drop_of_an_old_channel_is_ignored() -> None:
+    """A late disconnect of a replaced connection does not drop the resumed one."""
+    bob = join("bob")
+    services.drop(bob.participant_id, chan("bob"))
+    services.join("bob", "r", "new.channel")
+    assert services.drop(bob.participant_id, chan("bob")).deliveries == []
+    assert Participant.objects.get(pk=bob.participant_id).state == Participant.State.CONNECTED
+
+
+def test_expiry_after_idle_timeout_finalizes(settings: Any) -> None:
+    """Nobody resumes within ROOM_IDLE_TIMEOUT: the participant leaves and the empty room is finalized."""
+    settings.ROOM_IDLE_TIMEOUT = 0.5
+    alice = join("alice")
+    services.drop(alice.participant_id, chan("alice"))
+    assert services.sweep_expired().deliveries == []  # not yet
+    time.sleep(0.7)
+    outcome = services.sweep_expired()
+    assert [d.event["participant"]["login"] for d in events(outcome, p.LEFT)] == ["alice"]
+    assert outcome.finalized_room_ids == [alice.room_id]
+    assert Room.objects.get(pk=alice.room_id).finalized_at is not None
+    assert Participant.objects.get(pk=alice.participant_id).state == Participant.State.LEFT
+
+
+def test_expiry_keeps_a_room_with_someone_connected(settings: Any) -> None:
+    """An expired participant leaves; the room lives on while someone is connected."""
+    settings.ROOM_IDLE_TIMEOUT = 0.5
+    alice = join("alice")
+    bob = join("bob")
+    dropped = services.drop(bob.participant_id, chan("bob"))
+    time.sleep(0.7)
+    outcome = services.expire(bob.participant_id, dropped.disconnected_at)
+    assert [d.event["participant"]["login"] for d in events(outcome, p.LEFT)] == ["bob"]
+    assert outcome.finalized_room_ids == []
+    assert Room.objects.get(pk=alice.room_id).finalized_at is None
+
+
+def test_join_sweeps_expired_before_admitting(settings: Any) -> None:
+    """A login whose drop expired (timer lost with its process) joins afresh, and a full room frees up."""
+    settings.ROOM_IDLE_TIMEOUT = 0.5
+    join("alice", max_participants=2)
+    bob = join("bob")
+    services.drop(bob.participant_id, chan("bob"))
+    time.sleep(0.7)
+    carol = join("carol")
+    assert [x["login"] for x in carol.state["participants"]] == ["alice"]
+
+
+# --- messages ---------------------------------------------------------------------------
+
+
+def test_message_to_all() -> None:
+    """to=None goes to the room group, with to null."""
+    alice = join("alice")
+    join("bob")
+    message, outcome = services.send_message(alice.participant_id, "hello")
+    assert message["from"] == "alice" and message["to"] is None and message["text"] == "hello"
+    (delivery,) = outcome.deliveries
+    assert delivery.group == alice.group and delivery.event == {"type": p.MESSAGE, "message": message}
+
+
+def test_message_to_one_and_to_a_list() -> None:
+    """A private message goes to its recipients' channels and the sender's, nobody else's."""
+    alice = join("alice")
+    join("bob")
+    join("carol")
+    join("dave")
+    message, outcome = services.send_message(alice.participant_id, "psst", ("bob",))
+    assert message["to"] == ["bob"]
+    (delivery,) = outcome.deliveries
+    assert delivery.group is None and set(delivery.channels) == {chan("alice"), chan("bob")}
+    message, outcome = services.send_message(alice.participant_id, "you two", ("bob", "carol"))
+    assert message["to"] == ["bob", "carol"]
+    assert set(outcome.deliveries[0].channels) == {chan("alice"), chan("bob"), chan("carol")}
+
+
+def test_message_to_someone_absent_is_refused() -> None:
+    """An unknown recipient: unknown_recipient, nothing stored."""
+    alice = join("alice")
+    with pytest.raises(RoomError) as refused:
+        services.send_message(alice.participant_id, "hi", ("nobody",))
+    assert refused.value.code == ErrorCode.UNKNOWN_RECIPIENT
+    assert not Message.objects.exists()
+
+
+@pytest.mark.parametrize("text", [CYRILLIC, CJK, EMOJI, RTL, "mixed: " + CYRILLIC + CJK + EMOJI + RTL])
+def test_unicode_arrives_unchanged(text: str) -> None:
+    """Cyrillic, CJK, emoji and RTL text is stored and delivered exactly, also as JSON on the wire."""
+    alice = join("alice")
+    join("bob")
+    message, outcome = services.send_message(alice.participant_id, text, ("bob",))
+    assert message["text"] == text
+    assert Message.objects.get(pk=message["id"]).text == text
+    wire = p.encode(outcome.deliveries[0].event)
+    assert text in wire  # sent as UTF-8, not escaped
+    assert p.decode_frame(wire, None, 10**7)["message"]["text"] == text
+
+
+def test_data_url_near_the_limit_is_delivered(settings: Any) -> None:
+    """A data: URL image just under MESSAGE_MAX_BYTES (1 MiB by default) is delivered intact."""
+    assert settings.MESSAGE_MAX_BYTES == 1024 * 1024
+    alice = join("alice")
+    join("bob")
+    prefix = "data:image/png;base64,"
+    text = prefix + "A" * (settings.MESSAGE_MAX_BYTES - len(prefix))
+    message, outcome = services.send_message(alice.participant_id, text)
+    assert len(message["text"].encode()) == settings.MESSAGE_MAX_BYTES
+    assert outcome.deliveries[0].event["message"]["text"] == text
+
+
+def test_message_over_the_limit_is_refused(settings: Any) -> None:
+    """One byte over MESSAGE_MAX_BYTES (counted in UTF-8): message_too_large, nothing stored."""
+    alice = join("alice")
+    with pytest.raises(RoomError) as refused:
+        services.send_message(alice.participant_id, "A" * (settings.MESSAGE_MAX_BYTES + 1))
+    assert refused.value.code == ErrorCode.MESSAGE_TOO_LARGE
+    settings.MESSAGE_MAX_BYTES = 10
+    with pytest.raises(RoomError):
+        services.send_message(alice.participant_id, "ééééé é")  # 7 characters, 13 bytes
+    assert not Message.objects.exists()
+
+
+def test_message_before_join_is_refused() -> None:
+    """A participant that left cannot send."""
+    alice = join("alice")
+    join("bob")
+    services.leave(alice.participant_id)
+    with pytest.raises(RoomError) as refused:
+        services.send_message(alice.participant_id, "hi")
+    assert refused.value.code == ErrorCode.NOT_JOINED
+
+
+def test_history_count(settings: Any) -> None:
+    """A joiner gets the ROOM_HISTORY_COUNT most recent messages, oldest first."""
+    settings.ROOM_HISTORY_COUNT = 3
+    alice = join("alice")
+    for n in range(5):
+        services.send_message(alice.participant_id, f"m{n}")
+    assert [m["text"] for m in join("bob").state["history"]] == ["m2", "m3", "m4"]
+
+
+def test_history_privacy() -> None:
+    """A private message is in the history of its sender and recipients only."""
+    alice = join("alice")
+    bob = join("bob")
+    carol = join("carol")
+    services.send_message(alice.participant_id, "public")
+    services.send_message(alice.participant_id, "for bob", ("bob",))
+    services.send_message(carol.participant_id, "carol to alice", ("alice",))
+    services.leave(bob.participant_id)  # history is kept for people who left and come back
+    services.leave(alice.participant_id)
+    join("zed")
+    room = Room.objects.get(pk=carol.room_id)
+
+    def texts(login: str) -> list[str]:
+        return [m.text for m in services.history_for(room, login)]
+
+    assert texts("alice") == ["public", "for bob", "carol to alice"]
+    assert texts("bob") == ["public", "for bob"]
+    assert texts("carol") == ["public", "carol to alice"]
+    assert texts("zed") == ["public"]
+    # a newcomer's STATE shows only what it may see
+    assert [m["text"] for m in join("eve").state["history"]] == ["public"]
