@@ -45,12 +45,19 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         rid: str | int | None = None
+        kind: Any = None
         try:
             payload = p.decode_frame(text_data, bytes_data, settings.WS_MAX_FRAME_BYTES)
-            rid = p.request_id(payload)
+            rid, kind = p.request_id(payload), payload.get("type")
             command = p.parse_command(payload)
             await self._dispatch(command)
         except p.ProtocolError as exc:
+            if kind == p.HELLO and self.identity is None:
+                # A refused hello (bad username, version, token) fails the session.
+                failed = {"status": p.SESSION_FAILED, "code": exc.code, "message": exc.message}
+                await self.send_event(p.Event(p.FAILED, failed).to_dict(rid))
+                await self.close(code=4001)
+                return
             await self.send_event(p.error_event(exc.code, exc.message, rid))
         except Exception:
             logger.exception("command failed")
