@@ -107,6 +107,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not memory, so that daphne processes started by tests share it.
     DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / env_str("TEST_DB_NAME", "test_db.sqlite3"))}
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+    # BEGIN IMMEDIATE: writers queue on the busy timeout instead of failing with "database is locked"
+    # when a background thread (webhook deliverer) writes while a transaction reads then writes.
+    DATABASES["default"]["OPTIONS"]["transaction_mode"] = "IMMEDIATE"
 elif os.environ.get("TEST_DB_NAME"):
     DATABASES["default"]["TEST"] = {"NAME": os.environ["TEST_DB_NAME"]}
 

@@ -89,9 +89,11 @@ def _recording_data(recording: Any) -> dict[str, Any]:
     present = getattr(presenters, "recording_dict", None)
     if present is not None:
         data = present(recording)
-    else:
+    elif hasattr(recording, "_meta"):
         data = {f.attname: getattr(recording, f.attname) for f in recording._meta.concrete_fields}
-        data = json.loads(json.dumps(data, cls=DjangoJSONEncoder, default=str))
+    else:
+        data = {k: v for k, v in vars(recording).items() if not k.startswith("_") and k != "room"}
+    data = json.loads(json.dumps(data, cls=DjangoJSONEncoder, default=str))
     room = getattr(recording, "room", None)
     return {"recording": data, "room": _room_ref(room) if room is not None else None}
 
@@ -103,7 +105,8 @@ def _room_id_of(kind: str, obj: Any) -> int | None:
         return obj.room_id
     if kind == "stream":
         return obj.participant.room_id
-    return getattr(obj, "room_id", None)
+    room_id = getattr(obj, "room_id", None)
+    return room_id if room_id is not None else getattr(getattr(obj, "room", None), "pk", None)
 
 
 # event type -> (signal kwarg, data builder)
