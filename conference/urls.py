@@ -2,10 +2,13 @@
 
 from django.contrib import admin
 from django.urls import include, path
+
+from media_relay.views import media_stats
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("media/stats", media_stats, name="media-stats"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/", include("rooms.api.urls")),

@@ -8,3 +8,12 @@ class MediaRelayConfig(AppConfig):
 
     default_auto_field = "django.db.models.BigAutoField"
     name = "media_relay"
+
+    def ready(self) -> None:
+        from media_relay.recording.mixer import on_room_finished
+        from rooms.signals import room_finished
+
+        room_finished.connect(on_room_finished, dispatch_uid="media_relay.recording.mix")
+        from media_relay.stats import install_codec_counters
+
+        install_codec_counters()

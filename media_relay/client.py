@@ -58,15 +58,29 @@ class MediaClient:
         return True
 
     async def publish(
-        self, *, room_id: int, participant_id: int, stream_id: str, sdp: str, record: bool,
-        reply_channel: str, rid: str | int | None,
+        self,
+        *,
+        room_id: int,
+        participant_id: int,
+        stream_id: str,
+        sdp: str,
+        record: bool,
+        reply_channel: str,
+        rid: str | int | None,
     ) -> None:
         """Ask the room's worker to answer a publisher's offer."""
         await self._send(room_id, m.publish(room_id, participant_id, stream_id, sdp, record, reply_channel, rid))
 
     async def play(
-        self, *, room_id: int, participant_id: int, stream_id: str, play_id: str, sdp: str,
-        reply_channel: str, rid: str | int | None,
+        self,
+        *,
+        room_id: int,
+        participant_id: int,
+        stream_id: str,
+        play_id: str,
+        sdp: str,
+        reply_channel: str,
+        rid: str | int | None,
     ) -> None:
         """Ask the room's worker to answer a player's offer."""
         await self._send(room_id, m.play(room_id, participant_id, stream_id, play_id, sdp, reply_channel, rid))
@@ -77,8 +91,16 @@ class MediaClient:
             raise RoomError(ErrorCode.PLAY_NOT_FOUND, "no such playback")
 
     async def ice(
-        self, *, room_id: int, participant_id: int, pc_id: str, candidate: str | None, sdp_mid: str | None,
-        sdp_mline_index: int | None, reply_channel: str, rid: str | int | None,
+        self,
+        *,
+        room_id: int,
+        participant_id: int,
+        pc_id: str,
+        candidate: str | None,
+        sdp_mid: str | None,
+        sdp_mline_index: int | None,
+        reply_channel: str,
+        rid: str | int | None,
     ) -> None:
         """Hand a trickled candidate to the peer connection it belongs to."""
         message = m.ice(room_id, participant_id, pc_id, candidate, sdp_mid, sdp_mline_index, reply_channel, rid)

@@ -37,6 +37,7 @@ from aiortc.rtp import (
 )
 
 from media_relay.rtp import build_packet, keyframe_start, packet_sequence, wrap_rtx
+from media_relay.stats import STATS
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,8 @@ class PacketSink(Protocol):
     """Anything fed with a publication's RTP after RTX unwrapping (e.g. a recorder)."""
 
     def write(self, kind: str, codec: RTCRtpCodecParameters, packet: RtpPacket) -> None: ...
+
+    # Optional: ``close()`` is called (synchronously, maybe twice) when the publication closes.
 
 
 class DownTrack:
@@ -113,6 +116,8 @@ class DownTrack:
         if self._send(data):
             self.packets_sent += 1
             self.octets_sent += len(payload)
+            STATS.packets_forwarded += 1
+            STATS.bytes_forwarded += len(data)
             self.last_timestamp = out_timestamp
             if marker or self.kind == "audio":
                 self._update_sender_report()
@@ -203,7 +208,7 @@ class Ingest:
                 payload_size=len(packet.payload) + packet.padding_size,
                 ssrc=packet.ssrc,
             )
-            rtcp_ssrc = getattr(receiver, "_RTCRtpReceiver__rtcp_ssrc")
+            rtcp_ssrc = receiver._RTCRtpReceiver__rtcp_ssrc  # type: ignore[attr-defined]
             if rtcp_ssrc is not None and remb is not None:
                 await receiver._send_rtcp(
                     RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=pack_remb_fci(*remb))
@@ -292,11 +297,18 @@ class Ingest:
         task.add_done_callback(_log_failure)
 
     def close(self) -> None:
-        """Forget players and sinks; cancel a pending keyframe request."""
+        """Forget players; close and forget sinks; cancel a pending keyframe request."""
         if self._pli_pending is not None:
             self._pli_pending.cancel()
             self._pli_pending = None
         self.downtracks.clear()
+        for sink in self.sinks:
+            close = getattr(sink, "close", None)
+            if close is not None:
+                try:
+                    close()  # e.g. a recorder finalizes its file
+                except Exception:
+                    logger.exception("closing a media sink failed")
         self.sinks.clear()
 
 

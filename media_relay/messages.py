@@ -22,8 +22,14 @@ def publish(
     room_id: int, participant_id: int, stream_id: str, sdp: str, record: bool, reply_channel: str, rid: Any
 ) -> dict[str, Any]:
     return {
-        "type": PUBLISH, "room_id": room_id, "participant_id": participant_id, "stream_id": stream_id,
-        "sdp": sdp, "record": record, "reply_channel": reply_channel, "rid": rid,
+        "type": PUBLISH,
+        "room_id": room_id,
+        "participant_id": participant_id,
+        "stream_id": stream_id,
+        "sdp": sdp,
+        "record": record,
+        "reply_channel": reply_channel,
+        "rid": rid,
     }
 
 
@@ -31,8 +37,14 @@ def play(
     room_id: int, participant_id: int, stream_id: str, play_id: str, sdp: str, reply_channel: str, rid: Any
 ) -> dict[str, Any]:
     return {
-        "type": PLAY, "room_id": room_id, "participant_id": participant_id, "stream_id": stream_id,
-        "play_id": play_id, "sdp": sdp, "reply_channel": reply_channel, "rid": rid,
+        "type": PLAY,
+        "room_id": room_id,
+        "participant_id": participant_id,
+        "stream_id": stream_id,
+        "play_id": play_id,
+        "sdp": sdp,
+        "reply_channel": reply_channel,
+        "rid": rid,
     }
 
 
@@ -41,13 +53,25 @@ def stop(room_id: int, play_id: str, reply_channel: str, rid: Any) -> dict[str, 
 
 
 def ice(
-    room_id: int, participant_id: int, pc_id: str, candidate: str | None, sdp_mid: str | None,
-    sdp_mline_index: int | None, reply_channel: str, rid: Any,
+    room_id: int,
+    participant_id: int,
+    pc_id: str,
+    candidate: str | None,
+    sdp_mid: str | None,
+    sdp_mline_index: int | None,
+    reply_channel: str,
+    rid: Any,
 ) -> dict[str, Any]:
     return {
-        "type": ICE, "room_id": room_id, "participant_id": participant_id, "pc_id": pc_id,
-        "candidate": candidate, "sdp_mid": sdp_mid, "sdp_mline_index": sdp_mline_index,
-        "reply_channel": reply_channel, "rid": rid,
+        "type": ICE,
+        "room_id": room_id,
+        "participant_id": participant_id,
+        "pc_id": pc_id,
+        "candidate": candidate,
+        "sdp_mid": sdp_mid,
+        "sdp_mline_index": sdp_mline_index,
+        "reply_channel": reply_channel,
+        "rid": rid,
     }
 
 

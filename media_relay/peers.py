@@ -23,6 +23,7 @@ from aiortc.sdp import candidate_from_sdp
 from django.conf import settings
 
 from media_relay.forwarding import DownTrack, Ingest
+from media_relay.stats import PEER_CONNECTIONS
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ def rtx_capability(kind: str, clock_rate: int) -> RTCRtpCodecCapability | None:
 
 def parse_candidate(candidate: str, sdp_mid: str | None, sdp_mline_index: int | None) -> Any:
     """An aiortc candidate from the browser's candidate line."""
-    text = candidate[len("candidate:"):] if candidate.startswith("candidate:") else candidate
+    text = candidate[len("candidate:") :] if candidate.startswith("candidate:") else candidate
     try:
         parsed = candidate_from_sdp(text)
     except (ValueError, IndexError) as exc:
@@ -109,6 +110,11 @@ def parse_candidate(candidate: str, sdp_mid: str | None, sdp_mline_index: int | 
     return parsed
 
 
+def _log_task_failure(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("media callback failed", exc_info=task.exception())
+
+
 class PeerSession:
     """One peer connection with a connect deadline and a single close path."""
 
@@ -116,6 +122,7 @@ class PeerSession:
         self.pc_id = pc_id
         self.participant_id = participant_id
         self.pc = RTCPeerConnection(rtc_configuration())
+        PEER_CONNECTIONS.add(self.pc)
         self.closed = False
         self._on_failed = on_failed
         self._watchdog: asyncio.Task[None] | None = None
@@ -132,7 +139,7 @@ class PeerSession:
 
     async def _state_changed(self) -> None:
         state = self.pc.connectionState
-        if state == "connected" and self._watchdog is not None:
+        if state == "connected" and self._watchdog is not None and self._watchdog is not asyncio.current_task():
             self._watchdog.cancel()
         if state == "failed" and not self.closed:
             await self._on_failed("peer connection failed (ICE or DTLS)")
@@ -152,7 +159,7 @@ class PeerSession:
         if self.closed:
             return
         self.closed = True
-        if self._watchdog is not None:
+        if self._watchdog is not None and self._watchdog is not asyncio.current_task():
             self._watchdog.cancel()
         await self.pc.close()
 
@@ -161,8 +168,12 @@ class Publication(PeerSession):
     """A published stream: its publisher's peer connection and one Ingest per track."""
 
     def __init__(
-        self, stream_id: str, room_id: int, participant_id: int,
-        on_failed: Callable[[str], Awaitable[None]], on_media: Callable[[Publication], Awaitable[None]],
+        self,
+        stream_id: str,
+        room_id: int,
+        participant_id: int,
+        on_failed: Callable[[str], Awaitable[None]],
+        on_media: Callable[[Publication], Awaitable[None]],
     ) -> None:
         super().__init__(stream_id, participant_id, on_failed)
         self.stream_id = stream_id
@@ -195,7 +206,7 @@ class Publication(PeerSession):
         if not self.publishing:
             self.publishing = True
             task = asyncio.ensure_future(self._on_media(self))
-            task.add_done_callback(lambda t: t.cancelled() or t.exception() and logger.error("%s", t.exception()))
+            task.add_done_callback(_log_task_failure)
 
     def codec_names(self) -> dict[str, str]:
         """The codec names negotiated per kind (from received media when known)."""
@@ -226,8 +237,13 @@ class Playback(PeerSession):
     """A player's peer connection fed by the DownTracks of one publication."""
 
     def __init__(
-        self, play_id: str, publication: Publication, participant_id: int, reply_channel: str,
-        on_failed: Callable[[str], Awaitable[None]], on_playing: Callable[[Playback], Awaitable[None]],
+        self,
+        play_id: str,
+        publication: Publication,
+        participant_id: int,
+        reply_channel: str,
+        on_failed: Callable[[str], Awaitable[None]],
+        on_playing: Callable[[Playback], Awaitable[None]],
     ) -> None:
         super().__init__(play_id, participant_id, on_failed)
         self.play_id = play_id
@@ -269,13 +285,13 @@ class Playback(PeerSession):
             codecs = transceiver._codecs
             if ingest is None or ingest.codec is None or not codecs or transceiver.direction == "inactive":
                 continue
-            main = [c for c in codecs if not is_rtx(c)][0]
+            main = next(c for c in codecs if not is_rtx(c))
             rtx = next((c for c in codecs if is_rtx(c) and c.parameters.get("apt") == main.payloadType), None)
             downtrack = DownTrack(
                 kind,
                 transceiver.sender,
                 transceiver.sender.transport,
-                {ingest.codec.payloadType: main.payloadType},
+                {ingest.codec.payloadType: main.payloadType},  # type: ignore[dict-item]
                 rtx.payloadType if rtx else None,
                 self._first_packet,
                 ingest.request_keyframe,
@@ -287,7 +303,7 @@ class Playback(PeerSession):
         if not self.playing:
             self.playing = True
             task = asyncio.ensure_future(self._on_playing(self))
-            task.add_done_callback(lambda t: t.cancelled() or t.exception() and logger.error("%s", t.exception()))
+            task.add_done_callback(_log_task_failure)
 
     async def close(self) -> None:
         for downtrack in self.downtracks:

@@ -18,7 +18,7 @@ def wrap_rtx(packet: bytes, payload_type: int, sequence: int, ssrc: int) -> byte
     _, second, original_sequence, timestamp, _ = RTP_HEADER.unpack_from(packet)
     marker = second >> 7
     header = RTP_HEADER.pack(RTP_VERSION_BYTE, (marker << 7) | payload_type, sequence, timestamp, ssrc)
-    return header + struct.pack("!H", original_sequence) + packet[RTP_HEADER.size:]
+    return header + struct.pack("!H", original_sequence) + packet[RTP_HEADER.size :]
 
 
 def packet_sequence(packet: bytes) -> int:
@@ -63,7 +63,7 @@ def h264_keyframe_start(payload: bytes) -> bool:
     if nal_type == 24:  # STAP-A: aggregated NAL units
         index = 1
         while index + 2 < len(payload):
-            size = int.from_bytes(payload[index:index + 2], "big")
+            size = int.from_bytes(payload[index : index + 2], "big")
             if index + 2 < len(payload) and payload[index + 2] & 0x1F in (5, 7):
                 return True
             index += 2 + size

@@ -22,7 +22,9 @@ from channels.layers import get_channel_layer
 
 from media_relay import messages as m
 from media_relay.peers import MediaError, Playback, Publication
+from media_relay.recording.sink import recording_sink_factory
 from media_relay.registry import HEARTBEAT_SECONDS, WorkerInfo, registry
+from media_relay.stats import STATS
 from rooms import protocol as p
 from rooms import services
 from rooms.dispatch import deliver
@@ -52,7 +54,7 @@ class MediaWorker:
         self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
-        self.sink_factories: list[Callable[[Publication, bool], Awaitable[None]]] = []
+        self.sink_factories: list[Callable[[Publication, bool], Awaitable[None]]] = [recording_sink_factory]
 
     @property
     def load(self) -> int:
@@ -138,6 +140,7 @@ class MediaWorker:
         publication = Publication(stream_id, message["room_id"], message["participant_id"], failed, self._media_flowing)
         publication.record = bool(message.get("record"))  # type: ignore[attr-defined]
         self.publications[stream_id] = publication
+        STATS.publications_opened += 1
         sdp = await publication.answer(message["sdp"])
         stream = await db(_stream_payload)(stream_id)
         event = p.Event(p.ANSWER, {"pc": stream_id, "stream": stream, "sdp": sdp}).to_dict(message.get("rid"))
@@ -190,6 +193,7 @@ class MediaWorker:
             play_id, publication, message["participant_id"], message["reply_channel"], failed, self._playing
         )
         self.playbacks[play_id] = playback
+        STATS.playbacks_opened += 1
         publication.playbacks.add(playback)
         try:
             sdp = await playback.answer(message["sdp"])
@@ -275,6 +279,11 @@ class MediaWorker:
 
 
 _inprocess: dict[int, tuple[MediaWorker, asyncio.Task[None]]] = {}
+
+
+def all_inprocess_workers() -> list[MediaWorker]:
+    """Every in-process worker of this process."""
+    return [worker for worker, task in _inprocess.values() if not task.done()]
 
 
 def inprocess_worker() -> MediaWorker | None:

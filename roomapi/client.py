@@ -119,6 +119,9 @@ class Connection:
 
     async def disconnect(self) -> None:
         """Close the WebSocket without leaving: the server keeps the login for ROOM_IDLE_TIMEOUT."""
+        from roomapi.media import close_all
+
+        await close_all(self)
         try:
             await asyncio.wait_for(self._ws.close(), self.timeout)
         except (TimeoutError, ConnectionClosed, OSError):

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from roomapi.media import PlayingStream
     from roomapi.room import Room
 
 
@@ -29,6 +30,16 @@ class Stream:
     audio_codec: str = ""
     video_codec: str = ""
     record: bool = False
+    room: Room | None = field(default=None, repr=False, compare=False)
+    """The room the stream is in (set when it is reached through a participant)."""
+
+    async def play(self) -> PlayingStream:
+        """Play this stream: ``.video`` / ``.audio`` of the result are tracks to read frames from."""
+        if self.room is None:
+            raise RuntimeError("this stream is not attached to a room")
+        from roomapi.media import play
+
+        return await play(self.room, self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Stream:
@@ -67,7 +78,16 @@ class Participant:
 
     def get_streams(self) -> list[Stream]:
         """The participant's live streams."""
+        for stream in self.streams.values():
+            stream.room = self.room
         return list(self.streams.values())
+
+    async def play(self) -> PlayingStream:
+        """Play the participant's first live stream (the reference's ``participant.play``)."""
+        streams = self.get_streams()
+        if not streams:
+            raise RuntimeError(f"{self.login} publishes nothing")
+        return await streams[0].play()
 
     async def send_message(self, text: str) -> Message:
         """Send a private message to this participant; returns the stored message."""

@@ -12,6 +12,7 @@ from roomapi.objects import Message, Participant, RoomEvent, Stream
 
 if TYPE_CHECKING:
     from roomapi.client import Connection
+    from roomapi.media import PublishedStream
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +70,19 @@ class Room:
             raise ValueError(f"unknown room event {event!r}")
         self._callbacks.setdefault(event, []).append(callback)
         return self
+
+    async def publish(
+        self,
+        video: Any = None,
+        audio: Any = None,
+        kind: str = "camera",
+        record: bool = False,
+        **options: Any,
+    ) -> PublishedStream:
+        """Publish aiortc tracks (camera or screen); options: video_codec, audio_codec, ice_servers."""
+        from roomapi.media import publish
+
+        return await publish(self, video=video, audio=audio, kind=kind, record=record, **options)
 
     async def send_message(self, text: str, to: Iterable[str] | str | None = None) -> Message:
         """Send ``text`` to everyone, or privately to one login or a list of logins."""
@@ -154,6 +168,7 @@ class Room:
             stream = Stream.from_dict(data)
         else:
             stream.update(data)
+        stream.room = self
         return stream
 
     def _handle(self, event: dict[str, Any]) -> None:

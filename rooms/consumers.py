@@ -61,7 +61,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self.send_event(p.error_event(exc.code, exc.message, rid))
         except Exception:
             logger.exception("command failed")
-            await self.send_event(p.error_event(ErrorCode.INTERNAL_ERROR, "the server failed to handle this command", rid))
+            await self.send_event(
+                p.error_event(ErrorCode.INTERNAL_ERROR, "the server failed to handle this command", rid)
+            )
 
     async def _dispatch(self, command: p.Command) -> None:
         if isinstance(command, p.Hello):
@@ -141,7 +143,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.grants = self.identity.grants_for(outcome.state["self"]["role"])
         outcome.state["self"]["grants"] = sorted(self.grants)
         await self.channel_layer.group_add(outcome.group, self.channel_name)
-        await self.send_event(p.Event(p.STATE, {k: v for k, v in outcome.state.items() if k != "type"}).to_dict(command.rid))
+        await self.send_event(
+            p.Event(p.STATE, {k: v for k, v in outcome.state.items() if k != "type"}).to_dict(command.rid)
+        )
         await deliver(outcome.deliveries)
 
     async def _handle_leave(self, command: p.Leave) -> None:

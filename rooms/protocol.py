@@ -444,7 +444,9 @@ def parse_command(payload: dict[str, Any]) -> Command:
     """Build the typed command of a decoded frame, or raise ProtocolError."""
     rid = request_id(payload)
     if "rid" in payload and payload["rid"] is not None and rid is None:
-        raise ProtocolError(ErrorCode.INVALID_FIELD, f"'rid' must be a string of at most {MAX_RID_LENGTH} or an integer")
+        raise ProtocolError(
+            ErrorCode.INVALID_FIELD, f"'rid' must be a string of at most {MAX_RID_LENGTH} or an integer"
+        )
     kind = payload.get("type")
     if kind is None:
         raise ProtocolError(ErrorCode.MISSING_FIELD, "'type' is required")

@@ -215,7 +215,9 @@ def _set_stream_ended(stream: Stream, status: str, reason: str, outcome: Outcome
     data = stream_dict(stream, participant.login)
     if participant.channel_name:
         outcome.deliveries.append(
-            Delivery(_event(p.STREAM_STATUS, stream=data, status=status, reason=reason), channels=(participant.channel_name,))
+            Delivery(
+                _event(p.STREAM_STATUS, stream=data, status=status, reason=reason), channels=(participant.channel_name,)
+            )
         )
     if was_publishing:
         outcome.deliveries.append(
@@ -250,7 +252,9 @@ def _finalize(room: Room, outcome: Outcome, reason: str = "empty") -> None:
     room.finalized_at = timezone.now()
     room.save(update_fields=["finalized_at"])
     outcome.finalized_room_ids.append(room.pk)
-    outcome.deliveries.append(Delivery(_event(p.ROOM_CLOSED, room=room_dict(room), reason=reason), group=room.group_name))
+    outcome.deliveries.append(
+        Delivery(_event(p.ROOM_CLOSED, room=room_dict(room), reason=reason), group=room.group_name)
+    )
     _on_commit(signals.room_finished, room=room)
 
 
@@ -461,12 +465,17 @@ def playable_stream(participant_id: int, stream_id: str) -> Stream:
 
 
 @transaction.atomic
-def stream_publishing(stream_id: str, *, has_audio: bool, has_video: bool, audio_codec: str, video_codec: str) -> Outcome:
+def stream_publishing(
+    stream_id: str, *, has_audio: bool, has_video: bool, audio_codec: str, video_codec: str
+) -> Outcome:
     """Media flows: the stream is PUBLISHING; everyone is told."""
     outcome = Outcome()
-    stream = Stream.objects.select_for_update().select_related("participant", "participant__room").filter(
-        public_id=stream_id
-    ).first()
+    stream = (
+        Stream.objects.select_for_update()
+        .select_related("participant", "participant__room")
+        .filter(public_id=stream_id)
+        .first()
+    )
     if stream is None or stream.status != Stream.Status.PENDING:
         return outcome
     stream.status = Stream.Status.PUBLISHING
@@ -478,7 +487,10 @@ def stream_publishing(stream_id: str, *, has_audio: bool, has_video: bool, audio
     data = stream_dict(stream, participant.login)
     if participant.channel_name:
         outcome.deliveries.append(
-            Delivery(_event(p.STREAM_STATUS, stream=data, status=stream.status, reason=""), channels=(participant.channel_name,))
+            Delivery(
+                _event(p.STREAM_STATUS, stream=data, status=stream.status, reason=""),
+                channels=(participant.channel_name,),
+            )
         )
     outcome.deliveries.append(
         Delivery(
@@ -494,9 +506,12 @@ def stream_publishing(stream_id: str, *, has_audio: bool, has_video: bool, audio
 def stream_ended(stream_id: str, status: str = Stream.Status.UNPUBLISHED, reason: str = "") -> Outcome:
     """A stream stopped (unpublish) or failed; players and the room are told."""
     outcome = Outcome()
-    stream = Stream.objects.select_for_update().select_related("participant", "participant__room").filter(
-        public_id=stream_id
-    ).first()
+    stream = (
+        Stream.objects.select_for_update()
+        .select_related("participant", "participant__room")
+        .filter(public_id=stream_id)
+        .first()
+    )
     if stream is None or not stream.is_live:
         return outcome
     _set_stream_ended(stream, status, reason, outcome, stream.participant)
@@ -522,7 +537,11 @@ def set_mute(stream_id: str, audio: bool | None, video: bool | None, participant
     participant = stream.participant
     outcome.deliveries.append(
         Delivery(
-            _event(p.STREAM_UPDATED, participant=participant_dict(participant), stream=stream_dict(stream, participant.login)),
+            _event(
+                p.STREAM_UPDATED,
+                participant=participant_dict(participant),
+                stream=stream_dict(stream, participant.login),
+            ),
             group=participant.room.group_name,
         )
     )

@@ -26,7 +26,7 @@ def counter_frame(number: int, color: tuple[int, int, int], width: int = WIDTH, 
     image[:, :] = color
     for bit in range(BITS):
         value = 255 if (number >> (BITS - 1 - bit)) & 1 else 0
-        image[:BAR, bit * BLOCK:(bit + 1) * BLOCK] = value
+        image[:BAR, bit * BLOCK : (bit + 1) * BLOCK] = value
     frame = av.VideoFrame.from_ndarray(image, format="rgb24")
     frame.pict_type = av.video.frame.PictureType.NONE
     return frame
@@ -49,7 +49,7 @@ def body_color(frame: av.VideoFrame) -> tuple[int, int, int]:
     """The average colour of the frame below the counter bar."""
     image = frame.to_ndarray(format="rgb24")
     height = image.shape[0]
-    region = image[height // 2:, :]
+    region = image[height // 2 :, :]
     return tuple(int(v) for v in region.reshape(-1, 3).mean(axis=0))  # type: ignore[return-value]
 
 

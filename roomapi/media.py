@@ -1,0 +1,297 @@
+"""Publishing and playing media with aiortc: the SDK's side of the media relay.
+
+stream = await room.publish(video=track, audio=track, kind="camera")
+await stream.wait_for(STREAM_STATUS.PUBLISHING)
+playing = await participant.get_streams()[0].play()
+frame = await playing.video.recv()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
+
+from roomapi.constants import STREAM_STATUS
+from roomapi.errors import RoomApiError
+
+if TYPE_CHECKING:
+    from roomapi.objects import Stream
+    from roomapi.room import Room
+
+logger = logging.getLogger(__name__)
+
+StatusCallback = Callable[[Any], Any]
+TERMINAL = (STREAM_STATUS.UNPUBLISHED, STREAM_STATUS.FAILED, STREAM_STATUS.STOPPED)
+
+
+def _configuration(ice_servers: list[RTCIceServer] | None) -> RTCConfiguration:
+    # Always an explicit list: aiortc falls back to a public STUN server on None.
+    return RTCConfiguration(iceServers=list(ice_servers or []))
+
+
+def _prefer(transceiver: Any, kind: str, codec: str | None) -> None:
+    if not codec:
+        return
+    wanted = codec.lower()
+    capabilities = RTCRtpSender.getCapabilities(kind).codecs
+    chosen = [c for c in capabilities if c.mimeType.split("/")[1].lower() == wanted]
+    if not chosen:
+        raise ValueError(f"codec {codec!r} is not supported for {kind}")
+    rtx = [c for c in capabilities if c.mimeType.lower().endswith("/rtx")]
+    transceiver.setCodecPreferences(chosen + rtx)
+
+
+class _StatusMixin:
+    """Status, callbacks and waiting, shared by published and played streams."""
+
+    def _init_status(self, status: str) -> None:
+        self._status = status
+        self.reason = ""
+        self._callbacks: dict[str, list[StatusCallback]] = {}
+        self._waiters: list[tuple[str, asyncio.Future[None]]] = []
+        self._seen: set[str] = set()
+
+    def status(self) -> str:
+        """The current STREAM_STATUS value."""
+        return self._status
+
+    def on(self, status: str, callback: StatusCallback) -> Any:
+        """Call ``callback(self)`` when the stream reaches ``status``; chainable."""
+        self._callbacks.setdefault(status, []).append(callback)
+        return self
+
+    async def wait_for(self, status: str, timeout: float = 10.0) -> None:
+        """Wait (bounded) until the stream has reached ``status``."""
+        if status in self._seen:
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append((status, future))
+        await asyncio.wait_for(future, timeout)
+
+    def _set_status(self, status: str, reason: str = "") -> None:
+        self._status = status
+        self.reason = reason
+        self._seen.add(status)
+        for wanted, future in list(self._waiters):
+            if wanted == status and not future.done():
+                future.set_result(None)
+            elif status in TERMINAL and not future.done():
+                future.set_exception(RoomApiError(status.lower(), reason or f"stream is {status}"))
+        self._waiters = [w for w in self._waiters if not w[1].done()]
+        for callback in self._callbacks.get(status, []):
+            self._connection()._call(callback, self)
+
+    def _connection(self) -> Any:
+        raise NotImplementedError
+
+
+class PublishedStream(_StatusMixin):
+    """One of our own streams, published into the room."""
+
+    def __init__(self, room: Room, pc: RTCPeerConnection, kind: str) -> None:
+        self.room = room
+        self.pc = pc
+        self.kind = kind
+        self.id = ""
+        self.audio_muted = False
+        self.video_muted = False
+        self._init_status(STREAM_STATUS.PENDING)
+        self._early: list[dict[str, Any]] = []
+
+    def _connection(self) -> Any:
+        return self.room.connection
+
+    def name(self) -> str:
+        """The stream's id (the name others play it by)."""
+        return self.id
+
+    def is_audio_muted(self) -> bool:
+        return self.audio_muted
+
+    def is_video_muted(self) -> bool:
+        return self.video_muted
+
+    async def mute_audio(self) -> None:
+        """Stop sending audio to the room (the relay stops forwarding it)."""
+        await self._mute(audio=True)
+
+    async def unmute_audio(self) -> None:
+        await self._mute(audio=False)
+
+    async def mute_video(self) -> None:
+        """Stop sending video to the room."""
+        await self._mute(video=True)
+
+    async def unmute_video(self) -> None:
+        await self._mute(video=False)
+
+    async def _mute(self, **flags: bool) -> None:
+        await self.room.connection._request("mute", stream=self.id, **flags)
+        self.audio_muted = flags.get("audio", self.audio_muted)
+        self.video_muted = flags.get("video", self.video_muted)
+
+    async def stop(self) -> None:
+        """Unpublish and close the peer connection."""
+        try:
+            if self._status in (STREAM_STATUS.PENDING, STREAM_STATUS.PUBLISHING) and self.id:
+                await self.room.connection._request("unpublish", stream=self.id)
+        finally:
+            await self._close()
+
+    async def _close(self) -> None:
+        self.room.connection._remove_listener("stream_status", self._on_status)
+        _registry(self.room.connection).discard(self)
+        await self.pc.close()
+
+    def _on_status(self, event: dict[str, Any]) -> None:
+        stream = event.get("stream") or {}
+        if not self.id:
+            self._early.append(event)
+            return
+        if stream.get("id") != self.id:
+            return
+        status = str(event.get("status"))
+        self.audio_muted = bool(stream.get("audio_muted", self.audio_muted))
+        self.video_muted = bool(stream.get("video_muted", self.video_muted))
+        self._set_status(status, str(event.get("reason", "")))
+        if status in TERMINAL:
+            self._closing = asyncio.ensure_future(self._close())
+
+
+class PlayingStream(_StatusMixin):
+    """A remote stream we play: ``video`` and ``audio`` are aiortc tracks to read frames from."""
+
+    def __init__(self, room: Room, stream: Stream, pc: RTCPeerConnection) -> None:
+        self.room = room
+        self.stream = stream
+        self.pc = pc
+        self.id = ""
+        self.video: MediaStreamTrack | None = None
+        self.audio: MediaStreamTrack | None = None
+        self._init_status(STREAM_STATUS.PENDING)
+        self._early: list[dict[str, Any]] = []
+
+    def _connection(self) -> Any:
+        return self.room.connection
+
+    async def stop(self) -> None:
+        """Stop playing; the server answers STOPPED."""
+        try:
+            if self.id and self._status not in TERMINAL:
+                await self.room.connection._request("stop", play=self.id)
+                self._set_status(STREAM_STATUS.STOPPED, "stopped")
+        finally:
+            await self._close()
+
+    async def _close(self) -> None:
+        self.room.connection._remove_listener("play_status", self._on_status)
+        _registry(self.room.connection).discard(self)
+        await self.pc.close()
+
+    def _on_status(self, event: dict[str, Any]) -> None:
+        if not self.id:
+            self._early.append(event)
+            return
+        if event.get("play") != self.id:
+            return
+        status = str(event.get("status"))
+        if status == STREAM_STATUS.STOPPED and self._status == STREAM_STATUS.STOPPED:
+            return
+        self._set_status(status, str(event.get("reason", "")))
+        if status in TERMINAL:
+            self._closing = asyncio.ensure_future(self._close())
+
+
+def _registry(connection: Any) -> set[Any]:
+    registry: set[Any] | None = getattr(connection, "_media_streams", None)
+    if registry is None:
+        registry = set()
+        connection._media_streams = registry
+    return registry
+
+
+async def close_all(connection: Any) -> None:
+    """Close every peer connection of a connection (on disconnect)."""
+    for item in list(_registry(connection)):
+        await item._close()
+
+
+async def publish(
+    room: Room,
+    *,
+    video: MediaStreamTrack | None = None,
+    audio: MediaStreamTrack | None = None,
+    kind: str = "camera",
+    record: bool = False,
+    video_codec: str | None = None,
+    audio_codec: str | None = None,
+    ice_servers: list[RTCIceServer] | None = None,
+) -> PublishedStream:
+    """Publish tracks into the room; the result turns PUBLISHING when media flows."""
+    if video is None and audio is None:
+        raise ValueError("publish needs a video or an audio track")
+    pc = RTCPeerConnection(_configuration(ice_servers))
+    if video is not None:
+        _prefer(pc.addTransceiver(video, direction="sendonly"), "video", video_codec)
+    if audio is not None:
+        _prefer(pc.addTransceiver(audio, direction="sendonly"), "audio", audio_codec)
+    stream = PublishedStream(room, pc, kind)
+    connection = room.connection
+    connection._add_listener("stream_status", stream._on_status)
+    _registry(connection).add(stream)
+    try:
+        await pc.setLocalDescription(await pc.createOffer())
+        reply = await connection._request("publish", kind=kind, sdp=pc.localDescription.sdp, record=record)
+        stream.id = str(reply["pc"])
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=reply["sdp"], type="answer"))
+    except BaseException:
+        await stream._close()
+        raise
+    for event in stream._early:
+        stream._on_status(event)
+    stream._early.clear()
+    return stream
+
+
+async def play(room: Room, stream: Stream, ice_servers: list[RTCIceServer] | None = None) -> PlayingStream:
+    """Play a PUBLISHING stream of the room; the result turns PLAYING when media arrives."""
+    pc = RTCPeerConnection(_configuration(ice_servers))
+    playing = PlayingStream(room, stream, pc)
+
+    @pc.on("track")
+    def on_track(track: MediaStreamTrack) -> None:
+        if track.kind == "video":
+            playing.video = track
+        elif track.kind == "audio":
+            playing.audio = track
+
+    if stream.has_video or not stream.has_audio:
+        pc.addTransceiver("video", direction="recvonly")
+    if stream.has_audio or not stream.has_video:
+        pc.addTransceiver("audio", direction="recvonly")
+    connection = room.connection
+    connection._add_listener("play_status", playing._on_status)
+    _registry(connection).add(playing)
+    try:
+        await pc.setLocalDescription(await pc.createOffer())
+        reply = await connection._request("play", stream=stream.id, sdp=pc.localDescription.sdp)
+        playing.id = str(reply["play"])
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=reply["sdp"], type="answer"))
+    except BaseException:
+        await playing._close()
+        raise
+    for event in playing._early:
+        playing._on_status(event)
+    playing._early.clear()
+    return playing
