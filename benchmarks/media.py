@@ -1,0 +1,193 @@
+"""Benchmark media: pre-encoded VP8, a publisher track that paces it, and lean counting players.
+
+The publisher never encodes during a run: a few hundred synthetic frames are
+encoded once with libvpx into ``av.Packet`` objects, and :class:`PacketTrack`
+hands them to aiortc's RTCRtpSender at 30 fps (it packetizes an ``av.Packet``
+without encoding).  Players never decode: :func:`install_counter` replaces each
+receiver's ``_handle_rtp_packet`` with a function that counts packets and whole
+frames and measures latency.  A frame is identified by the first bytes of its
+VP8 data (after the RTP payload descriptor), which neither server rewrites, so
+the publisher's send time of that frame is found whatever the server did to
+the RTP headers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import av
+import numpy as np
+from aiortc import MediaStreamTrack
+from aiortc.rtcrtpreceiver import RTCRtpReceiver
+from aiortc.rtp import RtpPacket
+
+logger = logging.getLogger(__name__)
+
+WIDTH, HEIGHT = 640, 480
+FPS = 30
+BITRATE = 1_700_000
+GOP = 60
+KEY_BYTES = 64
+VIDEO_TIME_BASE = fractions.Fraction(1, 90000)
+
+
+@dataclass
+class EncodedClip:
+    """A cycle of pre-encoded VP8 frames and the key that identifies each of them on the wire."""
+
+    packets: list[av.Packet]
+    keys: list[bytes]
+    unique: set[bytes]
+    """Keys that occur once in the cycle (only these are used for latency)."""
+
+    @property
+    def bitrate(self) -> float:
+        """Average bits per second at FPS."""
+        return sum(p.size for p in self.packets) * 8 * FPS / len(self.packets)
+
+    @property
+    def keyframes(self) -> int:
+        """Keyframes in the cycle."""
+        return sum(1 for p in self.packets if p.is_keyframe)
+
+
+def encode_clip(frames: int = 300, seed: int = 1) -> EncodedClip:
+    """Encode ``frames`` synthetic 640x480 frames with libvpx (~1.8 Mbit/s, a keyframe every 2 s)."""
+    codec = av.CodecContext.create("libvpx", "w")
+    codec.width, codec.height = WIDTH, HEIGHT
+    codec.pix_fmt = "yuv420p"
+    codec.time_base = fractions.Fraction(1, FPS)
+    codec.framerate = fractions.Fraction(FPS, 1)
+    codec.bit_rate = BITRATE
+    codec.gop_size = GOP
+    codec.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"}
+    rng = np.random.default_rng(seed)
+    packets: list[av.Packet] = []
+    columns = np.arange(WIDTH, dtype=np.int64)[None, :]
+    rows = np.arange(HEIGHT, dtype=np.int64)[:, None]
+    for index in range(frames):
+        image = np.empty((HEIGHT, WIDTH, 3), dtype=np.uint8)
+        image[:, :, 0] = (columns + index * 4) % 256
+        image[:, :, 1] = (rows + index * 2) % 256
+        image[:, :, 2] = ((columns + rows + index * 3) // 4) % 256
+        image[100:380, 100:540] = rng.integers(0, 256, (280, 440, 3), dtype=np.uint8)
+        frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+        frame.pts = index
+        # Without this every synthetic frame is flagged as an I-frame and becomes a keyframe.
+        frame.pict_type = av.video.frame.PictureType.NONE
+        packets.extend(codec.encode(frame))
+    packets.extend(codec.encode(None))
+    keys = [bytes(p)[:KEY_BYTES] for p in packets]
+    counts: dict[bytes, int] = {}
+    for key in keys:
+        counts[key] = counts.get(key, 0) + 1
+    return EncodedClip(packets, keys, {k for k, n in counts.items() if n == 1})
+
+
+@dataclass
+class Probe:
+    """State shared by the publisher and the players of one run (one process, one clock)."""
+
+    sent: dict[bytes, float] = field(default_factory=dict)
+    """Frame key -> perf_counter() when the publisher handed the frame to its sender."""
+    measuring: bool = False
+    latencies: list[float] = field(default_factory=list)
+    frames_sent: int = 0
+
+
+@dataclass
+class PlayerCounter:
+    """What one player received."""
+
+    packets: int = 0
+    frames: int = 0
+    """Complete frames: a first packet (VP8 S bit, partition 0) through a marker packet, no gap."""
+    frame_starts: int = 0
+    _start_sequence: int = -1
+    _in_frame: int = 0
+
+    def on_packet(self, packet: RtpPacket, probe: Probe) -> None:
+        """Count one RTP packet; time the frame it starts, if it starts one."""
+        self.packets += 1
+        payload = packet.payload
+        if not payload:
+            return
+        first = payload[0]
+        if first & 0x10 and not first & 0x07:
+            self.frame_starts += 1
+            self._start_sequence = packet.sequence_number
+            self._in_frame = 0
+            if probe.measuring:
+                offset = vp8_descriptor_size(payload)
+                sent = probe.sent.get(payload[offset:offset + KEY_BYTES])
+                if sent is not None:
+                    probe.latencies.append(time.perf_counter() - sent)
+        if self._start_sequence >= 0:
+            self._in_frame += 1
+            if packet.marker:
+                if ((packet.sequence_number - self._start_sequence) & 0xFFFF) == self._in_frame - 1:
+                    self.frames += 1
+                self._start_sequence = -1
+
+
+def vp8_descriptor_size(payload: bytes) -> int:
+    """Length of the VP8 RTP payload descriptor (RFC 7741) at the start of ``payload``."""
+    size = 1
+    if payload[0] & 0x80:
+        ext = payload[1]
+        size = 2
+        if ext & 0x80:
+            size += 2 if payload[2] & 0x80 else 1
+        if ext & 0x40:
+            size += 1
+        if ext & 0x30:
+            size += 1
+    return size
+
+
+def install_counter(receiver: RTCRtpReceiver, counter: PlayerCounter, probe: Probe) -> None:
+    """Replace the receiver's RTP handler: count, no jitter buffer, no decoding."""
+
+    async def handle_rtp(packet: RtpPacket, arrival_time_ms: int) -> None:
+        counter.on_packet(packet, probe)
+
+    receiver._handle_rtp_packet = handle_rtp  # type: ignore[method-assign]
+
+
+class PacketTrack(MediaStreamTrack):
+    """A video track whose frames are the clip's ``av.Packet`` objects, paced at 30 fps."""
+
+    kind = "video"
+
+    def __init__(self, clip: EncodedClip, probe: Probe) -> None:
+        super().__init__()
+        self.clip = clip
+        self.probe = probe
+        self._index = 0
+        self._start: float | None = None
+
+    async def recv(self) -> Any:
+        """The next pre-encoded frame, at its time; its send time is logged by key."""
+        now = time.perf_counter()
+        if self._start is None:
+            self._start = now
+        due = self._start + self._index / FPS
+        if due > now:
+            await asyncio.sleep(due - now)
+        elif now - due > 1.0:
+            self._start = now - self._index / FPS  # fell far behind (stalled loop): do not burst
+        position = self._index % len(self.clip.packets)
+        packet = self.clip.packets[position]
+        packet.pts = self._index * (VIDEO_TIME_BASE.denominator // FPS)
+        packet.time_base = VIDEO_TIME_BASE
+        key = self.clip.keys[position]
+        if key in self.clip.unique:
+            self.probe.sent[key] = time.perf_counter()
+        self.probe.frames_sent += 1
+        self._index += 1
+        return packet

@@ -1,0 +1,148 @@
+"""One measurement: a publisher and K lean players through one server, then the figures."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from benchmarks.media import FPS, EncodedClip, PacketTrack, PlayerCounter, Probe
+from benchmarks.procs import cpu_seconds
+
+logger = logging.getLogger(__name__)
+
+CONNECT_CONCURRENCY = 8
+FIRST_FRAME_TIMEOUT = 15.0
+
+
+class Server(Protocol):
+    """What the runner needs of a server under test (ours or Janus)."""
+
+    name: str
+
+    @property
+    def pid(self) -> int: ...
+
+    async def start(self) -> None: ...
+
+    async def publish(self, track: PacketTrack, players: int) -> None: ...
+
+    async def play(self, index: int, counter: PlayerCounter, probe: Probe) -> None: ...
+
+    async def teardown(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def describe(self) -> str: ...
+
+    def cleanup(self) -> None: ...
+
+
+@dataclass
+class Result:
+    """The figures of one server at one K."""
+
+    server: str
+    players: int
+    seconds: float
+    packets_per_s: float
+    frames_per_s: float
+    relay_cpu: float
+    """Relay CPU over the window, as a fraction of one core."""
+    client_cpu: float
+    """Client process CPU (publisher + all players) as a fraction of one core."""
+    latency_p50_ms: float
+    latency_p99_ms: float
+    latency_samples: int
+    connected: int
+    error: str = ""
+
+    @property
+    def expected_frames_per_s(self) -> float:
+        """30 frames/s for every player."""
+        return FPS * self.players
+
+    @property
+    def us_per_packet(self) -> float:
+        """Relay CPU microseconds per delivered packet."""
+        return self.relay_cpu * 1e6 / self.packets_per_s if self.packets_per_s else float("nan")
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """The ``fraction`` quantile (nearest rank) of values, NaN when empty."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(fraction * len(ordered) + 0.5) - 1))
+    return ordered[index]
+
+
+async def measure(server: Server, clip: EncodedClip, players: int, warmup: float, seconds: float) -> Result:
+    """Start the server, connect 1 publisher and ``players`` players, measure a window, stop everything."""
+    probe = Probe()
+    counters = [PlayerCounter() for _ in range(players)]
+    await server.start()
+    try:
+        track = PacketTrack(clip, probe)
+        await server.publish(track, players)
+        gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
+
+        async def connect(index: int) -> None:
+            async with gate:
+                await server.play(index, counters[index], probe)
+
+        outcomes = await asyncio.gather(*(connect(i) for i in range(players)), return_exceptions=True)
+        failures = [o for o in outcomes if isinstance(o, BaseException)]
+        for failure in failures[:3]:
+            logger.warning("%s: a player failed to connect: %r", server.name, failure)
+        deadline = time.monotonic() + FIRST_FRAME_TIMEOUT
+        while time.monotonic() < deadline and any(c.frames == 0 for c in counters):
+            await asyncio.sleep(0.2)
+        connected = sum(1 for c in counters if c.frames > 0)
+        await asyncio.sleep(warmup)
+        return await _window(server, counters, probe, players, seconds, connected, len(failures))
+    finally:
+        try:
+            await server.teardown()
+        finally:
+            await server.stop()
+
+
+async def _window(
+    server: Server, counters: list[PlayerCounter], probe: Probe, players: int, seconds: float, connected: int,
+    failures: int,
+) -> Result:
+    packets0 = sum(c.packets for c in counters)
+    frames0 = sum(c.frames for c in counters)
+    relay0, client0, t0 = cpu_seconds(server.pid), cpu_seconds(), time.perf_counter()
+    probe.measuring = True
+    await asyncio.sleep(seconds)
+    probe.measuring = False
+    relay1, client1, t1 = cpu_seconds(server.pid), cpu_seconds(), time.perf_counter()
+    packets1 = sum(c.packets for c in counters)
+    frames1 = sum(c.frames for c in counters)
+    elapsed = t1 - t0
+    latencies = [x * 1000 for x in probe.latencies]
+    return Result(
+        server=server.name,
+        players=players,
+        seconds=elapsed,
+        packets_per_s=(packets1 - packets0) / elapsed,
+        frames_per_s=(frames1 - frames0) / elapsed,
+        relay_cpu=(relay1 - relay0) / elapsed,
+        client_cpu=(client1 - client0) / elapsed,
+        latency_p50_ms=statistics.median(latencies) if latencies else float("nan"),
+        latency_p99_ms=percentile(latencies, 0.99),
+        latency_samples=len(latencies),
+        connected=connected,
+        error=f"{failures} players failed to connect" if failures else "",
+    )
+
+
+def failed_result(server: str, players: int, error: Any) -> Result:
+    """A row for a measurement that could not run."""
+    nan = float("nan")
+    return Result(server, players, 0.0, nan, nan, nan, nan, nan, nan, 0, 0, error=str(error)[:200])
