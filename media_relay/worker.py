@@ -141,6 +141,7 @@ class MediaWorker:
         publication.record = bool(message.get("record"))  # type: ignore[attr-defined]
         self.publications[stream_id] = publication
         STATS.publications_opened += 1
+        await self._announce()
         sdp = await publication.answer(message["sdp"])
         stream = await db(_stream_payload)(stream_id)
         event = p.Event(p.ANSWER, {"pc": stream_id, "stream": stream, "sdp": sdp}).to_dict(message.get("rid"))
@@ -194,6 +195,7 @@ class MediaWorker:
         )
         self.playbacks[play_id] = playback
         STATS.playbacks_opened += 1
+        await self._announce()
         publication.playbacks.add(playback)
         try:
             sdp = await playback.answer(message["sdp"])

@@ -265,3 +265,28 @@ async def test_peer_that_never_connects_fails_and_leaks_nothing(server: DaphneSe
     await bob.disconnect()
     stats = await wait_stats(server, lambda s: s["peer_connections"] == 0 and s["publications"] == 0)
     assert stats["udp_sockets"] <= baseline["udp_sockets"]
+
+
+def test_ice_settings_are_applied(transactional_db: Any) -> None:
+    """MEDIA_UDP_PORTS bounds the relay's ports and MEDIA_ADVERTISED_ADDRESS replaces host addresses."""
+
+    async def scenario(server: DaphneServer) -> str:
+        ann = await roomapi.connect(server.ws_url, "ann")
+        room = await ann.join("ice")
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        pc.addTransceiver(CounterVideoTrack(), direction="sendonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        reply = await ann._request("publish", kind="camera", sdp=pc.localDescription.sdp)
+        await pc.close()
+        await room.leave()
+        await ann.disconnect()
+        return str(reply["sdp"])
+
+    env = {"MEDIA_UDP_PORTS": "41000-41049", "MEDIA_ADVERTISED_ADDRESS": "203.0.113.7"}
+    with DaphneServer(env) as server:
+        sdp = asyncio.run(scenario(server))
+    candidates = [line.split() for line in sdp.splitlines() if line.startswith("a=candidate:")]
+    assert candidates
+    for fields in candidates:
+        assert fields[4] == "203.0.113.7"
+        assert 41000 <= int(fields[5]) <= 41049
