@@ -84,7 +84,7 @@ async def apply(
         await db(_stream_in_room)(room_id, command.stream)
         await deliver_outcome(await db(services.stream_ended)(command.stream, reason=f"unpublished by {by}"))
     elif action in ("lock", "unlock"):
-        await deliver(((await db(update_room)(room_id, locked=action == "lock")).deliveries))
+        await deliver((await db(update_room)(room_id, locked=action == "lock")).deliveries)
     elif action == "set_max_participants":
         if command.max_participants is None:
             raise RoomError(ErrorCode.MISSING_FIELD, "'max_participants' is required")
@@ -94,5 +94,9 @@ async def apply(
 
 
 def run(room_id: int, action: str, *, by: str = "the server", **fields: Any) -> None:
-    """Apply a moderation action from sync code (REST views, the admin); live clients hear of it at once."""
+    """Apply a moderation action from sync code (REST views, the admin); live clients hear of it at once.
+
+    Call it outside any ``transaction.atomic`` block (use ``transaction.on_commit``): its database calls
+    run through ``database_sync_to_async``, which must not share an open transaction.
+    """
     async_to_sync(apply)(room_id, p.Moderate(action=action, **fields), by=by)

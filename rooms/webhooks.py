@@ -227,8 +227,15 @@ def attempt(delivery: WebhookDelivery) -> bool:
             delivery.status = WebhookDelivery.Status.PENDING
             delivery.next_attempt_at = now + timedelta(seconds=backoff(delivery.attempts))
     delivery.save(
-        update_fields=["attempts", "last_status_code", "claimed_until", "status", "delivered_at", "last_error",
-                       "next_attempt_at"]
+        update_fields=[
+            "attempts",
+            "last_status_code",
+            "claimed_until",
+            "status",
+            "delivered_at",
+            "last_error",
+            "next_attempt_at",
+        ]
     )
     return delivery.status == WebhookDelivery.Status.SUCCEEDED
 
@@ -248,10 +255,8 @@ def _heads(now: datetime) -> tuple[list[WebhookDelivery], datetime | None]:
         if key in seen:
             continue
         seen.add(key)
-        if row.status == WebhookDelivery.Status.SENDING:
-            when = row.claimed_until or now
-        else:
-            when = row.next_attempt_at or now
+        sending = row.status == WebhookDelivery.Status.SENDING
+        when = (row.claimed_until if sending else row.next_attempt_at) or now
         if when <= now:
             due.append(row)
         elif next_due is None or when < next_due:

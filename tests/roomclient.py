@@ -95,7 +95,9 @@ def add_live_stream(room: str, login: str, kind: str = "camera") -> str:
     """A PUBLISHING stream row for a present participant (no media needed); its public id."""
     from rooms.models import Participant, Stream
 
-    participant = Participant.objects.get(room__name=room, room__finalized_at__isnull=True, login=login, state="connected")
+    participant = Participant.objects.get(
+        room__name=room, room__finalized_at__isnull=True, login=login, state="connected"
+    )
     stream = Stream(participant=participant, kind=kind, status=Stream.Status.PUBLISHING, has_audio=True, has_video=True)
     stream.name = f"{login}-{kind}"
     stream.save()

@@ -88,7 +88,9 @@ def test_only_a_hash_of_the_key_is_stored(key: str) -> None:
 def test_create_list_filter_finalize(key: str) -> None:
     """Create with settings, refuse a duplicate, filter active/finished, paginate, finalize."""
     client = api(key)
-    response = client.post("/api/rooms", {"name": "r1", "max_participants": 3, "record": True, "locked": True}, format="json")
+    response = client.post(
+        "/api/rooms", {"name": "r1", "max_participants": 3, "record": True, "locked": True}, format="json"
+    )
     assert response.status_code == 201, response.data
     assert response.data["max_participants"] == 3 and response.data["record"] and response.data["locked"]
     assert response.data["active"] is True and response.data["participants"] == []
@@ -203,7 +205,8 @@ async def test_server_messages_and_private_history(key: str) -> None:
 async def test_minted_token_joins_with_its_role(key: str) -> None:
     """POST .../tokens gives a token that joins as a viewer; the viewer may chat but not publish."""
     response = await db(api(key).post)(
-        "/api/rooms/webinar/tokens", {"login": "vic", "role": "viewer", "ttl_seconds": 60, "metadata": {"seat": 7}},
+        "/api/rooms/webinar/tokens",
+        {"login": "vic", "role": "viewer", "ttl_seconds": 60, "metadata": {"seat": 7}},
         format="json",
     )
     assert response.status_code == 201, response.data
@@ -228,7 +231,9 @@ def test_token_request_validation(key: str) -> None:
         {},
     ):
         assert client.post("/api/rooms/r/tokens", body, format="json").status_code == 400, body
-    granted = client.post("/api/rooms/r/tokens", {"login": "a", "grants": ["can_play"], "ttl_seconds": None}, format="json")
+    granted = client.post(
+        "/api/rooms/r/tokens", {"login": "a", "grants": ["can_play"], "ttl_seconds": None}, format="json"
+    )
     assert granted.status_code == 201 and granted.data["grants"] == ["can_play"] and granted.data["expires_at"] is None
 
 

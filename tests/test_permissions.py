@@ -39,7 +39,10 @@ def commands() -> dict[str, tuple[dict[str, Any], frozenset[str]]]:
         "force_unpublish": ({"type": "moderate", "action": "unpublish", "stream": STREAM}, moderate),
         "lock": ({"type": "moderate", "action": "lock"}, moderate),
         "unlock": ({"type": "moderate", "action": "unlock"}, moderate),
-        "set_max_participants": ({"type": "moderate", "action": "set_max_participants", "max_participants": 3}, moderate),
+        "set_max_participants": (
+            {"type": "moderate", "action": "set_max_participants", "max_participants": 3},
+            moderate,
+        ),
         "finalize": ({"type": "moderate", "action": "finalize"}, moderate),
     }
 

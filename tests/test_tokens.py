@@ -45,7 +45,7 @@ async def test_valid_token_joins_with_role_and_grants() -> None:
 
 async def test_tampered_token_fails_at_connect() -> None:
     """Changing a claim breaks the signature: hello fails with invalid_token and the socket closes."""
-    header, payload, signature = mint_token("r", "ann").split(".")
+    header, _payload, signature = mint_token("r", "ann").split(".")
     forged_payload = jwt.utils.base64url_encode(b'{"aud":"roomapi","sub":"ann","room":"r","role":"moderator"}')
     reply = await _hello_fails(f"{header}.{forged_payload.decode()}.{signature}")
     assert reply["type"] == "failed" and reply["code"] == "invalid_token" and "invalid" in reply["message"]

@@ -40,7 +40,11 @@ class Receiver:
     def events(self, status: int | None = 200) -> list[dict[str, Any]]:
         """Bodies received (and answered with ``status``), decoded, in arrival order."""
         with self.lock:
-            return [json.loads(body) for headers, body in self.received if status is None or headers["_answer"] == str(status)]
+            return [
+                json.loads(body)
+                for headers, body in self.received
+                if status is None or headers["_answer"] == str(status)
+            ]
 
 
 @pytest.fixture
@@ -51,7 +55,7 @@ def receiver(settings: Any) -> Iterator[Receiver]:
     state = Receiver()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["Content-Length"]))
             with state.lock:
                 code = state.answers.pop(0) if state.answers else 200
@@ -164,7 +168,9 @@ def test_gives_up_after_max_attempts_and_logs(receiver: Receiver, settings: Any)
 def test_rooms_are_independent_and_endpoints_filter_events(receiver: Receiver) -> None:
     """message_sent is opt-in; an endpoint gets only its events; two rooms each keep their order."""
     endpoint(receiver, ["participant_joined", "message_sent"])
-    other = WebhookEndpoint.objects.create(url=receiver.url + "?other", secret="x", events=["room_started"], active=False)
+    other = WebhookEndpoint.objects.create(
+        url=receiver.url + "?other", secret="x", events=["room_started"], active=False
+    )
     a = services.join("alice", "ra", "chan-a")
     b = services.join("bob", "rb", "chan-b")
     services.send_message(a.participant_id, "hello")

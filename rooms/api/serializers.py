@@ -31,8 +31,22 @@ class StreamSerializer(serializers.ModelSerializer):
     class Meta:
         model = Stream
         fields = (
-            "id", "name", "kind", "owner", "status", "audio_muted", "video_muted", "has_audio", "has_video",
-            "audio_codec", "video_codec", "record", "reason", "created_at", "started_at", "ended_at",
+            "id",
+            "name",
+            "kind",
+            "owner",
+            "status",
+            "audio_muted",
+            "video_muted",
+            "has_audio",
+            "has_video",
+            "audio_codec",
+            "video_codec",
+            "record",
+            "reason",
+            "created_at",
+            "started_at",
+            "ended_at",
         )
         read_only_fields = fields
 
@@ -63,8 +77,16 @@ class RoomSerializer(serializers.ModelSerializer):
     class Meta:
         model = Room
         fields = (
-            "id", "name", "active", "record", "locked", "max_participants", "created_at", "finalized_at",
-            "participants_now", "streams_now",
+            "id",
+            "name",
+            "active",
+            "record",
+            "locked",
+            "max_participants",
+            "created_at",
+            "finalized_at",
+            "participants_now",
+            "streams_now",
         )
         read_only_fields = fields
 
@@ -76,7 +98,7 @@ class RoomDetailSerializer(RoomSerializer):
     streams = serializers.SerializerMethodField()
 
     class Meta(RoomSerializer.Meta):
-        fields = RoomSerializer.Meta.fields + ("participants", "streams")
+        fields = (*RoomSerializer.Meta.fields, "participants", "streams")
         read_only_fields = fields
 
     @extend_schema_field(ParticipantSerializer(many=True))
@@ -142,8 +164,11 @@ class MessageCreateSerializer(serializers.Serializer):
 
     text = serializers.CharField(trim_whitespace=False)
     to = serializers.ListField(
-        child=serializers.CharField(max_length=p.MAX_LOGIN_LENGTH), required=False, allow_null=True,
-        allow_empty=False, max_length=1000,
+        child=serializers.CharField(max_length=p.MAX_LOGIN_LENGTH),
+        required=False,
+        allow_null=True,
+        allow_empty=False,
+        max_length=1000,
     )
 
     def validate_text(self, value: str) -> str:
@@ -182,7 +207,11 @@ class TokenRequestSerializer(serializers.Serializer):
     role = serializers.ChoiceField(choices=list(ROLE_GRANTS), default="publisher")
     grants = serializers.ListField(child=serializers.ChoiceField(choices=list(GRANTS)), required=False)
     ttl_seconds = serializers.IntegerField(
-        min_value=1, max_value=MAX_TOKEN_TTL_SECONDS, required=False, allow_null=True, default=3600,
+        min_value=1,
+        max_value=MAX_TOKEN_TTL_SECONDS,
+        required=False,
+        allow_null=True,
+        default=3600,
         help_text="Lifetime in seconds; null for a token that never expires.",
     )
     metadata = serializers.DictField(required=False, help_text="Free JSON kept in the token.")

@@ -26,9 +26,7 @@ urlpatterns = [
         views.StreamViewSet.as_view({"post": "unpublish"}),
         name="stream-unpublish",
     ),
-    path(
-        f"{ROOM}/messages", views.MessageViewSet.as_view({"get": "list", "post": "create"}), name="message-list"
-    ),
+    path(f"{ROOM}/messages", views.MessageViewSet.as_view({"get": "list", "post": "create"}), name="message-list"),
     # Recordings (list, download) land here with the recording issue, e.g.:
     # path(f"{ROOM}/recordings", views.RecordingViewSet.as_view({"get": "list"}), name="recording-list"),
 ]

@@ -55,8 +55,13 @@ ROOM_FINISHED = "room_finished"
 STREAM_ID = re.compile(r"^[0-9a-f]{32}$")
 
 _CONFLICT = {
-    ErrorCode.ROOM_FULL, ErrorCode.ROOM_LOCKED, ErrorCode.LOGIN_TAKEN, ErrorCode.ALREADY_JOINED,
-    ErrorCode.ALREADY_PUBLISHING, ROOM_FINISHED, "room_exists",
+    ErrorCode.ROOM_FULL,
+    ErrorCode.ROOM_LOCKED,
+    ErrorCode.LOGIN_TAKEN,
+    ErrorCode.ALREADY_JOINED,
+    ErrorCode.ALREADY_PUBLISHING,
+    ROOM_FINISHED,
+    "room_exists",
 }
 
 
@@ -82,9 +87,7 @@ def _valid_name(value: str, what: str, max_length: int) -> str:
 def with_counts(rooms: QuerySet[Room]) -> QuerySet[Room]:
     """Annotate participants_now (present) and streams_now (live)."""
     return rooms.annotate(
-        participants_now=Count(
-            "participants", filter=~Q(participants__state=Participant.State.LEFT), distinct=True
-        ),
+        participants_now=Count("participants", filter=~Q(participants__state=Participant.State.LEFT), distinct=True),
         streams_now=Count(
             "participants__streams",
             filter=Q(participants__streams__status__in=(Stream.Status.PENDING, Stream.Status.PUBLISHING)),
@@ -183,7 +186,8 @@ class RoomViewSet(RoomAPIMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin
         return Response(RoomDetailSerializer(self.get_object()).data)
 
     @extend_schema(
-        request=RoomCreateSerializer, responses={201: RoomDetailSerializer, 400: ROOM_ERRORS[400], 409: ROOM_ERRORS[409]}
+        request=RoomCreateSerializer,
+        responses={201: RoomDetailSerializer, 400: ROOM_ERRORS[400], 409: ROOM_ERRORS[409]},
     )
     def create(self, request: Request) -> Response:
         """Open a room ahead of its participants, with its settings."""
@@ -242,7 +246,9 @@ class ParticipantViewSet(RoomChildMixin, GenericViewSet):
     @extend_schema(
         parameters=[
             OpenApiParameter(
-                "state", str, enum=["present", "connected", "disconnected", "left", "all"],
+                "state",
+                str,
+                enum=["present", "connected", "disconnected", "left", "all"],
                 description="Which participants (default: present = connected or disconnected)",
             )
         ],
@@ -281,7 +287,9 @@ class StreamViewSet(RoomChildMixin, GenericViewSet):
     @extend_schema(
         parameters=[
             OpenApiParameter(
-                "status", str, enum=["live", "all", *Stream.Status.values],
+                "status",
+                str,
+                enum=["live", "all", *Stream.Status.values],
                 description="Which streams (default: live = PENDING or PUBLISHING)",
             )
         ],
@@ -290,7 +298,9 @@ class StreamViewSet(RoomChildMixin, GenericViewSet):
     def list(self, request: Request, room_name: str) -> Response:
         """The room's streams, oldest first."""
         room = self.room()
-        streams = Stream.objects.filter(participant__room=room).select_related("participant").order_by("created_at", "pk")
+        streams = (
+            Stream.objects.filter(participant__room=room).select_related("participant").order_by("created_at", "pk")
+        )
         wanted = request.query_params.get("status", "live")
         if wanted == "live":
             streams = streams.filter(status__in=(Stream.Status.PENDING, Stream.Status.PUBLISHING))
@@ -307,7 +317,9 @@ class StreamViewSet(RoomChildMixin, GenericViewSet):
             raise Http404("no such stream")
         return stream_id
 
-    @extend_schema(request=MuteSerializer, responses={200: StreamSerializer, 404: ROOM_ERRORS[404], 409: ROOM_ERRORS[409]})
+    @extend_schema(
+        request=MuteSerializer, responses={200: StreamSerializer, 404: ROOM_ERRORS[404], 409: ROOM_ERRORS[409]}
+    )
     @action(detail=True, methods=["post"])
     def mute(self, request: Request, room_name: str, stream_id: str) -> Response:
         """Force-mute (or unmute) a stream's audio and/or video; everyone gets ``stream_updated``."""
@@ -339,7 +351,8 @@ class MessageViewSet(RoomChildMixin, GenericViewSet):
     @extend_schema(
         parameters=[
             OpenApiParameter(
-                "login", str,
+                "login",
+                str,
                 description="Only what this login may see (messages to everyone, from it, or to it). "
                 "Without it the server-side reader sees every message, private ones included.",
             )
@@ -372,7 +385,9 @@ class MessageViewSet(RoomChildMixin, GenericViewSet):
         form.is_valid(raise_exception=True)
         to = form.validated_data.get("to")
         try:
-            _data, outcome = services.send_server_message(room.pk, form.validated_data["text"], tuple(to) if to else None)
+            _data, outcome = services.send_server_message(
+                room.pk, form.validated_data["text"], tuple(to) if to else None
+            )
         except Room.DoesNotExist:
             raise RoomError(ROOM_FINISHED, f"room '{room.name}' is finished") from None
         async_to_sync(deliver)(outcome.deliveries)
