@@ -199,6 +199,23 @@ MEDIA_PLI_INTERVAL = env_float("MEDIA_PLI_INTERVAL", 0.5)
 
 # --- Recording --------------------------------------------------------------
 RECORDINGS_DIR = Path(env_str("RECORDINGS_DIR", str(BASE_DIR / "recordings")))
+# The ffmpeg binary that writes per-stream files and mixes rooms.
+RECORDING_FFMPEG = env_str("RECORDING_FFMPEG", "ffmpeg")
+# Loopback UDP ports ("min-max") on which writer processes receive a stream's RTP.
+RECORDING_UDP_PORTS = tuple(int(x) for x in env_str("RECORDING_UDP_PORTS", "40000-49999").split("-", 1))
+# Room mix (the reference's offline_mixer.json: hasVideo, hasAudio, mixerDisplayStreamName).
+RECORDING_MIX_HAS_VIDEO = env_bool("RECORDING_MIX_HAS_VIDEO", True)
+RECORDING_MIX_HAS_AUDIO = env_bool("RECORDING_MIX_HAS_AUDIO", True)
+RECORDING_MIX_DISPLAY_STREAM_NAME = env_bool("RECORDING_MIX_DISPLAY_STREAM_NAME", True)
+RECORDING_MIX_TILE_WIDTH = env_int("RECORDING_MIX_TILE_WIDTH", 320)
+RECORDING_MIX_TILE_HEIGHT = env_int("RECORDING_MIX_TILE_HEIGHT", 240)
+# Tiles per row; 0 = as square a grid as possible.
+RECORDING_MIX_COLUMNS = env_int("RECORDING_MIX_COLUMNS", 0)
+RECORDING_MIX_FPS = env_int("RECORDING_MIX_FPS", 15)
+# A stream that stopped early: "freeze" on its last frame or go "black".
+RECORDING_MIX_AFTER_END = env_str("RECORDING_MIX_AFTER_END", "freeze")
+# Seconds the mix waits for per-stream files still being finalized.
+RECORDING_MIX_WAIT_SECONDS = env_float("RECORDING_MIX_WAIT_SECONDS", 30.0)
 
 # --- Access -------------------------------------------------------------------
 # Guests may join with just a login (the reference's behaviour); off = tokens only.

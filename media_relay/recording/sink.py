@@ -1,0 +1,160 @@
+"""The recorder: a packet sink on a publication that feeds one writer process per recorded stream.
+
+Plugged into :attr:`media_relay.worker.MediaWorker.sink_factories`.  ``write``
+runs on the media event loop for every packet: it only rebuilds the RTP header
+and hands the bytes to a non-blocking socket.  Nothing is written before the
+first video keyframe (audio included), so files never start black and audio
+and video start together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtp import RtpPacket
+from channels.db import database_sync_to_async
+
+from media_relay.recording import store
+from media_relay.recording.writer import RtpFileWriter, TrackSpec
+from media_relay.rtp import build_packet, keyframe_start
+
+if TYPE_CHECKING:
+    from media_relay.peers import Publication
+
+logger = logging.getLogger(__name__)
+
+db = database_sync_to_async
+
+SUPPORTED = {"VP8", "VP9", "H264", "OPUS", "PCMU", "PCMA"}
+SSRC = {"video": 0x5EC0_0001, "audio": 0x5EC0_0002}
+
+_tasks: set[asyncio.Task[Any]] = set()
+
+
+def _keep(task: asyncio.Task[Any]) -> None:
+    _tasks.add(task)
+    task.add_done_callback(_tasks.discard)
+
+
+class RecordingSink:
+    """Records one publication (its audio and video) into one file through a writer process."""
+
+    def __init__(self, recording_pk: int, writer: RtpFileWriter, publication: Publication) -> None:
+        self.recording_pk = recording_pk
+        self.writer = writer
+        self.tracks = writer.tracks
+        self.video_ingest = publication.ingests.get("video") if "video" in self.tracks else None
+        self.started = False
+        self.first_packet_at: float | None = None
+        self.packets = 0
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start the writer process and the task that finalizes the recording."""
+        self._task = asyncio.ensure_future(self._run())
+        _keep(self._task)
+
+    def write(self, kind: str, codec: RTCRtpCodecParameters, packet: RtpPacket) -> None:
+        """One received RTP packet (after RTX unwrapping): cheap, never blocks."""
+        track = self.tracks.get(kind)
+        if track is None or codec.payloadType != track.payload_type or self._stop.is_set():
+            return
+        if not self.started:
+            if self.video_ingest is not None and not (kind == "video" and keyframe_start(codec.name, packet.payload)):
+                if kind == "video":
+                    self.video_ingest.request_keyframe()
+                return
+            self.started = True
+            self.first_packet_at = time.time()
+        self.packets += 1
+        self.writer.send(
+            kind,
+            build_packet(
+                track.payload_type, packet.marker, packet.sequence_number, packet.timestamp, SSRC[kind], packet.payload
+            ),
+        )
+
+    def close(self) -> None:
+        """The publication ended: ask the writer to finish the file (idempotent, synchronous)."""
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        self.writer.request_stop()
+
+    async def _run(self) -> None:
+        try:
+            await self.writer.start()
+        except Exception as exc:
+            logger.exception("recording %s could not start", self.recording_pk)
+            self.writer.close_socket()
+            await db(store.finish_stream_recording)(self.recording_pk, failure=f"the recorder did not start: {exc}")
+            return
+        if self.video_ingest is not None and not self.started:
+            self.video_ingest.request_keyframe(immediate=True)
+        process = self.writer.process
+        assert process is not None
+        exited = asyncio.ensure_future(process.wait())
+        stop = asyncio.ensure_future(self._stop.wait())
+        await asyncio.wait({exited, stop}, return_when=asyncio.FIRST_COMPLETED)
+        failure = ""
+        if not self._stop.is_set():
+            stop.cancel()
+            self.writer.close_socket()
+            detail = " | ".join(self.writer.stderr_tail)[-300:]
+            failure = (
+                f"the recording process exited unexpectedly (code {process.returncode}); "
+                f"the file plays up to that moment{': ' + detail if detail else ''}"
+            )
+            logger.error("recording %s: %s", self.recording_pk, failure)
+        else:
+            exited.cancel()
+            self.writer.request_stop()
+            await self.writer.wait()
+        if self.writer.dropped:
+            logger.warning("recording %s: %d packets dropped", self.recording_pk, self.writer.dropped)
+        await db(store.finish_stream_recording)(
+            self.recording_pk, failure=failure, first_packet_at=self.first_packet_at,
+            detail=" | ".join(self.writer.stderr_tail)[-300:],
+        )
+
+
+def track_specs(publication: Publication) -> list[TrackSpec]:
+    """The recordable tracks of a publication, from the codecs its media arrived with."""
+    specs = []
+    for kind, ingest in publication.ingests.items():
+        codec = ingest.codec
+        if codec is None:
+            continue
+        name = codec.mimeType.split("/")[1].upper()
+        if name not in SUPPORTED:
+            logger.warning("stream %s: cannot record %s", publication.stream_id, codec.mimeType)
+            continue
+        specs.append(
+            TrackSpec(kind, codec.payloadType, name, codec.clockRate, codec.channels, dict(codec.parameters or {}))
+        )
+    return specs
+
+
+async def recording_sink_factory(publication: Publication, record: bool) -> None:
+    """Sink factory of the media worker: record the publication when its stream asks for it."""
+    if not record:
+        return
+    tracks = track_specs(publication)
+    if not tracks:
+        return
+    created = await db(store.create_stream_recording)(publication.stream_id, tracks)
+    if created is None:
+        return
+    recording_pk, path = created
+    if publication.closed:
+        await db(store.finish_stream_recording)(recording_pk, failure="the stream ended before recording started")
+        return
+    sink = RecordingSink(recording_pk, RtpFileWriter(path, tracks), publication)
+    for kind in sink.tracks:
+        publication.ingests[kind].sinks.append(sink)
+    sink.start()
