@@ -11,6 +11,7 @@ urlpatterns = [
     path("media/stats", media_stats, name="media-stats"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("api/", include("media_relay.urls")),
     path("api/", include("rooms.api.urls")),
     path("", include("rooms.urls")),
 ]

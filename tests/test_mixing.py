@@ -132,3 +132,48 @@ def test_no_stream_recordings_is_a_failure() -> None:
     mixed = mix_room(room.pk)
     assert mixed.status == Recording.Status.FAILED
     assert mixed.reason == "the room has no per-stream recordings to mix"
+
+
+def test_rest_api_lists_and_downloads_for_authorised_users_only(client: Any, admin_client: Any) -> None:
+    """Recordings over REST: refused without credentials; API key and staff see progress and download the file."""
+    from rooms.models import APIKey
+
+    room = make_room("mix-api", 2.0)
+    recording = add_stream_recording(room, "alice", 0.0)
+    write_file(recording, "green", 1.0, 440)
+    mixed = Recording.objects.create(room=room, kind=Recording.Kind.MIXED, progress=42.0)
+
+    assert client.get("/api/recordings").status_code in (401, 403)
+    assert client.get(f"/api/recordings/{recording.public_id}/download").status_code in (401, 403)
+
+    _, raw = APIKey.create_key("tests")
+    auth = {"HTTP_AUTHORIZATION": f"Api-Key {raw}"}
+    listing = client.get("/api/recordings?room=mix-api", **auth).json()
+    assert {r["id"] for r in listing["results"]} == {recording.public_id, mixed.public_id}
+    detail = client.get(f"/api/recordings/{mixed.public_id}", **auth).json()
+    assert detail["kind"] == "mixed" and detail["progress"] == 42.0 and detail["status"] == "recording"
+    response = client.get(f"/api/recordings/{recording.public_id}/download", **auth)
+    assert response.status_code == 200 and response["Content-Type"] == "video/webm"
+    assert b"".join(response.streaming_content) == recording.path.read_bytes()  # type: ignore[union-attr]
+    assert client.get(f"/api/recordings/{mixed.public_id}/download", **auth).status_code == 404
+
+    staff = admin_client.get(f"/api/recordings/{recording.public_id}")
+    assert staff.status_code == 200 and staff.json()["download_url"].endswith("/download")
+    page = admin_client.get("/admin/media_relay/recording/")
+    assert page.status_code == 200 and b"download" in page.content and b"42%" in page.content
+
+
+def test_admin_rerun_action_queues_the_mix(admin_client: Any) -> None:
+    """The admin's re-run action mixes the room again; a failed mix becomes done once its inputs exist."""
+    room = make_room("mix-admin", 2.0)
+    recording = add_stream_recording(room, "alice", 0.0)
+    mixed = mix_room(room.pk)
+    assert mixed.status == Recording.Status.FAILED
+    write_file(recording, "red", 1.5, 440)
+    response = admin_client.post(
+        "/admin/media_relay/recording/", {"action": "rerun_mix", "_selected_action": [mixed.pk]}
+    )
+    assert response.status_code == 302
+    enqueue_mix(room.pk, mixed.pk).result(timeout=60)  # queued after the admin's job: both have run
+    mixed.refresh_from_db()
+    assert mixed.status == Recording.Status.DONE, mixed.reason
