@@ -19,6 +19,7 @@ from benchmarks.janus import JanusServer
 from benchmarks.media import encode_clip
 from benchmarks.ours import OurServer
 from benchmarks.procs import CLIENT_CPU, RELAY_CPU, pin_self
+from benchmarks.profile import summarize
 from benchmarks.report import markdown_table, text_table, verdicts
 from benchmarks.runner import Result, Server, failed_result, measure
 
@@ -38,14 +39,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--servers", nargs="+", default=["ours", "janus"], choices=["ours", "janus"])
     parser.add_argument("--doc", type=Path, default=None, help=f"write the report here (full runs: {DOC})")
     parser.add_argument("--no-doc", action="store_true", help="do not write docs/performance.md")
+    parser.add_argument("--profile", type=Path, default=None, metavar="DIR",
+                        help="sample our relay with py-spy during each window into DIR (implies --no-doc: "
+                             "the sampler costs the relay CPU)")
     args = parser.parse_args(argv)
     if args.quick:
         args.players, args.seconds, args.warmup = [2], 3.0, 1.0
         if "--servers" not in (argv if argv is not None else sys.argv[1:]):
             args.servers = ["ours"]
+    if args.profile is not None:
+        args.no_doc = True
     if args.doc is None and not args.quick and not args.no_doc:
         args.doc = DOC
     return args
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def _out(text: str = "") -> None:
@@ -77,7 +87,13 @@ async def run(args: argparse.Namespace) -> tuple[list[Result], dict[str, str], s
             server = make_server(name)
             _out(f"K={players} {name}: connecting...")
             try:
-                result = await measure(server, clip, players, args.warmup, args.seconds)
+                profile = None
+                if args.profile is not None and name == "ours":
+                    args.profile.mkdir(parents=True, exist_ok=True)
+                    profile = args.profile / f"ours-k{players}.txt"
+                result = await measure(server, clip, players, args.warmup, args.seconds, profile)
+                if profile is not None and profile.exists():
+                    _out(summarize(profile))
                 server.cleanup()
             except Exception as exc:
                 logger.exception("K=%s %s failed", players, name)
@@ -117,7 +133,8 @@ def write_doc(path: Path, command: str, results: list[Result], descriptions: dic
         f"- Command: `{command}` (took {elapsed / 60:.1f} min)",
         f"- Date: {datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- Machine: {os.cpu_count()} cores ({cpu_model or platform.machine()}), {platform.system()} "
-        f"{platform.release()}, Python {platform.python_version()}; shared with other work while it ran",
+        f"{platform.release()}, Python {platform.python_version()}; shared with other work while it ran "
+        f"(load average {args.load_before} before, {args.load_after} after)",
         f"- Relay pinned to CPU {RELAY_CPU} (`taskset -c {RELAY_CPU}`), all clients in one process pinned "
         f"to CPU {CLIENT_CPU}, loopback",
         f"- Media: {clip}; one publisher, K players, video only",
@@ -140,7 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     command = "make bench" if os.environ.get("MAKELEVEL") else "python -m benchmarks " + shlex.join(
         argv if argv is not None else sys.argv[1:])
     started = time.monotonic()
+    args.load_before = _load()
     results, descriptions, clip = uvloop.run(run(args))
+    args.load_after = _load()
     elapsed = time.monotonic() - started
     _out()
     _out(text_table(results))
@@ -149,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         _out(line)
     for name, text in descriptions.items():
         _out(f"{name}: {text}")
+    _out(f"load average: {args.load_before} before, {args.load_after} after")
     if args.doc is not None:
         write_doc(args.doc, command, results, descriptions, clip, args, elapsed)
         _out(f"written to {args.doc}")

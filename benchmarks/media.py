@@ -57,7 +57,11 @@ class EncodedClip:
 
 
 def encode_clip(frames: int = 300, seed: int = 1) -> EncodedClip:
-    """Encode ``frames`` synthetic 640x480 frames with libvpx (~1.8 Mbit/s, a keyframe every 2 s)."""
+    """Encode ``frames`` synthetic 640x480 frames with libvpx (~1.8 Mbit/s, a keyframe every 2 s).
+
+    One GOP more is encoded first and dropped, so that the cycle starts with a
+    keyframe of a warmed-up rate control (the very first keyframe is twice as big).
+    """
     codec = av.CodecContext.create("libvpx", "w")
     codec.width, codec.height = WIDTH, HEIGHT
     codec.pix_fmt = "yuv420p"
@@ -70,7 +74,7 @@ def encode_clip(frames: int = 300, seed: int = 1) -> EncodedClip:
     packets: list[av.Packet] = []
     columns = np.arange(WIDTH, dtype=np.int64)[None, :]
     rows = np.arange(HEIGHT, dtype=np.int64)[:, None]
-    for index in range(frames):
+    for index in range(frames + GOP):
         image = np.empty((HEIGHT, WIDTH, 3), dtype=np.uint8)
         image[:, :, 0] = (columns + index * 4) % 256
         image[:, :, 1] = (rows + index * 2) % 256
@@ -82,6 +86,7 @@ def encode_clip(frames: int = 300, seed: int = 1) -> EncodedClip:
         frame.pict_type = av.video.frame.PictureType.NONE
         packets.extend(codec.encode(frame))
     packets.extend(codec.encode(None))
+    packets = packets[GOP:]
     keys = [bytes(p)[:KEY_BYTES] for p in packets]
     counts: dict[bytes, int] = {}
     for key in keys:

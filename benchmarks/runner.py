@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import statistics
+import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from benchmarks.media import FPS, EncodedClip, PacketTrack, PlayerCounter, Probe
@@ -80,8 +82,13 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[index]
 
 
-async def measure(server: Server, clip: EncodedClip, players: int, warmup: float, seconds: float) -> Result:
-    """Start the server, connect 1 publisher and ``players`` players, measure a window, stop everything."""
+async def measure(
+    server: Server, clip: EncodedClip, players: int, warmup: float, seconds: float, profile: Path | None = None,
+) -> Result:
+    """Start the server, connect 1 publisher and ``players`` players, measure a window, stop everything.
+
+    With ``profile`` (a file), py-spy samples the relay process during the window (collapsed stacks).
+    """
     probe = Probe()
     counters = [PlayerCounter() for _ in range(players)]
     await server.start()
@@ -103,7 +110,17 @@ async def measure(server: Server, clip: EncodedClip, players: int, warmup: float
             await asyncio.sleep(0.2)
         connected = sum(1 for c in counters if c.frames > 0)
         await asyncio.sleep(warmup)
-        return await _window(server, counters, probe, players, seconds, connected, len(failures))
+        spy = None
+        if profile is not None:
+            spy = await asyncio.create_subprocess_exec(
+                str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(server.pid), "--duration",
+                str(max(1, int(seconds))), "--rate", "250", "--format", "raw", "--nonblocking", "--output",
+                str(profile), stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+            )
+        result = await _window(server, counters, probe, players, seconds, connected, len(failures))
+        if spy is not None:
+            await asyncio.wait_for(spy.wait(), 30)
+        return result
     finally:
         try:
             await server.teardown()
