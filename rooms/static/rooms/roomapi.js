@@ -1,0 +1,1251 @@
+/**
+ * Room API Web SDK: connect, join a room, publish and play streams, chat.
+ *
+ * One ES module, no build step.  It touches no DOM except the display
+ * elements it is handed (it creates and owns one <video> inside each).
+ * The wire names mirror docs/protocol.md and rooms/protocol.py.
+ *
+ *   import {connect, SESSION_STATUS, ROOM_EVENT, STREAM_STATUS} from "/static/rooms/roomapi.js";
+ *   connect({urlServer: "wss://host:8443", username: "alice"})
+ *     .on(SESSION_STATUS.ESTABLISHED, (session) => {
+ *       session.join({name: "room-1"}).on(ROOM_EVENT.STATE, (room) => room.publish({display}));
+ *     });
+ *
+ * @module roomapi
+ */
+
+/** Protocol version spoken by this SDK (the "version" of hello). */
+export const PROTOCOL_VERSION = 1;
+
+/** Statuses of a connection (a session). Values equal their names. */
+export const SESSION_STATUS = Object.freeze({
+  NEW: "NEW",
+  PENDING: "PENDING",
+  ESTABLISHED: "ESTABLISHED",
+  FAILED: "FAILED",
+  DISCONNECTED: "DISCONNECTED",
+});
+
+/** Events of a room handle. Values equal their names. */
+export const ROOM_EVENT = Object.freeze({
+  STATE: "STATE",
+  JOINED: "JOINED",
+  LEFT: "LEFT",
+  PUBLISHED: "PUBLISHED",
+  UNPUBLISHED: "UNPUBLISHED",
+  STREAM_UPDATED: "STREAM_UPDATED",
+  PARTICIPANT_UPDATED: "PARTICIPANT_UPDATED",
+  ROOM_UPDATED: "ROOM_UPDATED",
+  CLOSED: "CLOSED",
+  KICKED: "KICKED",
+  FAILED: "FAILED",
+  MESSAGE: "MESSAGE",
+});
+
+/** Statuses of a published or played stream. Values equal their names. */
+export const STREAM_STATUS = Object.freeze({
+  NEW: "NEW",
+  PENDING: "PENDING",
+  PUBLISHING: "PUBLISHING",
+  UNPUBLISHED: "UNPUBLISHED",
+  PLAYING: "PLAYING",
+  STOPPED: "STOPPED",
+  FAILED: "FAILED",
+});
+
+// --- Wire types (docs/protocol.md, "Objects") ---------------------------------
+
+/**
+ * @typedef {Object} WireRoom
+ * @property {number} id
+ * @property {string} name
+ * @property {boolean} record
+ * @property {boolean} locked
+ * @property {number} max_participants
+ * @property {string|null} created_at
+ */
+
+/**
+ * @typedef {Object} WireStream
+ * @property {string} id            public stream id
+ * @property {string} name
+ * @property {"camera"|"screen"} kind
+ * @property {string} owner         login of the publisher
+ * @property {"PENDING"|"PUBLISHING"|"UNPUBLISHED"|"FAILED"} status
+ * @property {boolean} audio_muted
+ * @property {boolean} video_muted
+ * @property {boolean} has_audio
+ * @property {boolean} has_video
+ * @property {string} audio_codec
+ * @property {string} video_codec
+ * @property {boolean} record
+ */
+
+/**
+ * @typedef {Object} WireParticipant
+ * @property {string} login
+ * @property {"connected"|"disconnected"|"left"} state
+ * @property {string} role
+ * @property {string|null} joined_at
+ * @property {WireStream[]} streams  live (PUBLISHING) streams
+ * @property {string[]} [grants]     only on "self" in STATE
+ */
+
+/**
+ * @typedef {Object} WireMessage
+ * @property {number} id
+ * @property {string|null} from     sender login, null for the server
+ * @property {string[]|null} to     null for everyone, else recipients' logins
+ * @property {string} text
+ * @property {string|null} sent_at
+ */
+
+/**
+ * @typedef {Object} WireState  the reply to join
+ * @property {WireRoom} room
+ * @property {WireParticipant} self
+ * @property {WireParticipant[]} participants  the others
+ * @property {WireMessage[]} history
+ * @property {boolean} resumed
+ */
+
+/**
+ * @typedef {Object} ErrorInfo  an "error" (or "failed") event
+ * @property {string} code      a stable ErrorCode, e.g. "room_full"
+ * @property {string} message   human text
+ */
+
+/**
+ * @typedef {Object} ConnectOptions
+ * @property {string} urlServer   ws(s)://host[:port][/ws/]; http(s) is accepted too
+ * @property {string} [username]  a login (guest mode)
+ * @property {string} [token]     a signed join token instead of a username
+ * @property {RTCIceServer[]} [iceServers]  for every peer connection (default [])
+ * @property {number} [timeout]   ms a request may wait for its reply (default 20000)
+ */
+
+/**
+ * @typedef {Object} PublishOptions
+ * @property {HTMLElement} [display]  element that receives the local preview <video>
+ * @property {MediaStreamConstraints} [constraints]  default {audio: true, video: true}
+ * @property {boolean} [record]
+ * @property {boolean} [receiveVideo]  accepted for compatibility; publishing is send-only
+ * @property {boolean} [receiveAudio]  accepted for compatibility; publishing is send-only
+ * @property {boolean} [screen]        publish getDisplayMedia (kind "screen") instead of the camera
+ * @property {MediaStream} [mediaStream]  publish this stream instead of capturing one
+ */
+
+/**
+ * @typedef {Object} MessageEvent
+ * @property {{name: function(): string}} from
+ * @property {string} text
+ * @property {string[]|null} to
+ * @property {boolean} private
+ * @property {number} id
+ * @property {string|null} sentAt
+ */
+
+// --- Helpers ---------------------------------------------------------------------
+
+/** A tiny event emitter whose on() chains. */
+class Emitter {
+  constructor() {
+    /** @type {Map<string, Function[]>} */
+    this._handlers = new Map();
+  }
+
+  /**
+   * Add a handler for an event; returns this so calls chain.
+   * @param {string} event
+   * @param {Function} fn
+   * @returns {this}
+   */
+  on(event, fn) {
+    if (!this._handlers.has(event)) this._handlers.set(event, []);
+    this._handlers.get(event).push(fn);
+    return this;
+  }
+
+  /**
+   * Remove a handler (or all handlers of an event).
+   * @param {string} event
+   * @param {Function} [fn]
+   * @returns {this}
+   */
+  off(event, fn) {
+    if (!fn) this._handlers.delete(event);
+    else this._handlers.set(event, (this._handlers.get(event) || []).filter((h) => h !== fn));
+    return this;
+  }
+
+  _emit(event, ...args) {
+    for (const fn of [...(this._handlers.get(event) || [])]) {
+      try {
+        fn(...args);
+      } catch (err) {
+        console.error(`roomapi: ${event} handler failed`, err);
+      }
+    }
+  }
+}
+
+/** The id of a field that may be an id or an object with an id. */
+function idOf(value) {
+  if (value && typeof value === "object") return value.id;
+  return value;
+}
+
+/** Normalise the server URL: ws(s) scheme and the /ws/ endpoint. */
+function socketUrl(urlServer) {
+  let url = (urlServer || "").trim();
+  if (!url) url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}`;
+  url = url.replace(/^http:/i, "ws:").replace(/^https:/i, "wss:");
+  const parsed = new URL(url);
+  if (parsed.pathname === "" || parsed.pathname === "/") parsed.pathname = "/ws/";
+  return parsed.toString();
+}
+
+/** Create the <video> the SDK owns inside a display element. */
+function attachVideo(display, mediaStream, {muted}) {
+  if (!display) return null;
+  for (const old of display.querySelectorAll("video[data-roomapi]")) old.remove();
+  const video = document.createElement("video");
+  video.dataset.roomapi = "true";
+  video.className = "roomapi-video";
+  video.autoplay = true;
+  video.playsInline = true;
+  video.muted = muted;
+  video.setAttribute("playsinline", "");
+  video.srcObject = mediaStream;
+  display.appendChild(video);
+  const start = () =>
+    video.play().catch((err) => {
+      if (err && err.name === "NotAllowedError" && !video.muted) {
+        // Autoplay with sound needs a user gesture: play muted rather than not at all.
+        video.muted = true;
+        video.play().catch(() => {});
+      }
+    });
+  start();
+  return video;
+}
+
+function detachVideo(video) {
+  if (!video) return;
+  try {
+    video.pause();
+  } catch (_) {
+    /* already gone */
+  }
+  video.srcObject = null;
+  video.remove();
+}
+
+/**
+ * Candidate handling shared by publish and play: local candidates are
+ * buffered until the server's answer names the peer connection ("pc").
+ */
+class Negotiation {
+  constructor(connection, iceServers) {
+    this.connection = connection;
+    this.pc = new RTCPeerConnection({iceServers: iceServers || []});
+    this.pcId = null;
+    this.pending = [];
+    this.pc.onicecandidate = (event) => {
+      const candidate = event.candidate
+        ? {candidate: event.candidate.candidate, sdpMid: event.candidate.sdpMid, sdpMLineIndex: event.candidate.sdpMLineIndex}
+        : null;
+      if (this.pcId === null) this.pending.push(candidate);
+      else this._sendCandidate(candidate);
+    };
+  }
+
+  _sendCandidate(candidate) {
+    if (!candidate || !candidate.candidate) candidate = null;
+    this.connection._request("ice", {pc: this.pcId, candidate}).catch(() => {});
+  }
+
+  /** The answer arrived: remember the pc id, flush candidates, apply the SDP. */
+  async answered(pcId, sdp) {
+    this.pcId = pcId;
+    const buffered = this.pending;
+    this.pending = [];
+    await this.pc.setRemoteDescription({type: "answer", sdp});
+    for (const candidate of buffered) this._sendCandidate(candidate);
+  }
+
+  close() {
+    try {
+      this.pc.close();
+    } catch (_) {
+      /* closed */
+    }
+  }
+}
+
+// --- Streams -----------------------------------------------------------------------
+
+/** A stream this client publishes (room.publish). */
+class LocalStream extends Emitter {
+  /**
+   * @param {Room} room
+   * @param {PublishOptions} options
+   */
+  constructor(room, options) {
+    super();
+    this._room = room;
+    this._options = options || {};
+    this._kind = this._options.screen ? "screen" : "camera";
+    this._status = STREAM_STATUS.NEW;
+    this._id = null;
+    this._name = null;
+    this._audioMuted = false;
+    this._videoMuted = false;
+    this._media = null;
+    this._video = null;
+    this._negotiation = null;
+    this._ended = false;
+    this._info = null;
+  }
+
+  /** @returns {string|null} the server's stream id */
+  id() {
+    return this._id;
+  }
+
+  /** @returns {string} the stream name (the id until the server names it) */
+  name() {
+    return this._name || this._id || "";
+  }
+
+  /** @returns {"camera"|"screen"} */
+  kind() {
+    return this._kind;
+  }
+
+  /** @returns {string} a STREAM_STATUS value */
+  status() {
+    return this._status;
+  }
+
+  /** @returns {ErrorInfo|null} why the stream failed, if it did */
+  getInfo() {
+    return this._info;
+  }
+
+  /** @returns {MediaStream|null} the captured media */
+  getMediaStream() {
+    return this._media;
+  }
+
+  /** @returns {Promise<RTCStatsReport|null>} WebRTC statistics of the publication */
+  getStats() {
+    return this._negotiation ? this._negotiation.pc.getStats() : Promise.resolve(null);
+  }
+
+  /** @returns {boolean} */
+  isAudioMuted() {
+    return this._audioMuted;
+  }
+
+  /** @returns {boolean} */
+  isVideoMuted() {
+    return this._videoMuted;
+  }
+
+  /** Mute the microphone (locally and for everyone). */
+  muteAudio() {
+    return this._mute({audio: true});
+  }
+
+  /** Unmute the microphone. */
+  unmuteAudio() {
+    return this._mute({audio: false});
+  }
+
+  /** Mute the camera or screen (locally and for everyone). */
+  muteVideo() {
+    return this._mute({video: true});
+  }
+
+  /** Unmute the camera or screen. */
+  unmuteVideo() {
+    return this._mute({video: false});
+  }
+
+  _mute(flags) {
+    if ("audio" in flags) {
+      this._audioMuted = flags.audio;
+      if (this._media) for (const t of this._media.getAudioTracks()) t.enabled = !flags.audio;
+    }
+    if ("video" in flags) {
+      this._videoMuted = flags.video;
+      if (this._media) for (const t of this._media.getVideoTracks()) t.enabled = !flags.video;
+    }
+    if (!this._id || this._ended) return Promise.resolve();
+    return this._room._connection._request("mute", {stream: this._id, ...flags}).catch((err) => {
+      console.warn("roomapi: mute failed", err);
+    });
+  }
+
+  /** Stop publishing: UNPUBLISHED follows from the server. */
+  stop() {
+    if (this._ended) return Promise.resolve();
+    const id = this._id;
+    this._release();
+    if (!id) {
+      this._setStatus(STREAM_STATUS.UNPUBLISHED);
+      return Promise.resolve();
+    }
+    return this._room._connection
+      ._request("unpublish", {stream: id})
+      .catch(() => {})
+      .then(() => this._setStatus(STREAM_STATUS.UNPUBLISHED));
+  }
+
+  async _start() {
+    const opts = this._options;
+    this._setStatus(STREAM_STATUS.PENDING);
+    try {
+      if (opts.mediaStream) {
+        this._media = opts.mediaStream;
+      } else if (opts.screen) {
+        const video = (opts.constraints && opts.constraints.video) || true;
+        this._media = await navigator.mediaDevices.getDisplayMedia({video, audio: false});
+      } else {
+        this._media = await navigator.mediaDevices.getUserMedia(opts.constraints || {audio: true, video: true});
+      }
+      if (this._ended) {
+        this._stopTracks();
+        return;
+      }
+      for (const track of this._media.getVideoTracks()) {
+        track.addEventListener("ended", () => this.stop());
+      }
+      this._video = attachVideo(opts.display, this._media, {muted: true});
+      if (this._video) this._video.roomapiStream = this;
+      this._negotiation = new Negotiation(this._room._connection, this._room._connection._iceServers);
+      const pc = this._negotiation.pc;
+      for (const track of this._media.getTracks()) {
+        pc.addTransceiver(track, {direction: "sendonly", streams: [this._media]});
+      }
+      pc.addEventListener("connectionstatechange", () => {
+        if (pc.connectionState === "failed") this._fail({code: "media_failed", message: "the media connection failed"});
+      });
+      const offer = await pc.createOffer();
+      await pc.setLocalDescription(offer);
+      const answer = await this._room._connection._request("publish", {
+        kind: this._kind,
+        sdp: pc.localDescription.sdp,
+        record: Boolean(opts.record),
+      });
+      if (this._ended) return;
+      this._id = idOf(answer.stream) || answer.pc;
+      if (answer.stream && typeof answer.stream === "object") this._name = answer.stream.name;
+      this._room._localStreams.set(this._id, this);
+      await this._negotiation.answered(answer.pc || this._id, answer.sdp);
+      this._room._connection._replayStatus(this._id, this);
+    } catch (err) {
+      this._fail(err && err.code ? err : {code: "media_failed", message: String((err && err.message) || err)});
+    }
+  }
+
+  /** A stream_status event from the server. */
+  _serverStatus(event) {
+    if (event.stream && typeof event.stream === "object" && event.stream.name) this._name = event.stream.name;
+    if (event.status === STREAM_STATUS.FAILED) {
+      this._fail({code: "media_failed", message: event.reason || "the stream failed"});
+    } else if (event.status === STREAM_STATUS.UNPUBLISHED) {
+      this._release();
+      this._setStatus(STREAM_STATUS.UNPUBLISHED);
+    } else {
+      this._setStatus(event.status);
+    }
+  }
+
+  _fail(info) {
+    if (this._status === STREAM_STATUS.FAILED || this._status === STREAM_STATUS.UNPUBLISHED) return;
+    this._info = info;
+    const id = this._id;
+    this._release();
+    if (id) this._room._connection._request("unpublish", {stream: id}).catch(() => {});
+    this._setStatus(STREAM_STATUS.FAILED);
+  }
+
+  _setStatus(status) {
+    if (this._status === status) return;
+    const terminal = [STREAM_STATUS.UNPUBLISHED, STREAM_STATUS.FAILED];
+    if (terminal.includes(this._status)) return;
+    this._status = status;
+    this._emit(status, this);
+  }
+
+  _stopTracks() {
+    if (this._media && !this._options.mediaStream) for (const t of this._media.getTracks()) t.stop();
+  }
+
+  _release() {
+    this._ended = true;
+    if (this._negotiation) this._negotiation.close();
+    this._stopTracks();
+    detachVideo(this._video);
+    this._video = null;
+    if (this._id) this._room._localStreams.delete(this._id);
+  }
+}
+
+/** A stream another participant publishes; play() shows it. */
+class RemoteStream {
+  /**
+   * @param {Participant} participant
+   * @param {WireStream} data
+   */
+  constructor(participant, data) {
+    this._participant = participant;
+    this._data = data;
+  }
+
+  /** @returns {string} */
+  id() {
+    return this._data.id;
+  }
+
+  /** @returns {string} */
+  name() {
+    return this._data.name || this._data.id;
+  }
+
+  /** @returns {"camera"|"screen"} */
+  kind() {
+    return this._data.kind;
+  }
+
+  /** @returns {string} the server status of the publication */
+  status() {
+    return this._data.status;
+  }
+
+  /** @returns {Participant} */
+  participant() {
+    return this._participant;
+  }
+
+  /** @returns {boolean} */
+  isAudioMuted() {
+    return Boolean(this._data.audio_muted);
+  }
+
+  /** @returns {boolean} */
+  isVideoMuted() {
+    return Boolean(this._data.video_muted);
+  }
+
+  /** @returns {WireStream} the wire object */
+  toJSON() {
+    return this._data;
+  }
+
+  /**
+   * Play this stream inside ``display``.
+   * @param {HTMLElement} display
+   * @returns {PlayingStream}
+   */
+  play(display) {
+    const room = this._participant._room;
+    const playing = new PlayingStream(room, this, display);
+    room._playing.add(playing);
+    playing._start();
+    return playing;
+  }
+}
+
+/** A playback of a remote stream (stream.play / participant.play). */
+class PlayingStream extends Emitter {
+  constructor(room, stream, display) {
+    super();
+    this._room = room;
+    this._stream = stream;
+    this._display = display;
+    this._status = STREAM_STATUS.NEW;
+    this._playId = null;
+    this._video = null;
+    this._negotiation = null;
+    this._ended = false;
+    this._info = null;
+  }
+
+  /** @returns {string|null} the server's play id */
+  id() {
+    return this._playId;
+  }
+
+  /** @returns {string} the played stream's name */
+  name() {
+    return this._stream.name();
+  }
+
+  /** @returns {RemoteStream} */
+  stream() {
+    return this._stream;
+  }
+
+  /** @returns {string} a STREAM_STATUS value */
+  status() {
+    return this._status;
+  }
+
+  /** @returns {ErrorInfo|null} */
+  getInfo() {
+    return this._info;
+  }
+
+  /** @returns {HTMLVideoElement|null} the element the SDK created */
+  getVideo() {
+    return this._video;
+  }
+
+  /** @returns {Promise<RTCStatsReport|null>} WebRTC statistics of the playback */
+  getStats() {
+    return this._negotiation ? this._negotiation.pc.getStats() : Promise.resolve(null);
+  }
+
+  /** @returns {boolean} */
+  isAudioMuted() {
+    return this._stream.isAudioMuted();
+  }
+
+  /** @returns {boolean} */
+  isVideoMuted() {
+    return this._stream.isVideoMuted();
+  }
+
+  /** Stop playing; STOPPED follows. */
+  stop() {
+    if (this._ended) return Promise.resolve();
+    const id = this._playId;
+    this._release();
+    const done = () => this._setStatus(STREAM_STATUS.STOPPED);
+    if (!id) {
+      done();
+      return Promise.resolve();
+    }
+    return this._room._connection._request("stop", {play: id}).catch(() => {}).then(done);
+  }
+
+  async _start() {
+    this._setStatus(STREAM_STATUS.PENDING);
+    try {
+      this._negotiation = new Negotiation(this._room._connection, this._room._connection._iceServers);
+      const pc = this._negotiation.pc;
+      const media = new MediaStream();
+      pc.addTransceiver("audio", {direction: "recvonly"});
+      pc.addTransceiver("video", {direction: "recvonly"});
+      pc.ontrack = (event) => {
+        media.addTrack(event.track);
+        if (!this._video && !this._ended) {
+          this._video = attachVideo(this._display, media, {muted: false});
+          // Let code holding only the element find its playback (tests, custom UIs).
+          if (this._video) this._video.roomapiStream = this;
+          if (this._video) this._video.addEventListener("playing", () => this._setStatus(STREAM_STATUS.PLAYING));
+        }
+      };
+      pc.addEventListener("connectionstatechange", () => {
+        if (pc.connectionState === "failed") this._fail({code: "media_failed", message: "the media connection failed"});
+      });
+      const offer = await pc.createOffer();
+      await pc.setLocalDescription(offer);
+      const answer = await this._room._connection._request("play", {stream: this._stream.id(), sdp: pc.localDescription.sdp});
+      if (this._ended) {
+        const playId = idOf(answer.play) || answer.pc;
+        if (playId) this._room._connection._request("stop", {play: playId}).catch(() => {});
+        return;
+      }
+      this._playId = idOf(answer.play) || answer.pc;
+      this._room._playingById.set(this._playId, this);
+      await this._negotiation.answered(answer.pc || this._playId, answer.sdp);
+      this._room._connection._replayStatus(this._playId, this);
+    } catch (err) {
+      this._fail(err && err.code ? err : {code: "media_failed", message: String((err && err.message) || err)});
+    }
+  }
+
+  /** A play_status event from the server. */
+  _serverStatus(event) {
+    const status = event.status;
+    if (status === STREAM_STATUS.PLAYING) {
+      this._setStatus(STREAM_STATUS.PLAYING);
+    } else if (status === STREAM_STATUS.FAILED) {
+      this._fail({code: "media_failed", message: event.reason || "the playback failed"});
+    } else if (status === STREAM_STATUS.STOPPED || status === STREAM_STATUS.UNPUBLISHED) {
+      this._release();
+      this._setStatus(status);
+    }
+  }
+
+  /** The played stream was unpublished (seen in the room's events). */
+  _unpublished() {
+    if (this._ended) return;
+    this._release();
+    this._setStatus(STREAM_STATUS.UNPUBLISHED);
+  }
+
+  _fail(info) {
+    if (this._ended && this._status !== STREAM_STATUS.PENDING && this._status !== STREAM_STATUS.PLAYING) return;
+    this._info = info;
+    const id = this._playId;
+    this._release();
+    if (id) this._room._connection._request("stop", {play: id}).catch(() => {});
+    this._setStatus(STREAM_STATUS.FAILED);
+  }
+
+  _setStatus(status) {
+    if (this._status === status) return;
+    const terminal = [STREAM_STATUS.STOPPED, STREAM_STATUS.UNPUBLISHED, STREAM_STATUS.FAILED];
+    if (terminal.includes(this._status)) return;
+    if (status === STREAM_STATUS.PLAYING && this._ended) return;
+    this._status = status;
+    this._emit(status, this);
+  }
+
+  _release() {
+    this._ended = true;
+    if (this._negotiation) this._negotiation.close();
+    detachVideo(this._video);
+    this._video = null;
+    if (this._playId) this._room._playingById.delete(this._playId);
+    this._room._playing.delete(this);
+  }
+}
+
+// --- Participants and rooms ------------------------------------------------------------
+
+/** Another participant of the room. */
+class Participant {
+  /**
+   * @param {Room} room
+   * @param {WireParticipant} data
+   */
+  constructor(room, data) {
+    this._room = room;
+    this._data = data;
+    /** @type {Map<string, RemoteStream>} */
+    this._streams = new Map();
+    this._update(data);
+  }
+
+  _update(data) {
+    this._data = {...this._data, ...data};
+    if (Array.isArray(data.streams)) {
+      const live = new Map();
+      for (const s of data.streams) {
+        const existing = this._streams.get(s.id);
+        if (existing) existing._data = s;
+        live.set(s.id, existing || new RemoteStream(this, s));
+      }
+      // Keep streams we learned of through "published" that a stale list lacks.
+      for (const [id, s] of this._streams) if (!live.has(id) && s._data.status === "PUBLISHING" && data.state === "connected") live.set(id, s);
+      this._streams = live;
+    }
+  }
+
+  /** @returns {string} the participant's login */
+  name() {
+    return this._data.login;
+  }
+
+  /** @returns {string} "connected", "disconnected" or "left" */
+  state() {
+    return this._data.state;
+  }
+
+  /** @returns {string} the participant's role */
+  role() {
+    return this._data.role;
+  }
+
+  /** @returns {RemoteStream[]} the participant's live streams */
+  getStreams() {
+    return [...this._streams.values()];
+  }
+
+  /**
+   * Play the participant's stream (the camera first, else its first stream).
+   * @param {HTMLElement} display
+   * @param {{kind?: "camera"|"screen"}} [options]
+   * @returns {PlayingStream|null} null when nothing is published
+   */
+  play(display, options) {
+    const streams = this.getStreams();
+    const kind = options && options.kind;
+    const stream = kind ? streams.find((s) => s.kind() === kind) : streams.find((s) => s.kind() === "camera") || streams[0];
+    return stream ? stream.play(display) : null;
+  }
+
+  /**
+   * Send a private message to this participant.
+   * @param {string} text
+   * @returns {Promise<WireMessage>}
+   */
+  sendMessage(text) {
+    return this._room.sendMessage(text, [this.name()]);
+  }
+}
+
+/** A room this connection joined (connection.join). */
+class Room extends Emitter {
+  /**
+   * @param {Connection} connection
+   * @param {{name: string, record?: boolean, maxParticipants?: number}} options
+   */
+  constructor(connection, options) {
+    super();
+    this._connection = connection;
+    this._options = options;
+    this._name = options.name;
+    /** @type {WireRoom|null} */
+    this._data = null;
+    /** @type {WireParticipant|null} */
+    this._self = null;
+    /** @type {Map<string, Participant>} */
+    this._participants = new Map();
+    /** @type {WireMessage[]} */
+    this._history = [];
+    /** @type {Map<string, LocalStream>} */
+    this._localStreams = new Map();
+    /** @type {Set<LocalStream>} */
+    this._published = new Set();
+    /** @type {Set<PlayingStream>} */
+    this._playing = new Set();
+    /** @type {Map<string, PlayingStream>} */
+    this._playingById = new Map();
+    this._joined = false;
+    this._closed = false;
+  }
+
+  /** @returns {string} the room name */
+  name() {
+    return this._name;
+  }
+
+  /** @returns {WireRoom|null} the room as the server described it */
+  info() {
+    return this._data;
+  }
+
+  /** @returns {string} this client's login */
+  selfName() {
+    return this._self ? this._self.login : this._connection.username();
+  }
+
+  /** @returns {string[]} what this client may do (can_publish, can_chat, ...) */
+  grants() {
+    return (this._self && this._self.grants) || [];
+  }
+
+  /** @returns {Participant[]} the other participants */
+  getParticipants() {
+    return [...this._participants.values()];
+  }
+
+  /**
+   * @param {string} name
+   * @returns {Participant|undefined}
+   */
+  getParticipant(name) {
+    return this._participants.get(name);
+  }
+
+  /** @returns {WireMessage[]} recent messages this client may see, oldest first */
+  getHistory() {
+    return this._history;
+  }
+
+  /**
+   * Publish the camera (or the screen with ``screen: true``).
+   * @param {PublishOptions|HTMLElement} options  an element means {display: element}
+   * @returns {LocalStream}
+   */
+  publish(options) {
+    if (options instanceof HTMLElement) options = {display: options};
+    const stream = new LocalStream(this, options || {});
+    this._published.add(stream);
+    stream.on(STREAM_STATUS.UNPUBLISHED, () => this._published.delete(stream));
+    stream.on(STREAM_STATUS.FAILED, () => this._published.delete(stream));
+    stream._start();
+    return stream;
+  }
+
+  /**
+   * Send a message to everyone, or to the listed logins.
+   * @param {string} text
+   * @param {string[]} [to]
+   * @returns {Promise<WireMessage>}
+   */
+  sendMessage(text, to) {
+    const fields = {text};
+    if (to && to.length) fields.to = to;
+    return this._connection._request("send_message", fields).then((reply) => reply.message);
+  }
+
+  /**
+   * Leave the room: stops every publication and playback first.
+   * @returns {Promise<void>}
+   */
+  leave() {
+    const joined = this._joined;
+    this._shutdown();
+    if (!joined || this._connection._socketClosed()) return Promise.resolve();
+    return this._connection._request("leave", {}).then(() => undefined);
+  }
+
+  _shutdown() {
+    this._joined = false;
+    this._closed = true;
+    for (const s of [...this._published]) {
+      s._release();
+      s._setStatus(STREAM_STATUS.UNPUBLISHED);
+    }
+    for (const p of [...this._playing]) {
+      p._release();
+      p._setStatus(STREAM_STATUS.STOPPED);
+    }
+    if (this._connection._room === this) this._connection._room = null;
+  }
+
+  async _join() {
+    const fields = {room: this._name, record: Boolean(this._options.record)};
+    if (this._options.maxParticipants) fields.max_participants = this._options.maxParticipants;
+    try {
+      /** @type {WireState} */
+      const state = await this._connection._request("join", fields);
+      this._data = state.room;
+      this._name = state.room.name;
+      this._self = state.self;
+      this._history = state.history || [];
+      for (const p of state.participants || []) this._participants.set(p.login, new Participant(this, p));
+      this._joined = true;
+      this._emit(ROOM_EVENT.STATE, this);
+    } catch (err) {
+      this._closed = true;
+      if (this._connection._room === this) this._connection._room = null;
+      const info = err && err.code ? err : {code: "internal_error", message: String(err)};
+      this._emit(ROOM_EVENT.FAILED, this, info);
+    }
+  }
+
+  _participantFrom(data) {
+    if (!data || data.login === this.selfName()) return null;
+    let participant = this._participants.get(data.login);
+    if (participant) participant._update(data);
+    else {
+      participant = new Participant(this, data);
+      this._participants.set(data.login, participant);
+    }
+    return participant;
+  }
+
+  /** Route a room event from the server. */
+  _handle(event) {
+    switch (event.type) {
+      case "joined": {
+        const p = this._participantFrom(event.participant);
+        if (p) this._emit(ROOM_EVENT.JOINED, p);
+        break;
+      }
+      case "left": {
+        const data = event.participant;
+        if (!data) break;
+        if (data.login === this.selfName()) {
+          this._shutdown();
+          this._emit(ROOM_EVENT.CLOSED, this, {code: "left", message: "you left the room"});
+          break;
+        }
+        const p = this._participants.get(data.login) || new Participant(this, data);
+        this._participants.delete(data.login);
+        this._endPlaybacksOf(p.getStreams().map((s) => s.id()));
+        p._update({...data, streams: []});
+        this._emit(ROOM_EVENT.LEFT, p);
+        break;
+      }
+      case "participant_updated": {
+        const p = this._participantFrom(event.participant);
+        if (p) this._emit(ROOM_EVENT.PARTICIPANT_UPDATED, p);
+        break;
+      }
+      case "published": {
+        if (!event.participant || event.participant.login === this.selfName()) break;
+        const p = this._participantFrom(event.participant);
+        if (!p) break;
+        if (event.stream && !p._streams.has(event.stream.id)) p._streams.set(event.stream.id, new RemoteStream(p, event.stream));
+        this._emit(ROOM_EVENT.PUBLISHED, p, p._streams.get(idOf(event.stream)));
+        break;
+      }
+      case "unpublished": {
+        if (!event.participant || event.participant.login === this.selfName()) break;
+        const p = this._participants.get(event.participant.login);
+        const streamId = idOf(event.stream);
+        this._endPlaybacksOf([streamId]);
+        if (!p) break;
+        const stream = p._streams.get(streamId) || new RemoteStream(p, event.stream);
+        if (event.stream && typeof event.stream === "object") stream._data = event.stream;
+        p._streams.delete(streamId);
+        this._emit(ROOM_EVENT.UNPUBLISHED, p, stream);
+        break;
+      }
+      case "stream_updated": {
+        if (!event.participant || event.participant.login === this.selfName()) break;
+        const p = this._participants.get(event.participant.login);
+        if (!p || !event.stream) break;
+        const stream = p._streams.get(event.stream.id);
+        if (stream) stream._data = event.stream;
+        this._emit(ROOM_EVENT.STREAM_UPDATED, p, stream || new RemoteStream(p, event.stream));
+        break;
+      }
+      case "room_updated":
+        if (event.room) this._data = event.room;
+        this._emit(ROOM_EVENT.ROOM_UPDATED, this);
+        break;
+      case "room_closed":
+        this._shutdown();
+        this._emit(ROOM_EVENT.CLOSED, this, {code: event.reason || "closed", message: "the room was closed"});
+        break;
+      case "kicked":
+        this._shutdown();
+        this._emit(ROOM_EVENT.KICKED, this, {code: "kicked", message: event.reason || "you were removed from the room"});
+        break;
+      case "message": {
+        const m = event.message;
+        if (!m || (m.from && m.from === this.selfName())) break;
+        const sender = m.from || "server";
+        this._emit(ROOM_EVENT.MESSAGE, {
+          from: this._participants.get(sender) || {name: () => sender},
+          text: m.text,
+          to: m.to,
+          private: m.to !== null && m.to !== undefined,
+          id: m.id,
+          sentAt: m.sent_at,
+        });
+        break;
+      }
+      default:
+        break;
+    }
+  }
+
+  _endPlaybacksOf(streamIds) {
+    for (const playing of [...this._playing]) {
+      if (streamIds.includes(playing._stream.id())) playing._unpublished();
+    }
+  }
+}
+
+// --- Connection --------------------------------------------------------------------------
+
+/** A session with the server (connect). */
+class Connection extends Emitter {
+  /** @param {ConnectOptions} options */
+  constructor(options) {
+    super();
+    this._options = options;
+    this._iceServers = options.iceServers || [];
+    this._timeout = options.timeout || 20000;
+    this._status = SESSION_STATUS.NEW;
+    this._username = options.username || null;
+    this._sessionId = null;
+    this._info = null;
+    this._nextRid = 1;
+    /** @type {Map<number, {resolve: Function, reject: Function, timer: number}>} */
+    this._pending = new Map();
+    /** @type {Map<string, object>} statuses that arrived before their answer */
+    this._earlyStatus = new Map();
+    /** @type {Room|null} */
+    this._room = null;
+    this._ws = null;
+    this._pinger = null;
+  }
+
+  /** @returns {string} a SESSION_STATUS value */
+  status() {
+    return this._status;
+  }
+
+  /** @returns {string|null} the login the server confirmed */
+  username() {
+    return this._username;
+  }
+
+  /** @returns {string|null} the server's session id */
+  id() {
+    return this._sessionId;
+  }
+
+  /** @returns {ErrorInfo|null} why the session failed, if it did */
+  getInfo() {
+    return this._info;
+  }
+
+  /** @returns {Room|null} the room this connection is in */
+  getRoom() {
+    return this._room;
+  }
+
+  /**
+   * Join (or create) a room.
+   * @param {{name: string, record?: boolean, maxParticipants?: number}} options
+   * @returns {Room}
+   */
+  join(options) {
+    const room = new Room(this, options || {});
+    this._room = room;
+    // Let the caller chain .on(...) before any event fires.
+    Promise.resolve().then(() => room._join());
+    return room;
+  }
+
+  /** Close the session; DISCONNECTED follows. */
+  disconnect() {
+    if (this._room) this._room._shutdown();
+    if (this._ws && this._ws.readyState <= WebSocket.OPEN) this._ws.close(1000, "disconnect");
+    else this._setStatus(SESSION_STATUS.DISCONNECTED);
+  }
+
+  _open() {
+    this._status = SESSION_STATUS.PENDING;
+    let ws;
+    try {
+      ws = new WebSocket(socketUrl(this._options.urlServer));
+    } catch (err) {
+      this._info = {code: "bad_url", message: String(err.message || err)};
+      Promise.resolve().then(() => this._setStatus(SESSION_STATUS.FAILED));
+      return;
+    }
+    this._ws = ws;
+    ws.onopen = () => {
+      const hello = {version: PROTOCOL_VERSION};
+      if (this._options.token) hello.token = this._options.token;
+      if (this._options.username !== undefined || !this._options.token) hello.username = this._options.username || "";
+      this._request("hello", hello).then(
+        (reply) => {
+          this._username = reply.username;
+          this._sessionId = reply.session;
+          this._pinger = setInterval(() => this._request("ping", {}).catch(() => {}), 25000);
+          this._setStatus(SESSION_STATUS.ESTABLISHED);
+        },
+        (err) => {
+          this._info = err;
+          this._setStatus(SESSION_STATUS.FAILED);
+        },
+      );
+    };
+    ws.onmessage = (frame) => this._receive(frame.data);
+    ws.onerror = () => {
+      if (!this._info) this._info = {code: "connection_error", message: "the WebSocket connection failed"};
+    };
+    ws.onclose = (event) => {
+      clearInterval(this._pinger);
+      for (const [, waiter] of this._pending) {
+        clearTimeout(waiter.timer);
+        waiter.reject({code: "disconnected", message: "the connection closed"});
+      }
+      this._pending.clear();
+      if (this._room) this._room._shutdown();
+      if (this._status === SESSION_STATUS.ESTABLISHED) this._setStatus(SESSION_STATUS.DISCONNECTED);
+      else if (this._status === SESSION_STATUS.PENDING) {
+        if (!this._info) this._info = {code: "closed", message: `the connection closed (${event.code})`};
+        this._setStatus(SESSION_STATUS.FAILED);
+      }
+    };
+  }
+
+  _socketClosed() {
+    return !this._ws || this._ws.readyState !== WebSocket.OPEN;
+  }
+
+  _setStatus(status) {
+    if (this._status === status) return;
+    if (this._status === SESSION_STATUS.FAILED || this._status === SESSION_STATUS.DISCONNECTED) return;
+    this._status = status;
+    this._emit(status, this);
+  }
+
+  /**
+   * Send a command and wait for its one reply (rejects with the error event).
+   * @param {string} type
+   * @param {object} fields
+   * @returns {Promise<object>}
+   */
+  _request(type, fields) {
+    return new Promise((resolve, reject) => {
+      if (this._socketClosed()) {
+        reject({code: "disconnected", message: "not connected"});
+        return;
+      }
+      const rid = this._nextRid++;
+      const timer = setTimeout(() => {
+        this._pending.delete(rid);
+        reject({code: "timeout", message: `no reply to ${type}`});
+      }, this._timeout);
+      this._pending.set(rid, {resolve, reject, timer});
+      this._ws.send(JSON.stringify({type, rid, ...fields}));
+    });
+  }
+
+  _receive(text) {
+    let event;
+    try {
+      event = JSON.parse(text);
+    } catch (_) {
+      return;
+    }
+    if (event.rid !== undefined && event.rid !== null && this._pending.has(event.rid)) {
+      const waiter = this._pending.get(event.rid);
+      this._pending.delete(event.rid);
+      clearTimeout(waiter.timer);
+      if (event.type === "error" || event.type === "failed") waiter.reject({code: event.code, message: event.message});
+      else waiter.resolve(event);
+      return;
+    }
+    const room = this._room;
+    if (event.type === "stream_status") {
+      const id = idOf(event.stream);
+      const stream = room && room._localStreams.get(id);
+      if (stream) stream._serverStatus(event);
+      else this._earlyStatus.set(id, event);
+      return;
+    }
+    if (event.type === "play_status") {
+      const id = idOf(event.play);
+      const playing = room && room._playingById.get(id);
+      if (playing) playing._serverStatus(event);
+      else this._earlyStatus.set(id, event);
+      return;
+    }
+    if (event.type === "error") {
+      console.warn("roomapi: server error", event.code, event.message);
+      return;
+    }
+    if (room) room._handle(event);
+  }
+
+  /** Deliver a status that arrived before the answer that named its object. */
+  _replayStatus(id, target) {
+    const event = this._earlyStatus.get(id);
+    if (!event) return;
+    this._earlyStatus.delete(id);
+    target._serverStatus(event);
+  }
+}
+
+/**
+ * Open a session with the server.
+ * @param {ConnectOptions} options
+ * @returns {Connection}
+ */
+export function connect(options) {
+  const connection = new Connection(options || {});
+  // Open on the next microtask so that .on(...) chained on the result sees every status.
+  Promise.resolve().then(() => connection._open());
+  return connection;
+}
+
+export {Connection, Room, Participant, LocalStream, RemoteStream, PlayingStream};

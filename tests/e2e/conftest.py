@@ -1,0 +1,236 @@
+"""End-to-end fixtures: a real daphne server and Debian's Chromium driven by Playwright.
+
+Chromium runs headless with fake camera, microphone and screen so that pages
+publish real WebRTC media without a device.  Every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import time
+from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, Playwright, expect, sync_playwright
+
+from tests.servers import DaphneServer
+
+logger = logging.getLogger(__name__)
+
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
+    # Screen sharing: pick the (fake) entire screen without a picker.
+    "--auto-select-desktop-capture-source=Entire screen",
+    "--enable-usermedia-screen-capturing",
+    "--allow-http-screen-capture",
+    # Three pages in one browser must not throttle each other's media.
+    "--disable-background-timer-throttling",
+    "--disable-renderer-backgrounding",
+    "--disable-backgrounding-occluded-windows",
+]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
+WAIT_MS = 15_000
+MEDIA_WAIT_MS = 20_000
+
+
+@pytest.fixture
+def _django_db_helper(django_db_setup: Any) -> Iterator[None]:
+    """Replace pytest-django's per-test transaction for browser tests.
+
+    The ``django_db`` mark on these modules only makes pytest-django create the
+    test database; the tests never touch it in this process.  Wrapping each test
+    in a transaction here would hold an SQLite lock that blocks the server's writes.
+    """
+    yield
+
+
+def _flush_database() -> None:
+    from django.core.management import call_command
+    from django.db import connections
+
+    try:
+        call_command("flush", interactive=False, verbosity=0)
+    finally:
+        connections.close_all()
+
+
+@pytest.fixture(scope="module")
+def server(django_db_setup: Any, django_db_blocker: Any) -> Iterator[DaphneServer]:
+    """One daphne process per test module, on the test database; its rows are flushed afterwards.
+
+    Test modules using it carry ``pytest.mark.django_db`` so that pytest-django
+    creates the test database; the server's rows are removed by a flush at the end.
+    """
+    with django_db_blocker.unblock():
+        srv = DaphneServer({"ROOM_IDLE_TIMEOUT": "3", "LOG_LEVEL": "WARNING"})
+        srv.start()
+    try:
+        yield srv
+    finally:
+        srv.close()
+        # In a thread: Playwright's sync API keeps an event loop registered in this
+        # one, which Django's async-safety guard would (wrongly) object to.
+        with django_db_blocker.unblock(), ThreadPoolExecutor(1) as pool:
+            pool.submit(_flush_database).result(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def playwright_driver() -> Iterator[Playwright]:
+    """The Playwright driver (never downloads a browser: Debian's Chromium is used)."""
+    if not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"Chromium is required under CI ({CHROMIUM}); run scripts/system-deps.sh")
+        pytest.skip(f"needs Chromium at {CHROMIUM} (scripts/system-deps.sh installs it)")
+    with sync_playwright() as driver:
+        yield driver
+
+
+@pytest.fixture(scope="module")
+def browser(playwright_driver: Playwright) -> Iterator[Browser]:
+    """A headless Chromium with fake media devices."""
+    instance = playwright_driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=60_000)
+    try:
+        yield instance
+    finally:
+        instance.close()
+
+
+class RoomPage:
+    """One browser tab on a conference page, with helpers named after what a user does."""
+
+    def __init__(self, page: Page, context: BrowserContext) -> None:
+        self.page = page
+        self.context = context
+        self.console: list[str] = []
+        page.on("console", self._console)
+        page.on("pageerror", lambda err: self.console.append(f"pageerror: {err}"))
+
+    def _console(self, message: ConsoleMessage) -> None:
+        if message.type in ("error", "warning"):
+            self.console.append(f"{message.type}: {message.text}")
+
+    def el(self, element_id: str) -> Any:
+        """The locator of an element by id."""
+        return self.page.locator(f"#{element_id}")
+
+    def invite(self) -> str:
+        """The invite link shown on the page."""
+        return str(self.el("inviteAddr").get_attribute("href"))
+
+    def join(self, login: str, *, publish: bool = True) -> None:
+        """Type a login, press Join, wait for ESTABLISHED (and PUBLISHING)."""
+        self.el("login").fill(login)
+        self.el("joinBtn").click()
+        expect(self.el("status")).to_have_text("ESTABLISHED", timeout=WAIT_MS)
+        if publish:
+            expect(self.el("localStatus")).to_have_text("PUBLISHING", timeout=MEDIA_WAIT_MS)
+
+    def leave(self) -> None:
+        """Press Leave and wait until the page is out of the room."""
+        expect(self.el("joinBtn")).to_have_text("Leave", timeout=WAIT_MS)
+        self.el("joinBtn").click()
+        expect(self.el("joinBtn")).to_have_text("Join", timeout=WAIT_MS)
+
+    def send(self, text: str, to: str = "") -> None:
+        """Send a chat message (to everyone, or privately to ``to``)."""
+        self.el("recipient").select_option(value=to)
+        self.el("message").fill(text)
+        self.el("sendBtn").click()
+        try:
+            expect(self.chat_line(self.el("login").input_value(), text)).to_have_count(1, timeout=WAIT_MS)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\nchat log:\n{self.chat_text()}\nconsole: {self.console[-10:]}") from None
+
+    def chat_line(self, name: str, text: str) -> Any:
+        """Locator of the chat lines "HH:MM name - text"."""
+        pattern = re.compile(r"^\d\d:\d\d " + re.escape(name) + " - " + re.escape(text) + "$")
+        return self.page.locator("#chat .chat-line").filter(has_text=pattern)
+
+    def chat_text(self) -> str:
+        """The whole chat log as text."""
+        return str(self.el("chat").inner_text())
+
+    def video_state(self, display_id: str) -> dict[str, Any] | None:
+        """Size and decoded frame count of the video the SDK plays in ``display_id`` (None if none)."""
+        return self.page.evaluate(  # type: ignore[no-any-return]
+            """async (id) => {
+                const video = document.querySelector(`#${id} video`);
+                if (!video || !video.roomapiStream) return null;
+                const report = await video.roomapiStream.getStats();
+                let frames = 0;
+                if (report) report.forEach((s) => {
+                    if (s.type === "inbound-rtp" && s.kind === "video") frames += s.framesDecoded || 0;
+                });
+                return {width: video.videoWidth, height: video.videoHeight, frames};
+            }""",
+            display_id,
+        )
+
+    def wait_video(self, display_id: str, timeout_s: float = 10.0) -> dict[str, Any]:
+        """Wait (bounded) until the video in ``display_id`` has a size and its decoded frame count rises."""
+        deadline = time.monotonic() + timeout_s
+        first: int | None = None
+        state: dict[str, Any] | None = None
+        while time.monotonic() < deadline:
+            state = self.video_state(display_id)
+            if state and state["width"] > 0:
+                if first is None:
+                    first = state["frames"]
+                elif state["frames"] > first:
+                    return state
+            self.page.wait_for_timeout(200)
+        raise AssertionError(f"no live video in #{display_id} within {timeout_s} s (last: {state}); console: {self.console[-10:]}")
+
+    def screenshot(self, name: str) -> Path:
+        """Save a screenshot to artifacts/."""
+        ARTIFACTS.mkdir(exist_ok=True)
+        path = ARTIFACTS / f"{name}.png"
+        self.page.screenshot(path=str(path), full_page=True)
+        return path
+
+
+@pytest.fixture(scope="module")
+def open_page(browser: Browser, server: DaphneServer) -> Iterator[Callable[..., RoomPage]]:
+    """Open a page of the server in its own browser context; all are closed at the end of the module."""
+    contexts: list[BrowserContext] = []
+    pages: list[RoomPage] = []
+
+    def opener(path: str, *, viewport: dict[str, int] | None = None, mobile: bool = False) -> RoomPage:
+        options: dict[str, Any] = {"viewport": viewport or {"width": 1360, "height": 900}}
+        if mobile:
+            options.update({"is_mobile": True, "has_touch": True, "device_scale_factor": 2})
+        context = browser.new_context(**options)
+        context.set_default_timeout(WAIT_MS)
+        contexts.append(context)
+        page = context.new_page()
+        url = path if path.startswith("http") else server.http_url + path
+        page.goto(url)
+        room_page = RoomPage(page, context)
+        pages.append(room_page)
+        return room_page
+
+    yield opener
+    for room_page in pages:
+        if room_page.console:
+            logger.warning("console of %s:\n%s", room_page.page.url, "\n".join(room_page.console[-50:]))
+    for context in contexts:
+        try:
+            context.close()
+        except Exception:  # the browser may be gone already
+            logger.exception("closing a browser context failed")
