@@ -158,3 +158,10 @@ async def recording_sink_factory(publication: Publication, record: bool) -> None
     for kind in sink.tracks:
         publication.ingests[kind].sinks.append(sink)
     sink.start()
+
+
+async def wait_for_recordings(timeout: float = 20.0) -> None:
+    """Wait (bounded) until every recording of this process is finalized: call on worker shutdown."""
+    pending = [t for t in _tasks if not t.done()]
+    if pending:
+        await asyncio.wait(pending, timeout=timeout)
