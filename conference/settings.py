@@ -182,6 +182,19 @@ MESSAGE_MAX_BYTES = env_int("MESSAGE_MAX_BYTES", 1024 * 1024)
 ROOM_HISTORY_COUNT = env_int("ROOM_HISTORY_COUNT", 50)
 # Largest WebSocket frame accepted; bigger frames are refused with an error.
 WS_MAX_FRAME_BYTES = env_int("WS_MAX_FRAME_BYTES", MESSAGE_MAX_BYTES + 64 * 1024)
+# Flood control per WebSocket connection (token buckets; 0 = unlimited): every command, and chat messages on top.
+# A command over budget gets error "rate_limited" and the connection stays up (docs/operations.md).
+WS_RATE_COMMANDS_PER_SECOND = env_float("WS_RATE_COMMANDS_PER_SECOND", 50.0)
+WS_RATE_COMMANDS_BURST = env_float("WS_RATE_COMMANDS_BURST", 200.0)
+WS_RATE_MESSAGES_PER_SECOND = env_float("WS_RATE_MESSAGES_PER_SECOND", 10.0)
+WS_RATE_MESSAGES_BURST = env_float("WS_RATE_MESSAGES_BURST", 50.0)
+# Concurrent WebSocket connections per client IP (0 = no cap); over it: close code 4429. Counted in Redis when
+# REDIS_URL is set (all daphne processes), per process otherwise. Behind a proxy run daphne with --proxy-headers.
+WS_MAX_CONNECTIONS_PER_IP = env_int("WS_MAX_CONNECTIONS_PER_IP", 50)
+# Addresses or networks never capped (the local reverse proxy, health checks, benchmarks on loopback).
+WS_MAX_CONNECTIONS_EXEMPT = env_list("WS_MAX_CONNECTIONS_EXEMPT", "127.0.0.1,::1")
+# /metrics (Prometheus): open to everyone when true; otherwise loopback and staff only, like /media/stats.
+METRICS_PUBLIC = env_bool("METRICS_PUBLIC", False)
 
 # --- Media relay ------------------------------------------------------------
 # "inprocess": media runs in the daphne process; "workers": `manage.py runmedia`.

@@ -8,6 +8,7 @@ connection's own state, never from a payload.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -16,8 +17,8 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from rooms import limits, metrics, services
 from rooms import protocol as p
-from rooms import services
 from rooms.auth import SessionIdentity, authenticate_hello
 from rooms.dispatch import deliver, deliver_outcome, schedule_expiry
 from rooms.exceptions import ErrorCode, RoomError
@@ -37,9 +38,14 @@ class RoomConsumer(AsyncWebsocketConsumer):
     room_name: str | None = None
     group: str | None = None
     grants: frozenset[str] = frozenset()
+    connection_slot: limits.ConnectionSlot | None = None
 
     async def connect(self) -> None:
+        self.limits = limits.ConnectionLimits()
+        self.connection_slot = await limits.acquire_connection(self.scope)
         await self.accept()
+        if self.connection_slot is None:  # this address holds WS_MAX_CONNECTIONS_PER_IP already
+            await self.close(code=limits.CLOSE_TOO_MANY_CONNECTIONS, reason="too many connections from your address")
 
     # --- inbound frames ---------------------------------------------------------
 
@@ -49,6 +55,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         try:
             payload = p.decode_frame(text_data, bytes_data, settings.WS_MAX_FRAME_BYTES)
             rid, kind = p.request_id(payload), payload.get("type")
+            self.limits.check(kind)
             command = p.parse_command(payload)
             await self._dispatch(command)
         except p.ProtocolError as exc:
@@ -125,6 +132,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
     # --- rooms -----------------------------------------------------------------------
 
     async def _handle_join(self, command: p.Join) -> None:
+        started = time.perf_counter()
         assert self.identity is not None
         if self.participant_id is not None:
             raise RoomError(ErrorCode.ALREADY_JOINED, f"already in room '{self.room_name}'; leave it first")
@@ -146,6 +154,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         await self.send_event(
             p.Event(p.STATE, {k: v for k, v in outcome.state.items() if k != "type"}).to_dict(command.rid)
         )
+        metrics.observe_join(time.perf_counter() - started)
         await deliver(outcome.deliveries)
 
     async def _handle_leave(self, command: p.Leave) -> None:
@@ -180,6 +189,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         require_grant(self.grants, "can_publish")
         if command.record:
             require_grant(self.grants, "can_record")
+        p.validate_sdp(command.sdp)
         stream = await db(services.create_stream)(participant_id, command.kind, command.record)
         assert self.room_id is not None
         try:
@@ -209,6 +219,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         participant_id = self._require_room()
         require_grant(self.grants, "can_play")
         stream = await db(services.playable_stream)(participant_id, command.stream)
+        p.validate_sdp(command.sdp)
         assert self.room_id is not None
         await media_client().play(
             room_id=self.room_id,
@@ -294,6 +305,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
     # --- lifecycle ------------------------------------------------------------------------
 
     async def disconnect(self, code: int) -> None:
+        if self.connection_slot is not None:
+            await self.connection_slot.release()
         participant_id = self.participant_id
         if participant_id is None:
             return

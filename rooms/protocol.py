@@ -8,6 +8,7 @@ raises :class:`ProtocolError` with a stable code for any bad input.
 from __future__ import annotations
 
 import json
+import re
 import unicodedata
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -276,6 +277,41 @@ def _sdp(payload: dict[str, Any]) -> str:
         raise ProtocolError(ErrorCode.INVALID_SDP, f"SDP is larger than {MAX_SDP_BYTES} bytes")
     if not sdp.startswith("v=0"):
         raise ProtocolError(ErrorCode.INVALID_SDP, "SDP must start with v=0")
+    if "\x00" in sdp:
+        raise ProtocolError(ErrorCode.INVALID_SDP, "SDP must not contain NUL characters")
+    return sdp
+
+
+MAX_SDP_LINES = 2000
+MAX_SDP_MEDIA_SECTIONS = 32
+_SDP_LINE = re.compile(r"[a-z]=[^\x00-\x08\x0a-\x1f\x7f]*")
+_SDP_MEDIA = re.compile(r"m=(audio|video|application|text|message) \d+(/\d+)? [A-Za-z0-9/_.-]+( \S+)+")
+
+
+def validate_sdp(sdp: str) -> str:
+    """Check that a client's offer is an SDP document worth handing to the relay, or raise invalid_sdp.
+
+    On top of the parse-time checks (a string, at most MAX_SDP_BYTES, starting with v=0, no NUL): lines of
+    the form ``x=value`` without control characters, at most MAX_SDP_LINES of them, and between one and
+    MAX_SDP_MEDIA_SECTIONS well-formed ``m=`` lines.  The relay still negotiates (and may refuse) the offer.
+    """
+    lines = sdp.replace("\r\n", "\n").split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    if len(lines) > MAX_SDP_LINES:
+        raise ProtocolError(ErrorCode.INVALID_SDP, f"SDP has more than {MAX_SDP_LINES} lines")
+    media = 0
+    for number, line in enumerate(lines, 1):
+        if not _SDP_LINE.fullmatch(line):
+            raise ProtocolError(ErrorCode.INVALID_SDP, f"SDP line {number} is not of the form x=value")
+        if line.startswith("m="):
+            if not _SDP_MEDIA.fullmatch(line):
+                raise ProtocolError(ErrorCode.INVALID_SDP, f"SDP line {number} is not a valid m= line")
+            media += 1
+    if media == 0:
+        raise ProtocolError(ErrorCode.INVALID_SDP, "SDP has no m= line (no audio or video to negotiate)")
+    if media > MAX_SDP_MEDIA_SECTIONS:
+        raise ProtocolError(ErrorCode.INVALID_SDP, f"SDP has more than {MAX_SDP_MEDIA_SECTIONS} m= sections")
     return sdp
 
 

@@ -1,7 +1,19 @@
-"""HTML pages: the index and the three conference pages."""
+"""HTML pages (the index and the three conference pages), /healthz and /metrics."""
 
+import asyncio
+import logging
+
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+
+logger = logging.getLogger(__name__)
+
+LOOPBACK = ("127.0.0.1", "::1")
+HEALTH_TIMEOUT = 3.0
 
 
 def index(request: HttpRequest) -> HttpResponse:
@@ -18,6 +30,50 @@ def page(template: str, title: str):  # type: ignore[no-untyped-def]
     return view
 
 
-def healthz(request: HttpRequest) -> JsonResponse:
-    """Liveness probe."""
-    return JsonResponse({"status": "ok"})
+def _check_database() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+
+
+async def _check_channel_layer() -> None:
+    layer = get_channel_layer()
+    channel = await layer.new_channel("healthz.")
+    await layer.send(channel, {"type": "healthz.ping"})
+    if (await layer.receive(channel)).get("type") != "healthz.ping":
+        raise RuntimeError("the channel layer returned another message")
+
+
+async def healthz(request: HttpRequest) -> JsonResponse:
+    """Readiness probe: the database answers and, with REDIS_URL, the channel layer delivers; 200 or 503 (JSON)."""
+    checks: dict[str, str] = {}
+    probes = {"database": lambda: database_sync_to_async(_check_database)()}
+    if settings.REDIS_URL:
+        probes["channel_layer"] = _check_channel_layer
+    for name, probe in probes.items():
+        try:
+            await asyncio.wait_for(probe(), HEALTH_TIMEOUT)
+            checks[name] = "ok"
+        except Exception as exc:
+            logger.warning("health check %s failed: %r", name, exc)
+            checks[name] = "timeout" if isinstance(exc, TimeoutError) else f"error: {type(exc).__name__}"
+    healthy = all(value == "ok" for value in checks.values())
+    body = {"status": "ok" if healthy else "unavailable", "checks": checks}
+    return JsonResponse(body, status=200 if healthy else 503)
+
+
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus metrics (rooms.metrics): loopback or staff only unless METRICS_PUBLIC."""
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    from rooms.metrics import REGISTRY
+
+    user = getattr(request, "user", None)
+    allowed = (
+        settings.METRICS_PUBLIC
+        or request.META.get("REMOTE_ADDR") in LOOPBACK
+        or bool(user is not None and user.is_authenticated and user.is_staff)
+    )
+    if not allowed:
+        return JsonResponse({"detail": "forbidden"}, status=403)
+    return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,193 @@
+"""Flood control for WebSocket connections: per-connection token buckets and a per-IP connection cap.
+
+Both are enforced by rooms.consumers.  A command over its budget is refused with
+``rate_limited`` and the connection stays up; a connection over its address's
+cap is accepted only to be closed with code 4429 and a reason.  The per-IP count
+lives in Redis when REDIS_URL is set (shared by every daphne process) and in this
+process otherwise.  docs/operations.md describes the settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+
+from rooms import protocol as p
+from rooms.exceptions import ErrorCode, RoomError
+
+logger = logging.getLogger(__name__)
+
+#: Close code of a connection refused because its address holds too many.
+CLOSE_TOO_MANY_CONNECTIONS = 4429
+#: Seconds after which a per-IP count in Redis starts again from zero (a crashed process's leak heals).
+COUNT_TTL_SECONDS = 600
+#: Redis key prefix of the per-IP counts.
+REDIS_KEY_PREFIX = "conference:ws-ip:"
+
+
+@dataclass
+class TokenBucket:
+    """``rate`` tokens a second up to ``burst``; each action takes one.  A rate of 0 means unlimited."""
+
+    rate: float
+    burst: float
+    tokens: float = field(default=-1.0)
+    updated: float = field(default_factory=time.monotonic)
+
+    def __post_init__(self) -> None:
+        if self.rate < 0 or self.burst < 0:
+            raise ValueError("rate and burst must not be negative")
+        if self.tokens < 0:
+            self.tokens = max(self.burst, 1.0)
+
+    @property
+    def unlimited(self) -> bool:
+        """True when the bucket never refuses."""
+        return self.rate <= 0
+
+    def take(self, now: float | None = None) -> bool:
+        """Take one token if there is one; False when the bucket is empty."""
+        if self.unlimited:
+            return True
+        now = time.monotonic() if now is None else now
+        capacity = max(self.burst, 1.0)
+        self.tokens = min(capacity, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
+class ConnectionLimits:
+    """The buckets of one connection: every command, and chat messages on top."""
+
+    def __init__(self) -> None:
+        self.commands = TokenBucket(settings.WS_RATE_COMMANDS_PER_SECOND, settings.WS_RATE_COMMANDS_BURST)
+        self.messages = TokenBucket(settings.WS_RATE_MESSAGES_PER_SECOND, settings.WS_RATE_MESSAGES_BURST)
+
+    def check(self, kind: Any) -> None:
+        """Charge one command of ``kind``; raise RoomError(rate_limited) when over a budget."""
+        if not self.commands.take():
+            raise RoomError(
+                ErrorCode.RATE_LIMITED,
+                f"too many commands: at most {self.commands.rate:g} a second (bursts of {self.commands.burst:g});"
+                " slow down and retry",
+            )
+        if kind == p.SEND_MESSAGE and not self.messages.take():
+            raise RoomError(
+                ErrorCode.RATE_LIMITED,
+                f"too many messages: at most {self.messages.rate:g} a second (bursts of {self.messages.burst:g});"
+                " slow down and retry",
+            )
+
+
+# --- connections per IP ---------------------------------------------------------------------------
+
+_local_counts: dict[str, int] = {}
+_redis_clients: dict[int, tuple[str, Any]] = {}
+
+
+def client_address(scope: dict[str, Any]) -> str | None:
+    """The client IP of a connection's scope (daphne's --proxy-headers puts the forwarded one there)."""
+    client = scope.get("client")
+    if not client:
+        return None
+    host = str(client[0])[:64]
+    return host or None
+
+
+def _exempt(address: str) -> bool:
+    for entry in settings.WS_MAX_CONNECTIONS_EXEMPT:
+        try:
+            if ipaddress.ip_address(address) in ipaddress.ip_network(entry, strict=False):
+                return True
+        except ValueError:
+            if address == entry:
+                return True
+    return False
+
+
+def _redis() -> Any:
+    """A Redis client of the running event loop (redis.asyncio clients are bound to their loop)."""
+    import redis.asyncio as aioredis
+
+    loop_id = id(asyncio.get_running_loop())
+    cached = _redis_clients.get(loop_id)
+    if cached is None or cached[0] != settings.REDIS_URL:
+        cached = (settings.REDIS_URL, aioredis.from_url(settings.REDIS_URL, socket_timeout=2.0))
+        _redis_clients[loop_id] = cached
+    return cached[1]
+
+
+class ConnectionSlot:
+    """One connection's place in its address's count; ``release`` gives it back (idempotent)."""
+
+    def __init__(self, address: str | None, backend: str | None) -> None:
+        self.address = address
+        self.backend = backend
+
+    async def release(self) -> None:
+        """Give the slot back."""
+        address, backend = self.address, self.backend
+        self.address = self.backend = None
+        if address is None or backend is None:
+            return
+        if backend == "local":
+            remaining = _local_counts.get(address, 0) - 1
+            if remaining > 0:
+                _local_counts[address] = remaining
+            else:
+                _local_counts.pop(address, None)
+            return
+        try:
+            client = _redis()
+            key = REDIS_KEY_PREFIX + address
+            if await client.decr(key) <= 0:
+                await client.delete(key)
+        except Exception as exc:  # the count heals by itself when its key expires
+            logger.warning("could not release a connection slot of %s in Redis: %s", address, exc)
+
+
+async def acquire_connection(scope: dict[str, Any]) -> ConnectionSlot | None:
+    """A slot for a new connection, or None when its address already holds WS_MAX_CONNECTIONS_PER_IP.
+
+    Connections without a client address, from an exempt address, or with the cap at 0 are not counted.
+    When Redis does not answer, the connection is let in (and a warning logged).
+    """
+    limit = settings.WS_MAX_CONNECTIONS_PER_IP
+    address = client_address(scope)
+    if limit <= 0 or address is None or _exempt(address):
+        return ConnectionSlot(None, None)
+    if not settings.REDIS_URL:
+        count = _local_counts.get(address, 0)
+        if count >= limit:
+            return None
+        _local_counts[address] = count + 1
+        return ConnectionSlot(address, "local")
+    key = REDIS_KEY_PREFIX + address
+    try:
+        client = _redis()
+        async with client.pipeline(transaction=True) as pipe:
+            pipe.incr(key)
+            pipe.expire(key, COUNT_TTL_SECONDS, nx=True)
+            count, _ = await pipe.execute()
+    except Exception as exc:
+        logger.warning("connection count of %s unavailable in Redis (letting it in): %s", address, exc)
+        return ConnectionSlot(None, None)
+    slot = ConnectionSlot(address, "redis")
+    if count > limit:
+        await slot.release()
+        return None
+    return slot
+
+
+def local_connection_counts() -> dict[str, int]:
+    """This process's per-IP counts (when Redis is not used); for tests and metrics."""
+    return dict(_local_counts)

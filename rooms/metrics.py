@@ -1,0 +1,158 @@
+"""Prometheus metrics: room gauges read from the database at scrape time, relay counters, join latency.
+
+``REGISTRY`` holds everything /metrics exposes: a collector that reads the room
+gauges and this process's relay figures (media_relay.stats, the in-process
+media workers) when scraped, the join latency histogram the consumer observes,
+and the standard process metrics.  docs/operations.md lists every metric.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Histogram, PlatformCollector, ProcessCollector
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+logger = logging.getLogger(__name__)
+
+REGISTRY = CollectorRegistry()
+
+#: Seconds from a join command received to its STATE sent (successful joins only).
+JOIN_LATENCY = Histogram(
+    "conference_join_latency_seconds",
+    "Time from a join command received to its state reply sent.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+    registry=REGISTRY,
+)
+
+
+def observe_join(seconds: float) -> None:
+    """Record one join's latency."""
+    JOIN_LATENCY.observe(seconds)
+
+
+def room_figures() -> dict[str, Any]:
+    """Active rooms, participants by state and live streams by status, from the database."""
+    from django.db.models import Count
+
+    from rooms.models import Participant, Room, Stream
+
+    active = Room.objects.filter(finalized_at__isnull=True)
+    participants = dict.fromkeys((Participant.State.CONNECTED, Participant.State.DISCONNECTED), 0)
+    rows = (
+        Participant.objects.filter(room__finalized_at__isnull=True, state__in=list(participants))
+        .values("state")
+        .annotate(n=Count("id"))
+    )
+    participants.update({row["state"]: row["n"] for row in rows})
+    streams = dict.fromkeys((Stream.Status.PENDING, Stream.Status.PUBLISHING), 0)
+    rows = Stream.objects.filter(status__in=list(streams)).values("status").annotate(n=Count("id"))
+    streams.update({row["status"]: row["n"] for row in rows})
+    return {"rooms": active.count(), "participants": participants, "streams": streams}
+
+
+def packet_loss() -> tuple[int, int]:
+    """(lost, expected) RTP packets summed over the live publications of this process's media workers.
+
+    aiortc keeps one StreamStatistics per received SSRC; retransmission (RTX) SSRCs are left out.
+    """
+    from media_relay.worker import all_inprocess_workers
+
+    lost = expected = 0
+    for worker in all_inprocess_workers():
+        for publication in list(worker.publications.values()):
+            for ingest in list(publication.ingests.values()):
+                rtx = set(getattr(ingest, "_rtx_ssrc", {}))
+                for ssrc, stats in list(getattr(ingest, "_remote_streams", {}).items()):
+                    if ssrc in rtx or stats.max_seq is None or stats.base_seq is None:
+                        continue
+                    expected += max(stats.packets_expected, 0)
+                    lost += max(stats.packets_lost, 0)
+    return lost, expected
+
+
+class ConferenceCollector(Collector):
+    """Reads room gauges from the database and relay figures from this process at scrape time."""
+
+    def collect(self) -> Iterator[Metric]:
+        """The metric families of one scrape."""
+        yield from self._rooms()
+        yield from self._relay()
+
+    def _rooms(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily("conference_database_up", "1 when the room gauges could be read from the database.")
+        try:
+            figures = room_figures()
+        except Exception as exc:  # a scrape must still answer (the process metrics, the relay)
+            logger.warning("metrics: the database did not answer: %s", exc)
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        rooms = GaugeMetricFamily("conference_rooms_active", "Rooms not finalized.")
+        rooms.add_metric([], figures["rooms"])
+        yield rooms
+        participants = GaugeMetricFamily(
+            "conference_participants", "Participants of active rooms by state.", labels=["state"]
+        )
+        for state, count in figures["participants"].items():
+            participants.add_metric([str(state)], count)
+        yield participants
+        streams = GaugeMetricFamily("conference_streams", "Live streams by status.", labels=["status"])
+        for status, count in figures["streams"].items():
+            streams.add_metric([str(status)], count)
+        yield streams
+
+    def _relay(self) -> Iterator[Metric]:
+        from media_relay.stats import PEER_CONNECTIONS, STATS
+        from media_relay.worker import all_inprocess_workers
+
+        counters = (
+            ("conference_media_packets_forwarded", "RTP packets forwarded to players by this process.",
+             STATS.packets_forwarded),
+            ("conference_media_bytes_forwarded", "RTP payload bytes forwarded to players by this process.",
+             STATS.bytes_forwarded),
+            ("conference_media_publications_opened", "Publisher peer connections opened by this process.",
+             STATS.publications_opened),
+            ("conference_media_playbacks_opened", "Player peer connections opened by this process.",
+             STATS.playbacks_opened),
+            ("conference_media_codecs_created", "Decoders and encoders created (the relay never transcodes: 0).",
+             STATS.decoders_created + STATS.encoders_created),
+        )
+        for name, documentation, value in counters:
+            family = CounterMetricFamily(name, documentation)
+            family.add_metric([], value)
+            yield family
+        workers = all_inprocess_workers()
+        gauges = (
+            ("conference_media_peer_connections", "Peer connections of this process not closed.",
+             sum(1 for pc in list(PEER_CONNECTIONS) if pc.connectionState != "closed")),
+            ("conference_media_publications", "Live publications of this process's media workers.",
+             sum(len(w.publications) for w in workers)),
+            ("conference_media_playbacks", "Live playbacks of this process's media workers.",
+             sum(len(w.playbacks) for w in workers)),
+        )
+        for name, documentation, value in gauges:
+            family = GaugeMetricFamily(name, documentation)
+            family.add_metric([], value)
+            yield family
+        lost, expected = packet_loss()
+        for name, documentation, value in (
+            ("conference_media_packets_lost", "RTP packets lost from publishers (live publications).", lost),
+            ("conference_media_packets_expected", "RTP packets expected from publishers (live publications).",
+             expected),
+            ("conference_media_packet_loss_ratio", "Lost over expected RTP packets of live publications (0..1).",
+             lost / expected if expected else 0.0),
+        ):
+            family = GaugeMetricFamily(name, documentation)
+            family.add_metric([], value)
+            yield family
+
+
+REGISTRY.register(ConferenceCollector())
+ProcessCollector(registry=REGISTRY)
+PlatformCollector(registry=REGISTRY)
