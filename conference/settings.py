@@ -120,7 +120,9 @@ if REDIS_URL:
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [REDIS_URL],
+                # redis-py 8 reads with a 5 s socket timeout by default, which cuts
+                # channels-redis's 5 s blocking receive: wait as long as Redis says.
+                "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
                 "capacity": 1000,
                 "expiry": 30,
                 "group_expiry": 86400,

@@ -42,6 +42,10 @@ class MediaClient:
         pinned = await reg.pinned(room_id)
         if pinned and pinned in alive:
             return alive[pinned]
+        if pinned:
+            from media_relay.reaper import reap_dead_workers
+
+            await reap_dead_workers()
         if not place:
             return None
         if not alive:

@@ -39,6 +39,9 @@ class Registry(Protocol):
     async def pinned(self, room_id: int) -> str | None: ...
     async def pin(self, room_id: int, worker_id: str) -> None: ...
     async def unpin(self, room_id: int) -> None: ...
+    async def dead(self) -> list[WorkerInfo]: ...
+    async def claim(self, worker_id: str) -> bool: ...
+    async def rooms_of(self, worker_id: str) -> list[int]: ...
 
 
 class LocalRegistry:
@@ -66,6 +69,16 @@ class LocalRegistry:
 
     async def unpin(self, room_id: int) -> None:
         self.rooms.pop(room_id, None)
+
+    async def dead(self) -> list[WorkerInfo]:
+        cutoff = time.time() - DEAD_AFTER_SECONDS
+        return [w for w in self.workers.values() if w.seen < cutoff]
+
+    async def claim(self, worker_id: str) -> bool:
+        return self.workers.pop(worker_id, None) is not None
+
+    async def rooms_of(self, worker_id: str) -> list[int]:
+        return [room for room, worker in self.rooms.items() if worker == worker_id]
 
 
 class RedisRegistry:
@@ -115,6 +128,27 @@ class RedisRegistry:
 
     async def unpin(self, room_id: int) -> None:
         await self._client().delete(self.ROOM.format(room_id))
+
+    async def dead(self) -> list[WorkerInfo]:
+        cutoff = time.time() - DEAD_AFTER_SECONDS
+        result = []
+        for worker_id, raw in (await self._client().hgetall(self.WORKERS)).items():
+            data = json.loads(raw)
+            if data["seen"] < cutoff:
+                result.append(WorkerInfo(worker_id, data["channel"], int(data["load"]), float(data["seen"])))
+        return result
+
+    async def claim(self, worker_id: str) -> bool:
+        # HDEL answers 1 to exactly one caller: that process cleans up after the dead worker.
+        return bool(await self._client().hdel(self.WORKERS, worker_id))
+
+    async def rooms_of(self, worker_id: str) -> list[int]:
+        client = self._client()
+        rooms = []
+        async for key in client.scan_iter(match=self.ROOM.format("*"), count=500):
+            if await client.get(key) == worker_id:
+                rooms.append(int(key.rsplit(":", 1)[1]))
+        return rooms
 
 
 _registry: Registry | None = None

@@ -76,17 +76,28 @@ class MediaWorker:
         heartbeat = asyncio.ensure_future(self._heartbeat())
         try:
             while not self._stopping:
-                message = await self.layer.receive(self.channel)
+                try:
+                    message = await self.layer.receive(self.channel)
+                except (asyncio.CancelledError, KeyboardInterrupt):
+                    raise
+                except Exception:
+                    # A channel-layer hiccup (Redis restarting, a slow read) must not end the worker.
+                    logger.exception("media worker could not read its channel; retrying")
+                    await asyncio.sleep(0.5)
+                    continue
                 self._spawn(message)
         finally:
             heartbeat.cancel()
             await self.shutdown()
 
     async def _heartbeat(self) -> None:
+        from media_relay.reaper import reap_dead_workers
+
         while True:
             await asyncio.sleep(HEARTBEAT_SECONDS)
             try:
                 await self._announce()
+                await reap_dead_workers()
             except Exception:
                 logger.exception("media worker heartbeat failed")
 

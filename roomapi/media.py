@@ -196,8 +196,14 @@ class PlayingStream(_StatusMixin):
 
     async def _close(self) -> None:
         self.room.connection._remove_listener("play_status", self._on_status)
+        self.room.connection._remove_listener("unpublished", self._on_unpublished)
         _registry(self.room.connection).discard(self)
         await self.pc.close()
+
+    def _on_unpublished(self, event: dict[str, Any]) -> None:
+        """The room says the stream ended (even if its media worker could not tell us)."""
+        if (event.get("stream") or {}).get("id") == self.stream.id and self._status not in TERMINAL:
+            self._on_status({"play": self.id, "status": STREAM_STATUS.UNPUBLISHED, "reason": "unpublished"})
 
     def _on_status(self, event: dict[str, Any]) -> None:
         if not self.id:
@@ -282,6 +288,7 @@ async def play(room: Room, stream: Stream, ice_servers: list[RTCIceServer] | Non
         pc.addTransceiver("audio", direction="recvonly")
     connection = room.connection
     connection._add_listener("play_status", playing._on_status)
+    connection._add_listener("unpublished", playing._on_unpublished)
     _registry(connection).add(playing)
     try:
         await pc.setLocalDescription(await pc.createOffer())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -50,6 +51,7 @@ class MediaWorkerProcess:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(timeout=10)
+        logging.getLogger(__name__).warning("log of %s:\n%s", self.log_path, self.log_path.read_text()[-6000:])
         self.log_path.unlink(missing_ok=True)
 
 
@@ -115,3 +117,29 @@ async def test_rooms_are_placed_on_the_least_loaded_worker_and_pinned(cluster: A
     assert client.get(f"media:room:{room_1.id}").decode() == pins[room_1.id]
     for connection in (pub_1, sub_1, pub_2, sub_2):
         await connection.disconnect()
+
+
+async def test_a_dead_worker_fails_its_streams_and_clients_publish_again(cluster: Any) -> None:
+    """Killing a worker FAILS its rooms' streams for everyone; a new publish lands on a live worker."""
+    server, client = cluster
+    room_p, pub, sub = await publish_and_play(server, "dies", "ann", "bob")
+    room_v = sub.room
+    dead = client.get(f"media:room:{room_p.id}").decode()
+    others = [w for w in live_workers(client) if w != dead]
+    pid = int(subprocess.check_output(["pgrep", "-f", f"runmedia --worker-id {dead}"]).split()[0])
+    os.kill(pid, signal.SIGKILL)
+    failed = await room_p.wait_for(ROOM_EVENT.FAILED, lambda e: e.stream is not None, timeout=30)
+    assert "media worker" in failed.info
+    await room_v.wait_for(ROOM_EVENT.UNPUBLISHED, timeout=WAIT)
+    await room_v.send_message("signalling still works")
+    await room_p.wait_for(ROOM_EVENT.MESSAGE, timeout=WAIT)
+    again = await room_p.publish(video=CounterVideoTrack())
+    await again.wait_for(STREAM_STATUS.PUBLISHING, timeout=WAIT)
+    assert client.get(f"media:room:{room_p.id}").decode() in others
+    event = await room_v.wait_for(ROOM_EVENT.PUBLISHED, lambda e: e.stream is not None and e.stream.id == again.id)
+    assert event.stream is not None
+    play = await event.stream.play()
+    frame = await asyncio.wait_for(play.video.recv(), WAIT)
+    assert read_counter(frame) >= 0
+    await pub.disconnect()
+    await sub.disconnect()
