@@ -118,7 +118,7 @@ REDIS_URL = env_str("REDIS_URL", "")
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": "conference.layers.ResilientRedisChannelLayer",
             "CONFIG": {
                 # redis-py 8 reads with a 5 s socket timeout by default, which cuts
                 # channels-redis's 5 s blocking receive: wait as long as Redis says.
@@ -184,6 +184,8 @@ MESSAGE_MAX_BYTES = env_int("MESSAGE_MAX_BYTES", 1024 * 1024)
 ROOM_HISTORY_COUNT = env_int("ROOM_HISTORY_COUNT", 50)
 # Largest WebSocket frame accepted; bigger frames are refused with an error.
 WS_MAX_FRAME_BYTES = env_int("WS_MAX_FRAME_BYTES", MESSAGE_MAX_BYTES + 64 * 1024)
+# Seconds between a connection's re-joins of its room group (recovery after a Redis restart).
+WS_GROUP_REFRESH_SECONDS = env_float("WS_GROUP_REFRESH_SECONDS", 10.0)
 # Flood control per WebSocket connection (token buckets; 0 = unlimited): every command, and chat messages on top.
 # A command over budget gets error "rate_limited" and the connection stays up (docs/operations.md).
 WS_RATE_COMMANDS_PER_SECOND = env_float("WS_RATE_COMMANDS_PER_SECOND", 50.0)

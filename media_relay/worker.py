@@ -97,6 +97,8 @@ class MediaWorker:
             await asyncio.sleep(HEARTBEAT_SECONDS)
             try:
                 await self._announce()
+                for room_id in {publication.room_id for publication in self.publications.values()}:
+                    await registry().pin(room_id, self.worker_id)  # survives a Redis restart
                 await reap_dead_workers()
             except Exception:
                 logger.exception("media worker heartbeat failed")

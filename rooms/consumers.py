@@ -7,6 +7,7 @@ connection's own state, never from a payload.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -44,6 +45,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.limits = limits.ConnectionLimits()
         self.connection_slot = await limits.acquire_connection(self.scope)
         await self.accept()
+        self._refresher = asyncio.ensure_future(self._refresh_group())
         if self.connection_slot is None:  # this address holds WS_MAX_CONNECTIONS_PER_IP already
             await self.close(code=limits.CLOSE_TOO_MANY_CONNECTIONS, reason="too many connections from your address")
 
@@ -304,7 +306,20 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     # --- lifecycle ------------------------------------------------------------------------
 
+    async def _refresh_group(self) -> None:
+        """Re-join the room group now and then: a restarted Redis forgets group memberships."""
+        while True:
+            await asyncio.sleep(settings.WS_GROUP_REFRESH_SECONDS)
+            if self.group:
+                try:
+                    await self.channel_layer.group_add(self.group, self.channel_name)
+                except Exception:
+                    logger.warning("refreshing the room group failed", exc_info=True)
+
     async def disconnect(self, code: int) -> None:
+        refresher = getattr(self, "_refresher", None)
+        if refresher is not None:
+            refresher.cancel()
         if self.connection_slot is not None:
             await self.connection_slot.release()
         participant_id = self.participant_id
