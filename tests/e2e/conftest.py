@@ -11,8 +11,8 @@ import os
 import re
 import shutil
 import time
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -195,7 +195,9 @@ class RoomPage:
                 elif state["frames"] > first:
                     return state
             self.page.wait_for_timeout(200)
-        raise AssertionError(f"no live video in #{display_id} within {timeout_s} s (last: {state}); console: {self.console[-10:]}")
+        raise AssertionError(
+            f"no live video in #{display_id} within {timeout_s} s (last: {state}); console: {self.console[-10:]}"
+        )
 
     def screenshot(self, name: str) -> Path:
         """Save a screenshot to artifacts/."""

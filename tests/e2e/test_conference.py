@@ -80,6 +80,7 @@ def test_private_message_reaches_only_its_recipient(trio: dict[str, RoomPage]) -
     trio["bob"].send(public)
     expect(trio["alice"].chat_line("bob", public)).to_have_count(1, timeout=WAIT_MS)
     assert trio["alice"].chat_line("bob", secret).count() == 0
+    trio["carol"].screenshot("conference-chat-carol")
 
 
 def test_mute_video_shows_on_the_others(trio: dict[str, RoomPage]) -> None:

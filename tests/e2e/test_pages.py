@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import os
+import signal
+import ssl
+import subprocess
+import sys
 import threading
+import time
+import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import expect
+from django.core.management import call_command
+from playwright.sync_api import Browser, expect
 
 import roomapi
 from roomapi import ROOM_EVENT, STREAM_STATUS
 from tests.e2e.conftest import WAIT_MS, RoomPage
 from tests.media_sources import CounterVideoTrack, ToneAudioTrack
-from tests.servers import DaphneServer
+from tests.servers import ROOT, DaphneServer, free_port
 
 pytestmark = pytest.mark.django_db
 
@@ -119,7 +129,9 @@ class PythonParticipant(threading.Thread):
             await stream.wait_for(STREAM_STATUS.PUBLISHING, timeout=PY_WAIT)
             self.published.set()
             await room.wait_for(
-                ROOM_EVENT.PUBLISHED, lambda e: e.participant is not None and e.participant.name == self.peer, timeout=60
+                ROOM_EVENT.PUBLISHED,
+                lambda e: e.participant is not None and e.participant.name == self.peer,
+                timeout=60,
             )
             participant = room.get_participant(self.peer)
             assert participant is not None
@@ -155,3 +167,41 @@ def test_browser_and_python_client_see_each_other(open_page: Callable[..., RoomP
         bot.release.set()
         bot.join(30)
     expect(page.el("participant1Status")).to_have_text("NONE", timeout=WAIT_MS)
+
+
+def test_https_with_a_self_signed_certificate(
+    browser: Browser, server: DaphneServer, tmp_path: Path
+) -> None:
+    """`manage.py makecert` + `daphne -e ssl:...` serve the pages over HTTPS; the page defaults to wss:// and joins."""
+    call_command("makecert", dir=str(tmp_path), force=True, stdout=io.StringIO())
+    port = free_port()
+    endpoint = f"ssl:{port}:interface=127.0.0.1:privateKey={tmp_path / 'key.pem'}:certKey={tmp_path / 'cert.pem'}"
+    with (tmp_path / "daphne.log").open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-e", endpoint, "conference.asgi:application"],
+            cwd=ROOT, env=server.environment(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    context = browser.new_context(ignore_https_errors=True)
+    try:
+        insecure = ssl.create_default_context()
+        insecure.check_hostname = False
+        insecure.verify_mode = ssl.CERT_NONE
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"https://127.0.0.1:{port}/healthz", timeout=2, context=insecure):
+                    break
+            except OSError:
+                assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "daphne.log").read_text()
+                time.sleep(0.2)
+        page = RoomPage(context.new_page(), context)
+        page.page.goto(f"https://127.0.0.1:{port}/conference/")
+        expect(page.el("url")).to_have_value(f"wss://127.0.0.1:{port}")
+        assert page.invite().startswith(f"https://127.0.0.1:{port}/conference/?roomName=room-")
+        page.join("secure")
+        expect(page.chat_line("chat", "room is empty")).to_have_count(1)
+        page.leave()
+    finally:
+        context.close()
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)

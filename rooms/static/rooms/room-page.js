@@ -198,8 +198,8 @@ export function startRoomPage(config) {
     const select = $("recipient");
     if (!select) return;
     const chosen = select.value;
-    select.replaceChildren(new Option("Everyone", ""));
-    if (room) for (const p of room.getParticipants()) select.add(new Option(p.name(), p.name()));
+    select.replaceChildren(new Option("To everyone", ""));
+    if (room) for (const p of room.getParticipants()) select.add(new Option(`To ${p.name()} only (private)`, p.name()));
     select.value = [...select.options].some((o) => o.value === chosen) ? chosen : "";
   };
 
