@@ -63,7 +63,8 @@ class MediaWorker:
 
     async def start(self) -> None:
         """Get a channel and announce this worker."""
-        self.channel = await self.layer.new_channel("media-worker.")
+        # The default prefix: channels_redis serves all of a process's channels from one key ("specific.<id>!").
+        self.channel = await self.layer.new_channel()
         await self._announce()
 
     async def _announce(self) -> None:

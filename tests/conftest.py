@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
 from urllib.parse import urlparse
 
 import pytest
@@ -30,3 +31,14 @@ def require_redis() -> None:
     if os.environ.get("CI") == "true":
         pytest.fail("REDIS_URL must point at a running Redis under CI")
     pytest.skip("needs Redis: set REDIS_URL=redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture(autouse=True)
+def fresh_channel_layers() -> Iterator[None]:
+    """Each test gets new channel layers: a channels-redis layer binds its locks and pools to one event loop,
+    and pytest-asyncio gives every test its own loop."""
+    from channels.layers import channel_layers
+
+    channel_layers.backends.clear()
+    yield
+    channel_layers.backends.clear()
