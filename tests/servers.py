@@ -38,6 +38,8 @@ logger = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 60.0
+# The Makefile's DAPHNE_WS_LIMITS: daphne's own 1 MiB message cap would cut MESSAGE_MAX_BYTES messages off.
+DAPHNE_WS_LIMITS = ("--websocket-max-message-size", "2097152", "--websocket-max-frame-size", "2097152")
 
 
 def free_port() -> int:
@@ -111,7 +113,7 @@ class DaphneServer:
             self.port = free_port()
             with self.log_path.open("ab") as log:
                 self.process = subprocess.Popen(
-                    [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port),
+                    [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), *DAPHNE_WS_LIMITS,
                      "conference.asgi:application"],
                     cwd=ROOT, env=self.environment(), stdout=log, stderr=subprocess.STDOUT,
                     start_new_session=True,

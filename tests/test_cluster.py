@@ -61,7 +61,7 @@ async def test_two_processes_serve_one_room(cluster: tuple[DaphneServer, DaphneS
     await alice.disconnect()
     dropped = await room_c.wait_for(ROOM_EVENT.UPDATED, lambda e: e.participant is not None, timeout=WAIT)
     assert dropped.participant is not None and dropped.participant.login == "alice"
-    assert dropped.participant.state == "disconnected"
+    assert dropped.data["participant"]["state"] == "disconnected"
     expired = await room_c.wait_for(
         ROOM_EVENT.LEFT, lambda e: e.participant is not None and e.participant.login == "alice", timeout=WAIT
     )
@@ -83,7 +83,7 @@ async def test_resume_on_the_other_process(cluster: tuple[DaphneServer, DaphneSe
     room_b = await bob.join("move")
     assert room_b.resumed
     back = await room_a.wait_for(ROOM_EVENT.UPDATED, timeout=WAIT)
-    assert back.participant is not None and back.participant.state == "connected"
+    assert back.participant is not None and back.data["participant"]["state"] == "connected"
     await room_b.send_message("moved")
     assert (await room_a.wait_for(ROOM_EVENT.MESSAGE, timeout=WAIT)).message is not None
     await alice.disconnect()

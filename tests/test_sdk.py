@@ -60,8 +60,9 @@ async def test_connect_join_state_and_joined(server: DaphneServer) -> None:
     assert [(p.name, p.login, p.state) for p in others] == [("alice", "alice", "connected")]
     assert others[0].get_streams() == []
 
-    event = await room_a.wait_for(ROOM_EVENT.JOINED, lambda e: e.participant is not None and e.participant.login == "bob",
-                                  timeout=WAIT)
+    event = await room_a.wait_for(
+        ROOM_EVENT.JOINED, lambda e: e.participant is not None and e.participant.login == "bob", timeout=WAIT
+    )
     assert event.participant is not None and event.participant.state == "connected"
     assert joined == ["bob"]
     assert [p.login for p in room_a.get_participants()] == ["bob"]
@@ -109,7 +110,9 @@ async def test_async_callbacks_and_messages(server: DaphneServer) -> None:
 
     # carol never sees the private one, neither live nor in history
     await room_c.send_message("sync")
-    await room_c.wait_for(ROOM_EVENT.MESSAGE, lambda e: e.message is not None and e.message.text == "sync", timeout=WAIT)
+    await room_c.wait_for(
+        ROOM_EVENT.MESSAGE, lambda e: e.message is not None and e.message.text == "sync", timeout=WAIT
+    )
     assert "just for you" not in [m.text for m in room_c.history]
     for conn in (alice, bob, carol):
         await conn.disconnect()
@@ -158,13 +161,13 @@ async def test_drop_then_resume_then_expire(server: DaphneServer) -> None:
     await bob.join("resume")
     await bob.disconnect()
     dropped = await room_a.wait_for(ROOM_EVENT.UPDATED, lambda e: e.participant is not None, timeout=WAIT)
-    assert dropped.participant is not None and dropped.participant.state == "disconnected"
+    assert dropped.participant is not None and dropped.data["participant"]["state"] == "disconnected"
 
     bob = await roomapi.connect(server.ws_url, "bob")
     room_b = await bob.join("resume")
     assert room_b.resumed
     back = await room_a.wait_for(ROOM_EVENT.UPDATED, lambda e: e.participant is not None, timeout=WAIT)
-    assert back.participant is not None and back.participant.state == "connected"
+    assert back.participant is not None and back.data["participant"]["state"] == "connected"
 
     await bob.disconnect()
     left = await room_a.wait_for(ROOM_EVENT.LEFT, timeout=WAIT)
