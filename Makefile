@@ -5,8 +5,11 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# daphne drops WebSocket messages over 1 MiB by default: allow WS_MAX_FRAME_BYTES (1 MiB + 64 KiB) with room to
+# spare, so the server answers frame_too_large up to 2 MiB and daphne closes (1009) above (docs/operations.md).
+DAPHNE_WS_LIMITS ?= --websocket-max-message-size 2097152 --websocket-max-frame-size 2097152
 
-.PHONY: run test test-fast lint typecheck bench system-deps migrate run-worker makecert clean
+.PHONY: run run-cluster test lint bench system-deps migrate run-worker makecert clean
 
 $(VENV)/.runtime: requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -23,7 +26,13 @@ migrate: $(VENV)/.runtime
 
 ## Serve the site with daphne on http://$(HOST):$(PORT) (SQLite, in-memory layer, in-process media).
 run: migrate
-	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) conference.asgi:application
+	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) $(DAPHNE_WS_LIMITS) conference.asgi:application
+
+## N daphne processes behind one port plus one media worker per core (needs REDIS_URL; DATABASE_URL advised).
+DAPHNES ?= 2
+WORKERS ?= $(shell nproc)
+run-cluster: migrate
+	$(PY) scripts/run_cluster.py --daphne $(DAPHNES) --workers $(WORKERS) --host $(HOST) --port $(PORT)
 
 ## A separate media worker (MEDIA_MODE=workers); run one per core.
 run-worker: migrate

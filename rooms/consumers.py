@@ -47,7 +47,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
         await self.accept()
         self._refresher = asyncio.ensure_future(self._refresh_group())
         if self.connection_slot is None:  # this address holds WS_MAX_CONNECTIONS_PER_IP already
-            await self.close(code=limits.CLOSE_TOO_MANY_CONNECTIONS, reason="too many connections from your address")
+            # An error frame first: daphne does not pass a close reason on to the client.
+            await self.send_event(p.error_event(ErrorCode.RATE_LIMITED, limits.TOO_MANY_CONNECTIONS))
+            await self.close(code=limits.CLOSE_TOO_MANY_CONNECTIONS, reason=limits.TOO_MANY_CONNECTIONS)
 
     # --- inbound frames ---------------------------------------------------------
 

@@ -25,6 +25,8 @@ logger = logging.getLogger(__name__)
 
 #: Close code of a connection refused because its address holds too many.
 CLOSE_TOO_MANY_CONNECTIONS = 4429
+#: The reason given (in an error frame, then in the close frame) for that close.
+TOO_MANY_CONNECTIONS = "too many connections from your address; close one and retry"
 #: Seconds after which a per-IP count in Redis starts again from zero (a crashed process's leak heals).
 COUNT_TTL_SECONDS = 600
 #: Redis key prefix of the per-IP counts.
