@@ -15,12 +15,13 @@ from tests.servers import DaphneServer
 pytestmark = pytest.mark.django_db(transaction=True)
 
 WAIT = 15.0
+MIB = 1024 * 1024  # MESSAGE_MAX_BYTES by default
 
 
 @pytest.fixture
 def server(transactional_db: Any) -> Iterator[DaphneServer]:
-    """A daphne process on the test database with a short idle timeout and a small message limit."""
-    with DaphneServer({"ROOM_IDLE_TIMEOUT": "1", "MESSAGE_MAX_BYTES": str(64 * 1024)}) as srv:
+    """A daphne process on the test database with a short idle timeout (other settings at their defaults)."""
+    with DaphneServer({"ROOM_IDLE_TIMEOUT": "1"}) as srv:
         yield srv
 
 
@@ -137,13 +138,29 @@ async def test_refusals_raise_room_api_error(server: DaphneServer) -> None:
     assert full.value.code == "room_full" and "full" in full.value.message
 
     with pytest.raises(RoomApiError) as big:
-        await room.send_message("x" * (64 * 1024 + 1))
+        await room.send_message("x" * (MIB + 1))
     assert big.value.code == "message_too_large"
     # the connection stays usable
     await alice.ping()
     assert (await room.send_message("still here")).text == "still here"
     for conn in (alice, again, bob, carol):
         await conn.disconnect()
+
+
+async def test_data_url_of_one_mib_is_delivered(server: DaphneServer) -> None:
+    """A data: URL image of exactly MESSAGE_MAX_BYTES crosses the real server intact."""
+    alice = await roomapi.connect(server.ws_url, "alice")
+    bob = await roomapi.connect(server.ws_url, "bob")
+    room_a = await alice.join("pictures")
+    room_b = await bob.join("pictures")
+    prefix = "data:image/png;base64,"
+    text = prefix + "iVBO" * ((MIB - len(prefix)) // 4) + "=" * ((MIB - len(prefix)) % 4)
+    assert len(text.encode()) == MIB
+    sent = await room_a.send_message(text, to="bob")
+    got = await room_b.wait_for(ROOM_EVENT.MESSAGE, timeout=WAIT)
+    assert got.message is not None and got.message.text == text and got.message == sent
+    await alice.disconnect()
+    await bob.disconnect()
 
 
 async def test_bad_username_fails_the_session(server: DaphneServer) -> None:
