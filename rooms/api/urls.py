@@ -27,6 +27,5 @@ urlpatterns = [
         name="stream-unpublish",
     ),
     path(f"{ROOM}/messages", views.MessageViewSet.as_view({"get": "list", "post": "create"}), name="message-list"),
-    # Recordings (list, download) land here with the recording issue, e.g.:
-    # path(f"{ROOM}/recordings", views.RecordingViewSet.as_view({"get": "list"}), name="recording-list"),
+    # Recordings (list, retrieve, download) are served by media_relay/urls.py at /api/recordings.
 ]
