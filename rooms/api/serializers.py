@@ -76,7 +76,7 @@ class RoomSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Room
-        fields = (
+        fields: tuple[str, ...] = (
             "id",
             "name",
             "active",
@@ -88,7 +88,7 @@ class RoomSerializer(serializers.ModelSerializer):
             "participants_now",
             "streams_now",
         )
-        read_only_fields = fields
+        read_only_fields: tuple[str, ...] = fields
 
 
 class RoomDetailSerializer(RoomSerializer):
