@@ -28,10 +28,11 @@ async def reap_dead_workers() -> int:
         if not await reg.claim(worker.worker_id):
             continue
         reaped += 1
-        rooms = await reg.rooms_of(worker.worker_id)
-        logger.warning("media worker %s is gone; failing the streams of %d rooms", worker.worker_id, len(rooms))
-        for room_id in rooms:
-            await reg.unpin(room_id)
-            outcome = await database_sync_to_async(services.fail_room_streams)(room_id, REASON)
+        logger.warning("media worker %s is gone; failing its %d streams", worker.worker_id, len(worker.streams))
+        for room_id in worker.rooms:
+            if await reg.pinned(room_id) == worker.worker_id:
+                await reg.unpin(room_id)
+        for stream_id in worker.streams:
+            outcome = await database_sync_to_async(services.stream_ended)(stream_id, "FAILED", REASON)
             await deliver(outcome.deliveries)
     return reaped

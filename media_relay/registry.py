@@ -28,6 +28,9 @@ class WorkerInfo:
     channel: str
     load: int
     seen: float
+    streams: tuple[str, ...] = ()
+    """Public ids of the streams it publishes: what fails if it dies (globally unique, unlike room ids)."""
+    rooms: tuple[int, ...] = ()
 
 
 class Registry(Protocol):
@@ -41,7 +44,6 @@ class Registry(Protocol):
     async def unpin(self, room_id: int) -> None: ...
     async def dead(self) -> list[WorkerInfo]: ...
     async def claim(self, worker_id: str) -> bool: ...
-    async def rooms_of(self, worker_id: str) -> list[int]: ...
 
 
 class LocalRegistry:
@@ -77,8 +79,17 @@ class LocalRegistry:
     async def claim(self, worker_id: str) -> bool:
         return self.workers.pop(worker_id, None) is not None
 
-    async def rooms_of(self, worker_id: str) -> list[int]:
-        return [room for room, worker in self.rooms.items() if worker == worker_id]
+
+
+def _info(worker_id: str, data: dict[str, Any]) -> WorkerInfo:
+    return WorkerInfo(
+        worker_id,
+        data["channel"],
+        int(data["load"]),
+        float(data["seen"]),
+        tuple(data.get("streams") or ()),
+        tuple(data.get("rooms") or ()),
+    )
 
 
 class RedisRegistry:
@@ -104,7 +115,13 @@ class RedisRegistry:
         return self._redis[1]
 
     async def announce(self, info: WorkerInfo) -> None:
-        data = {"channel": info.channel, "load": info.load, "seen": info.seen}
+        data = {
+            "channel": info.channel,
+            "load": info.load,
+            "seen": info.seen,
+            "streams": list(info.streams),
+            "rooms": list(info.rooms),
+        }
         await self._client().hset(self.WORKERS, info.worker_id, json.dumps(data))
 
     async def withdraw(self, worker_id: str) -> None:
@@ -116,7 +133,7 @@ class RedisRegistry:
         for worker_id, raw in (await self._client().hgetall(self.WORKERS)).items():
             data = json.loads(raw)
             if data["seen"] >= cutoff:
-                result.append(WorkerInfo(worker_id, data["channel"], int(data["load"]), float(data["seen"])))
+                result.append(_info(worker_id, data))
         return result
 
     async def pinned(self, room_id: int) -> str | None:
@@ -135,20 +152,13 @@ class RedisRegistry:
         for worker_id, raw in (await self._client().hgetall(self.WORKERS)).items():
             data = json.loads(raw)
             if data["seen"] < cutoff:
-                result.append(WorkerInfo(worker_id, data["channel"], int(data["load"]), float(data["seen"])))
+                result.append(_info(worker_id, data))
         return result
 
     async def claim(self, worker_id: str) -> bool:
         # HDEL answers 1 to exactly one caller: that process cleans up after the dead worker.
         return bool(await self._client().hdel(self.WORKERS, worker_id))
 
-    async def rooms_of(self, worker_id: str) -> list[int]:
-        client = self._client()
-        rooms = []
-        async for key in client.scan_iter(match=self.ROOM.format("*"), count=500):
-            if await client.get(key) == worker_id:
-                rooms.append(int(key.rsplit(":", 1)[1]))
-        return rooms
 
 
 _registry: Registry | None = None

@@ -68,7 +68,9 @@ class MediaWorker:
         await self._announce()
 
     async def _announce(self) -> None:
-        await registry().announce(WorkerInfo(self.worker_id, self.channel, self.load, time.time()))
+        streams = tuple(self.publications)
+        rooms = tuple({publication.room_id for publication in self.publications.values()})
+        await registry().announce(WorkerInfo(self.worker_id, self.channel, self.load, time.time(), streams, rooms))
 
     async def run(self) -> None:
         """Serve until cancelled; heartbeats keep the registry entry alive."""

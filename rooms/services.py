@@ -547,14 +547,3 @@ def set_mute(stream_id: str, audio: bool | None, video: bool | None, participant
     )
     return outcome
 
-
-@transaction.atomic
-def fail_room_streams(room_id: int, reason: str) -> Outcome:
-    """Every live stream of a room FAILS (its media worker is gone)."""
-    outcome = Outcome()
-    streams = Stream.objects.select_for_update().select_related("participant", "participant__room")
-    for stream in streams.filter(
-        participant__room_id=room_id, status__in=(Stream.Status.PENDING, Stream.Status.PUBLISHING)
-    ):
-        _set_stream_ended(stream, Stream.Status.FAILED, reason, outcome, stream.participant)
-    return outcome
