@@ -41,16 +41,16 @@ def room_figures() -> dict[str, Any]:
     from rooms.models import Participant, Room, Stream
 
     active = Room.objects.filter(finalized_at__isnull=True)
-    participants = dict.fromkeys((Participant.State.CONNECTED, Participant.State.DISCONNECTED), 0)
-    rows = (
+    participants: dict[str, int] = {str(Participant.State.CONNECTED): 0, str(Participant.State.DISCONNECTED): 0}
+    by_state = (
         Participant.objects.filter(room__finalized_at__isnull=True, state__in=list(participants))
         .values("state")
         .annotate(n=Count("id"))
     )
-    participants.update({row["state"]: row["n"] for row in rows})
-    streams = dict.fromkeys((Stream.Status.PENDING, Stream.Status.PUBLISHING), 0)
-    rows = Stream.objects.filter(status__in=list(streams)).values("status").annotate(n=Count("id"))
-    streams.update({row["status"]: row["n"] for row in rows})
+    participants.update({str(row["state"]): int(row["n"]) for row in by_state})
+    streams: dict[str, int] = {str(Stream.Status.PENDING): 0, str(Stream.Status.PUBLISHING): 0}
+    by_status = Stream.objects.filter(status__in=list(streams)).values("status").annotate(n=Count("id"))
+    streams.update({str(row["status"]): int(row["n"]) for row in by_status})
     return {"rooms": active.count(), "participants": participants, "streams": streams}
 
 
@@ -124,11 +124,11 @@ class ConferenceCollector(Collector):
              STATS.decoders_created + STATS.encoders_created),
         )
         for name, documentation, value in counters:
-            family = CounterMetricFamily(name, documentation)
-            family.add_metric([], value)
-            yield family
+            counter = CounterMetricFamily(name, documentation)
+            counter.add_metric([], value)
+            yield counter
         workers = all_inprocess_workers()
-        gauges = (
+        gauges: tuple[tuple[str, str, float], ...] = (
             ("conference_media_peer_connections", "Peer connections of this process not closed.",
              sum(1 for pc in list(PEER_CONNECTIONS) if pc.connectionState != "closed")),
             ("conference_media_publications", "Live publications of this process's media workers.",
@@ -136,21 +136,18 @@ class ConferenceCollector(Collector):
             ("conference_media_playbacks", "Live playbacks of this process's media workers.",
              sum(len(w.playbacks) for w in workers)),
         )
-        for name, documentation, value in gauges:
-            family = GaugeMetricFamily(name, documentation)
-            family.add_metric([], value)
-            yield family
         lost, expected = packet_loss()
-        for name, documentation, value in (
+        gauges += (
             ("conference_media_packets_lost", "RTP packets lost from publishers (live publications).", lost),
             ("conference_media_packets_expected", "RTP packets expected from publishers (live publications).",
              expected),
             ("conference_media_packet_loss_ratio", "Lost over expected RTP packets of live publications (0..1).",
              lost / expected if expected else 0.0),
-        ):
-            family = GaugeMetricFamily(name, documentation)
-            family.add_metric([], value)
-            yield family
+        )
+        for name, documentation, figure in gauges:
+            gauge = GaugeMetricFamily(name, documentation)
+            gauge.add_metric([], figure)
+            yield gauge
 
 
 REGISTRY.register(ConferenceCollector())
