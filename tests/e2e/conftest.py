@@ -60,23 +60,55 @@ def _django_db_helper(django_db_setup: Any) -> Iterator[None]:
     yield
 
 
+def _forget_dead_media_workers() -> None:
+    """Drop media workers that stopped heartbeating (and their room pins) from the Redis registry.
+
+    Daphne processes of earlier runs leave their in-process worker behind; a test
+    database recreated since then reuses room ids, and the relay's reaper would
+    fail the new rooms' streams in the name of the dead worker.
+    """
+    url = os.environ.get("REDIS_URL")
+    if not url:
+        return
+    import json
+
+    import redis
+
+    from media_relay.registry import DEAD_AFTER_SECONDS, RedisRegistry
+
+    client = redis.Redis.from_url(url, decode_responses=True)
+    try:
+        cutoff = time.time() - DEAD_AFTER_SECONDS
+        workers = client.hgetall(RedisRegistry.WORKERS)
+        dead = {w for w, raw in workers.items() if json.loads(raw).get("seen", 0) < cutoff}
+        for worker_id in dead:
+            client.hdel(RedisRegistry.WORKERS, worker_id)
+        for key in client.scan_iter(match=RedisRegistry.ROOM.format("*"), count=500):
+            if client.get(key) not in workers or client.get(key) in dead:
+                client.delete(key)
+    finally:
+        client.close()
+
+
 def _flush_database() -> None:
     from django.core.management import call_command
     from django.db import connections
 
     try:
-        call_command("flush", interactive=False, verbosity=0)
+        # Keep the id sequences going, as TransactionTestCase does: media-relay pins are keyed by room id.
+        call_command("flush", interactive=False, verbosity=0, reset_sequences=False)
     finally:
         connections.close_all()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def server(django_db_setup: Any, django_db_blocker: Any) -> Iterator[DaphneServer]:
-    """One daphne process per test module, on the test database; its rows are flushed afterwards.
+    """One daphne process for all browser tests (one server, so one media worker), flushed afterwards.
 
     Test modules using it carry ``pytest.mark.django_db`` so that pytest-django
     creates the test database; the server's rows are removed by a flush at the end.
     """
+    _forget_dead_media_workers()
     with django_db_blocker.unblock():
         srv = DaphneServer({"ROOM_IDLE_TIMEOUT": "3", "LOG_LEVEL": "WARNING"})
         srv.start()
@@ -91,8 +123,12 @@ def server(django_db_setup: Any, django_db_blocker: Any) -> Iterator[DaphneServe
 
 
 @pytest.fixture(scope="module")
-def playwright_driver() -> Iterator[Playwright]:
-    """The Playwright driver (never downloads a browser: Debian's Chromium is used)."""
+def playwright_driver(server: DaphneServer) -> Iterator[Playwright]:
+    """The Playwright driver (never downloads a browser: Debian's Chromium is used).
+
+    Per module, and after the server (hence the test database) exists: while the sync
+    API runs, an event loop is registered in this thread and Django refuses sync DB work.
+    """
     if not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists():
         if os.environ.get("CI") == "true":
             pytest.fail(f"Chromium is required under CI ({CHROMIUM}); run scripts/system-deps.sh")
@@ -139,7 +175,11 @@ class RoomPage:
         self.el("joinBtn").click()
         expect(self.el("status")).to_have_text("ESTABLISHED", timeout=WAIT_MS)
         if publish:
-            expect(self.el("localStatus")).to_have_text("PUBLISHING", timeout=MEDIA_WAIT_MS)
+            try:
+                expect(self.el("localStatus")).to_have_text("PUBLISHING", timeout=MEDIA_WAIT_MS)
+            except AssertionError as exc:
+                info = self.el("failedInfo").inner_text()
+                raise AssertionError(f"{exc}\nfailedInfo: {info!r}; console: {self.console[-10:]}") from None
 
     def leave(self) -> None:
         """Press Leave and wait until the page is out of the room."""

@@ -326,7 +326,7 @@ export function startRoomPage(config) {
         connection.disconnect();
       })
       .on(ROOM_EVENT.MESSAGE, (message) => {
-        chat.add(message.from.name(), message.text, message.private ? "private" : "", message.private ? "private" : "");
+        chat.add(message.from.name(), message.text, message.private ? "private" : "", message.private ? "to you" : "");
       });
   };
 
