@@ -7,7 +7,6 @@ import os
 import signal
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -61,12 +60,3 @@ def stop_process(process: subprocess.Popen[bytes] | None, timeout: float = 10.0)
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=timeout)
 
-
-def wait_until(predicate: object, timeout: float, interval: float = 0.1) -> bool:
-    """Poll a no-argument callable until it returns true or ``timeout`` seconds pass."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return True
-        time.sleep(interval)
-    return False
