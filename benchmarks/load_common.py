@@ -1,0 +1,333 @@
+"""Load benchmarks: the server under test (throwaway PostgreSQL database, Redis db, daphne processes, media
+workers), client child processes driven over pipes, /proc sampling and small statistics."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parent.parent
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
+DAPHNE_WS_LIMITS = ["--websocket-max-message-size", "2097152", "--websocket-max-frame-size", "2097152"]
+PG_BASE = os.environ.get("BENCH_PG_URL", "postgres://root@127.0.0.1:5432")
+REDIS_BASE = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379")
+REDIS_DB = int(os.environ.get("BENCH_REDIS_DB", "7"))
+# The server's flood control and per-IP cap are raised for the benchmark (0 = unlimited): 1,000 clients share
+# one loopback address and send at fixed rates; docs/performance.md says so.
+BENCH_LIMITS = {
+    "WS_MAX_CONNECTIONS_PER_IP": "0",
+    "WS_RATE_COMMANDS_PER_SECOND": "0",
+    "WS_RATE_MESSAGES_PER_SECOND": "0",
+}
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def cpu_seconds(pid: int | str = "self") -> float:
+    """utime + stime of a process (all its threads) in seconds, from /proc/<pid>/stat."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    fields = text[text.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def rss_bytes(pid: int | str = "self") -> int:
+    """Resident set size of a process in bytes, from /proc/<pid>/statm."""
+    return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE_BYTES
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """The ``fraction`` quantile (nearest rank) of values, NaN when empty."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(fraction * len(ordered) + 0.5) - 1))
+    return ordered[index]
+
+
+def slope(points: list[tuple[float, float]]) -> float:
+    """Least-squares slope dy/dx of (x, y) points; NaN with fewer than two distinct x."""
+    n = len(points)
+    if n < 2:
+        return float("nan")
+    mean_x = sum(x for x, _ in points) / n
+    mean_y = sum(y for _, y in points) / n
+    sxx = sum((x - mean_x) ** 2 for x, _ in points)
+    if sxx == 0:
+        return float("nan")
+    return sum((x - mean_x) * (y - mean_y) for x, y in points) / sxx
+
+
+def load_text() -> str:
+    """Load average and CPU pressure (PSI avg60) of the machine right now."""
+    text = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    try:
+        some = Path("/proc/pressure/cpu").read_text().splitlines()[0]
+        text += f" (CPU pressure avg60 {some.split('avg60=')[1].split()[0]}%)"
+    except (OSError, IndexError):
+        pass
+    return text
+
+
+class Database:
+    """A throwaway PostgreSQL database ``bench_load_<pid>``: created, migrated, dropped."""
+
+    def __init__(self) -> None:
+        self.name = f"bench_load_{os.getpid()}"
+        self.url = f"{PG_BASE}/{self.name}"
+        self.redis_url = f"{REDIS_BASE}/{REDIS_DB}"
+
+    def _pg(self, tool: str) -> None:
+        host_port = PG_BASE.split("@", 1)[1]
+        host, _, port = host_port.partition(":")
+        user = PG_BASE.split("//", 1)[1].split("@", 1)[0]
+        subprocess.run([tool, "-h", host, "-p", port or "5432", "-U", user, *(["--if-exists"] if tool == "dropdb"
+                        else []), self.name], check=True, capture_output=True, timeout=60)
+
+    def create(self) -> None:
+        """Create and migrate the database; empty the Redis db."""
+        self._pg("dropdb")
+        self._pg("createdb")
+        env = server_environment(self, {})
+        result = subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=env,
+                                capture_output=True, text=True, timeout=300)
+        if result.returncode != 0:
+            raise RuntimeError(f"migrate failed: {result.stderr[-3000:]}")
+        self.flush_redis()
+
+    def flush_redis(self) -> None:
+        """Empty this benchmark's Redis db (channel layer groups, connection counters, media registry)."""
+        subprocess.run(["redis-cli", "-u", self.redis_url, "FLUSHDB"], check=False, capture_output=True, timeout=30)
+
+    def drop(self) -> None:
+        """Drop the database and empty the Redis db."""
+        try:
+            self._pg("dropdb")
+        except (subprocess.SubprocessError, OSError):
+            logger.warning("dropping %s failed", self.name, exc_info=True)
+        self.flush_redis()
+
+
+def server_environment(db: Database, extra: dict[str, str]) -> dict[str, str]:
+    """The environment of every server process of a run."""
+    env = dict(os.environ)
+    env.pop("TEST_DB_NAME", None)
+    env.update({
+        "DJANGO_SETTINGS_MODULE": "conference.settings",
+        "DATABASE_URL": db.url,
+        "REDIS_URL": db.redis_url,
+        "DEBUG": "false",
+        "LOG_LEVEL": "WARNING",
+        "PYTHONUNBUFFERED": "1",
+        **BENCH_LIMITS,
+    })
+    env.update(extra)
+    return env
+
+
+@dataclass
+class Cluster:
+    """N daphne processes (clients are spread over their ports) and W media workers, sharing Redis and
+    PostgreSQL: the layout of scripts/run_cluster.py without its Python TCP balancer (its CPU would be
+    counted as the server's)."""
+
+    db: Database
+    daphnes: int = 2
+    workers: int = 0
+    env: dict[str, str] = field(default_factory=dict)
+    ports: list[int] = field(default_factory=list)
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    worker_processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    log_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="bench-load-")))
+
+    @property
+    def daphne_pids(self) -> list[int]:
+        """The daphne processes."""
+        return [p.pid for p in self.processes]
+
+    @property
+    def worker_pids(self) -> list[int]:
+        """The media worker processes."""
+        return [p.pid for p in self.worker_processes]
+
+    @property
+    def pids(self) -> list[int]:
+        """Every server process."""
+        return self.daphne_pids + self.worker_pids
+
+    @property
+    def urls(self) -> list[str]:
+        """The WebSocket URL of each daphne process."""
+        return [f"ws://127.0.0.1:{port}/ws/" for port in self.ports]
+
+    def _spawn(self, command: list[str], name: str) -> subprocess.Popen[bytes]:
+        env = server_environment(self.db, self.env)
+        with (self.log_dir / f"{name}.log").open("ab") as log:
+            return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+
+    def start(self, timeout: float = 60.0) -> None:
+        """Start every process and wait (bounded) until each daphne answers /healthz."""
+        self.db.flush_redis()
+        for index in range(self.daphnes):
+            port = free_port()
+            self.ports.append(port)
+            self.processes.append(self._spawn(
+                [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), *DAPHNE_WS_LIMITS,
+                 "conference.asgi:application"], f"daphne-{index + 1}"))
+        for index in range(self.workers):
+            self.worker_processes.append(self._spawn(
+                [sys.executable, "manage.py", "runmedia", "--worker-id", f"bench-worker-{index + 1}"],
+                f"worker-{index + 1}"))
+        deadline = time.monotonic() + timeout
+        for port, process in zip(self.ports, self.processes, strict=True):
+            while True:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"daphne on {port} did not start; logs in {self.log_dir}")
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
+                        if response.status == 200:
+                            break
+                except (urllib.error.URLError, OSError):
+                    pass
+                time.sleep(0.2)
+
+    def cpu(self, pids: list[int] | None = None) -> float:
+        """CPU seconds of the given (default: all) server processes so far."""
+        return sum(cpu_seconds(pid) for pid in (self.pids if pids is None else pids))
+
+    def rss(self, pids: list[int] | None = None) -> int:
+        """Summed RSS of the given (default: daphne) processes in bytes."""
+        return sum(rss_bytes(pid) for pid in (self.daphne_pids if pids is None else pids))
+
+    def errors(self) -> list[str]:
+        """Lines of the server logs that report an ERROR or a traceback."""
+        found: list[str] = []
+        for path in sorted(self.log_dir.glob("*.log")):
+            for line in path.read_text(errors="replace").splitlines():
+                if " ERROR " in line or line.startswith("Traceback"):
+                    found.append(f"{path.stem}: {line[:200]}")
+        return found
+
+    def stop(self) -> None:
+        """Terminate every process (SIGTERM, then SIGKILL)."""
+        for process in self.processes + self.worker_processes:
+            if process.poll() is None:
+                try:
+                    os.killpg(process.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        for process in self.processes + self.worker_processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
+        self.processes.clear()
+        self.worker_processes.clear()
+
+
+class Child:
+    """A client process (``python -m MODULE``) that takes one JSON command per stdin line and answers one JSON
+    line on stdout."""
+
+    def __init__(self, module: str, name: str, log_dir: Path) -> None:
+        self.module = module
+        self.name = name
+        self.log_path = log_dir / f"{name}.log"
+        self.process: asyncio.subprocess.Process | None = None
+
+    @property
+    def pid(self) -> int:
+        """The child's process id."""
+        assert self.process is not None
+        return self.process.pid
+
+    async def start(self) -> None:
+        """Start the child process."""
+        with self.log_path.open("ab") as log:
+            self.process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", self.module, cwd=ROOT, stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE, stderr=log, limit=1 << 28, start_new_session=True,
+            )
+
+    async def call(self, command: dict[str, Any], timeout: float) -> dict[str, Any]:
+        """Send one command and wait (bounded) for its answer."""
+        assert self.process is not None and self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(json.dumps(command).encode() + b"\n")
+        await self.process.stdin.drain()
+        line = await asyncio.wait_for(self.process.stdout.readline(), timeout)
+        if not line:
+            tail = self.log_path.read_text(errors="replace")[-3000:] if self.log_path.exists() else ""
+            raise RuntimeError(f"{self.name} exited; its log:\n{tail}")
+        answer: dict[str, Any] = json.loads(line)
+        if "error" in answer:
+            raise RuntimeError(f"{self.name}: {answer['error']}")
+        return answer
+
+    def cpu(self) -> float:
+        """CPU seconds of the child so far (0 once it is gone)."""
+        try:
+            return cpu_seconds(self.pid)
+        except (OSError, AssertionError):
+            return 0.0
+
+    async def close(self) -> None:
+        """Ask the child to exit, then make sure it has."""
+        if self.process is None:
+            return
+        if self.process.returncode is None:
+            try:
+                await self.call({"op": "exit"}, 15)
+            except (TimeoutError, RuntimeError, OSError, ConnectionError):
+                pass
+            try:
+                await asyncio.wait_for(self.process.wait(), 10)
+            except TimeoutError:
+                try:
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                await self.process.wait()
+
+
+async def serve_commands(handlers: dict[str, Any]) -> None:
+    """The child side of :class:`Child`: run ``handlers[op](command)`` for each stdin line, answer on stdout."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=1 << 24)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    while line := await reader.readline():
+        command = json.loads(line)
+        op = command.get("op")
+        if op == "exit":
+            sys.stdout.write(json.dumps({"ok": True}) + "\n")
+            sys.stdout.flush()
+            return
+        try:
+            answer = await handlers[op](command)
+        except Exception as exc:
+            logger.exception("command %s failed", op)
+            answer = {"error": f"{type(exc).__name__}: {exc}"}
+        sys.stdout.write(json.dumps(answer) + "\n")
+        sys.stdout.flush()

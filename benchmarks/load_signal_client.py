@@ -1,0 +1,295 @@
+"""A signalling load client process: many raw ``websockets`` clients speaking the Room API JSON protocol.
+
+Driven by benchmarks.load over stdin/stdout (one JSON command and one JSON answer per line):
+``join`` (connect, hello, join at a paced rate; join latencies), ``messages`` (every client sends at a fixed
+rate; deliveries and delivery latencies counted at the recipients), ``soak`` (a steady population that
+joins, sends, leaves or drops and rejoins; every session's membership window and received message ids),
+``close``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvloop
+import websockets
+
+from benchmarks.load_common import serve_commands
+
+logger = logging.getLogger(__name__)
+
+REQUEST_TIMEOUT = 30.0
+
+
+@dataclass
+class Client:
+    """One WebSocket: replies matched by rid, chat messages counted."""
+
+    url: str
+    username: str
+    ws: Any = None
+    reader: asyncio.Task[None] | None = None
+    pending: dict[int, asyncio.Future[dict[str, Any]]] = field(default_factory=dict)
+    received: list[tuple[int, float, str]] = field(default_factory=list)
+    """(message id, wall time received, text) of each chat message from someone else."""
+    acks: int = 0
+    errors: int = 0
+    _rids: Any = field(default_factory=lambda: itertools.count(1))
+
+    async def open(self) -> None:
+        """Open the socket (no compression: it would cost both sides CPU on tiny frames)."""
+        origin = "http://" + self.url.split("//", 1)[1].split("/", 1)[0]
+        self.ws = await websockets.connect(self.url, origin=origin, max_size=None,  # type: ignore[arg-type]
+                                           compression=None, ping_interval=None, open_timeout=REQUEST_TIMEOUT)
+        self.reader = asyncio.ensure_future(self._read())
+
+    async def _read(self) -> None:
+        try:
+            async for text in self.ws:
+                event = json.loads(text)
+                kind = event.get("type")
+                if kind == "message":
+                    message = event["message"]
+                    if message.get("from") != self.username:
+                        self.received.append((message["id"], time.time(), message.get("text", "")))
+                    continue
+                future = self.pending.pop(event["rid"], None) if "rid" in event else None
+                if future is not None and not future.done():
+                    future.set_result(event)
+                elif kind == "ack" and "message" in event:
+                    self.acks += 1
+                elif kind == "error":
+                    self.errors += 1
+        except (websockets.ConnectionClosed, OSError):
+            pass
+
+    async def request(self, message: dict[str, Any], timeout: float = REQUEST_TIMEOUT) -> dict[str, Any]:
+        """Send a command and wait (bounded) for its reply."""
+        rid = next(self._rids)
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.pending[rid] = future
+        await self.ws.send(json.dumps({**message, "rid": rid}))
+        try:
+            return await asyncio.wait_for(future, timeout)
+        finally:
+            self.pending.pop(rid, None)
+
+    async def send_nowait(self, message: dict[str, Any]) -> None:
+        """Send a command whose reply only gets counted (ack or error)."""
+        await self.ws.send(json.dumps({**message, "rid": f"n{next(self._rids)}"}))
+
+    async def hello_join(self, room: str, max_participants: int | None = None) -> dict[str, Any]:
+        """hello then join; the state event (raises on a refusal)."""
+        reply = await self.request({"type": "hello", "version": 1, "username": self.username})
+        if reply.get("type") != "established":
+            raise RuntimeError(f"hello refused: {reply}")
+        join: dict[str, Any] = {"type": "join", "room": room}
+        if max_participants:
+            join["max_participants"] = max_participants
+        reply = await self.request(join)
+        if reply.get("type") != "state":
+            raise RuntimeError(f"join refused: {reply}")
+        return reply
+
+    async def close(self) -> None:
+        """Close the socket politely (bounded)."""
+        if self.ws is not None:
+            try:
+                await asyncio.wait_for(self.ws.close(), 5)
+            except (TimeoutError, OSError, websockets.ConnectionClosed):
+                pass
+        if self.reader is not None:
+            self.reader.cancel()
+
+    def abort(self) -> None:
+        """Drop the connection abruptly: the TCP socket is closed without a WebSocket close frame."""
+        if self.ws is not None:
+            self.ws.transport.abort()
+        if self.reader is not None:
+            self.reader.cancel()
+
+
+class SignalClients:
+    """The clients of this process and the commands that drive them."""
+
+    def __init__(self) -> None:
+        self.clients: list[Client] = []
+        self.rooms: list[str] = []
+        self.tag = os.getpid()
+
+    async def join(self, command: dict[str, Any]) -> dict[str, Any]:
+        """Connect every client, then hello + join at ``rate`` per second from wall time ``start``."""
+        specs = command["clients"]
+        rate, start = float(command["rate"]), float(command["start"])
+        self.clients = [Client(s["url"], s["username"]) for s in specs]
+        self.rooms = [s["room"] for s in specs]
+        latencies: list[float] = []
+        failures: list[str] = []
+        gate = asyncio.Semaphore(50)
+
+        async def one(index: int, client: Client) -> None:
+            try:
+                async with gate:
+                    await client.open()
+                await asyncio.sleep(max(0.0, start + index / rate - time.time()))
+                begun = time.perf_counter()
+                await client.hello_join(self.rooms[index], command.get("max_participants"))
+                latencies.append(time.perf_counter() - begun)
+            except Exception as exc:
+                failures.append(repr(exc)[:200])
+
+        await asyncio.gather(*(one(i, c) for i, c in enumerate(self.clients)))
+        return {"latencies": latencies, "failures": failures}
+
+    async def messages(self, command: dict[str, Any]) -> dict[str, Any]:
+        """Every client sends a public message every 1/rate s for ``seconds`` from ``start``; count deliveries."""
+        rate, seconds, start = float(command["rate"]), float(command["seconds"]), float(command["start"])
+        drain = float(command.get("drain", 5.0))
+        end = start + seconds
+        for client in self.clients:
+            client.received.clear()
+            client.acks = client.errors = 0
+        sent = 0
+
+        async def sender(client: Client) -> None:
+            nonlocal sent
+            due = start + random.random() / rate
+            while due < end:
+                await asyncio.sleep(max(0.0, due - time.time()))
+                try:
+                    await client.send_nowait({"type": "send_message", "text": f"{time.time():.6f}"})
+                    sent += 1
+                except (websockets.ConnectionClosed, OSError):
+                    return
+                due += 1 / rate
+
+        await asyncio.gather(*(sender(c) for c in self.clients if c.ws is not None))
+        await asyncio.sleep(max(0.0, end + drain - time.time()))
+        delivered = 0
+        late = 0
+        latencies: list[float] = []
+        for client in self.clients:
+            for _id, at, text in client.received:
+                try:
+                    sent_at = float(text)
+                except ValueError:
+                    continue
+                if start <= sent_at < end:
+                    delivered += 1
+                    latencies.append(round((at - sent_at) * 1000, 2))
+                elif sent_at >= end:
+                    late += 1
+        return {
+            "sent": sent,
+            "acked": sum(c.acks for c in self.clients),
+            "errors": sum(c.errors for c in self.clients),
+            "delivered": delivered,
+            "latencies": latencies,
+        }
+
+    async def close(self, command: dict[str, Any]) -> dict[str, Any]:
+        """Close every client."""
+        await asyncio.gather(*(c.close() for c in self.clients))
+        self.clients.clear()
+        return {"ok": True}
+
+    async def soak(self, command: dict[str, Any]) -> dict[str, Any]:
+        """``slots`` clients, each a loop of sessions: join a random room, send at ``msg_rate``, then leave or
+        drop after a random lifetime, and again, until ``seconds`` pass; then everyone stays ``drain`` s.
+
+        Returns every session (room, joined = state received, until = leave/drop begun, received ids) and
+        every acknowledged message (id, room, sent = send_message written, sender session).
+        """
+        slots, rooms, urls = int(command["slots"]), list(command["rooms"]), list(command["urls"])
+        start, seconds, drain = float(command["start"]), float(command["seconds"]), float(command["drain"])
+        life_min, life_max = float(command["life_min"]), float(command["life_max"])
+        msg_rate, drop_share = float(command["msg_rate"]), float(command["drop_share"])
+        end = start + seconds
+        sessions: list[dict[str, Any]] = []
+        messages: list[dict[str, Any]] = []
+        counts = {"joins": 0, "leaves": 0, "drops": 0, "failed_joins": 0, "unacked": 0}
+        generation = itertools.count(1)
+        rng = random.Random(self.tag)
+
+        async def session(slot: int) -> bool:
+            sid = f"{self.tag}-{slot}-{next(generation)}"
+            client = Client(urls[rng.randrange(len(urls))], f"u{sid}")
+            room = rooms[rng.randrange(len(rooms))]
+            try:
+                await client.open()
+                await client.hello_join(room, command.get("max_participants"))
+            except Exception as exc:
+                logger.warning("join failed: %r", exc)
+                counts["failed_joins"] += 1
+                client.abort()
+                return False
+            record: dict[str, Any] = {"sid": sid, "room": room, "joined": time.time()}
+            counts["joins"] += 1
+            leave_at = min(time.time() + rng.uniform(life_min, life_max), end)
+            next_message = time.time() + rng.expovariate(msg_rate)
+            while True:
+                now = time.time()
+                if next_message < leave_at:
+                    await asyncio.sleep(max(0.0, next_message - now))
+                    sent_at = time.time()
+                    try:
+                        reply = await client.request({"type": "send_message", "text": sid})
+                        messages.append({"id": reply["message"]["id"], "room": room, "sent": sent_at, "sid": sid})
+                    except (TimeoutError, KeyError, websockets.ConnectionClosed, OSError):
+                        counts["unacked"] += 1
+                    next_message += rng.expovariate(msg_rate)
+                    continue
+                await asyncio.sleep(max(0.0, leave_at - now))
+                break
+            if time.time() >= end:  # the soak is over: stay through the drain, then leave
+                await asyncio.sleep(max(0.0, end + drain - time.time()))
+                record["until"] = time.time()
+                record["ids"] = [m[0] for m in client.received]
+                sessions.append(record)
+                await client.close()
+                return True
+            record["until"] = time.time()
+            if rng.random() < drop_share:
+                record["ids"] = [m[0] for m in client.received]
+                client.abort()
+                counts["drops"] += 1
+            else:
+                try:
+                    await client.request({"type": "leave"})
+                except (TimeoutError, websockets.ConnectionClosed, OSError):
+                    pass
+                record["ids"] = [m[0] for m in client.received]
+                await client.close()
+                counts["leaves"] += 1
+            sessions.append(record)
+            return True
+
+        async def slot_loop(slot: int) -> None:
+            await asyncio.sleep(max(0.0, start + rng.uniform(0, life_min) - time.time()))
+            while time.time() < end:
+                if not await session(slot):
+                    await asyncio.sleep(1.0)
+
+        await asyncio.gather(*(slot_loop(i) for i in range(slots)))
+        return {"sessions": sessions, "messages": messages, "counts": counts}
+
+
+async def main() -> None:
+    """Serve commands from benchmarks.load until told to exit."""
+    clients = SignalClients()
+    await serve_commands({
+        "join": clients.join, "messages": clients.messages, "close": clients.close, "soak": clients.soak,
+    })
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvloop.run(main())
