@@ -303,7 +303,7 @@ class Child:
             except (TimeoutError, RuntimeError, OSError, ConnectionError):
                 pass
             try:
-                await asyncio.wait_for(self.process.wait(), 10)
+                await asyncio.wait_for(self.process.wait(), 30)
             except TimeoutError:
                 try:
                     os.killpg(self.process.pid, signal.SIGKILL)

@@ -42,6 +42,8 @@ class Client:
     """(message id, wall time received, text) of each chat message from someone else."""
     acks: int = 0
     errors: int = 0
+    statuses: dict[str, str] = field(default_factory=dict)
+    """Last ``stream_status`` status of each of this client's streams, by stream id."""
     _rids: Any = field(default_factory=lambda: itertools.count(1))
 
     async def open(self) -> None:
@@ -60,6 +62,9 @@ class Client:
                     message = event["message"]
                     if message.get("from") != self.username:
                         self.received.append((message["id"], time.time(), message.get("text", "")))
+                    continue
+                if kind == "stream_status":
+                    self.statuses[event["stream"]["id"]] = event["status"]
                     continue
                 future = self.pending.pop(event["rid"], None) if "rid" in event else None
                 if future is not None and not future.done():
