@@ -9,7 +9,7 @@ PORT ?= 8000
 # spare, so the server answers frame_too_large up to 2 MiB and daphne closes (1009) above (docs/operations.md).
 DAPHNE_WS_LIMITS ?= --websocket-max-message-size 2097152 --websocket-max-frame-size 2097152
 
-.PHONY: run run-cluster test lint bench system-deps migrate run-worker makecert clean
+.PHONY: run run-cluster test lint bench bench-load system-deps migrate run-worker makecert clean
 
 $(VENV)/.runtime: requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -52,7 +52,11 @@ lint: $(VENV)/.dev
 
 ## Benchmarks (not part of `make test`); figures go to docs/performance.md.
 bench: $(VENV)/.dev system-deps
-	$(PY) -m benchmarks
+	$(PY) -m benchmarks && $(PY) -m benchmarks.load
+
+## Load and soak alone (issue 7): 1,000 signalling clients, a 10-minute soak, 3-person media rooms (~16 min).
+bench-load: $(VENV)/.dev system-deps
+	$(PY) -m benchmarks.load
 
 makecert: $(VENV)/.runtime
 	$(PY) manage.py makecert
