@@ -36,12 +36,13 @@ from aiortc.rtp import (
     unwrap_rtx,
 )
 
-from media_relay.rtp import build_packet, keyframe_start, packet_sequence, wrap_rtx
+from media_relay.rtp import RTP_HEADER, keyframe_start, packet_sequence, wrap_rtx
 from media_relay.stats import STATS
 
 logger = logging.getLogger(__name__)
 
-HISTORY_SIZE = 1024
+HISTORY_SIZE = 1024  # a power of two
+HISTORY_MASK = HISTORY_SIZE - 1
 
 
 class PacketSink(Protocol):
@@ -81,6 +82,8 @@ class DownTrack:
         self.last_sequence = random.randint(0, 0xFFFF)
         self.rtx_sequence = random.randint(0, 0xFFFF)
         self.history: list[bytes | None] = [None] * HISTORY_SIZE
+        self._route: tuple[Any, Any, Any, Any] | None = None
+        self._nominated: dict[int, Any] = {}
         self.packets_sent = 0
         self.octets_sent = 0
         self.last_timestamp = 0
@@ -93,8 +96,10 @@ class DownTrack:
         if self.kind == "video":
             self.waiting_keyframe = True
 
-    def forward(self, payload_type: int, marker: int, sequence: int, timestamp: int, payload: bytes, key: bool) -> None:
-        """Rewrite and send one packet of the publisher."""
+    def forward(
+        self, payload_type: int, marker: int, sequence: int, timestamp: int, payload: bytes, key: bool, ntp: int
+    ) -> None:
+        """Rewrite and send one packet of the publisher (``ntp``: its arrival time, for sender reports)."""
         if self.waiting_keyframe:
             if not key:
                 return
@@ -109,45 +114,66 @@ class DownTrack:
             self.resync = False
         out_sequence = (sequence + self.sequence_offset) & 0xFFFF
         out_timestamp = (timestamp + self.timestamp_offset) & 0xFFFFFFFF  # type: ignore[operator]
-        data = build_packet(out_type, marker, out_sequence, out_timestamp, self.ssrc, payload)
+        data = RTP_HEADER.pack(0x80, (marker << 7) | out_type, out_sequence, out_timestamp, self.ssrc) + payload
         if ((out_sequence - self.last_sequence) & 0xFFFF) < 0x8000:
             self.last_sequence = out_sequence
-        self.history[out_sequence % HISTORY_SIZE] = data
-        if self._send(data):
-            self.packets_sent += 1
-            self.octets_sent += len(payload)
-            STATS.packets_forwarded += 1
-            STATS.bytes_forwarded += len(data)
-            self.last_timestamp = out_timestamp
-            if marker or self.kind == "audio":
-                self._update_sender_report()
-            if self.on_first_packet is not None:
-                callback, self.on_first_packet = self.on_first_packet, None
-                callback()
+        self.history[out_sequence & HISTORY_MASK] = data
+        if not self._send(data):
+            return
+        self.packets_sent += 1
+        self.octets_sent += len(payload)
+        self.last_timestamp = out_timestamp
+        if ntp:
+            self._update_sender_report(ntp)
+        if self.on_first_packet is not None:
+            callback, self.on_first_packet = self.on_first_packet, None
+            callback()
 
     def _send(self, data: bytes) -> bool:
-        transport = self.transport
-        if transport._state != State.CONNECTED:
+        """SRTP-protect and write one packet straight to the selected ICE pair's socket."""
+        route = self._route
+        if route is None or route[0] is not self._nominated.get(1):
+            route = self._bind()
+            if route is None:
+                return False
+        try:
+            route[1](route[2](data), route[3])
+        except (BlockingIOError, InterruptedError):
+            return False  # the socket buffer is full: drop, as a congested link would
+        except OSError:
+            self._route = None
             return False
-        protected = transport._tx_srtp.protect(data)
-        connection = transport.transport._connection
-        pair = connection._nominated.get(1)
-        if pair is None:
-            return False
-        pair.protocol.transport.sendto(protected, pair.remote_addr)
+        STATS.packets_forwarded += 1
+        STATS.bytes_forwarded += len(data)
         return True
 
-    def _update_sender_report(self) -> None:
+    def _bind(self) -> tuple[Any, Any, Any, Any] | None:
+        # Resolved once per selected candidate pair instead of per packet: the hot path is one
+        # protect() and one sendto() on the raw socket (asyncio's transport when there is none).
+        transport = self.transport
+        if transport._state != State.CONNECTED:
+            return None
+        self._nominated = transport.transport._connection._nominated
+        pair = self._nominated.get(1)
+        if pair is None:
+            return None
+        datagram = pair.protocol.transport
+        raw = getattr(datagram, "_sock", None)
+        sendto = raw.sendto if raw is not None else datagram.sendto
+        self._route = (pair, sendto, transport._tx_srtp.protect, pair.remote_addr)
+        return self._route
+
+    def _update_sender_report(self, ntp: int) -> None:
         # aiortc's sender reports (RTCP SR) read these; keep them true to what we sent.
         sender = self.sender
-        sender._RTCRtpSender__ntp_timestamp = clock.current_ntp_time()  # type: ignore[attr-defined]
+        sender._RTCRtpSender__ntp_timestamp = ntp  # type: ignore[attr-defined]
         sender._RTCRtpSender__rtp_timestamp = self.last_timestamp  # type: ignore[attr-defined]
         sender._RTCRtpSender__packet_count = self.packets_sent  # type: ignore[attr-defined]
         sender._RTCRtpSender__octet_count = self.octets_sent  # type: ignore[attr-defined]
 
     def retransmit(self, sequence: int) -> None:
         """Answer a NACK from the history, as RTX when negotiated."""
-        data = self.history[sequence % HISTORY_SIZE]
+        data = self.history[sequence & HISTORY_MASK]
         if data is None or packet_sequence(data) != sequence:
             return
         if self.rtx_payload_type is not None:
@@ -251,8 +277,10 @@ class Ingest:
         key = self.kind == "video" and keyframe_start(codec.name, packet.payload)
         payload, payload_type, marker = packet.payload, packet.payload_type, packet.marker
         sequence, timestamp = packet.sequence_number, packet.timestamp
+        # Sender reports map RTP time to wall time at frame ends: one clock read for all players.
+        ntp = clock.current_ntp_time() if marker or self.kind == "audio" else 0
         for downtrack in self.downtracks:
-            downtrack.forward(payload_type, marker, sequence, timestamp, payload, key)
+            downtrack.forward(payload_type, marker, sequence, timestamp, payload, key, ntp)
 
     def set_enabled(self, enabled: bool) -> None:
         """Mute (False) or unmute (True): muted media is not forwarded."""
