@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +37,26 @@ def recordings_dir(settings: Any, tmp_path: Path) -> Path:
     return settings.RECORDINGS_DIR
 
 
+_open_clients: list[Client] = []
+
+
+@pytest.fixture(autouse=True)
+async def close_clients() -> AsyncIterator[None]:
+    """Close every client a test opened, also when it fails (the publications and writers end with them)."""
+    yield
+    while _open_clients:
+        client = _open_clients.pop()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(client.close(), 5)
+
+
 class Client:
     """One participant: a WebSocket and its publishing peer connection."""
 
     def __init__(self, login: str) -> None:
+        _open_clients.append(self)
         self.login = login
+        self.closed = False
         self.ws = WebsocketCommunicator(application, "/ws/", headers=HEADERS)
         self.pc: RTCPeerConnection | None = None
         self.stream_id = ""
@@ -101,6 +118,9 @@ class Client:
 
     async def close(self) -> None:
         """Close the peer connection and the socket."""
+        if self.closed:
+            return
+        self.closed = True
         if self.pc is not None:
             await self.pc.close()
         await self.ws.disconnect()

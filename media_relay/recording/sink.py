@@ -102,7 +102,11 @@ class RecordingSink:
         stop = asyncio.ensure_future(self._stop.wait())
         await asyncio.wait({exited, stop}, return_when=asyncio.FIRST_COMPLETED)
         failure = ""
-        if not self._stop.is_set():
+        if not self._stop.is_set() and process.returncode == 0:
+            stop.cancel()
+            self.writer.close_socket()
+            logger.warning("recording %s: the writer ended after a long time without media", self.recording_pk)
+        elif not self._stop.is_set():
             stop.cancel()
             self.writer.close_socket()
             detail = " | ".join(self.writer.stderr_tail)[-300:]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import errno
 import logging
 import random
@@ -30,6 +31,7 @@ WEBM_VIDEO = {"VP8", "VP9"}
 MAX_PENDING = 4000
 READY_TIMEOUT = 10.0
 STOP_TIMEOUT = 15.0
+PR_SET_PDEATHSIG = 1
 
 
 @dataclass
@@ -72,6 +74,12 @@ def session_sdp(tracks: list[TrackSpec]) -> str:
     """A whole SDP session for ffmpeg's sdp demuxer."""
     head = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=recording\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
     return head + "".join(t.sdp() for t in tracks)
+
+
+def _finish_with_parent() -> None:
+    """In the child before exec: get SIGINT (finish the file) when the server process dies (Linux)."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGINT)
 
 
 def _port_pair_free(port: int) -> bool:
@@ -162,7 +170,7 @@ class RtpFileWriter:
             sdp_path.write_text(session_sdp(list(self.tracks.values())))
             self.process = await asyncio.create_subprocess_exec(
                 *self.command(sdp_path), stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, preexec_fn=_finish_with_parent,
             )
             self._stderr_task = asyncio.ensure_future(self._read_stderr(self.process))
             if await self._wait_listening(ports):
@@ -243,7 +251,10 @@ class RtpFileWriter:
             try:
                 return await asyncio.wait_for(process.wait(), timeout)
             except TimeoutError:
-                logger.warning("recording %s: ffmpeg did not finish in %.0f s; killing it", self.path.name, timeout)
+                logger.warning(
+                    "recording %s: ffmpeg did not finish in %.0f s; killing it (%s)",
+                    self.path.name, timeout, " | ".join(self.stderr_tail),
+                )
                 await self._kill()
                 return process.returncode
         finally:
