@@ -211,6 +211,8 @@ MEDIA_UDP_PORTS = env_str("MEDIA_UDP_PORTS", "")
 MEDIA_ADVERTISED_ADDRESS = env_str("MEDIA_ADVERTISED_ADDRESS", "")
 # Seconds a peer connection may take to connect before it FAILS.
 MEDIA_CONNECT_TIMEOUT = env_float("MEDIA_CONNECT_TIMEOUT", 20.0)
+# Most a publisher may send per video track (bit/s), announced to it with REMB once a second.
+MEDIA_PUBLISHER_MAX_BITRATE = env_int("MEDIA_PUBLISHER_MAX_BITRATE", 2_500_000)
 # Minimum seconds between two keyframe requests forwarded to one publisher.
 MEDIA_PLI_INTERVAL = env_float("MEDIA_PLI_INTERVAL", 0.5)
 

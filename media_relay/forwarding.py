@@ -221,25 +221,16 @@ class Ingest:
         self._rtx_ssrc: dict[int, int] = getattr(receiver, prefix + "rtx_ssrc")
         self._active_ssrc: dict[int, Any] = getattr(receiver, prefix + "active_ssrc")
         self._nack_generator = getattr(receiver, prefix + "nack_generator")
-        self._bitrate_estimator = getattr(receiver, prefix + "remote_bitrate_estimator")
         receiver._handle_rtp_packet = self.handle_rtp  # type: ignore[method-assign]
 
     async def handle_rtp(self, packet: RtpPacket, arrival_time_ms: int) -> None:
         """Replaces RTCRtpReceiver._handle_rtp_packet: feedback, then forward; no decoding."""
         receiver = self.receiver
-        if self._bitrate_estimator is not None and packet.extensions.abs_send_time is not None:
-            remb = self._bitrate_estimator.add(
-                abs_send_time=packet.extensions.abs_send_time,
-                arrival_time_ms=arrival_time_ms,
-                payload_size=len(packet.payload) + packet.padding_size,
-                ssrc=packet.ssrc,
-            )
-            rtcp_ssrc = receiver._RTCRtpReceiver__rtcp_ssrc  # type: ignore[attr-defined]
-            if rtcp_ssrc is not None and remb is not None:
-                await receiver._send_rtcp(
-                    RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=pack_remb_fci(*remb))
-                )
-        self._active_ssrc[packet.ssrc] = clock.current_datetime()
+        # aiortc's per-packet bandwidth estimator costs ~50 us a packet; like Janus, the relay
+        # instead caps the publisher with a periodic REMB (send_bitrate_cap), and keeps the cheap
+        # statistics (receiver reports) and NACKs below.
+        if not self.packets_received & 63:
+            self._active_ssrc[packet.ssrc] = clock.current_datetime()
         codec = self._codecs.get(packet.payload_type)
         if codec is None:
             return
@@ -281,6 +272,14 @@ class Ingest:
         ntp = clock.current_ntp_time() if marker or self.kind == "audio" else 0
         for downtrack in self.downtracks:
             downtrack.forward(payload_type, marker, sequence, timestamp, payload, key, ntp)
+
+    async def send_bitrate_cap(self, bitrate: int) -> None:
+        """Tell the publisher the most it may send (REMB), as an SFU with a fixed room bitrate does."""
+        rtcp_ssrc = self.receiver._RTCRtpReceiver__rtcp_ssrc  # type: ignore[attr-defined]
+        if self.kind != "video" or self.media_ssrc is None or rtcp_ssrc is None:
+            return
+        fci = pack_remb_fci(bitrate, [self.media_ssrc])
+        await self.receiver._send_rtcp(RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=fci))
 
     def set_enabled(self, enabled: bool) -> None:
         """Mute (False) or unmute (True): muted media is not forwarded."""

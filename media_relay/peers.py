@@ -182,6 +182,7 @@ class Publication(PeerSession):
         self.playbacks: set[Playback] = set()
         self._on_media = on_media
         self.publishing = False
+        self._remb: asyncio.Future[None] | None = None
 
     async def answer(self, offer_sdp: str) -> str:
         """Answer the publisher's offer; install the forward path on each received track."""
@@ -201,6 +202,20 @@ class Publication(PeerSession):
         await self.pc.setLocalDescription(answer)
         self.start_watchdog()
         return advertise(self.pc.localDescription.sdp)
+
+    async def connected(self) -> None:
+        if self._remb is None:
+            self._remb = asyncio.ensure_future(self._cap_bitrate())
+
+    async def _cap_bitrate(self) -> None:
+        """Once a second, a REMB with MEDIA_PUBLISHER_MAX_BITRATE for each video track."""
+        while not self.closed:
+            for ingest in self.ingests.values():
+                try:
+                    await ingest.send_bitrate_cap(settings.MEDIA_PUBLISHER_MAX_BITRATE)
+                except ConnectionError:
+                    pass
+            await asyncio.sleep(1.0)
 
     def _first_packet(self, ingest: Ingest) -> None:
         if not self.publishing:
@@ -228,6 +243,8 @@ class Publication(PeerSession):
             self.ingests["video"].set_enabled(not video)
 
     async def close(self) -> None:
+        if self._remb is not None:
+            self._remb.cancel()
         for ingest in self.ingests.values():
             ingest.close()
         await super().close()

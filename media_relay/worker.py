@@ -9,6 +9,7 @@ so signalling in any daphne process can reach it.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import os
 import time
@@ -290,6 +291,9 @@ class MediaWorker:
         for playback in list(self.playbacks.values()):
             await playback.close()
         self.playbacks.clear()
+        from media_relay.recording.sink import wait_for_recordings
+
+        await wait_for_recordings()
         try:
             await registry().withdraw(self.worker_id)
         except Exception:
@@ -328,4 +332,23 @@ async def ensure_inprocess_worker() -> MediaWorker:
     await worker.start()
     task = loop.create_task(worker.run())
     _inprocess[id(loop)] = (worker, task)
+    atexit.register(_withdraw_at_exit, worker.worker_id)
     return worker
+
+
+def _withdraw_at_exit(worker_id: str) -> None:
+    """daphne stops its loop without cancelling our task: leave the shared registry on the way out."""
+    from django.conf import settings
+
+    if not settings.REDIS_URL:
+        return
+    try:
+        import redis
+
+        from media_relay.registry import RedisRegistry
+
+        client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2)
+        client.hdel(RedisRegistry.WORKERS, worker_id)
+        client.close()
+    except Exception:
+        logger.warning("could not withdraw media worker %s at exit", worker_id)
