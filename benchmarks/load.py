@@ -27,7 +27,16 @@ from typing import Any
 
 import uvloop
 
-from benchmarks.load_common import BENCH_LIMITS, Child, Cluster, Database, load_text, percentile, slope
+from benchmarks.load_common import (
+    BENCH_LIMITS,
+    Child,
+    Cluster,
+    CpuMark,
+    Database,
+    load_text,
+    percentile,
+    slope,
+)
 
 logger = logging.getLogger("benchmarks.load")
 
@@ -54,8 +63,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--clients", type=int, default=1000, help="signalling: concurrent WebSocket clients")
     parser.add_argument("--rooms", type=int, default=250, help="signalling: rooms")
     parser.add_argument("--client-procs", type=int, default=4, help="signalling: client processes")
-    parser.add_argument("--join-rate", type=float, default=100.0, help="signalling: joins per second (all)")
-    parser.add_argument("--msg-rates", type=float, nargs="+", default=[0.25, 0.5, 1.0],
+    parser.add_argument("--join-rate", type=float, default=40.0, help="signalling: joins per second (all)")
+    parser.add_argument("--msg-rates", type=float, nargs="+", default=[0.025, 0.05, 0.075, 0.1, 0.2],
                         help="signalling: messages per second per client, one step each")
     parser.add_argument("--msg-seconds", type=float, default=15.0, help="signalling: seconds per message step")
     parser.add_argument("--soak-seconds", type=float, default=600.0, help="soak: duration")
@@ -63,7 +72,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--soak-rooms", type=int, default=50, help="soak: rooms")
     parser.add_argument("--soak-life", type=float, nargs=2, default=[10.0, 50.0], metavar=("MIN", "MAX"),
                         help="soak: session lifetime, uniform between MIN and MAX seconds")
-    parser.add_argument("--soak-msg-rate", type=float, default=0.2, help="soak: messages/s per client (Poisson)")
+    parser.add_argument("--soak-msg-rate", type=float, default=0.1, help="soak: messages/s per client (Poisson)")
     parser.add_argument("--soak-sample", type=float, default=5.0, help="soak: seconds between RSS samples")
     parser.add_argument("--deadline", type=float, default=5.0,
                         help="soak: a message is in flight from its send until this many seconds after")
@@ -78,12 +87,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if "all" in args.part:
         args.part = list(PARTS)
+    args.settle = 1.0
     if args.quick:
+        args.settle = 0.3
         args.clients, args.rooms, args.client_procs, args.join_rate = 40, 10, 2, 40.0
         args.msg_rates, args.msg_seconds = [1.0], 3.0
         args.soak_seconds, args.soak_clients, args.soak_rooms, args.soak_life = 20.0, 24, 6, [3.0, 8.0]
         args.soak_msg_rate, args.soak_sample, args.deadline = 1.0, 1.0, 3.0
-        args.media_max_rooms, args.media_seconds = 2, 3.0
+        args.media_max_rooms, args.media_seconds = 1, 3.0
     if args.doc is None and not args.quick and not args.no_doc:
         args.doc = DOC
     return args
@@ -105,7 +116,12 @@ class MessageStep:
     expected: int
     latency_p50_ms: float
     latency_p99_ms: float
-    server_cpu: float
+    cpu: dict[str, float]
+
+    @property
+    def kept_up(self) -> bool:
+        """Every message acknowledged and delivered (within the window plus 5 s), delivery p99 under 1 s."""
+        return self.acked >= self.sent and self.delivered >= self.expected and self.latency_p99_ms < 1000
 
 
 @dataclass
@@ -122,11 +138,12 @@ class SignallingResult:
     join_p50_ms: float
     join_p99_ms: float
     join_max_ms: float
-    join_cpu: float
+    join_throughput: float
+    join_cpu: dict[str, float]
     rss_before_mb: float
     rss_after_mb: float
     per_participant_kb: float
-    idle_cpu: float
+    idle_cpu: dict[str, float]
     steps: list[MessageStep] = field(default_factory=list)
     server_errors: list[str] = field(default_factory=list)
 
@@ -137,6 +154,25 @@ async def _start_children(module: str, count: int, cluster: Cluster, prefix: str
     return children
 
 
+async def _quiet(cluster: Cluster, limit: float = 60.0) -> None:
+    """Wait (bounded) until the server processes use under 20% of a core over a second: backlog drained."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        mark = CpuMark.take(cluster)
+        await asyncio.sleep(1.0)
+        if CpuMark.take(cluster).since(mark)["server"] < 0.2:
+            return
+
+
+def _cpu_text(cpu: dict[str, float]) -> str:
+    return (f"server {cpu['server'] * 100:.0f}%, PostgreSQL+Redis {cpu['backing'] * 100:.0f}%, "
+            f"clients {cpu['clients'] * 100:.0f}%, machine {cpu['machine'] * 100:.0f}%")
+
+
+def _cpu_cell(cpu: dict[str, float]) -> str:
+    return " / ".join(f"{cpu[k] * 100:.0f}%" for k in ("server", "backing", "clients", "machine"))
+
+
 async def run_signalling(db: Database, args: argparse.Namespace) -> SignallingResult:
     """1,000 clients in 250 rooms: join latency, memory per participant, fan-out at fixed message rates."""
     cluster = Cluster(db, daphnes=args.daphne, env={"MEDIA_MODE": "inprocess"})
@@ -144,7 +180,7 @@ async def run_signalling(db: Database, args: argparse.Namespace) -> SignallingRe
     children: list[Child] = []
     try:
         children = await _start_children(SIGNAL_CLIENT, args.client_procs, cluster, "signal")
-        await asyncio.sleep(2.0)
+        await asyncio.sleep(2.0 * args.settle)
         rss0 = cluster.rss()
         specs: list[list[dict[str, Any]]] = [[] for _ in children]
         tag = os.getpid()
@@ -154,47 +190,49 @@ async def run_signalling(db: Database, args: argparse.Namespace) -> SignallingRe
                 "username": f"c{i}",
                 "room": f"load-{tag}-{i % args.rooms}",
             })
-        start = time.time() + 2.0
+        start = time.time() + 3.0
         per_child_rate = args.join_rate / len(children)
-        cpu0, t0 = cluster.cpu(), time.monotonic()
-        answers = await asyncio.gather(*(
+        calls = asyncio.gather(*(
             child.call({"op": "join", "clients": spec, "rate": per_child_rate, "start": start,
                         "max_participants": 50}, timeout=args.clients / args.join_rate + 180)
             for child, spec in zip(children, specs, strict=True)))
-        cpu1, t1 = cluster.cpu(), time.monotonic()
+        await asyncio.sleep(max(0.0, start - time.time()))
+        mark0 = CpuMark.take(cluster, children=children)
+        answers = await calls
+        mark1 = CpuMark.take(cluster, children=children)
         latencies = [x * 1000 for a in answers for x in a["latencies"]]
         failures = [f for a in answers for f in a["failures"]]
-        await asyncio.sleep(3.0)
+        last = max(a["last"] for a in answers)
+        await asyncio.sleep(3.0 * args.settle)
         rss1 = cluster.rss()
-        cpu_idle0, t_idle0 = cluster.cpu(), time.monotonic()
-        await asyncio.sleep(3.0)
-        idle_cpu = (cluster.cpu() - cpu_idle0) / (time.monotonic() - t_idle0)
+        idle0 = CpuMark.take(cluster)
+        await asyncio.sleep(3.0 * args.settle)
         joined = len(latencies)
         result = SignallingResult(
             clients=args.clients, rooms=args.rooms, daphnes=args.daphne, client_procs=len(children),
             join_rate=args.join_rate, joined=joined, join_failures=failures[:5],
             join_p50_ms=percentile(latencies, 0.5), join_p99_ms=percentile(latencies, 0.99),
             join_max_ms=max(latencies, default=float("nan")),
-            # the join phase lasts clients / join_rate seconds (minus the 2 s lead-in)
-            join_cpu=(cpu1 - cpu0) / max(t1 - t0 - 2.0, 1e-3),
+            join_throughput=joined / max(last - start, 1e-3), join_cpu=mark1.since(mark0),
             rss_before_mb=rss0 / MB, rss_after_mb=rss1 / MB,
             per_participant_kb=(rss1 - rss0) / 1024 / joined if joined else float("nan"),
-            idle_cpu=idle_cpu,
+            idle_cpu=CpuMark.take(cluster).since(idle0),
         )
-        _out(f"signalling: {joined}/{args.clients} joined, join p50 {result.join_p50_ms:.1f} ms p99 "
-             f"{result.join_p99_ms:.1f} ms, server RSS {rss0 / MB:.0f} -> {rss1 / MB:.0f} MB "
-             f"({result.per_participant_kb:.1f} KiB/participant), server CPU while joining "
-             f"{result.join_cpu * 100:.0f}%")
+        _out(f"signalling: {joined}/{args.clients} joined ({result.join_throughput:.0f}/s), join p50 "
+             f"{result.join_p50_ms:.1f} ms p99 {result.join_p99_ms:.1f} ms, server RSS {rss0 / MB:.0f} -> "
+             f"{rss1 / MB:.0f} MB ({result.per_participant_kb:.1f} KiB/participant); joining: "
+             f"{_cpu_text(result.join_cpu)}")
         per_room = args.clients // args.rooms
         for rate in args.msg_rates:
+            await _quiet(cluster)
             start = time.time() + 2.0
             calls = asyncio.gather(*(
                 child.call({"op": "messages", "rate": rate, "seconds": args.msg_seconds, "start": start,
                             "drain": 5.0}, timeout=args.msg_seconds + 120) for child in children))
             await asyncio.sleep(max(0.0, start - time.time()))
-            c0, m0 = cluster.cpu(), time.monotonic()
+            mark0 = CpuMark.take(cluster, children=children)
             await asyncio.sleep(args.msg_seconds)
-            server_cpu = (cluster.cpu() - c0) / (time.monotonic() - m0)
+            cpu = CpuMark.take(cluster, children=children).since(mark0)
             step_answers = await calls
             delivery = [x for a in step_answers for x in a["latencies"]]
             sent = sum(a["sent"] for a in step_answers)
@@ -202,13 +240,16 @@ async def run_signalling(db: Database, args: argparse.Namespace) -> SignallingRe
                 rate=rate, seconds=args.msg_seconds, sent=sent, acked=sum(a["acked"] for a in step_answers),
                 errors=sum(a["errors"] for a in step_answers), delivered=sum(a["delivered"] for a in step_answers),
                 expected=sent * (per_room - 1), latency_p50_ms=percentile(delivery, 0.5),
-                latency_p99_ms=percentile(delivery, 0.99), server_cpu=server_cpu,
+                latency_p99_ms=percentile(delivery, 0.99), cpu=cpu,
             )
             result.steps.append(step)
             _out(f"signalling: {rate:g} msg/s per client: {sent / step.seconds:.0f} msg/s sent, "
                  f"{step.delivered / step.seconds:.0f} deliveries/s ({step.delivered}/{step.expected}), "
-                 f"latency p50 {step.latency_p50_ms:.1f} ms p99 {step.latency_p99_ms:.1f} ms, "
-                 f"server CPU {server_cpu * 100:.0f}%")
+                 f"latency p50 {step.latency_p50_ms:.1f} ms p99 {step.latency_p99_ms:.1f} ms; {_cpu_text(cpu)}")
+            if not step.kept_up:
+                _out("signalling: saturated (a message unacknowledged or undelivered within the window + 5 s, "
+                     "or delivery p99 >= 1 s): higher rates skipped")
+                break
         await asyncio.gather(*(child.call({"op": "close"}, timeout=60) for child in children))
         result.server_errors = cluster.errors()[:10]
         return result
@@ -218,24 +259,26 @@ async def run_signalling(db: Database, args: argparse.Namespace) -> SignallingRe
 
 
 def signalling_table(r: SignallingResult) -> str:
-    """Markdown tables of part 1."""
+    """Markdown tables of part 1 (CPU: share of one core; the machine has 200%)."""
     lines = [
-        "| clients | rooms | daphne procs | joined | join rate | join p50 ms | join p99 ms | join max ms "
-        "| server CPU joining | server CPU idle | RSS before MB | RSS after MB | per participant |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-        f"| {r.clients} | {r.rooms} | {r.daphnes} | {r.joined} | {r.join_rate:g}/s | {r.join_p50_ms:.1f} "
-        f"| {r.join_p99_ms:.1f} | {r.join_max_ms:.1f} | {r.join_cpu * 100:.0f}% | {r.idle_cpu * 100:.0f}% "
+        "| clients | rooms | daphne procs | joined | joins paced | joins done | join p50 ms | join p99 ms "
+        "| join max ms | CPU joining: server / PG+Redis / clients / machine | server CPU idle | RSS before MB "
+        "| RSS after MB | per participant |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"| {r.clients} | {r.rooms} | {r.daphnes} | {r.joined} | {r.join_rate:g}/s | {r.join_throughput:.0f}/s "
+        f"| {r.join_p50_ms:.1f} | {r.join_p99_ms:.1f} | {r.join_max_ms:.1f} | {_cpu_cell(r.join_cpu)} "
+        f"| {r.idle_cpu['server'] * 100:.0f}% "
         f"| {r.rss_before_mb:.0f} | {r.rss_after_mb:.0f} | {r.per_participant_kb:.1f} KiB |",
         "",
         "| msg/s per client | messages/s | acked | errors | deliveries/s | delivered / expected "
-        "| delivery p50 ms | delivery p99 ms | server CPU |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| delivery p50 ms | delivery p99 ms | CPU: server / PG+Redis / clients / machine | kept up |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for s in r.steps:
         lines.append(
             f"| {s.rate:g} | {s.sent / s.seconds:.0f} | {s.acked} | {s.errors} | {s.delivered / s.seconds:.0f} "
             f"| {s.delivered}/{s.expected} | {s.latency_p50_ms:.1f} | {s.latency_p99_ms:.1f} "
-            f"| {s.server_cpu * 100:.0f}% |")
+            f"| {_cpu_cell(s.cpu)} | {'yes' if s.kept_up else 'no'} |")
     return "\n".join(lines)
 
 
@@ -258,6 +301,9 @@ class SoakResult:
     received: int
     lost: int
     lost_examples: list[str]
+    latency_p50_ms: float
+    latency_p99_ms: float
+    latency_max_ms: float
     samples: list[tuple[float, float]]
     slope_all: float
     slope_after_warmup: float
@@ -266,24 +312,30 @@ class SoakResult:
 
 
 def count_losses(sessions: list[dict[str, Any]], messages: list[dict[str, Any]],
-                 deadline: float) -> tuple[int, int, list[str]]:
-    """(required, lost, examples): a session must have received message m (by id) when it is in m's room, did
+                 deadline: float) -> tuple[int, int, list[str], list[float]]:
+    """(required, lost, examples, delivery ms of the required pairs received).
+
+    A session must have received message m (by id) when it is in m's room, did
     not send it, received its ``state`` before m was sent, and began to leave or drop more than ``deadline`` s
     after m was sent."""
     by_room: dict[str, list[dict[str, Any]]] = {}
     for s in sessions:
-        by_room.setdefault(s["room"], []).append({**s, "idset": set(s["ids"])})
+        by_room.setdefault(s["room"], []).append({**s, "idset": {i: at for i, at in s["ids"]}})
     required = lost = 0
     examples: list[str] = []
+    latencies: list[float] = []
     for m in messages:
         for s in by_room.get(m["room"], ()):
             if s["sid"] != m["sid"] and s["joined"] < m["sent"] and m["sent"] + deadline < s["until"]:
                 required += 1
-                if m["id"] not in s["idset"]:
+                at = s["idset"].get(m["id"])
+                if at is None:
                     lost += 1
                     if len(examples) < 5:
                         examples.append(f"message {m['id']} from {m['sid']} in {m['room']} not at {s['sid']}")
-    return required, lost, examples
+                else:
+                    latencies.append((at - m["sent"]) * 1000)
+    return required, lost, examples, latencies
 
 
 async def run_soak(db: Database, args: argparse.Namespace) -> SoakResult:
@@ -319,13 +371,15 @@ async def run_soak(db: Database, args: argparse.Namespace) -> SoakResult:
         for a in answers:
             for key, value in a["counts"].items():
                 counts[key] = counts.get(key, 0) + value
-        required, lost, examples = count_losses(sessions, messages, args.deadline)
+        required, lost, examples, delivery = count_losses(sessions, messages, args.deadline)
         warm = args.soak_seconds / 60 / 5
         result = SoakResult(
             seconds=args.soak_seconds, population=args.soak_clients // procs * procs, rooms=args.soak_rooms,
             life=list(args.soak_life), msg_rate=args.soak_msg_rate, deadline=args.deadline, counts=counts,
             messages=len(messages), required=required, received=required - lost, lost=lost,
-            lost_examples=examples, samples=samples, slope_all=slope(samples),
+            lost_examples=examples, latency_p50_ms=percentile(delivery, 0.5),
+            latency_p99_ms=percentile(delivery, 0.99), latency_max_ms=max(delivery, default=float("nan")),
+            samples=samples, slope_all=slope(samples),
             slope_after_warmup=slope([p for p in samples if p[0] >= warm]), server_cpu=server_cpu,
             server_errors=cluster.errors()[:10],
         )
@@ -343,12 +397,13 @@ def soak_table(r: SoakResult) -> str:
     c = r.counts
     return "\n".join([
         "| duration | population | rooms | joins | leaves | drops | failed joins | messages | unacked "
-        "| required deliveries | received | lost | RSS start MB | RSS end MB | slope MB/min (all) "
-        "| slope MB/min (after 1st fifth) | server CPU |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| required deliveries | received | lost | delivery p50 / p99 / max ms | RSS start MB | RSS end MB "
+        "| slope MB/min (all) | slope MB/min (after 1st fifth) | server CPU |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         f"| {r.seconds:g} s | {r.population} | {r.rooms} | {c.get('joins', 0)} | {c.get('leaves', 0)} "
         f"| {c.get('drops', 0)} | {c.get('failed_joins', 0)} | {r.messages} | {c.get('unacked', 0)} | {r.required} "
-        f"| {r.received} | **{r.lost}** | {r.samples[0][1]:.0f} | {r.samples[-1][1]:.0f} | {r.slope_all:+.2f} "
+        f"| {r.received} | **{r.lost}** | {r.latency_p50_ms:.0f} / {r.latency_p99_ms:.0f} / {r.latency_max_ms:.0f} "
+        f"| {r.samples[0][1]:.0f} | {r.samples[-1][1]:.0f} | {r.slope_all:+.2f} "
         f"| {r.slope_after_warmup:+.2f} | {r.server_cpu * 100:.0f}% |",
     ])
 
@@ -407,7 +462,7 @@ async def run_media(db: Database, args: argparse.Namespace) -> MediaResult:
         prepared = await asyncio.gather(*(c.call({"op": "prepare", "audio": args.media_audio}, timeout=180)
                                           for c in children))
         clip = prepared[0]["clip"]
-        await asyncio.sleep(3.0)  # let the workers register
+        await asyncio.sleep(3.0 * args.settle)  # let the workers register
         tag = os.getpid()
         for rooms in range(1, args.media_max_rooms + 1):
             child = children[(rooms - 1) % len(children)]
@@ -418,7 +473,7 @@ async def run_media(db: Database, args: argparse.Namespace) -> MediaResult:
                 error = f"room {rooms} could not be set up: {exc}"[:300]
                 _out(f"media: {error}")
                 break
-            await asyncio.sleep(3.0)
+            await asyncio.sleep(3.0 * args.settle)
             before = await asyncio.gather(*(c.call({"op": "snapshot"}, timeout=30) for c in children))
             r0, s0, t0 = cluster.cpu(cluster.worker_pids), cluster.cpu(cluster.daphne_pids), time.monotonic()
             await asyncio.sleep(args.media_seconds)

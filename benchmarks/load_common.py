@@ -56,6 +56,54 @@ def rss_bytes(pid: int | str = "self") -> int:
     return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE_BYTES
 
 
+def _stat_fields(pid: int | str) -> list[str]:
+    text = Path(f"/proc/{pid}/stat").read_text()
+    return text[text.rindex(")") + 2:].split()
+
+
+def backing_cpu() -> float:
+    """CPU seconds so far of PostgreSQL (the postmaster, its reaped and live backends) and redis-server.
+
+    These serve every database on the machine, so other people's work is included.
+    """
+    total = 0.0
+    postmasters: set[str] = set()
+    children: dict[str, list[str]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            comm = (entry / "comm").read_text().strip()
+            if comm not in ("postgres", "redis-server"):
+                continue
+            fields = _stat_fields(entry.name)
+        except OSError:
+            continue
+        if comm == "redis-server":
+            total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        elif fields[1] == "1":
+            postmasters.add(entry.name)
+            # utime, stime, and cutime, cstime of the backends it has reaped
+            total += sum(int(x) for x in fields[11:15]) / CLOCK_TICKS
+        else:
+            children.setdefault(fields[1], []).append(entry.name)
+    for parent in postmasters:
+        for pid in children.get(parent, []):
+            try:
+                fields = _stat_fields(pid)
+            except OSError:
+                continue
+            total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return total
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, from /proc/stat."""
+    values = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + values[4]
+    return (sum(values) - idle) / CLOCK_TICKS, sum(values) / CLOCK_TICKS
+
+
 def percentile(values: list[float], fraction: float) -> float:
     """The ``fraction`` quantile (nearest rank) of values, NaN when empty."""
     if not values:
@@ -87,6 +135,31 @@ def load_text() -> str:
     except (OSError, IndexError):
         pass
     return text
+
+
+@dataclass
+class CpuMark:
+    """CPU counters at one moment: the server's processes, PostgreSQL + Redis, the whole machine."""
+
+    at: float
+    server: float
+    backing: float
+    busy: float
+    clients: float = 0.0
+
+    @classmethod
+    def take(cls, cluster: Cluster, pids: list[int] | None = None, children: list[Child] | None = None) -> CpuMark:
+        """Read the counters now (``children``: the client processes)."""
+        clients = sum(c.cpu() for c in children or [])
+        return cls(time.monotonic(), cluster.cpu(pids), backing_cpu(), machine_busy()[0], clients)
+
+    def since(self, earlier: CpuMark) -> dict[str, float]:
+        """Shares of one core between ``earlier`` and this mark: server, backing (PostgreSQL + Redis), machine."""
+        elapsed = max(self.at - earlier.at, 1e-6)
+        return {"server": (self.server - earlier.server) / elapsed,
+                "backing": (self.backing - earlier.backing) / elapsed,
+                "machine": (self.busy - earlier.busy) / elapsed,
+                "clients": (self.clients - earlier.clients) / elapsed}
 
 
 class Database:

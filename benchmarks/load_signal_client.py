@@ -138,6 +138,7 @@ class SignalClients:
         self.rooms = [s["room"] for s in specs]
         latencies: list[float] = []
         failures: list[str] = []
+        done: list[float] = []
         gate = asyncio.Semaphore(50)
 
         async def one(index: int, client: Client) -> None:
@@ -148,11 +149,12 @@ class SignalClients:
                 begun = time.perf_counter()
                 await client.hello_join(self.rooms[index], command.get("max_participants"))
                 latencies.append(time.perf_counter() - begun)
+                done.append(time.time())
             except Exception as exc:
                 failures.append(repr(exc)[:200])
 
         await asyncio.gather(*(one(i, c) for i, c in enumerate(self.clients)))
-        return {"latencies": latencies, "failures": failures}
+        return {"latencies": latencies, "failures": failures, "last": max(done, default=start)}
 
     async def messages(self, command: dict[str, Any]) -> dict[str, Any]:
         """Every client sends a public message every 1/rate s for ``seconds`` from ``start``; count deliveries."""
@@ -257,13 +259,13 @@ class SignalClients:
             if time.time() >= end:  # the soak is over: stay through the drain, then leave
                 await asyncio.sleep(max(0.0, end + drain - time.time()))
                 record["until"] = time.time()
-                record["ids"] = [m[0] for m in client.received]
+                record["ids"] = [[m[0], m[1]] for m in client.received]
                 sessions.append(record)
                 await client.close()
                 return True
             record["until"] = time.time()
             if rng.random() < drop_share:
-                record["ids"] = [m[0] for m in client.received]
+                record["ids"] = [[m[0], m[1]] for m in client.received]
                 client.abort()
                 counts["drops"] += 1
             else:
@@ -271,7 +273,7 @@ class SignalClients:
                     await client.request({"type": "leave"})
                 except (TimeoutError, websockets.ConnectionClosed, OSError):
                     pass
-                record["ids"] = [m[0] for m in client.received]
+                record["ids"] = [[m[0], m[1]] for m in client.received]
                 await client.close()
                 counts["leaves"] += 1
             sessions.append(record)
