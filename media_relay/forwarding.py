@@ -256,6 +256,8 @@ class Ingest:
             self.codec = codec
         if self.on_first_packet is not None:
             callback, self.on_first_packet = self.on_first_packet, None
+            # aiortc started a decoder thread for this receiver; nothing will ever feed it.
+            receiver._RTCRtpReceiver__stop_decoder()  # type: ignore[attr-defined]
             callback(self)
         for sink in self.sinks:
             try:
