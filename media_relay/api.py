@@ -17,16 +17,11 @@ from rest_framework.reverse import reverse
 from rest_framework.viewsets import GenericViewSet
 
 from media_relay.models import Recording
+from rooms.api.authentication import APIKeyAuthentication
+from rooms.api.permissions import IsRoomAPIClient as CanReadRecordings
 
-try:  # the Room API's permission: an API key or a staff session
-    from rooms.api.authentication import APIKeyAuthentication
-    from rooms.api.permissions import IsRoomAPIClient as CanReadRecordings
-
-    AUTHENTICATION: list[Any] = [APIKeyAuthentication, SessionAuthentication]
-except ImportError:  # pragma: no cover - without the Room API, staff sessions only
-    from rest_framework.permissions import IsAdminUser as CanReadRecordings  # type: ignore[assignment]
-
-    AUTHENTICATION = [SessionAuthentication]
+# The Room API's access rule: an API key or a staff session.
+AUTHENTICATION: list[Any] = [APIKeyAuthentication, SessionAuthentication]
 
 CONTENT_TYPES = {".webm": "video/webm", ".mkv": "video/x-matroska", ".mp4": "video/mp4"}
 

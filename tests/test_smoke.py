@@ -12,7 +12,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 async def test_hello_join_state() -> None:
     """hello -> established, join -> state."""
-    comm = WebsocketCommunicator(application, "/ws/", headers=[(b"origin", b"http://localhost"), (b"host", b"localhost")])
+    headers = [(b"origin", b"http://localhost"), (b"host", b"localhost")]
+    comm = WebsocketCommunicator(application, "/ws/", headers=headers)
     connected, _ = await comm.connect()
     assert connected
     await comm.send_to(text_data=json.dumps({"type": "hello", "version": 1, "username": "alice", "rid": 1}))

@@ -139,7 +139,7 @@ def track_specs(publication: Publication) -> list[TrackSpec]:
             logger.warning("stream %s: cannot record %s", publication.stream_id, codec.mimeType)
             continue
         specs.append(
-            TrackSpec(kind, codec.payloadType, name, codec.clockRate, codec.channels, dict(codec.parameters or {}))
+            TrackSpec(kind, codec.payloadType or 0, name, codec.clockRate, codec.channels, dict(codec.parameters or {}))
         )
     return specs
 
