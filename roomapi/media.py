@@ -255,18 +255,7 @@ async def publish(
     stream = PublishedStream(room, pc, kind)
     connection = room.connection
     connection._add_listener("stream_status", stream._on_status)
-    _registry(connection).add(stream)
-    try:
-        await pc.setLocalDescription(await pc.createOffer())
-        reply = await connection._request("publish", kind=kind, sdp=pc.localDescription.sdp, record=record)
-        stream.id = str(reply["pc"])
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=reply["sdp"], type="answer"))
-    except BaseException:
-        await stream._close()
-        raise
-    for event in stream._early:
-        stream._on_status(event)
-    stream._early.clear()
+    await _negotiate(stream, "publish", "pc", kind=kind, record=record)
     return stream
 
 
@@ -289,16 +278,22 @@ async def play(room: Room, stream: Stream, ice_servers: list[RTCIceServer] | Non
     connection = room.connection
     connection._add_listener("play_status", playing._on_status)
     connection._add_listener("unpublished", playing._on_unpublished)
-    _registry(connection).add(playing)
-    try:
-        await pc.setLocalDescription(await pc.createOffer())
-        reply = await connection._request("play", stream=stream.id, sdp=pc.localDescription.sdp)
-        playing.id = str(reply["play"])
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=reply["sdp"], type="answer"))
-    except BaseException:
-        await playing._close()
-        raise
-    for event in playing._early:
-        playing._on_status(event)
-    playing._early.clear()
+    await _negotiate(playing, "play", "play", stream=stream.id)
     return playing
+
+
+async def _negotiate(item: PublishedStream | PlayingStream, command: str, id_field: str, **fields: Any) -> None:
+    """Offer, send ``command`` with the SDP, apply the answer; statuses that came early are replayed."""
+    connection = item.room.connection
+    _registry(connection).add(item)
+    try:
+        await item.pc.setLocalDescription(await item.pc.createOffer())
+        reply = await connection._request(command, sdp=item.pc.localDescription.sdp, **fields)
+        item.id = str(reply[id_field])
+        await item.pc.setRemoteDescription(RTCSessionDescription(sdp=reply["sdp"], type="answer"))
+    except BaseException:
+        await item._close()
+        raise
+    for event in item._early:
+        item._on_status(event)
+    item._early.clear()
