@@ -161,7 +161,7 @@ def _join(
         room=room_dict(room),
         self=participant_dict(participant, streams.get(participant.pk, [])),
         participants=[participant_dict(x, streams.get(x.pk, [])) for x in others],
-        history=[message_dict(m) for m in history_for(room, login)],
+        history=[message_dict(m) for m in history_for(room, participant)],
         resumed=resumed,
     )
     me = participant_dict(participant, streams.get(participant.pk, []))
@@ -184,9 +184,16 @@ def _live_streams_by_participant(room: Room) -> dict[int, list[Stream]]:
     return result
 
 
-def history_for(room: Room, login: str) -> list[Message]:
-    """The room's recent messages that ``login`` may see, oldest first."""
-    visible = Q(to_everyone=True) | Q(sender_login=login) | Q(recipients__login=login)
+def history_for(room: Room, participant: Participant) -> list[Message]:
+    """The room's recent messages that ``participant`` may see, oldest first.
+
+    A private message belongs to the people who sent and received it: the same
+    participant record (kept across a resume) or the same signed-in user.  A
+    guest who later takes a login that someone else left does not inherit it.
+    """
+    visible = Q(to_everyone=True) | Q(sender=participant) | Q(recipients=participant)
+    if participant.user_id is not None:
+        visible |= Q(sender__user_id=participant.user_id) | Q(recipients__user_id=participant.user_id)
     ids = (
         Message.objects.filter(room=room)
         .filter(visible)
