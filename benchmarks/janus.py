@@ -24,7 +24,8 @@ from benchmarks.procs import free_port, pinned, stop_process
 
 logger = logging.getLogger(__name__)
 
-ANCHOR = Path(os.environ.get("JANUS_ANCHOR", "/work/shared/anchors/janus"))
+# shared/ sits beside the repository (as on CI); JANUS_ANCHOR overrides.
+ANCHOR = Path(os.environ.get("JANUS_ANCHOR", Path(__file__).resolve().parents[2] / "shared" / "anchors" / "janus"))
 ROOM = 1234
 TIMEOUT = 20.0
 
