@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
+import json
 import logging
 import os
 import platform
@@ -75,7 +76,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--soak-msg-rate", type=float, default=0.1, help="soak: messages/s per client (Poisson)")
     parser.add_argument("--soak-sample", type=float, default=5.0, help="soak: seconds between RSS samples")
     parser.add_argument("--deadline", type=float, default=5.0,
-                        help="soak: a message is in flight from its send until this many seconds after")
+                        help="soak: a message that reached nobody is in flight until this many seconds after its send")
     parser.add_argument("--media-max-rooms", type=int, default=24, help="media: stop the ramp here")
     parser.add_argument("--media-seconds", type=float, default=10.0, help="media: window per step")
     parser.add_argument("--media-workers", type=int, default=2, help="media: media worker processes")
@@ -114,6 +115,7 @@ class MessageStep:
     errors: int
     delivered: int
     expected: int
+    duplicates: int
     latency_p50_ms: float
     latency_p99_ms: float
     cpu: dict[str, float]
@@ -121,7 +123,8 @@ class MessageStep:
     @property
     def kept_up(self) -> bool:
         """Every message acknowledged and delivered (within the window plus 5 s), delivery p99 under 1 s."""
-        return self.acked >= self.sent and self.delivered >= self.expected and self.latency_p99_ms < 1000
+        return self.acked >= self.sent and self.delivered >= self.expected and self.latency_p99_ms < 1000 \
+            and not self.errors
 
 
 @dataclass
@@ -239,7 +242,8 @@ async def run_signalling(db: Database, args: argparse.Namespace) -> SignallingRe
             step = MessageStep(
                 rate=rate, seconds=args.msg_seconds, sent=sent, acked=sum(a["acked"] for a in step_answers),
                 errors=sum(a["errors"] for a in step_answers), delivered=sum(a["delivered"] for a in step_answers),
-                expected=sent * (per_room - 1), latency_p50_ms=percentile(delivery, 0.5),
+                expected=sent * (per_room - 1), duplicates=sum(a["duplicates"] for a in step_answers),
+                latency_p50_ms=percentile(delivery, 0.5),
                 latency_p99_ms=percentile(delivery, 0.99), cpu=cpu,
             )
             result.steps.append(step)
@@ -270,14 +274,14 @@ def signalling_table(r: SignallingResult) -> str:
         f"| {r.idle_cpu['server'] * 100:.0f}% "
         f"| {r.rss_before_mb:.0f} | {r.rss_after_mb:.0f} | {r.per_participant_kb:.1f} KiB |",
         "",
-        "| msg/s per client | messages/s | acked | errors | deliveries/s | delivered / expected "
+        "| msg/s per client | messages/s | acked | errors | deliveries/s | delivered / expected | duplicates "
         "| delivery p50 ms | delivery p99 ms | CPU: server / PG+Redis / clients / machine | kept up |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for s in r.steps:
         lines.append(
             f"| {s.rate:g} | {s.sent / s.seconds:.0f} | {s.acked} | {s.errors} | {s.delivered / s.seconds:.0f} "
-            f"| {s.delivered}/{s.expected} | {s.latency_p50_ms:.1f} | {s.latency_p99_ms:.1f} "
+            f"| {s.delivered}/{s.expected} | {s.duplicates} | {s.latency_p50_ms:.1f} | {s.latency_p99_ms:.1f} "
             f"| {_cpu_cell(s.cpu)} | {'yes' if s.kept_up else 'no'} |")
     return "\n".join(lines)
 
@@ -307,7 +311,7 @@ class SoakResult:
     samples: list[tuple[float, float]]
     slope_all: float
     slope_after_warmup: float
-    server_cpu: float
+    server_cpu: dict[str, float]
     server_errors: list[str] = field(default_factory=list)
 
 
@@ -315,18 +319,25 @@ def count_losses(sessions: list[dict[str, Any]], messages: list[dict[str, Any]],
                  deadline: float) -> tuple[int, int, list[str], list[float]]:
     """(required, lost, examples, delivery ms of the required pairs received).
 
-    A session must have received message m (by id) when it is in m's room, did
-    not send it, received its ``state`` before m was sent, and began to leave or drop more than ``deadline`` s
-    after m was sent."""
+    Message m is in flight from sent(m) (just before its sender wrote ``send_message``) until its last arrival
+    at any session, or until sent(m) + ``deadline`` if it reached nobody. Session X must have received m (by
+    id) iff X is in m's room, X did not send m, X had received its ``state`` before sent(m), and X began to
+    leave or drop after the flight ended.
+    """
     by_room: dict[str, list[dict[str, Any]]] = {}
+    last_arrival: dict[int, float] = {}
     for s in sessions:
-        by_room.setdefault(s["room"], []).append({**s, "idset": {i: at for i, at in s["ids"]}})
+        arrivals = {i: at for i, at in s["ids"]}
+        by_room.setdefault(s["room"], []).append({**s, "idset": arrivals})
+        for i, at in arrivals.items():
+            last_arrival[i] = max(at, last_arrival.get(i, 0.0))
     required = lost = 0
     examples: list[str] = []
     latencies: list[float] = []
     for m in messages:
+        flight_end = last_arrival.get(m["id"], m["sent"] + deadline)
         for s in by_room.get(m["room"], ()):
-            if s["sid"] != m["sid"] and s["joined"] < m["sent"] and m["sent"] + deadline < s["until"]:
+            if s["sid"] != m["sid"] and s["joined"] < m["sent"] and flight_end < s["until"]:
                 required += 1
                 at = s["idset"].get(m["id"])
                 if at is None:
@@ -357,13 +368,14 @@ async def run_soak(db: Database, args: argparse.Namespace) -> SoakResult:
                         "msg_rate": args.soak_msg_rate, "drop_share": 0.5, "max_participants": 100},
                        timeout=args.soak_seconds + drain + 300) for child in children))
         await asyncio.sleep(max(0.0, start - time.time()))
-        c0, t0 = cluster.cpu(), time.monotonic()
+        mark0 = CpuMark.take(cluster, children=children)
+        t0 = mark0.at
         samples: list[tuple[float, float]] = []
         while time.monotonic() - t0 < args.soak_seconds:
             samples.append(((time.monotonic() - t0) / 60, cluster.rss() / MB))
             await asyncio.sleep(min(args.soak_sample, max(0.0, args.soak_seconds - (time.monotonic() - t0))))
         samples.append(((time.monotonic() - t0) / 60, cluster.rss() / MB))
-        server_cpu = (cluster.cpu() - c0) / (time.monotonic() - t0)
+        server_cpu = CpuMark.take(cluster, children=children).since(mark0)
         answers = await calls
         sessions = [s for a in answers for s in a["sessions"]]
         messages = [m for a in answers for m in a["messages"]]
@@ -371,6 +383,9 @@ async def run_soak(db: Database, args: argparse.Namespace) -> SoakResult:
         for a in answers:
             for key, value in a["counts"].items():
                 counts[key] = counts.get(key, 0) + value
+        raw = cluster.log_dir / "soak-raw.json"
+        raw.write_text(json.dumps({"sessions": sessions, "messages": messages, "samples": samples}))
+        _out(f"soak: raw sessions and messages in {raw}")
         required, lost, examples, delivery = count_losses(sessions, messages, args.deadline)
         warm = args.soak_seconds / 60 / 5
         result = SoakResult(
@@ -385,7 +400,7 @@ async def run_soak(db: Database, args: argparse.Namespace) -> SoakResult:
         )
         _out(f"soak: {counts} {len(messages)} messages, {required} required deliveries, {lost} lost; RSS "
              f"{samples[0][1]:.0f} -> {samples[-1][1]:.0f} MB, slope {result.slope_all:+.2f} MB/min "
-             f"({result.slope_after_warmup:+.2f} after the first fifth), server CPU {server_cpu * 100:.0f}%")
+             f"({result.slope_after_warmup:+.2f} after the first fifth); {_cpu_text(server_cpu)}")
         return result
     finally:
         await asyncio.gather(*(child.close() for child in children), return_exceptions=True)
@@ -397,14 +412,16 @@ def soak_table(r: SoakResult) -> str:
     c = r.counts
     return "\n".join([
         "| duration | population | rooms | joins | leaves | drops | failed joins | messages | unacked "
-        "| required deliveries | received | lost | delivery p50 / p99 / max ms | RSS start MB | RSS end MB "
-        "| slope MB/min (all) | slope MB/min (after 1st fifth) | server CPU |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| required deliveries | received | lost | duplicates | delivery p50 / p99 / max ms | RSS start MB "
+        "| RSS end MB | slope MB/min (all) | slope MB/min (after 1st fifth) "
+        "| CPU: server / PG+Redis / clients / machine |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         f"| {r.seconds:g} s | {r.population} | {r.rooms} | {c.get('joins', 0)} | {c.get('leaves', 0)} "
         f"| {c.get('drops', 0)} | {c.get('failed_joins', 0)} | {r.messages} | {c.get('unacked', 0)} | {r.required} "
-        f"| {r.received} | **{r.lost}** | {r.latency_p50_ms:.0f} / {r.latency_p99_ms:.0f} / {r.latency_max_ms:.0f} "
+        f"| {r.received} | **{r.lost}** | {c.get('duplicates', 0)} "
+        f"| {r.latency_p50_ms:.0f} / {r.latency_p99_ms:.0f} / {r.latency_max_ms:.0f} "
         f"| {r.samples[0][1]:.0f} | {r.samples[-1][1]:.0f} | {r.slope_all:+.2f} "
-        f"| {r.slope_after_warmup:+.2f} | {r.server_cpu * 100:.0f}% |",
+        f"| {r.slope_after_warmup:+.2f} | {_cpu_cell(r.server_cpu)} |",
     ])
 
 

@@ -164,41 +164,47 @@ class SignalClients:
         for client in self.clients:
             client.received.clear()
             client.acks = client.errors = 0
-        sent = 0
+        stamps: list[float] = []
 
         async def sender(client: Client) -> None:
-            nonlocal sent
             due = start + random.random() / rate
             while due < end:
                 await asyncio.sleep(max(0.0, due - time.time()))
+                stamp = time.time()
                 try:
-                    await client.send_nowait({"type": "send_message", "text": f"{time.time():.6f}"})
-                    sent += 1
+                    await client.send_nowait({"type": "send_message", "text": f"{stamp:.6f}"})
                 except (websockets.ConnectionClosed, OSError):
                     return
+                stamps.append(stamp)
                 due += 1 / rate
 
         await asyncio.gather(*(sender(c) for c in self.clients if c.ws is not None))
         await asyncio.sleep(max(0.0, end + drain - time.time()))
-        delivered = 0
-        late = 0
+        delivered = duplicates = 0
         latencies: list[float] = []
         for client in self.clients:
-            for _id, at, text in client.received:
+            seen: set[int] = set()
+            for message_id, at, text in client.received:
                 try:
                     sent_at = float(text)
                 except ValueError:
                     continue
-                if start <= sent_at < end:
-                    delivered += 1
-                    latencies.append(round((at - sent_at) * 1000, 2))
-                elif sent_at >= end:
-                    late += 1
+                if not start <= sent_at < end:
+                    continue
+                if message_id in seen:
+                    duplicates += 1
+                    continue
+                seen.add(message_id)
+                delivered += 1
+                latencies.append(round((at - sent_at) * 1000, 2))
         return {
-            "sent": sent,
+            # by the time written into the text, as the recipients count them (a sender woken late can write
+            # a message just after the window: it counts on neither side)
+            "sent": sum(1 for t in stamps if start <= t < end),
             "acked": sum(c.acks for c in self.clients),
             "errors": sum(c.errors for c in self.clients),
             "delivered": delivered,
+            "duplicates": duplicates,
             "latencies": latencies,
         }
 
@@ -222,9 +228,14 @@ class SignalClients:
         end = start + seconds
         sessions: list[dict[str, Any]] = []
         messages: list[dict[str, Any]] = []
-        counts = {"joins": 0, "leaves": 0, "drops": 0, "failed_joins": 0, "unacked": 0}
+        counts = {"joins": 0, "leaves": 0, "drops": 0, "failed_joins": 0, "unacked": 0, "duplicates": 0}
         generation = itertools.count(1)
         rng = random.Random(self.tag)
+
+        def received(client: Client) -> list[list[Any]]:
+            ids = [m[0] for m in client.received]
+            counts["duplicates"] += len(ids) - len(set(ids))
+            return [[m[0], m[1]] for m in client.received]
 
         async def session(slot: int) -> bool:
             sid = f"{self.tag}-{slot}-{next(generation)}"
@@ -259,13 +270,13 @@ class SignalClients:
             if time.time() >= end:  # the soak is over: stay through the drain, then leave
                 await asyncio.sleep(max(0.0, end + drain - time.time()))
                 record["until"] = time.time()
-                record["ids"] = [[m[0], m[1]] for m in client.received]
+                record["ids"] = received(client)
                 sessions.append(record)
                 await client.close()
                 return True
             record["until"] = time.time()
             if rng.random() < drop_share:
-                record["ids"] = [[m[0], m[1]] for m in client.received]
+                record["ids"] = received(client)
                 client.abort()
                 counts["drops"] += 1
             else:
@@ -273,7 +284,7 @@ class SignalClients:
                     await client.request({"type": "leave"})
                 except (TimeoutError, websockets.ConnectionClosed, OSError):
                     pass
-                record["ids"] = [[m[0], m[1]] for m in client.received]
+                record["ids"] = received(client)
                 await client.close()
                 counts["leaves"] += 1
             sessions.append(record)
