@@ -67,7 +67,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--join-rate", type=float, default=40.0, help="signalling: joins per second (all)")
     parser.add_argument("--msg-rates", type=float, nargs="+", default=[0.025, 0.05, 0.075, 0.1, 0.2],
                         help="signalling: messages per second per client, one step each")
-    parser.add_argument("--msg-seconds", type=float, default=15.0, help="signalling: seconds per message step")
+    parser.add_argument("--msg-seconds", type=float, default=10.0, help="signalling: seconds per message step")
     parser.add_argument("--soak-seconds", type=float, default=600.0, help="soak: duration")
     parser.add_argument("--soak-clients", type=int, default=200, help="soak: steady population")
     parser.add_argument("--soak-rooms", type=int, default=50, help="soak: rooms")
@@ -77,8 +77,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--soak-sample", type=float, default=5.0, help="soak: seconds between RSS samples")
     parser.add_argument("--deadline", type=float, default=5.0,
                         help="soak: a message that reached nobody is in flight until this many seconds after its send")
-    parser.add_argument("--media-max-rooms", type=int, default=24, help="media: stop the ramp here")
-    parser.add_argument("--media-seconds", type=float, default=10.0, help="media: window per step")
+    parser.add_argument("--media-max-rooms", type=int, default=40, help="media: stop the ramp here")
+    parser.add_argument("--media-seconds", type=float, default=6.0, help="media: window per step")
     parser.add_argument("--media-workers", type=int, default=2, help="media: media worker processes")
     parser.add_argument("--media-client-procs", type=int, default=2, help="media: client processes")
     parser.add_argument("--media-audio", action=argparse.BooleanOptionalAction, default=True,
