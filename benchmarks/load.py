@@ -720,6 +720,10 @@ def soak_block(r: SoakResult, command: str, args: argparse.Namespace) -> str:
         soak_table(r),
         "",
     ]
+    standard = {"joins", "leaves", "drops", "failed_joins", "unacked", "duplicates"}
+    refused = {k: v for k, v in r.counts.items() if k not in standard}
+    if refused:
+        lines.append(f"Commands refused with an error reply: {refused}")
     if r.lost_examples:
         lines.append(f"Lost (first): {'; '.join(r.lost_examples)}")
     if r.server_errors:
@@ -761,21 +765,27 @@ async def run(args: argparse.Namespace, command: str) -> tuple[dict[str, str], b
     blocks: dict[str, str] = {}
     healthy = True
     try:
-        if "signalling" in args.part:
-            sig = await run_signalling(db, args)
-            _out("\n" + signalling_table(sig) + "\n")
-            blocks["signalling"] = signalling_block(sig, command, args)
-            healthy = healthy and sig.joined == sig.clients
-        if "soak" in args.part:
-            soak = await run_soak(db, args)
-            _out("\n" + soak_table(soak) + "\n")
-            blocks["soak"] = soak_block(soak, command, args)
-            healthy = healthy and soak.lost == 0
-        if "media" in args.part:
-            media = await run_media(db, args)
-            _out("\n" + media_table(media) + f"\nheld: {media.held} rooms; limited by {media.limited_by}\n")
-            blocks["media"] = media_block(media, command, args)
-            healthy = healthy and media.held > 0
+        for part in args.part:
+            try:
+                if part == "signalling":
+                    sig = await run_signalling(db, args)
+                    _out("\n" + signalling_table(sig) + "\n")
+                    blocks["signalling"] = signalling_block(sig, command, args)
+                    healthy = healthy and sig.joined == sig.clients
+                elif part == "soak":
+                    soak = await run_soak(db, args)
+                    _out("\n" + soak_table(soak) + "\n")
+                    blocks["soak"] = soak_block(soak, command, args)
+                    healthy = healthy and soak.lost == 0
+                elif part == "media":
+                    media = await run_media(db, args)
+                    _out("\n" + media_table(media) + f"\nheld: {media.held} rooms; limited by {media.limited_by}\n")
+                    blocks["media"] = media_block(media, command, args)
+                    healthy = healthy and media.held > 0
+            except Exception as exc:
+                logger.exception("part %s failed", part)
+                blocks[part] = f"Part {part} failed in `{command}`: {type(exc).__name__}: {str(exc)[:300]}"
+                healthy = False
     finally:
         await asyncio.to_thread(db.drop)
     return blocks, healthy

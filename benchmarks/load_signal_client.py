@@ -260,9 +260,15 @@ class SignalClients:
                     sent_at = time.time()
                     try:
                         reply = await client.request({"type": "send_message", "text": sid})
-                        messages.append({"id": reply["message"]["id"], "room": room, "sent": sent_at, "sid": sid})
-                    except (TimeoutError, KeyError, websockets.ConnectionClosed, OSError):
+                    except (TimeoutError, websockets.ConnectionClosed, OSError):
                         counts["unacked"] += 1
+                    else:
+                        if reply.get("type") == "ack":
+                            messages.append({"id": reply["message"]["id"], "room": room, "sent": sent_at,
+                                             "sid": sid})
+                        else:  # an error reply: the message was refused (counted by code)
+                            key = f"refused {reply.get('code')}"
+                            counts[key] = counts.get(key, 0) + 1
                     next_message += rng.expovariate(msg_rate)
                     continue
                 await asyncio.sleep(max(0.0, leave_at - now))
@@ -281,7 +287,10 @@ class SignalClients:
                 counts["drops"] += 1
             else:
                 try:
-                    await client.request({"type": "leave"})
+                    reply = await client.request({"type": "leave"})
+                    if reply.get("type") != "ack":
+                        key = f"leave refused {reply.get('code')}"
+                        counts[key] = counts.get(key, 0) + 1
                 except (TimeoutError, websockets.ConnectionClosed, OSError):
                     pass
                 record["ids"] = received(client)
