@@ -560,11 +560,14 @@ def _limit(steps: list[MediaStep], args: argparse.Namespace) -> str:
              f"({per_client_proc * 100:.0f}% per client process), the relay {last.relay_cpu * 100:.0f}% "
              f"({per_worker * 100:.0f}% per worker), signalling {last.signalling_cpu * 100:.0f}%, "
              f"together {total * 100:.0f}% of {cores * 100}%")
-    if per_client_proc >= 0.9 or last.client_cpu > last.relay_cpu:
+    if total >= 0.9 * cores:
+        bigger = "the clients" if last.client_cpu > last.relay_cpu else "the relay"
+        return f"the machine's CPU as a whole, {bigger} using the larger share — " + facts
+    if per_client_proc >= 0.9:
         return "the clients (Python aiortc senders and receivers) — " + facts
     if per_worker >= 0.9:
         return "the relay — " + facts
-    return "the machine's CPU as a whole — " + facts
+    return "neither side's CPU (something else: network, scheduling) — " + facts
 
 
 def media_table(r: MediaResult) -> str:
