@@ -631,7 +631,8 @@ ports instead) and, for media, `manage.py runmedia` workers. Clients run in sepa
 **Limits raised for the benchmark** through the environment of every server process:
 `WS_MAX_CONNECTIONS_PER_IP=0` (no per-IP cap: all clients share 127.0.0.1, which is exempt by default
 anyway), `WS_RATE_COMMANDS_PER_SECOND=0` and `WS_RATE_MESSAGES_PER_SECOND=0` (no flood control). Also
-`DEBUG=false`, `LOG_LEVEL=WARNING`. Everything else is the default (e.g. `ROOM_IDLE_TIMEOUT=60`).
+`DEBUG=false`, `LOG_LEVEL=WARNING`, and `DATABASE_CONN_MAX_AGE=60` (persistent database connections, as the
+README advises for PostgreSQL). Everything else is the default (e.g. `ROOM_IDLE_TIMEOUT=60`).
 
 How each figure is taken:
 

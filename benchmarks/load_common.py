@@ -31,6 +31,8 @@ REDIS_DB = int(os.environ.get("BENCH_REDIS_DB", "7"))
 # The server's flood control and per-IP cap are raised for the benchmark (0 = unlimited): 1,000 clients share
 # one loopback address and send at fixed rates; docs/performance.md says so.
 BENCH_LIMITS = {
+    # As a PostgreSQL deployment should run (README): keep database connections instead of one per command.
+    "DATABASE_CONN_MAX_AGE": "60",
     "WS_MAX_CONNECTIONS_PER_IP": "0",
     "WS_RATE_COMMANDS_PER_SECOND": "0",
     "WS_RATE_MESSAGES_PER_SECOND": "0",

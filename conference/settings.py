@@ -99,7 +99,10 @@ ASGI_APPLICATION = "conference.asgi.application"
 DATABASES = {
     "default": dj_database_url.parse(
         env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
-        conn_max_age=0,
+        # Seconds a worker thread keeps its connection (checked before reuse). 0 opens one per command,
+        # which PostgreSQL pays for in CPU: production with PostgreSQL should set 60 (README).
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0),
+        conn_health_checks=True,
     )
 }
 # TEST_DB_NAME lets parallel test runs on one machine use separate databases.
@@ -122,7 +125,15 @@ if REDIS_URL:
             "CONFIG": {
                 # redis-py 8 reads with a 5 s socket timeout by default, which cuts
                 # channels-redis's 5 s blocking receive: wait as long as Redis says.
-                "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
+                # It also caps a pool at 100 connections and then raises "Too many connections"
+                # (observed under load: lost and duplicated deliveries); allow what a busy process needs.
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        "socket_timeout": None,
+                        "max_connections": env_int("REDIS_MAX_CONNECTIONS", 2000),
+                    }
+                ],
                 "capacity": 1000,
                 "expiry": 30,
                 "group_expiry": 86400,

@@ -22,19 +22,17 @@ db = database_sync_to_async
 @transaction.atomic
 def kick(room_id: int, login: str, reason: str = "kicked by a moderator") -> Outcome:
     """Remove a present participant: it gets KICKED, the room gets LEFT."""
-    participant = (
-        Participant.objects.select_for_update()
-        .select_related("room")
-        .filter(room_id=room_id, login=login, state__in=services.PRESENT)
-        .first()
-    )
+    room = services._lock(Room.objects.filter(pk=room_id)).get()  # the room first: services' lock order
+    participant = services._lock(
+        Participant.objects.filter(room_id=room_id, login=login, state__in=services.PRESENT)
+    ).first()
     if participant is None:
         raise RoomError(ErrorCode.PARTICIPANT_NOT_FOUND, f"'{login}' is not in this room")
     outcome = Outcome()
     if participant.channel_name:
         event = p.Event(p.KICKED, {"participant": participant_dict(participant, []), "reason": reason}).to_dict()
         outcome.deliveries.append(Delivery(event, channels=(participant.channel_name,)))
-    room = Room.objects.select_for_update().get(pk=room_id)
+    participant.room = room
     services._mark_left(participant, outcome)
     services._finalize_if_empty(room, outcome)
     return outcome
@@ -43,7 +41,7 @@ def kick(room_id: int, login: str, reason: str = "kicked by a moderator") -> Out
 @transaction.atomic
 def update_room(room_id: int, **changes: Any) -> Outcome:
     """Lock, unlock or resize a room; everyone gets ROOM_UPDATED."""
-    room = Room.objects.select_for_update().get(pk=room_id, finalized_at__isnull=True)
+    room = services._lock(Room.objects.filter(pk=room_id, finalized_at__isnull=True)).get()
     for key, value in changes.items():
         setattr(room, key, value)
     room.save(update_fields=list(changes))

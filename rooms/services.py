@@ -78,8 +78,29 @@ def _on_commit(signal: Any, **kwargs: Any) -> None:
 # --- Admission ----------------------------------------------------------------
 
 
+# Lock order, everywhere: the room first, then its participants, then streams; always FOR NO KEY UPDATE
+# (PostgreSQL), which does not conflict with the key-share locks that inserting a Message or a Stream takes
+# on the rows they refer to.  One order means no deadlock between join, leave, drop, kick and messages.
+
+
+def _lock(queryset: Any) -> Any:
+    """Lock only the rows of the queried model (not joined ones), without blocking foreign-key checks."""
+    return queryset.select_for_update(no_key=True, of=("self",))
+
+
 def _active_room_for_update(name: str) -> Room | None:
-    return Room.objects.select_for_update().filter(name=name, finalized_at__isnull=True).first()
+    return _lock(Room.objects.filter(name=name, finalized_at__isnull=True)).first()
+
+
+def _lock_room_and_participant(participant_id: int) -> tuple[Room | None, Participant | None]:
+    """The participant's room and the participant, locked in that order (None when unknown)."""
+    room_id = Participant.objects.filter(pk=participant_id).values_list("room_id", flat=True).first()
+    if room_id is None:
+        return None, None
+    room = _lock(Room.objects.filter(pk=room_id)).get()
+    participant = _lock(Participant.objects.filter(pk=participant_id)).get()
+    participant.room = room
+    return room, participant
 
 
 def _create_room(name: str, record: bool, max_participants: int | None) -> Room:
@@ -131,7 +152,7 @@ def _join(
     created = room is None
     if room is None:
         room = _create_room(room_name, record, max_participants)
-    present = list(room.participants.filter(state__in=PRESENT).select_for_update())
+    present = list(_lock(room.participants.filter(state__in=PRESENT)))
     existing = next((x for x in present if x.login == login), None)
     resumed = False
     if existing is not None and existing.state == Participant.State.CONNECTED:
@@ -254,7 +275,7 @@ def _mark_left(participant: Participant, outcome: Outcome) -> None:
 def _finalize(room: Room, outcome: Outcome, reason: str = "empty") -> None:
     if room.finalized_at is not None:
         return
-    for participant in room.participants.filter(state__in=PRESENT).select_for_update():
+    for participant in _lock(room.participants.filter(state__in=PRESENT)):
         _mark_left(participant, outcome)
     room.finalized_at = timezone.now()
     room.save(update_fields=["finalized_at"])
@@ -274,10 +295,9 @@ def _finalize_if_empty(room: Room, outcome: Outcome) -> None:
 def leave(participant_id: int) -> Outcome:
     """Leave the room; the last one out finalizes it."""
     outcome = Outcome()
-    participant = Participant.objects.select_for_update().select_related("room").get(pk=participant_id)
-    if participant.state == Participant.State.LEFT:
+    room, participant = _lock_room_and_participant(participant_id)
+    if room is None or participant is None or participant.state == Participant.State.LEFT:
         return outcome
-    room = Room.objects.select_for_update().get(pk=participant.room_id)
     _mark_left(participant, outcome)
     _finalize_if_empty(room, outcome)
     return outcome
@@ -291,7 +311,7 @@ def drop(participant_id: int, channel_name: str) -> DropOutcome:
     same login can resume; its streams end because their media is gone.
     """
     outcome = DropOutcome(participant_id=participant_id)
-    participant = Participant.objects.select_for_update().select_related("room").filter(pk=participant_id).first()
+    _, participant = _lock_room_and_participant(participant_id)
     if (
         participant is None
         or participant.state != Participant.State.CONNECTED
@@ -317,14 +337,14 @@ def drop(participant_id: int, channel_name: str) -> DropOutcome:
 def expire(participant_id: int, disconnected_at: datetime | None) -> Outcome:
     """A dropped participant did not come back in time: it leaves for good."""
     outcome = Outcome()
-    participant = Participant.objects.select_for_update().select_related("room").filter(pk=participant_id).first()
+    room, participant = _lock_room_and_participant(participant_id)
     if (
-        participant is None
+        room is None
+        or participant is None
         or participant.state != Participant.State.DISCONNECTED
         or participant.disconnected_at != disconnected_at
     ):
         return outcome
-    room = Room.objects.select_for_update().get(pk=participant.room_id)
     _mark_left(participant, outcome)
     _finalize_if_empty(room, outcome)
     return outcome
@@ -351,7 +371,7 @@ def sweep_expired(now: datetime | None = None) -> Outcome:
 def finalize_room(room_id: int, reason: str = "finalized") -> Outcome:
     """End a room now: everyone present leaves and the room is finalized."""
     outcome = Outcome()
-    room = Room.objects.select_for_update().get(pk=room_id)
+    room = _lock(Room.objects.filter(pk=room_id)).get()
     _finalize(room, outcome, reason)
     return outcome
 
@@ -478,8 +498,7 @@ def stream_publishing(
     """Media flows: the stream is PUBLISHING; everyone is told."""
     outcome = Outcome()
     stream = (
-        Stream.objects.select_for_update()
-        .select_related("participant", "participant__room")
+        _lock(Stream.objects.select_related("participant", "participant__room"))
         .filter(public_id=stream_id)
         .first()
     )
@@ -514,8 +533,7 @@ def stream_ended(stream_id: str, status: str = Stream.Status.UNPUBLISHED, reason
     """A stream stopped (unpublish) or failed; players and the room are told."""
     outcome = Outcome()
     stream = (
-        Stream.objects.select_for_update()
-        .select_related("participant", "participant__room")
+        _lock(Stream.objects.select_related("participant", "participant__room"))
         .filter(public_id=stream_id)
         .first()
     )
@@ -529,7 +547,7 @@ def stream_ended(stream_id: str, status: str = Stream.Status.UNPUBLISHED, reason
 def set_mute(stream_id: str, audio: bool | None, video: bool | None, participant_id: int | None = None) -> Outcome:
     """Store a stream's mute flags and tell everyone in the room."""
     outcome = Outcome()
-    query = Stream.objects.select_for_update().select_related("participant", "participant__room")
+    query = _lock(Stream.objects.select_related("participant", "participant__room"))
     query = query.filter(public_id=stream_id)
     if participant_id is not None:
         query = query.filter(participant_id=participant_id)
