@@ -165,8 +165,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
         participant_id = self._require_room()
         outcome = await db(services.leave)(participant_id)
         await self._forget_room(participant_id)
+        await asyncio.shield(deliver_outcome(outcome))
         await self.reply(command, p.ACK)
-        await deliver_outcome(outcome)
 
     async def _forget_room(self, participant_id: int) -> None:
         from media_relay.client import media_client
@@ -181,8 +181,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
         participant_id = self._require_room()
         require_grant(self.grants, "can_chat")
         message, outcome = await db(services.send_message)(participant_id, command.text, command.to)
+        # Routed before it is acknowledged, and shielded: a stored message always reaches the room,
+        # even if this connection goes away meanwhile; an ack means the channel layer has it.
+        await asyncio.shield(deliver(outcome.deliveries))
         await self.reply(command, p.ACK, message=message)
-        await deliver(outcome.deliveries)
 
     # --- media -------------------------------------------------------------------------
 

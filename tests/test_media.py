@@ -54,6 +54,13 @@ async def wait_stats(server: DaphneServer, predicate: Any, timeout: float = WAIT
         await asyncio.sleep(0.2)
 
 
+async def two_in_a_room(server: DaphneServer, name: str) -> tuple[Any, Any, Any, Any]:
+    """Connections and rooms of "ann" and "bob", both joined to room ``name``."""
+    ann = await roomapi.connect(server.ws_url, "ann")
+    bob = await roomapi.connect(server.ws_url, "bob")
+    return ann, bob, await ann.join(name), await bob.join(name)
+
+
 async def frames(track: Any, count: int, timeout: float = WAIT) -> list[Any]:
     """``count`` decoded frames of a remote track (bounded)."""
 
@@ -117,9 +124,7 @@ async def test_three_participants_publish_and_play_each_other(server: DaphneServ
 
 async def test_new_player_gets_a_keyframe_at_once(server: DaphneServer) -> None:
     """A player joining long after the last keyframe gets a picture quickly (PLI forwarded upstream)."""
-    ann = await roomapi.connect(server.ws_url, "ann")
-    bob = await roomapi.connect(server.ws_url, "bob")
-    room_a, room_b = await ann.join("kf"), await bob.join("kf")
+    ann, bob, room_a, room_b = await two_in_a_room(server, "kf")
     source = CounterVideoTrack(COLORS["ann"])
     published = await room_a.publish(video=source)
     await published.wait_for(STREAM_STATUS.PUBLISHING, timeout=WAIT)
@@ -136,9 +141,7 @@ async def test_new_player_gets_a_keyframe_at_once(server: DaphneServer) -> None:
 
 async def test_mute_video_stops_forwarding_and_unmute_resumes(server: DaphneServer) -> None:
     """Mute is stored, announced to everyone, and muted media is not forwarded."""
-    ann = await roomapi.connect(server.ws_url, "ann")
-    bob = await roomapi.connect(server.ws_url, "bob")
-    room_a, room_b = await ann.join("mute"), await bob.join("mute")
+    ann, bob, room_a, room_b = await two_in_a_room(server, "mute")
     source = CounterVideoTrack(COLORS["ann"])
     published = await room_a.publish(video=source, audio=ToneAudioTrack())
     await room_b.wait_for(ROOM_EVENT.PUBLISHED, timeout=WAIT)
@@ -165,9 +168,7 @@ async def test_mute_video_stops_forwarding_and_unmute_resumes(server: DaphneServ
 
 async def test_stop_unpublish_and_publisher_drop(server: DaphneServer) -> None:
     """STOPPED on stop; UNPUBLISHED reaches players on unpublish and when the publisher drops."""
-    ann = await roomapi.connect(server.ws_url, "ann")
-    bob = await roomapi.connect(server.ws_url, "bob")
-    room_a, room_b = await ann.join("stops"), await bob.join("stops")
+    ann, bob, room_a, room_b = await two_in_a_room(server, "stops")
     camera = await room_a.publish(video=CounterVideoTrack(), kind="camera")
     screen = await room_a.publish(video=CounterVideoTrack((250, 250, 0)), kind="screen")
     await camera.wait_for(STREAM_STATUS.PUBLISHING, timeout=WAIT)
@@ -204,9 +205,7 @@ async def test_stop_unpublish_and_publisher_drop(server: DaphneServer) -> None:
 
 async def test_play_refused_unless_publishing(server: DaphneServer) -> None:
     """Playing a missing or ended stream is refused with a clear error; the connection survives."""
-    ann = await roomapi.connect(server.ws_url, "ann")
-    bob = await roomapi.connect(server.ws_url, "bob")
-    room_a, room_b = await ann.join("missing"), await bob.join("missing")
+    ann, bob, room_a, room_b = await two_in_a_room(server, "missing")
     missing = roomapi.Stream(id="0" * 32, room=room_b)
     with pytest.raises(RoomApiError) as exc:
         await missing.play()
@@ -228,9 +227,7 @@ async def test_play_refused_unless_publishing(server: DaphneServer) -> None:
 
 async def test_g711_audio_is_forwarded_as_is(server: DaphneServer) -> None:
     """A PCMU publisher is played back in PCMU."""
-    ann = await roomapi.connect(server.ws_url, "ann")
-    bob = await roomapi.connect(server.ws_url, "bob")
-    room_a, room_b = await ann.join("g711"), await bob.join("g711")
+    ann, bob, room_a, room_b = await two_in_a_room(server, "g711")
     published = await room_a.publish(audio=ToneAudioTrack(), audio_codec="PCMU")
     await published.wait_for(STREAM_STATUS.PUBLISHING, timeout=WAIT)
     event = await room_b.wait_for(ROOM_EVENT.PUBLISHED, timeout=WAIT)
@@ -247,9 +244,7 @@ async def test_g711_audio_is_forwarded_as_is(server: DaphneServer) -> None:
 async def test_peer_that_never_connects_fails_and_leaks_nothing(server: DaphneServer) -> None:
     """A publisher whose ICE never completes gets FAILED with a reason; the room stays healthy."""
     baseline = await asyncio.to_thread(relay_stats, server)
-    ann = await roomapi.connect(server.ws_url, "ann")
-    bob = await roomapi.connect(server.ws_url, "bob")
-    room_a, room_b = await ann.join("fails"), await bob.join("fails")
+    ann, bob, room_a, room_b = await two_in_a_room(server, "fails")
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     pc.addTransceiver(CounterVideoTrack(), direction="sendonly")
     await pc.setLocalDescription(await pc.createOffer())

@@ -276,3 +276,16 @@ def open_page(browser: Browser, server: DaphneServer) -> Iterator[Callable[..., 
             context.close()
         except Exception:  # the browser may be gone already
             logger.exception("closing a browser context failed")
+
+
+def video_chat_pair(open_page: Callable[..., RoomPage]) -> tuple[RoomPage, RoomPage]:
+    """Two pages on /video-chat/ through one invite link, joined, each playing the other's video."""
+    ann = open_page("/video-chat/")
+    ben = open_page(ann.invite())
+    ann.join("ann")
+    ben.join("ben")
+    for page, other in ((ann, "ben"), (ben, "ann")):
+        expect(page.el("remoteName")).to_have_text(other, timeout=WAIT_MS)
+        expect(page.el("remoteStatus")).to_have_text("PLAYING", timeout=MEDIA_WAIT_MS)
+        page.wait_video("remoteDisplay")
+    return ann, ben

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
-from playwright.sync_api import Browser, Playwright, expect
+from playwright.sync_api import Browser, Playwright
 
-from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, WAIT_MS, RoomPage
+from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, RoomPage, video_chat_pair
 
 pytestmark = pytest.mark.django_db
 
@@ -25,13 +25,6 @@ def browser(playwright_driver: Playwright) -> Iterator[Browser]:
 
 def test_two_pages_with_mdns_candidates_see_each_other(open_page: Callable[..., RoomPage]) -> None:
     """Both pages publish and play through the relay although every candidate they send is an mDNS name."""
-    ann = open_page("/video-chat/")
-    ben = open_page(ann.invite())
-    ann.join("ann")
-    ben.join("ben")
-    for page, other in ((ann, "ben"), (ben, "ann")):
-        expect(page.el("remoteName")).to_have_text(other, timeout=WAIT_MS)
-        expect(page.el("remoteStatus")).to_have_text("PLAYING", timeout=20_000)
-        page.wait_video("remoteDisplay")
+    ann, ben = video_chat_pair(open_page)
     ann.leave()
     ben.leave()

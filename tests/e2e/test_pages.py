@@ -22,7 +22,7 @@ from playwright.sync_api import Browser, expect
 
 import roomapi
 from roomapi import ROOM_EVENT, STREAM_STATUS
-from tests.e2e.conftest import WAIT_MS, RoomPage
+from tests.e2e.conftest import WAIT_MS, RoomPage, video_chat_pair
 from tests.media_sources import CounterVideoTrack, ToneAudioTrack
 from tests.servers import ROOT, DaphneServer, free_port
 
@@ -48,14 +48,8 @@ def test_index_links_the_three_pages(open_page: Callable[..., RoomPage]) -> None
 
 def test_video_chat_two_pages(open_page: Callable[..., RoomPage]) -> None:
     """Two pages on /video-chat/ see each other large, themselves small, and chat."""
-    ann = open_page("/video-chat/")
-    ben = open_page(ann.invite())
-    ann.join("ann")
-    ben.join("ben")
-    for page, other in ((ann, "ben"), (ben, "ann")):
-        expect(page.el("remoteName")).to_have_text(other, timeout=WAIT_MS)
-        expect(page.el("remoteStatus")).to_have_text("PLAYING", timeout=20_000)
-        page.wait_video("remoteDisplay")
+    ann, ben = video_chat_pair(open_page)
+    for page in (ann, ben):
         pip: Any = page.el("localTile").bounding_box()
         big: Any = page.el("remote").bounding_box()
         assert pip["width"] < big["width"] / 2 and pip["x"] >= big["x"] and pip["y"] >= big["y"]
