@@ -201,11 +201,11 @@ def build_command(inputs: list[MixInput], duration: float, output: Path, workdir
                 )
             mix_inputs = "".join(f"[a{slot}]" for slot in range(len(voices)))
             graph.append(f"{mix_inputs}amix=inputs={len(voices)}:duration=longest:dropout_transition=0:normalize=0,"
-                         f"apad[aout]")
+                         f"apad=whole_dur={duration:.3f}[aout]")
         else:
             graph.append("anullsrc=r=48000:cl=stereo[aout]")
         maps += ["-map", "[aout]", "-c:a", "aac", "-b:a", "128k"]
-    command += ["-filter_complex", ";".join(graph), *maps, "-t", f"{duration:.3f}",
+    command += ["-filter_complex", ";".join(graph), *maps, "-t", f"{duration:.3f}", "-shortest",
                 "-movflags", "+faststart", "-progress", "pipe:1", "-nostats", str(output)]
     return command
 
@@ -225,6 +225,10 @@ def _run_ffmpeg(mixed: Recording, inputs: list[MixInput], duration: float) -> No
         reader.start()
         last_saved = 0.0
         assert process.stdout is not None
+        # A stalled graph must not spin forever: kill ffmpeg past a generous bound and fail the mix.
+        watchdog = threading.Timer(60.0 + 20.0 * duration, process.kill)
+        watchdog.daemon = True
+        watchdog.start()
         for line in process.stdout:
             key, _, value = line.strip().partition("=")
             if key in ("out_time_us", "out_time_ms") and value.isdigit():
@@ -233,6 +237,7 @@ def _run_ffmpeg(mixed: Recording, inputs: list[MixInput], duration: float) -> No
                     last_saved = time.monotonic()
                     Recording.objects.filter(pk=mixed.pk).update(progress=round(percent, 1))
         code = process.wait()
+        watchdog.cancel()
         reader.join(5)
     if code != 0:
         detail = " | ".join(line.strip() for line in errors if line.strip())
