@@ -25,6 +25,7 @@ from aiortc.rtp import RtpPacket
 from benchmarks.load_common import cpu_seconds, serve_commands
 from benchmarks.load_signal_client import Client
 from benchmarks.media import EncodedClip, PacketTrack, Probe, encode_clip
+from media_relay.aiortc_compat import replace_receive_handler
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +120,7 @@ def install(receiver: RTCRtpReceiver, counter: StreamCounter) -> None:
     async def handle_rtp(packet: RtpPacket, arrival_time_ms: int) -> None:
         counter.on_packet(packet)
 
-    receiver._handle_rtp_packet = handle_rtp  # type: ignore[method-assign]
+    replace_receive_handler(receiver, handle_rtp)
 
 
 def prefer(transceiver: Any, kind: str, mime: str) -> None:

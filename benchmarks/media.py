@@ -26,6 +26,8 @@ from aiortc import MediaStreamTrack
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtp import RtpPacket
 
+from media_relay.aiortc_compat import replace_receive_handler
+
 logger = logging.getLogger(__name__)
 
 WIDTH, HEIGHT = 640, 480
@@ -161,7 +163,7 @@ def install_counter(receiver: RTCRtpReceiver, counter: PlayerCounter, probe: Pro
     async def handle_rtp(packet: RtpPacket, arrival_time_ms: int) -> None:
         counter.on_packet(packet, probe)
 
-    receiver._handle_rtp_packet = handle_rtp  # type: ignore[method-assign]
+    replace_receive_handler(receiver, handle_rtp)
 
 
 class PacketTrack(MediaStreamTrack):

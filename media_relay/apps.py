@@ -14,10 +14,5 @@ class MediaRelayConfig(AppConfig):
         from rooms.signals import room_finished
 
         room_finished.connect(on_room_finished, dispatch_uid="media_relay.recording.mix")
-        from django.conf import settings
-
-        from media_relay.ports import install_port_range
-        from media_relay.stats import install_codec_counters
-
-        install_codec_counters()
-        install_port_range(settings.MEDIA_UDP_PORTS)
+        # aiortc/aioice patches are applied by a media worker when it starts (aiortc_compat.install),
+        # not here: management commands and client-side peers never need them.

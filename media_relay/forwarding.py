@@ -6,6 +6,8 @@ RTX unwrapping) and skips the jitter buffer and the decoder entirely.  Each
 player has a :class:`DownTrack` that rewrites the header (payload type, SSRC,
 sequence, timestamp) with a few bytes of struct packing, keeps a history for
 NACKs, and hands the packet to SRTP and the socket without a coroutine hop.
+What they need of aiortc's receivers, senders and transports comes through the
+links of :mod:`media_relay.aiortc_compat`.
 """
 
 from __future__ import annotations
@@ -19,12 +21,9 @@ from typing import Any, Protocol
 
 from aiortc import clock
 from aiortc.codecs import is_rtx
-from aiortc.rtcdtlstransport import RTCDtlsTransport, State
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
-from aiortc.rtcrtpreceiver import RTCRtpReceiver, StreamStatistics
-from aiortc.rtcrtpsender import RTCRtpSender
+from aiortc.rtcrtpreceiver import StreamStatistics
 from aiortc.rtp import (
-    RTCP_PSFB_APP,
     RTCP_PSFB_FIR,
     RTCP_PSFB_PLI,
     RTCP_RTPFB_NACK,
@@ -32,10 +31,10 @@ from aiortc.rtp import (
     RtcpPsfbPacket,
     RtcpRtpfbPacket,
     RtpPacket,
-    pack_remb_fci,
     unwrap_rtx,
 )
 
+from media_relay.aiortc_compat import Binding, ReceiverLink, SenderLink
 from media_relay.rtp import RTP_HEADER, keyframe_start, packet_sequence, wrap_rtx
 from media_relay.stats import STATS
 
@@ -59,18 +58,16 @@ class DownTrack:
     def __init__(
         self,
         kind: str,
-        sender: RTCRtpSender,
-        transport: RTCDtlsTransport,
+        link: SenderLink,
         payload_types: dict[int, int],
         rtx_payload_type: int | None,
         on_first_packet: Callable[[], None],
         request_keyframe: Callable[[], None],
     ) -> None:
         self.kind = kind
-        self.sender = sender
-        self.transport = transport
-        self.ssrc = sender._ssrc
-        self.rtx_ssrc = sender._rtx_ssrc
+        self.link = link
+        self.ssrc = link.ssrc
+        self.rtx_ssrc = link.rtx_ssrc
         self.payload_types = payload_types
         self.rtx_payload_type = rtx_payload_type
         self.on_first_packet: Callable[[], None] | None = on_first_packet
@@ -87,8 +84,7 @@ class DownTrack:
         self.packets_sent = 0
         self.octets_sent = 0
         self.last_timestamp = 0
-        self._original_rtcp = sender._handle_rtcp_packet
-        sender._handle_rtcp_packet = self.handle_rtcp  # type: ignore[method-assign]
+        self._original_rtcp = link.intercept_rtcp(self.handle_rtcp)
 
     def pause(self) -> None:
         """Stop forwarding (muted); resume continues the sequence without a gap."""
@@ -124,7 +120,8 @@ class DownTrack:
         self.octets_sent += len(payload)
         self.last_timestamp = out_timestamp
         if ntp:
-            self._update_sender_report(ntp)
+            # aiortc's sender reports (RTCP SR) announce these; keep them true to what was sent.
+            self.link.set_report(ntp, out_timestamp, self.packets_sent, self.octets_sent)
         if self.on_first_packet is not None:
             callback, self.on_first_packet = self.on_first_packet, None
             callback()
@@ -148,28 +145,12 @@ class DownTrack:
         return True
 
     def _bind(self) -> tuple[Any, Any, Any, Any] | None:
-        # Resolved once per selected candidate pair instead of per packet: the hot path is one
-        # protect() and one sendto() on the raw socket (asyncio's transport when there is none).
-        transport = self.transport
-        if transport._state != State.CONNECTED:
+        # Resolved once per selected candidate pair instead of per packet (see SenderLink.bind).
+        binding: Binding | None = self.link.bind()
+        if binding is None:
             return None
-        self._nominated = transport.transport._connection._nominated
-        pair = self._nominated.get(1)
-        if pair is None:
-            return None
-        datagram = pair.protocol.transport
-        raw = getattr(datagram, "_sock", None)
-        sendto = raw.sendto if raw is not None else datagram.sendto
-        self._route = (pair, sendto, transport._tx_srtp.protect, pair.remote_addr)
+        self._nominated, self._route = binding
         return self._route
-
-    def _update_sender_report(self, ntp: int) -> None:
-        # aiortc's sender reports (RTCP SR) read these; keep them true to what we sent.
-        sender = self.sender
-        sender._RTCRtpSender__ntp_timestamp = ntp  # type: ignore[attr-defined]
-        sender._RTCRtpSender__rtp_timestamp = self.last_timestamp  # type: ignore[attr-defined]
-        sender._RTCRtpSender__packet_count = self.packets_sent  # type: ignore[attr-defined]
-        sender._RTCRtpSender__octet_count = self.octets_sent  # type: ignore[attr-defined]
 
     def retransmit(self, sequence: int) -> None:
         """Answer a NACK from the history, as RTX when negotiated."""
@@ -198,12 +179,12 @@ class Ingest:
     def __init__(
         self,
         kind: str,
-        receiver: RTCRtpReceiver,
+        link: ReceiverLink,
         on_first_packet: Callable[[Ingest], None],
         pli_interval: float,
     ) -> None:
         self.kind = kind
-        self.receiver = receiver
+        self.link = link
         self.downtracks: list[DownTrack] = []
         self.sinks: list[PacketSink] = []
         self.enabled = True
@@ -214,18 +195,16 @@ class Ingest:
         self.pli_interval = pli_interval
         self._last_pli = 0.0
         self._pli_pending: asyncio.TimerHandle | None = None
-        # aiortc's receiver state that feedback needs (private in aiortc 1.16).
-        prefix = "_RTCRtpReceiver__"
-        self._codecs: dict[int, RTCRtpCodecParameters] = getattr(receiver, prefix + "codecs")
-        self._remote_streams: dict[int, StreamStatistics] = getattr(receiver, prefix + "remote_streams")
-        self._rtx_ssrc: dict[int, int] = getattr(receiver, prefix + "rtx_ssrc")
-        self._active_ssrc: dict[int, Any] = getattr(receiver, prefix + "active_ssrc")
-        self._nack_generator = getattr(receiver, prefix + "nack_generator")
-        receiver._handle_rtp_packet = self.handle_rtp  # type: ignore[method-assign]
+        # aiortc's receiver state that feedback needs, read once (the hot path skips the link).
+        self._codecs: dict[int, RTCRtpCodecParameters] = link.codecs
+        self._remote_streams: dict[int, StreamStatistics] = link.remote_streams
+        self._rtx_ssrc: dict[int, int] = link.rtx_ssrc
+        self._active_ssrc: dict[int, Any] = link.active_ssrc
+        self._nack_generator = link.nack_generator
+        link.take_over(self.handle_rtp)
 
     async def handle_rtp(self, packet: RtpPacket, arrival_time_ms: int) -> None:
-        """Replaces RTCRtpReceiver._handle_rtp_packet: feedback, then forward; no decoding."""
-        receiver = self.receiver
+        """Every RTP packet of the publisher, instead of aiortc's jitter buffer: feedback, then forward."""
         # aiortc's per-packet bandwidth estimator costs ~50 us a packet; like Janus, the relay
         # instead caps the publisher with a periodic REMB (send_bitrate_cap), and keeps the cheap
         # statistics (receiver reports) and NACKs below.
@@ -246,7 +225,7 @@ class Ingest:
             packet = unwrap_rtx(packet, payload_type=apt, ssrc=original_ssrc)
             codec = self._codecs[apt]
         if self._nack_generator is not None and self._nack_generator.add(packet):
-            await receiver._send_rtcp_nack(packet.ssrc, sorted(self._nack_generator.missing))
+            await self.link.send_nack(packet.ssrc, sorted(self._nack_generator.missing))
         if not packet.payload:
             return
         self.packets_received += 1
@@ -257,7 +236,7 @@ class Ingest:
         if self.on_first_packet is not None:
             callback, self.on_first_packet = self.on_first_packet, None
             # aiortc started a decoder thread for this receiver; nothing will ever feed it.
-            receiver._RTCRtpReceiver__stop_decoder()  # type: ignore[attr-defined]
+            self.link.stop_decoder()
             callback(self)
         for sink in self.sinks:
             try:
@@ -277,11 +256,20 @@ class Ingest:
 
     async def send_bitrate_cap(self, bitrate: int) -> None:
         """Tell the publisher the most it may send (REMB), as an SFU with a fixed room bitrate does."""
-        rtcp_ssrc = self.receiver._RTCRtpReceiver__rtcp_ssrc  # type: ignore[attr-defined]
-        if self.kind != "video" or self.media_ssrc is None or rtcp_ssrc is None:
+        if self.kind != "video" or self.media_ssrc is None:
             return
-        fci = pack_remb_fci(bitrate, [self.media_ssrc])
-        await self.receiver._send_rtcp(RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=fci))
+        await self.link.send_remb(bitrate, [self.media_ssrc])
+
+    def packet_loss(self) -> tuple[int, int]:
+        """(lost, expected) RTP packets of the publisher's media SSRCs so far (RTX SSRCs left out)."""
+        lost = expected = 0
+        rtx = set(self._rtx_ssrc)
+        for ssrc, stats in list(self._remote_streams.items()):
+            if ssrc in rtx or stats.max_seq is None or stats.base_seq is None:
+                continue
+            expected += max(stats.packets_expected, 0)
+            lost += max(stats.packets_lost, 0)
+        return lost, expected
 
     def set_enabled(self, enabled: bool) -> None:
         """Mute (False) or unmute (True): muted media is not forwarded."""
@@ -322,7 +310,7 @@ class Ingest:
         if self.media_ssrc is None:
             return
         self._last_pli = time.monotonic()
-        task = asyncio.ensure_future(self.receiver._send_rtcp_pli(self.media_ssrc))
+        task = asyncio.ensure_future(self.link.send_pli(self.media_ssrc))
         task.add_done_callback(_log_failure)
 
     def close(self) -> None:

@@ -22,6 +22,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecCapability, RTCRtpCodecParameters
 from aiortc.sdp import candidate_from_sdp
 from django.conf import settings
 
+from media_relay.aiortc_compat import ReceiverLink, SenderLink, media_codecs, negotiated_codecs
 from media_relay.forwarding import DownTrack, Ingest
 from media_relay.stats import PEER_CONNECTIONS
 
@@ -192,8 +193,9 @@ class Publication(PeerSession):
             raise MediaError("invalid_sdp", f"the offer was refused: {exc}") from None
         for transceiver in self.pc.getTransceivers():
             if transceiver.kind in ("audio", "video") and transceiver.kind not in self.ingests:
-                ingest = Ingest(transceiver.kind, transceiver.receiver, self._first_packet, settings.MEDIA_PLI_INTERVAL)
-                negotiated = [c for c in transceiver._codecs if not is_rtx(c)]
+                link = ReceiverLink(transceiver.receiver)
+                ingest = Ingest(transceiver.kind, link, self._first_packet, settings.MEDIA_PLI_INTERVAL)
+                negotiated = media_codecs(transceiver)
                 ingest.codec = negotiated[0] if negotiated else None
                 self.ingests[transceiver.kind] = ingest
         if not self.ingests:
@@ -230,7 +232,7 @@ class Publication(PeerSession):
             codec = ingest.codec
             if codec is None:
                 transceiver = next((t for t in self.pc.getTransceivers() if t.kind == kind), None)
-                codecs = [c for c in (transceiver._codecs if transceiver else []) if not is_rtx(c)]
+                codecs = media_codecs(transceiver) if transceiver else []
                 codec = codecs[0] if codecs else None
             names[kind] = codec.mimeType.split("/")[1] if codec else ""
         return names
@@ -287,7 +289,7 @@ class Playback(PeerSession):
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
         except Exception as exc:
             raise MediaError("invalid_sdp", f"the offer was refused: {exc}") from None
-        if not any(t._codecs for t in self._senders.values()):
+        if not any(negotiated_codecs(t) for t in self._senders.values()):
             raise MediaError("invalid_sdp", "the offer accepts none of the stream's codecs")
         answer = await self.pc.createAnswer()
         await self.pc.setLocalDescription(answer)
@@ -299,15 +301,14 @@ class Playback(PeerSession):
             return
         for kind, transceiver in self._senders.items():
             ingest = self.publication.ingests.get(kind)
-            codecs = transceiver._codecs
+            codecs = negotiated_codecs(transceiver)
             if ingest is None or ingest.codec is None or not codecs or transceiver.direction == "inactive":
                 continue
             main = next(c for c in codecs if not is_rtx(c))
             rtx = next((c for c in codecs if is_rtx(c) and c.parameters.get("apt") == main.payloadType), None)
             downtrack = DownTrack(
                 kind,
-                transceiver.sender,
-                transceiver.sender.transport,
+                SenderLink(transceiver.sender, transceiver.sender.transport),
                 {ingest.codec.payloadType: main.payloadType},  # type: ignore[dict-item]
                 rtx.payloadType if rtx else None,
                 self._first_packet,

@@ -2,7 +2,8 @@
 
 aioice binds every host candidate to an ephemeral port.  A firewall-friendly
 deployment needs a fixed range, so aioice's module-level ``asyncio`` is given a
-proxy whose running loop binds UDP sockets within the range.
+proxy whose running loop (a :class:`RangeLoop`) binds UDP sockets within the
+range; :func:`media_relay.aiortc_compat.install` applies it when a worker starts.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import types
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ def parse_range(value: str) -> tuple[int, int] | None:
     return low, high
 
 
-class _RangeLoop:
+class RangeLoop:
     """The running loop, except that UDP binds to port 0 pick a port in the range."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, low: int, high: int) -> None:
@@ -49,18 +49,3 @@ class _RangeLoop:
             except OSError:
                 continue
         raise OSError(f"no free UDP port in {self._low}-{self._high} on {local_addr[0]}")
-
-
-def install_port_range(value: str) -> None:
-    """Make aioice bind host candidates within ``value`` (no-op when empty)."""
-    bounds = parse_range(value)
-    if bounds is None:
-        return
-    import aioice.ice as ice
-
-    low, high = bounds
-    proxy = types.ModuleType("asyncio_port_range")
-    proxy.__getattr__ = lambda name: getattr(asyncio, name)  # type: ignore[method-assign]
-    proxy.get_running_loop = lambda: _RangeLoop(asyncio.get_running_loop(), low, high)  # type: ignore[attr-defined]
-    ice.asyncio = proxy  # type: ignore[attr-defined]
-    logger.info("media UDP ports limited to %d-%d", low, high)

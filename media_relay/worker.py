@@ -20,7 +20,9 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
+from django.conf import settings
 
+from media_relay import aiortc_compat
 from media_relay import messages as m
 from media_relay.peers import MediaError, Playback, Publication
 from media_relay.recording.sink import recording_sink_factory
@@ -64,6 +66,7 @@ class MediaWorker:
 
     async def start(self) -> None:
         """Get a channel and announce this worker."""
+        aiortc_compat.install(settings.MEDIA_UDP_PORTS)
         # The default prefix: channels_redis serves all of a process's channels from one key ("specific.<id>!").
         self.channel = await self.layer.new_channel()
         await self._announce()

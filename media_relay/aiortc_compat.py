@@ -1,0 +1,249 @@
+"""Every use of aiortc's and aioice's private internals, for the versions they were read from.
+
+The relay forwards encoded RTP without aiortc's jitter buffer, decoder or encoder, so it reads and
+replaces a few private attributes of aiortc's receivers, senders and transports, and patches two
+module-level names at worker start.  Nothing else in the project touches a ``_``-name of aiortc or
+aioice: when a new aiortc is pinned, this module is the one to re-read (against ``SUPPORTED``), and the
+import fails with a clear message until it has been.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import types
+from collections.abc import Awaitable, Callable
+from importlib.metadata import version
+from typing import Any
+
+import aioice.ice
+import aiortc.rtcrtpreceiver
+import aiortc.rtcrtpsender
+from aiortc.codecs import is_rtx
+from aiortc.rtcdtlstransport import RTCDtlsTransport, State
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtcrtpreceiver import RTCRtpReceiver, StreamStatistics
+from aiortc.rtcrtpsender import RTCRtpSender
+from aiortc.rtcrtptransceiver import RTCRtpTransceiver
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RTCP_PSFB_PLI,
+    RTCP_RTPFB_NACK,
+    AnyRtcpPacket,
+    RtcpPsfbPacket,
+    RtcpRtpfbPacket,
+    RtpPacket,
+    pack_remb_fci,
+)
+
+from media_relay.ports import RangeLoop, parse_range
+from media_relay.stats import STATS
+
+logger = logging.getLogger(__name__)
+
+SUPPORTED = {"aiortc": "1.16.0", "aioice": "0.13.0"}
+"""The exact versions whose internals this module was written against (requirements.txt pins them)."""
+
+
+class UnsupportedVersionError(ImportError):
+    """The installed aiortc or aioice is not the version this module was written for."""
+
+
+def check_versions() -> None:
+    """Raise :class:`UnsupportedVersionError` unless the installed versions are ``SUPPORTED``."""
+    for package, expected in SUPPORTED.items():
+        installed = version(package)
+        if installed != expected:
+            raise UnsupportedVersionError(
+                f"media_relay.aiortc_compat supports {package}=={expected} only, found {package}=={installed}: "
+                f"install {package}=={expected} (requirements.txt), or re-read this module's private accesses "
+                f"against {package} {installed} and update SUPPORTED"
+            )
+
+
+check_versions()
+
+RtpHandler = Callable[[RtpPacket, int], Awaitable[None]]
+RtcpHandler = Callable[[AnyRtcpPacket], Awaitable[None]]
+Route = tuple[Any, Callable[[bytes, Any], Any], Callable[[bytes], bytes], Any]
+"""How one packet leaves: (candidate pair, ``sendto(data, addr)``, SRTP ``protect(data)``, remote address)."""
+Binding = tuple[dict[int, Any], Route]
+"""A route plus aioice's live map of nominated pairs: the route is stale once ``pairs.get(1)`` is another pair."""
+
+
+# --- transceivers --------------------------------------------------------------------------------------------
+
+
+def negotiated_codecs(transceiver: RTCRtpTransceiver) -> list[RTCRtpCodecParameters]:
+    """The codecs negotiated on a transceiver (RTX included), in preference order; empty before negotiation."""
+    return list(transceiver._codecs)
+
+
+def media_codecs(transceiver: RTCRtpTransceiver) -> list[RTCRtpCodecParameters]:
+    """The negotiated codecs of a transceiver without RTX."""
+    return [codec for codec in transceiver._codecs if not is_rtx(codec)]
+
+
+# --- senders (the player side) -------------------------------------------------------------------------------
+
+
+class SenderLink:
+    """An aiortc RTCRtpSender whose RTP the relay writes itself, straight to the selected ICE pair's socket."""
+
+    def __init__(self, sender: RTCRtpSender, transport: RTCDtlsTransport) -> None:
+        self.sender = sender
+        self.transport = transport
+        self.ssrc: int = sender._ssrc
+        """The SSRC of the media the sender announced in SDP."""
+        self.rtx_ssrc: int = sender._rtx_ssrc
+        """The SSRC of its retransmissions (RFC 4588)."""
+
+    def intercept_rtcp(self, handler: RtcpHandler) -> RtcpHandler:
+        """Route the player's RTCP for this sender to ``handler``; returns aiortc's handler for the rest."""
+        original: RtcpHandler = self.sender._handle_rtcp_packet
+        self.sender._handle_rtcp_packet = handler  # type: ignore[method-assign, assignment]
+        return original
+
+    def set_report(self, ntp: int, rtp_timestamp: int, packet_count: int, octet_count: int) -> None:
+        """What aiortc's sender reports (RTCP SR) announce: the relay's sent figures, not aiortc's (zero)."""
+        sender = self.sender
+        sender._RTCRtpSender__ntp_timestamp = ntp  # type: ignore[attr-defined]
+        sender._RTCRtpSender__rtp_timestamp = rtp_timestamp  # type: ignore[attr-defined]
+        sender._RTCRtpSender__packet_count = packet_count  # type: ignore[attr-defined]
+        sender._RTCRtpSender__octet_count = octet_count  # type: ignore[attr-defined]
+
+    def bind(self) -> Binding | None:
+        """The socket route of the selected candidate pair, or None before DTLS is connected.
+
+        Resolved once per selected pair instead of per packet: the hot path is one ``protect()`` and one
+        ``sendto()`` on the raw socket (asyncio's datagram transport when there is none).
+        """
+        transport = self.transport
+        if transport._state != State.CONNECTED:
+            return None
+        nominated: dict[int, Any] = transport.transport._connection._nominated
+        pair = nominated.get(1)
+        if pair is None:
+            return None
+        datagram = pair.protocol.transport
+        raw = getattr(datagram, "_sock", None)
+        sendto = raw.sendto if raw is not None else datagram.sendto
+        return nominated, (pair, sendto, transport._tx_srtp.protect, pair.remote_addr)
+
+
+# --- receivers (the publisher side) --------------------------------------------------------------------------
+
+
+class ReceiverLink:
+    """An aiortc RTCRtpReceiver whose RTP the relay handles itself: the state feedback needs, and its RTCP outlet.
+
+    The dictionaries are aiortc's own, filled by aiortc when the transceiver is negotiated.
+    """
+
+    def __init__(self, receiver: RTCRtpReceiver) -> None:
+        self.receiver = receiver
+        prefix = "_RTCRtpReceiver__"
+        self.codecs: dict[int, RTCRtpCodecParameters] = getattr(receiver, prefix + "codecs")
+        """Negotiated codecs by payload type (RTX included)."""
+        self.remote_streams: dict[int, StreamStatistics] = getattr(receiver, prefix + "remote_streams")
+        """Reception statistics by SSRC, read by aiortc's receiver reports."""
+        self.rtx_ssrc: dict[int, int] = getattr(receiver, prefix + "rtx_ssrc")
+        """RTX SSRC -> the SSRC of the media it repairs."""
+        self.active_ssrc: dict[int, Any] = getattr(receiver, prefix + "active_ssrc")
+        """SSRC -> when it was last heard (aiortc's getSynchronizationSources)."""
+        self.nack_generator: Any = getattr(receiver, prefix + "nack_generator")
+        """aiortc's NackGenerator for video, None for audio."""
+
+    @property
+    def rtcp_ssrc(self) -> int | None:
+        """The SSRC this side's RTCP is sent from; None until the peer connection assigns it."""
+        ssrc: int | None = self.receiver._RTCRtpReceiver__rtcp_ssrc  # type: ignore[attr-defined]
+        return ssrc
+
+    def take_over(self, handler: RtpHandler) -> None:
+        """Give every RTP packet of this receiver to ``handler`` instead of aiortc's jitter buffer and decoder."""
+        self.receiver._handle_rtp_packet = handler  # type: ignore[method-assign, assignment]
+
+    def stop_decoder(self) -> None:
+        """Stop the decoder thread aiortc started for this receiver (nothing feeds it once taken over)."""
+        self.receiver._RTCRtpReceiver__stop_decoder()  # type: ignore[attr-defined]
+
+    async def send_rtcp(self, packet: AnyRtcpPacket) -> None:
+        """Send one RTCP packet to the publisher (dropped when the transport is not connected)."""
+        await self.receiver._send_rtcp(packet)
+
+    async def send_nack(self, media_ssrc: int, lost: list[int]) -> None:
+        """Ask the publisher to retransmit ``lost`` sequence numbers (RTCP generic NACK)."""
+        rtcp_ssrc = self.rtcp_ssrc
+        if rtcp_ssrc is not None:
+            packet = RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=rtcp_ssrc, media_ssrc=media_ssrc)
+            packet.lost = lost
+            await self.send_rtcp(packet)
+
+    async def send_pli(self, media_ssrc: int) -> None:
+        """Ask the publisher for a keyframe (RTCP PLI)."""
+        rtcp_ssrc = self.rtcp_ssrc
+        if rtcp_ssrc is not None:
+            await self.send_rtcp(RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=rtcp_ssrc, media_ssrc=media_ssrc))
+
+    async def send_remb(self, bitrate: int, media_ssrcs: list[int]) -> None:
+        """Tell the publisher the most it may send (RTCP REMB)."""
+        rtcp_ssrc = self.rtcp_ssrc
+        if rtcp_ssrc is not None:
+            fci = pack_remb_fci(bitrate, media_ssrcs)
+            await self.send_rtcp(RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=fci))
+
+
+def replace_receive_handler(receiver: RTCRtpReceiver, handler: RtpHandler) -> None:
+    """Give a receiver's RTP packets to ``handler`` (no jitter buffer, no decoding), e.g. a benchmark's counter."""
+    ReceiverLink(receiver).take_over(handler)
+
+
+# --- process-wide patches, applied when a media worker starts ------------------------------------------------
+
+_installed_ports: str | None = None
+
+
+def install(udp_ports: str = "") -> None:
+    """Apply the relay's patches to aiortc and aioice in this process (idempotent).
+
+    - count every decoder and encoder aiortc creates (``STATS``), to show the relay never transcodes;
+    - bind ICE host candidates within ``udp_ports`` (``"40000-40999"``; empty: any port).
+
+    A media worker calls it when it starts; management commands and client-side peers never need it.
+    """
+    global _installed_ports
+    _count_codecs()
+    if udp_ports == _installed_ports:
+        return
+    bounds = parse_range(udp_ports)
+    if bounds is None:
+        aioice.ice.asyncio = asyncio  # type: ignore[attr-defined]
+    else:
+        low, high = bounds
+        proxy = types.ModuleType("asyncio_port_range")
+        proxy.__getattr__ = lambda name: getattr(asyncio, name)  # type: ignore[method-assign]
+        proxy.get_running_loop = lambda: RangeLoop(asyncio.get_running_loop(), low, high)  # type: ignore[attr-defined]
+        aioice.ice.asyncio = proxy  # type: ignore[attr-defined]
+        logger.info("media UDP ports limited to %d-%d", low, high)
+    _installed_ports = udp_ports
+
+
+def _count_codecs() -> None:
+    if getattr(aiortc.rtcrtpreceiver.get_decoder, "counted", False):
+        return
+    original_decoder = aiortc.rtcrtpreceiver.get_decoder
+    original_encoder = aiortc.rtcrtpsender.get_encoder
+
+    def counting_decoder(codec: Any) -> Any:
+        STATS.decoders_created += 1
+        return original_decoder(codec)
+
+    def counting_encoder(codec: Any) -> Any:
+        STATS.encoders_created += 1
+        return original_encoder(codec)
+
+    counting_decoder.counted = True  # type: ignore[attr-defined]
+    counting_encoder.counted = True  # type: ignore[attr-defined]
+    aiortc.rtcrtpreceiver.get_decoder = counting_decoder  # type: ignore[assignment]
+    aiortc.rtcrtpsender.get_encoder = counting_encoder  # type: ignore[assignment]
