@@ -85,6 +85,7 @@ class CapturedReceiverLink(ReceiverLink):
     def __init__(self, kind: str, codecs: Iterable[RTCRtpCodecParameters], rtx: bool = False) -> None:
         super().__init__(RTCRtpReceiver(kind, dtls_transport()))
         for codec in codecs:
+            assert codec.payloadType is not None
             self.codecs[codec.payloadType] = codec  # what aiortc's receive() does after negotiation
         if rtx:
             self.rtx_ssrc[PUBLISHER_RTX_SSRC] = PUBLISHER_SSRC
