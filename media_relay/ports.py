@@ -9,11 +9,8 @@ range; :func:`media_relay.aiortc_compat.install` applies it when a worker starts
 from __future__ import annotations
 
 import asyncio
-import logging
 import random
 from typing import Any
-
-logger = logging.getLogger(__name__)
 
 
 def parse_range(value: str) -> tuple[int, int] | None:
