@@ -10,6 +10,8 @@ from django.conf import settings
 from rooms import protocol as p
 from rooms.exceptions import ErrorCode, RoomError
 from rooms.permissions import grants_for_role
+from rooms.protocol import Role
+from rooms.tokens import verify_token
 
 
 @dataclass
@@ -21,7 +23,6 @@ class SessionIdentity:
     user_id: int | None = None
     room: str | None = None
     grants: frozenset[str] | None = None
-    metadata: dict[str, Any] | None = None
 
     def check_room(self, room: str) -> None:
         """A token bound to one room may join only that room (refused with ``invalid_token``)."""
@@ -38,15 +39,14 @@ def role_of_user(user: Any) -> str:
     from rooms.models import UserRole
 
     role = UserRole.objects.filter(user_id=user.pk).values_list("role", flat=True).first()
-    return role or "publisher"
+    return role or Role.PUBLISHER
 
 
 def authenticate_hello(command: p.Hello, user: Any = None) -> SessionIdentity:
     """Turn a hello into an identity, or raise ProtocolError (session FAILED)."""
     if command.token is not None:
-        from rooms.tokens import identity_from_token
-
-        return identity_from_token(command.token)
+        token = verify_token(command.token)
+        return SessionIdentity(login=token.login, role=token.role, room=token.room, grants=token.grants)
     assert command.username is not None
     if user is not None and getattr(user, "is_authenticated", False):
         return SessionIdentity(login=command.username, role=role_of_user(user), user_id=user.pk)

@@ -209,7 +209,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 rid=command.rid,
             )
         except RoomError as exc:
-            await deliver((await db(services.stream_ended)(stream.public_id, "FAILED", exc.message)).deliveries)
+            failed = await db(services.stream_ended)(stream.public_id, p.StreamStatus.FAILED, exc.message)
+            await deliver(failed.deliveries)
             raise
 
     async def _handle_unpublish(self, command: p.Unpublish) -> None:

@@ -82,7 +82,7 @@ class ConnectionLimits:
                 f"too many commands: at most {self.commands.rate:g} a second (bursts of {self.commands.burst:g});"
                 " slow down and retry",
             )
-        if kind == p.SEND_MESSAGE and not self.messages.take():
+        if kind == p.CommandType.SEND_MESSAGE and not self.messages.take():
             raise RoomError(
                 ErrorCode.RATE_LIMITED,
                 f"too many messages: at most {self.messages.rate:g} a second (bursts of {self.messages.burst:g});"
@@ -188,8 +188,3 @@ async def acquire_connection(scope: dict[str, Any]) -> ConnectionSlot | None:
         await slot.release()
         return None
     return slot
-
-
-def local_connection_counts() -> dict[str, int]:
-    """This process's per-IP counts (when Redis is not used); for tests and metrics."""
-    return dict(_local_counts)

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import uuid
+from enum import StrEnum
 
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+
+from rooms.protocol import LIVE_STREAM_STATUSES, ParticipantState, Role, StreamKind, StreamStatus
+
+
+def choices(vocabulary: type[StrEnum]) -> list[tuple[str, str]]:
+    """Field choices from a protocol enum, labelled as TextChoices would label them ("PENDING" -> "Pending")."""
+    return [(member.value, member.name.replace("_", " ").title()) for member in vocabulary]
 
 
 class Room(models.Model):
@@ -48,20 +56,15 @@ class Room(models.Model):
 class Participant(models.Model):
     """A user present in (or once present in) a room, identified by login."""
 
-    class State(models.TextChoices):
-        CONNECTED = "connected"
-        DISCONNECTED = "disconnected"
-        LEFT = "left"
-
-    class Role(models.TextChoices):
-        MODERATOR = "moderator"
-        PUBLISHER = "publisher"
-        VIEWER = "viewer"
+    State = ParticipantState
+    Role = Role
 
     room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="participants")
     login = models.CharField(max_length=64)
-    state = models.CharField(max_length=16, choices=State.choices, default=State.CONNECTED, db_index=True)
-    role = models.CharField(max_length=16, choices=Role.choices, default=Role.PUBLISHER)
+    state = models.CharField(
+        max_length=16, choices=choices(ParticipantState), default=ParticipantState.CONNECTED.value, db_index=True
+    )
+    role = models.CharField(max_length=16, choices=choices(Role), default=Role.PUBLISHER.value)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     channel_name = models.CharField(max_length=200, blank=True, help_text="Channel of the live connection.")
     joined_at = models.DateTimeField(auto_now_add=True)
@@ -79,11 +82,6 @@ class Participant(models.Model):
     def __str__(self) -> str:
         return f"{self.login} in {self.room.name}"
 
-    @property
-    def is_present(self) -> bool:
-        """Connected or disconnected but not yet expired."""
-        return self.state != self.State.LEFT
-
 
 def new_stream_id() -> str:
     """A random public stream id."""
@@ -93,21 +91,16 @@ def new_stream_id() -> str:
 class Stream(models.Model):
     """A published media stream (camera or screen) of a participant."""
 
-    class Kind(models.TextChoices):
-        CAMERA = "camera"
-        SCREEN = "screen"
-
-    class Status(models.TextChoices):
-        PENDING = "PENDING"
-        PUBLISHING = "PUBLISHING"
-        UNPUBLISHED = "UNPUBLISHED"
-        FAILED = "FAILED"
+    Kind = StreamKind
+    Status = StreamStatus
 
     public_id = models.CharField(max_length=32, unique=True, default=new_stream_id, editable=False)
     participant = models.ForeignKey(Participant, on_delete=models.CASCADE, related_name="streams")
     name = models.CharField(max_length=160)
-    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.CAMERA)
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
+    kind = models.CharField(max_length=16, choices=choices(StreamKind), default=StreamKind.CAMERA.value)
+    status = models.CharField(
+        max_length=16, choices=choices(StreamStatus), default=StreamStatus.PENDING.value, db_index=True
+    )
     audio_muted = models.BooleanField(default=False)
     video_muted = models.BooleanField(default=False)
     has_audio = models.BooleanField(default=False)
@@ -129,7 +122,7 @@ class Stream(models.Model):
     @property
     def is_live(self) -> bool:
         """Negotiating or publishing."""
-        return self.status in (self.Status.PENDING, self.Status.PUBLISHING)
+        return self.status in LIVE_STREAM_STATUSES
 
 
 class Message(models.Model):
@@ -158,7 +151,7 @@ class UserRole(models.Model):
     """The role a logged-in Django user gets in rooms (publisher unless an admin sets otherwise)."""
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="room_role")
-    role = models.CharField(max_length=16, choices=Participant.Role.choices, default=Participant.Role.PUBLISHER)
+    role = models.CharField(max_length=16, choices=choices(Role), default=Role.PUBLISHER.value)
 
     def __str__(self) -> str:
         return f"{self.user} as {self.role}"

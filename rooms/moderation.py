@@ -1,4 +1,4 @@
-"""Moderator actions, shared by the WebSocket command, REST and the admin."""
+"""Moderator actions, shared by the WebSocket command, REST and the admin: room services, then deliveries."""
 
 from __future__ import annotations
 
@@ -6,54 +6,14 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
-from django.db import transaction
 
 from rooms import protocol as p
 from rooms import services
 from rooms.dispatch import deliver, deliver_outcome
 from rooms.exceptions import ErrorCode, RoomError
-from rooms.models import Participant, Room
-from rooms.presenters import participant_dict, room_dict
-from rooms.services import Delivery, Outcome
+from rooms.protocol import ModerationAction
 
 db = database_sync_to_async
-
-
-@transaction.atomic
-def kick(room_id: int, login: str, reason: str = "kicked by a moderator") -> Outcome:
-    """Remove a present participant: it gets KICKED, the room gets LEFT."""
-    room = services._lock(Room.objects.filter(pk=room_id)).get()  # the room first: services' lock order
-    participant = services._lock(
-        Participant.objects.filter(room_id=room_id, login=login, state__in=services.PRESENT)
-    ).first()
-    if participant is None:
-        raise RoomError(ErrorCode.PARTICIPANT_NOT_FOUND, f"'{login}' is not in this room")
-    outcome = Outcome()
-    if participant.channel_name:
-        event = p.Event(p.KICKED, {"participant": participant_dict(participant, []), "reason": reason}).to_dict()
-        outcome.deliveries.append(Delivery(event, channels=(participant.channel_name,)))
-    participant.room = room
-    services._mark_left(participant, outcome)
-    services._finalize_if_empty(room, outcome)
-    return outcome
-
-
-@transaction.atomic
-def update_room(room_id: int, **changes: Any) -> Outcome:
-    """Lock, unlock or resize a room; everyone gets ROOM_UPDATED."""
-    room = services._lock(Room.objects.filter(pk=room_id, finalized_at__isnull=True)).get()
-    for key, value in changes.items():
-        setattr(room, key, value)
-    room.save(update_fields=list(changes))
-    event = p.Event(p.ROOM_UPDATED, {"room": room_dict(room)}).to_dict()
-    return Outcome(deliveries=[Delivery(event, group=room.group_name)])
-
-
-def _stream_in_room(room_id: int, stream_id: str) -> None:
-    from rooms.models import Stream
-
-    if not Stream.objects.filter(public_id=stream_id, participant__room_id=room_id).exists():
-        raise RoomError(ErrorCode.STREAM_NOT_FOUND, "no such stream in this room")
 
 
 async def apply(
@@ -63,31 +23,26 @@ async def apply(
     from media_relay.client import media_client
 
     action = command.action
-    if action == "kick":
+    if action == ModerationAction.KICK:
         assert command.login is not None
-        outcome = await db(kick)(room_id, command.login, f"kicked by {by}")
-        await deliver_outcome(outcome)
-    elif action == "mute":
+        await deliver_outcome(await db(services.kick)(room_id, command.login, f"kicked by {by}"))
+    elif action == ModerationAction.MUTE:
         assert command.stream is not None
-        await db(_stream_in_room)(room_id, command.stream)
-        audio = command.audio if command.audio is not None else (None if command.video is not None else True)
-        outcome = await db(services.set_mute)(command.stream, audio, command.video)
-        stream = outcome.deliveries[0].event["stream"]
-        await media_client().mute(
-            room_id=room_id, stream_id=command.stream, audio=stream["audio_muted"], video=stream["video_muted"]
-        )
+        outcome = await db(services.set_mute)(command.stream, command.audio, command.video, room_id=room_id)
+        for stream_id, audio_muted, video_muted in outcome.muted_streams:  # moves into deliver_outcome (h1)
+            await media_client().mute(room_id=room_id, stream_id=stream_id, audio=audio_muted, video=video_muted)
         await deliver(outcome.deliveries)
-    elif action == "unpublish":
+    elif action == ModerationAction.UNPUBLISH:
         assert command.stream is not None
-        await db(_stream_in_room)(room_id, command.stream)
-        await deliver_outcome(await db(services.stream_ended)(command.stream, reason=f"unpublished by {by}"))
-    elif action in ("lock", "unlock"):
-        await deliver((await db(update_room)(room_id, locked=action == "lock")).deliveries)
-    elif action == "set_max_participants":
+        await deliver_outcome(await db(services.unpublish_in_room)(room_id, command.stream, f"unpublished by {by}"))
+    elif action in (ModerationAction.LOCK, ModerationAction.UNLOCK):
+        locked = action == ModerationAction.LOCK
+        await deliver_outcome(await db(services.update_room)(room_id, locked=locked))
+    elif action == ModerationAction.SET_MAX_PARTICIPANTS:
         if command.max_participants is None:
             raise RoomError(ErrorCode.MISSING_FIELD, "'max_participants' is required")
-        await deliver((await db(update_room)(room_id, max_participants=command.max_participants)).deliveries)
-    elif action == "finalize":
+        await deliver_outcome(await db(services.update_room)(room_id, max_participants=command.max_participants))
+    elif action == ModerationAction.FINALIZE:
         await deliver_outcome(await db(services.finalize_room)(room_id, f"finalized by {by}"))
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from rooms.exceptions import ErrorCode, RoomError
+from rooms.protocol import Grant, Role
 
-GRANTS = ("can_publish", "can_play", "can_chat", "can_moderate", "can_record")
+GRANTS: tuple[str, ...] = tuple(Grant)
 
 ROLE_GRANTS: dict[str, frozenset[str]] = {
-    "moderator": frozenset(GRANTS),
-    "publisher": frozenset({"can_publish", "can_play", "can_chat", "can_record"}),
-    "viewer": frozenset({"can_play", "can_chat"}),
+    Role.MODERATOR: frozenset(Grant),
+    Role.PUBLISHER: frozenset({Grant.CAN_PUBLISH, Grant.CAN_PLAY, Grant.CAN_CHAT, Grant.CAN_RECORD}),
+    Role.VIEWER: frozenset({Grant.CAN_PLAY, Grant.CAN_CHAT}),
 }
 
 

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from rooms.models import Message, Participant, Room, Stream
+from rooms.protocol import StreamStatus
 
 
 def iso(value: datetime | None) -> str | None:
@@ -46,7 +47,7 @@ def stream_dict(stream: Stream, login: str | None = None) -> dict[str, Any]:
 def participant_dict(participant: Participant, streams: list[Stream] | None = None) -> dict[str, Any]:
     """A participant with its live streams."""
     if streams is None:
-        streams = [s for s in participant.streams.all() if s.status == Stream.Status.PUBLISHING]
+        streams = [s for s in participant.streams.all() if s.status == StreamStatus.PUBLISHING]
     return {
         "login": participant.login,
         "state": participant.state,

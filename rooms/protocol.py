@@ -11,58 +11,132 @@ import json
 import re
 import unicodedata
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, ClassVar
 
 PROTOCOL_VERSION = 1
-
-# --- Commands (client -> server) -------------------------------------------
-HELLO = "hello"
-PING = "ping"
-JOIN = "join"
-LEAVE = "leave"
-SEND_MESSAGE = "send_message"
-PUBLISH = "publish"
-UNPUBLISH = "unpublish"
-PLAY = "play"
-STOP = "stop"
-ICE = "ice"
-MUTE = "mute"
-MODERATE = "moderate"
-
-# --- Events (server -> client) ---------------------------------------------
-ESTABLISHED = "established"
-FAILED = "failed"
-PONG = "pong"
-ACK = "ack"
-ERROR = "error"
-STATE = "state"
-JOINED = "joined"
-LEFT = "left"
-PARTICIPANT_UPDATED = "participant_updated"
-MESSAGE = "message"
-ANSWER = "answer"
-PUBLISHED = "published"
-UNPUBLISHED = "unpublished"
-STREAM_UPDATED = "stream_updated"
-STREAM_STATUS = "stream_status"
-PLAY_STATUS = "play_status"
-ROOM_UPDATED = "room_updated"
-ROOM_CLOSED = "room_closed"
-KICKED = "kicked"
-
-# --- Statuses ---------------------------------------------------------------
-SESSION_ESTABLISHED = "ESTABLISHED"
-SESSION_FAILED = "FAILED"
-SESSION_DISCONNECTED = "DISCONNECTED"
-STREAM_PENDING = "PENDING"
-STREAM_PUBLISHING = "PUBLISHING"
-STREAM_UNPUBLISHED = "UNPUBLISHED"
-STREAM_FAILED = "FAILED"
-STREAM_PLAYING = "PLAYING"
-STREAM_STOPPED = "STOPPED"
+"""The protocol version of ``hello``; written once here (the SDKs each carry a copy, checked by a test)."""
 
 
-class ErrorCode:
+class CommandType(StrEnum):
+    """The ``type`` of a command (client -> server)."""
+
+    HELLO = "hello"
+    PING = "ping"
+    JOIN = "join"
+    LEAVE = "leave"
+    SEND_MESSAGE = "send_message"
+    PUBLISH = "publish"
+    UNPUBLISH = "unpublish"
+    PLAY = "play"
+    STOP = "stop"
+    ICE = "ice"
+    MUTE = "mute"
+    MODERATE = "moderate"
+
+
+class EventType(StrEnum):
+    """The ``type`` of an event (server -> client)."""
+
+    ESTABLISHED = "established"
+    FAILED = "failed"
+    PONG = "pong"
+    ACK = "ack"
+    ERROR = "error"
+    STATE = "state"
+    JOINED = "joined"
+    LEFT = "left"
+    PARTICIPANT_UPDATED = "participant_updated"
+    MESSAGE = "message"
+    ANSWER = "answer"
+    PUBLISHED = "published"
+    UNPUBLISHED = "unpublished"
+    STREAM_UPDATED = "stream_updated"
+    STREAM_STATUS = "stream_status"
+    PLAY_STATUS = "play_status"
+    ROOM_UPDATED = "room_updated"
+    ROOM_CLOSED = "room_closed"
+    KICKED = "kicked"
+
+
+class SessionStatus(StrEnum):
+    """``status`` of ``established`` and ``failed``; DISCONNECTED is the SDKs' state after the socket closed."""
+
+    ESTABLISHED = "ESTABLISHED"
+    FAILED = "FAILED"
+    DISCONNECTED = "DISCONNECTED"
+
+
+class StreamStatus(StrEnum):
+    """``status`` of a published stream (``stream_status``, the Stream object)."""
+
+    PENDING = "PENDING"
+    PUBLISHING = "PUBLISHING"
+    UNPUBLISHED = "UNPUBLISHED"
+    FAILED = "FAILED"
+
+
+class PlayStatus(StrEnum):
+    """``status`` of a playback (``play_status``)."""
+
+    PLAYING = "PLAYING"
+    STOPPED = "STOPPED"
+    UNPUBLISHED = "UNPUBLISHED"
+    FAILED = "FAILED"
+
+
+class ParticipantState(StrEnum):
+    """``state`` of a participant."""
+
+    CONNECTED = "connected"
+    DISCONNECTED = "disconnected"
+    LEFT = "left"
+
+
+LIVE_STREAM_STATUSES = (StreamStatus.PENDING, StreamStatus.PUBLISHING)
+"""A live stream: negotiating or publishing."""
+PRESENT_STATES = (ParticipantState.CONNECTED, ParticipantState.DISCONNECTED)
+"""A present participant: connected, or dropped and not yet expired."""
+
+
+class Role(StrEnum):
+    """A participant's ``role`` (a token's role claim)."""
+
+    MODERATOR = "moderator"
+    PUBLISHER = "publisher"
+    VIEWER = "viewer"
+
+
+class Grant(StrEnum):
+    """What a role (or a token's explicit grants) allows."""
+
+    CAN_PUBLISH = "can_publish"
+    CAN_PLAY = "can_play"
+    CAN_CHAT = "can_chat"
+    CAN_MODERATE = "can_moderate"
+    CAN_RECORD = "can_record"
+
+
+class StreamKind(StrEnum):
+    """``kind`` of a published stream."""
+
+    CAMERA = "camera"
+    SCREEN = "screen"
+
+
+class ModerationAction(StrEnum):
+    """``action`` of ``moderate``."""
+
+    KICK = "kick"
+    MUTE = "mute"
+    UNPUBLISH = "unpublish"
+    LOCK = "lock"
+    UNLOCK = "unlock"
+    FINALIZE = "finalize"
+    SET_MAX_PARTICIPANTS = "set_max_participants"
+
+
+class ErrorCode(StrEnum):
     """Stable error codes; clients switch on these, humans read the text."""
 
     BAD_JSON = "bad_json"
@@ -82,6 +156,8 @@ class ErrorCode:
     ROOM_FULL = "room_full"
     ROOM_LOCKED = "room_locked"
     ROOM_NOT_FOUND = "room_not_found"
+    ROOM_EXISTS = "room_exists"
+    ROOM_FINISHED = "room_finished"
     MESSAGE_TOO_LARGE = "message_too_large"
     UNKNOWN_RECIPIENT = "unknown_recipient"
     STREAM_NOT_FOUND = "stream_not_found"
@@ -97,10 +173,26 @@ class ErrorCode:
     INTERNAL_ERROR = "internal_error"
 
 
+_FLAT_NAMES: dict[str, str] = {
+    **{m.name: m for m in CommandType},
+    **{m.name: m for m in EventType},
+    **{f"SESSION_{m.name}": m for m in SessionStatus},
+    **{f"STREAM_{m.name}": m for m in (*StreamStatus, *PlayStatus)},
+}
+
+
+def __getattr__(name: str) -> str:
+    """Deprecated flat names (``p.JOINED``, ``p.STREAM_FAILED``): use the enums (``EventType.JOINED``)."""
+    try:
+        return _FLAT_NAMES[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+
+
 class ProtocolError(Exception):
     """A refused command: a stable ``code`` and a human ``message``."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: ErrorCode, message: str) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
@@ -152,7 +244,7 @@ def _int(payload: dict[str, Any], key: str, *, minimum: int, maximum: int) -> in
     return value
 
 
-def clean_name(value: str, *, what: str, max_length: int, code: str = ErrorCode.INVALID_FIELD) -> str:
+def clean_name(value: str, *, what: str, max_length: int, code: ErrorCode = ErrorCode.INVALID_FIELD) -> str:
     """Normalise a login or room name: NFC, trimmed, printable, bounded."""
     name = unicodedata.normalize("NFC", value).strip()
     if not name:
@@ -183,7 +275,7 @@ class Command:
 class Hello(Command):
     """Open the session with a username or a signed token."""
 
-    type: ClassVar[str] = HELLO
+    type: ClassVar[str] = CommandType.HELLO
     version: int = PROTOCOL_VERSION
     username: str | None = None
     token: str | None = None
@@ -213,14 +305,14 @@ class Hello(Command):
 class Ping(Command):
     """Keep-alive; answered by pong."""
 
-    type: ClassVar[str] = PING
+    type: ClassVar[str] = CommandType.PING
 
 
 @dataclass(frozen=True)
 class Join(Command):
     """Join a room by name, creating it if it does not exist."""
 
-    type: ClassVar[str] = JOIN
+    type: ClassVar[str] = CommandType.JOIN
     room: str = ""
     record: bool = False
     max_participants: int | None = None
@@ -240,14 +332,14 @@ class Join(Command):
 class Leave(Command):
     """Leave the current room."""
 
-    type: ClassVar[str] = LEAVE
+    type: ClassVar[str] = CommandType.LEAVE
 
 
 @dataclass(frozen=True)
 class SendMessage(Command):
     """Send text to everyone (``to`` absent) or to the listed logins."""
 
-    type: ClassVar[str] = SEND_MESSAGE
+    type: ClassVar[str] = CommandType.SEND_MESSAGE
     text: str = ""
     to: tuple[str, ...] | None = None
 
@@ -319,15 +411,15 @@ def validate_sdp(sdp: str) -> str:
 class Publish(Command):
     """Publish a camera or screen stream: an SDP offer answered by the relay."""
 
-    type: ClassVar[str] = PUBLISH
-    kind: str = "camera"
+    type: ClassVar[str] = CommandType.PUBLISH
+    kind: str = StreamKind.CAMERA
     sdp: str = ""
     record: bool = False
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any], rid: str | int | None) -> Publish:
-        kind = payload.get("kind", "camera")
-        if kind not in ("camera", "screen"):
+        kind = payload.get("kind", StreamKind.CAMERA)
+        if kind not in tuple(StreamKind):  # a tuple: a JSON list or object must compare, not hash
             raise ProtocolError(ErrorCode.INVALID_FIELD, "'kind' must be 'camera' or 'screen'")
         return cls(rid=rid, kind=kind, sdp=_sdp(payload), record=bool(_bool(payload, "record")))
 
@@ -336,7 +428,7 @@ class Publish(Command):
 class Unpublish(Command):
     """Stop publishing one of one's own streams."""
 
-    type: ClassVar[str] = UNPUBLISH
+    type: ClassVar[str] = CommandType.UNPUBLISH
     stream: str = ""
 
     @classmethod
@@ -348,7 +440,7 @@ class Unpublish(Command):
 class Play(Command):
     """Play a PUBLISHING stream of the room: a receive-only SDP offer."""
 
-    type: ClassVar[str] = PLAY
+    type: ClassVar[str] = CommandType.PLAY
     stream: str = ""
     sdp: str = ""
 
@@ -361,7 +453,7 @@ class Play(Command):
 class Stop(Command):
     """Stop a playback."""
 
-    type: ClassVar[str] = STOP
+    type: ClassVar[str] = CommandType.STOP
     play: str = ""
 
     @classmethod
@@ -373,7 +465,7 @@ class Stop(Command):
 class Ice(Command):
     """A trickled ICE candidate for a publish (stream id) or a play (play id)."""
 
-    type: ClassVar[str] = ICE
+    type: ClassVar[str] = CommandType.ICE
     pc: str = ""
     candidate: str | None = None
     sdp_mid: str | None = None
@@ -397,7 +489,7 @@ class Ice(Command):
 class Mute(Command):
     """Mute or unmute the audio and/or video of one's own stream."""
 
-    type: ClassVar[str] = MUTE
+    type: ClassVar[str] = CommandType.MUTE
     stream: str = ""
     audio: bool | None = None
     video: bool | None = None
@@ -412,14 +504,15 @@ class Mute(Command):
         return cls(rid=rid, stream=stream, audio=audio, video=video)
 
 
-MODERATION_ACTIONS = ("kick", "mute", "unpublish", "lock", "unlock", "finalize", "set_max_participants")
+MODERATION_ACTIONS = tuple(ModerationAction)
+_STREAM_ACTIONS = (ModerationAction.MUTE, ModerationAction.UNPUBLISH)
 
 
 @dataclass(frozen=True)
 class Moderate(Command):
     """A moderator action on another participant, stream or the room."""
 
-    type: ClassVar[str] = MODERATE
+    type: ClassVar[str] = CommandType.MODERATE
     action: str = ""
     login: str | None = None
     stream: str | None = None
@@ -435,8 +528,8 @@ class Moderate(Command):
         return cls(
             rid=rid,
             action=action,
-            login=_string(payload, "login", required=action == "kick", max_length=MAX_LOGIN_LENGTH),
-            stream=_string(payload, "stream", required=action in ("mute", "unpublish"), max_length=64),
+            login=_string(payload, "login", required=action == ModerationAction.KICK, max_length=MAX_LOGIN_LENGTH),
+            stream=_string(payload, "stream", required=action in _STREAM_ACTIONS, max_length=64),
             audio=_bool(payload, "audio", None),
             video=_bool(payload, "video", None),
             max_participants=_int(payload, "max_participants", minimum=1, maximum=100_000),
@@ -514,7 +607,7 @@ class Event:
 
 def error_event(code: str, message: str, rid: str | int | None = None) -> dict[str, Any]:
     """The wire form of an error."""
-    return Event(ERROR, {"code": code, "message": message}).to_dict(rid)
+    return Event(EventType.ERROR, {"code": code, "message": message}).to_dict(rid)
 
 
 def encode(data: dict[str, Any]) -> str:

@@ -23,10 +23,12 @@ from rooms import signals
 from rooms.exceptions import ErrorCode, RoomError
 from rooms.models import Message, Participant, Room, Stream
 from rooms.presenters import message_dict, participant_dict, room_dict, stream_dict
+from rooms.protocol import EventType, ParticipantState, Role, StreamStatus
 
 logger = logging.getLogger(__name__)
 
-PRESENT = (Participant.State.CONNECTED, Participant.State.DISCONNECTED)
+PRESENT = p.PRESENT_STATES
+LIVE = p.LIVE_STREAM_STATUSES
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,8 @@ class Outcome:
     deliveries: list[Delivery] = field(default_factory=list)
     finalized_room_ids: list[int] = field(default_factory=list)
     closed_stream_ids: list[str] = field(default_factory=list)
+    muted_streams: list[tuple[str, bool, bool]] = field(default_factory=list)
+    """(stream public id, audio_muted, video_muted) of every stream whose mute flags changed."""
 
 
 @dataclass
@@ -67,7 +71,7 @@ class DropOutcome(Outcome):
     disconnected_at: datetime | None = None
 
 
-def _event(kind: str, **fields: Any) -> dict[str, Any]:
+def _event(kind: EventType, **fields: Any) -> dict[str, Any]:
     return p.Event(kind, fields).to_dict()
 
 
@@ -103,12 +107,23 @@ def _lock_room_and_participant(participant_id: int) -> tuple[Room | None, Partic
     return room, participant
 
 
-def _create_room(name: str, record: bool, max_participants: int | None) -> Room:
+def _create_room(name: str, record: bool, max_participants: int | None, locked: bool = False) -> Room:
     limit = max_participants or settings.ROOM_MAX_PARTICIPANTS
     limit = max(1, min(limit, settings.ROOM_MAX_PARTICIPANTS_LIMIT))
-    room = Room.objects.create(name=name, record=record, max_participants=limit)
+    room = Room.objects.create(name=name, record=record, max_participants=limit, locked=locked)
     _on_commit(signals.room_started, room=room)
     return room
+
+
+def create_room(name: str, *, record: bool = False, max_participants: int | None = None, locked: bool = False) -> Room:
+    """Open a room ahead of its participants; refused with ``room_exists`` while one of that name is active."""
+    try:
+        with transaction.atomic():
+            if Room.objects.filter(name=name, finalized_at__isnull=True).exists():
+                raise IntegrityError
+            return _create_room(name, record, max_participants, locked)
+    except IntegrityError:  # found, or a racing join created it first (the unique active name)
+        raise RoomError(ErrorCode.ROOM_EXISTS, f"room '{name}' is already active") from None
 
 
 def join(
@@ -155,10 +170,10 @@ def _join(
     present = list(_lock(room.participants.filter(state__in=PRESENT)))
     existing = next((x for x in present if x.login == login), None)
     resumed = False
-    if existing is not None and existing.state == Participant.State.CONNECTED:
+    if existing is not None and existing.state == ParticipantState.CONNECTED:
         raise RoomError(ErrorCode.LOGIN_TAKEN, "Room already has user with such login")
     if existing is not None:
-        existing.state = Participant.State.CONNECTED
+        existing.state = ParticipantState.CONNECTED
         existing.channel_name = channel_name
         existing.disconnected_at = None
         existing.save(update_fields=["state", "channel_name", "disconnected_at"])
@@ -170,7 +185,7 @@ def _join(
         if len(present) >= room.max_participants:
             raise RoomError(ErrorCode.ROOM_FULL, "room is full")
         if role is None:
-            role = Participant.Role.MODERATOR if created else Participant.Role.PUBLISHER
+            role = Role.MODERATOR if created else Role.PUBLISHER
         participant = Participant.objects.create(
             room=room, login=login, channel_name=channel_name, role=role, user_id=user_id
         )
@@ -178,7 +193,7 @@ def _join(
     others = [x for x in present if x.pk != participant.pk]
     streams = _live_streams_by_participant(room)
     state = _event(
-        p.STATE,
+        EventType.STATE,
         room=room_dict(room),
         self=participant_dict(participant, streams.get(participant.pk, [])),
         participants=[participant_dict(x, streams.get(x.pk, [])) for x in others],
@@ -186,7 +201,7 @@ def _join(
         resumed=resumed,
     )
     me = participant_dict(participant, streams.get(participant.pk, []))
-    kind = p.PARTICIPANT_UPDATED if resumed else p.JOINED
+    kind = EventType.PARTICIPANT_UPDATED if resumed else EventType.JOINED
     deliveries = [Delivery(_event(kind, participant=me), group=room.group_name, exclude=channel_name)]
     return JoinOutcome(
         deliveries=deliveries,
@@ -200,7 +215,7 @@ def _join(
 
 def _live_streams_by_participant(room: Room) -> dict[int, list[Stream]]:
     result: dict[int, list[Stream]] = {}
-    for stream in Stream.objects.filter(participant__room=room, status=Stream.Status.PUBLISHING):
+    for stream in Stream.objects.filter(participant__room=room, status=StreamStatus.PUBLISHING):
         result.setdefault(stream.participant_id, []).append(stream)
     return result
 
@@ -228,13 +243,15 @@ def history_for(room: Room, participant: Participant) -> list[Message]:
 # --- Leaving, dropping, expiry and finalization ----------------------------------
 
 
-def _end_streams(participant: Participant, outcome: Outcome, status: str = Stream.Status.UNPUBLISHED) -> None:
-    for stream in participant.streams.filter(status__in=(Stream.Status.PENDING, Stream.Status.PUBLISHING)):
+def _end_streams(participant: Participant, outcome: Outcome, status: StreamStatus = StreamStatus.UNPUBLISHED) -> None:
+    for stream in participant.streams.filter(status__in=LIVE):
         _set_stream_ended(stream, status, "", outcome, participant)
 
 
-def _set_stream_ended(stream: Stream, status: str, reason: str, outcome: Outcome, participant: Participant) -> None:
-    was_publishing = stream.status == Stream.Status.PUBLISHING
+def _set_stream_ended(
+    stream: Stream, status: StreamStatus, reason: str, outcome: Outcome, participant: Participant
+) -> None:
+    was_publishing = stream.status == StreamStatus.PUBLISHING
     stream.status = status
     stream.reason = reason[:200]
     stream.ended_at = timezone.now()
@@ -244,13 +261,14 @@ def _set_stream_ended(stream: Stream, status: str, reason: str, outcome: Outcome
     if participant.channel_name:
         outcome.deliveries.append(
             Delivery(
-                _event(p.STREAM_STATUS, stream=data, status=status, reason=reason), channels=(participant.channel_name,)
+                _event(EventType.STREAM_STATUS, stream=data, status=status, reason=reason),
+                channels=(participant.channel_name,),
             )
         )
     if was_publishing:
         outcome.deliveries.append(
             Delivery(
-                _event(p.UNPUBLISHED, participant=participant_dict(participant, []), stream=data),
+                _event(EventType.UNPUBLISHED, participant=participant_dict(participant, []), stream=data),
                 group=participant.room.group_name,
             )
         )
@@ -259,12 +277,12 @@ def _set_stream_ended(stream: Stream, status: str, reason: str, outcome: Outcome
 
 def _mark_left(participant: Participant, outcome: Outcome) -> None:
     _end_streams(participant, outcome)
-    participant.state = Participant.State.LEFT
+    participant.state = ParticipantState.LEFT
     participant.left_at = timezone.now()
     participant.save(update_fields=["state", "left_at"])
     outcome.deliveries.append(
         Delivery(
-            _event(p.LEFT, participant=participant_dict(participant, [])),
+            _event(EventType.LEFT, participant=participant_dict(participant, [])),
             group=participant.room.group_name,
             exclude=participant.channel_name or None,
         )
@@ -281,7 +299,7 @@ def _finalize(room: Room, outcome: Outcome, reason: str = "empty") -> None:
     room.save(update_fields=["finalized_at"])
     outcome.finalized_room_ids.append(room.pk)
     outcome.deliveries.append(
-        Delivery(_event(p.ROOM_CLOSED, room=room_dict(room), reason=reason), group=room.group_name)
+        Delivery(_event(EventType.ROOM_CLOSED, room=room_dict(room), reason=reason), group=room.group_name)
     )
     _on_commit(signals.room_finished, room=room)
 
@@ -296,7 +314,7 @@ def leave(participant_id: int) -> Outcome:
     """Leave the room; the last one out finalizes it."""
     outcome = Outcome()
     room, participant = _lock_room_and_participant(participant_id)
-    if room is None or participant is None or participant.state == Participant.State.LEFT:
+    if room is None or participant is None or participant.state == ParticipantState.LEFT:
         return outcome
     _mark_left(participant, outcome)
     _finalize_if_empty(room, outcome)
@@ -314,19 +332,19 @@ def drop(participant_id: int, channel_name: str) -> DropOutcome:
     _, participant = _lock_room_and_participant(participant_id)
     if (
         participant is None
-        or participant.state != Participant.State.CONNECTED
+        or participant.state != ParticipantState.CONNECTED
         or participant.channel_name != channel_name
     ):
         return outcome
     _end_streams(participant, outcome)
-    participant.state = Participant.State.DISCONNECTED
+    participant.state = ParticipantState.DISCONNECTED
     participant.disconnected_at = timezone.now()
     participant.channel_name = ""
     participant.save(update_fields=["state", "disconnected_at", "channel_name"])
     outcome.disconnected_at = participant.disconnected_at
     outcome.deliveries.append(
         Delivery(
-            _event(p.PARTICIPANT_UPDATED, participant=participant_dict(participant, [])),
+            _event(EventType.PARTICIPANT_UPDATED, participant=participant_dict(participant, [])),
             group=participant.room.group_name,
         )
     )
@@ -341,7 +359,7 @@ def expire(participant_id: int, disconnected_at: datetime | None) -> Outcome:
     if (
         room is None
         or participant is None
-        or participant.state != Participant.State.DISCONNECTED
+        or participant.state != ParticipantState.DISCONNECTED
         or participant.disconnected_at != disconnected_at
     ):
         return outcome
@@ -359,7 +377,7 @@ def sweep_expired(now: datetime | None = None) -> Outcome:
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=settings.ROOM_IDLE_TIMEOUT)
     outcome = Outcome()
-    stale = Participant.objects.filter(state=Participant.State.DISCONNECTED, disconnected_at__lte=cutoff)
+    stale = Participant.objects.filter(state=ParticipantState.DISCONNECTED, disconnected_at__lte=cutoff)
     for participant_id, disconnected_at in stale.values_list("pk", "disconnected_at")[:200]:
         result = expire(participant_id, disconnected_at)
         outcome.deliveries.extend(result.deliveries)
@@ -381,7 +399,7 @@ def finalize_room(room_id: int, reason: str = "finalized") -> Outcome:
 
 def _present_participant(participant_id: int) -> Participant:
     participant = Participant.objects.select_related("room").filter(pk=participant_id).first()
-    if participant is None or participant.state != Participant.State.CONNECTED:
+    if participant is None or participant.state != ParticipantState.CONNECTED:
         raise RoomError(ErrorCode.NOT_JOINED, "join a room first")
     return participant
 
@@ -399,14 +417,15 @@ def send_message(participant_id: int, text: str, to: tuple[str, ...] | None = No
 
 @transaction.atomic
 def send_server_message(room_id: int, text: str, to: tuple[str, ...] | None = None) -> tuple[dict[str, Any], Outcome]:
-    """A message from the server (REST, admin) to a room or to some logins."""
-    room = Room.objects.get(pk=room_id, finalized_at__isnull=True)
+    """A message from the server (REST, admin) to a room or to some logins; ``room_finished`` once it ended."""
+    room = Room.objects.filter(pk=room_id, finalized_at__isnull=True).first()
+    if room is None:
+        raise RoomError(ErrorCode.ROOM_FINISHED, "the room is finished")
     return _store_and_route(room, None, text, to)
 
 
-def _store_and_route(
-    room: Room, sender: Participant | None, text: str, to: tuple[str, ...] | None
-) -> tuple[dict[str, Any], Outcome]:
+def check_message_text(text: str) -> None:
+    """The message rule: valid Unicode of at most MESSAGE_MAX_BYTES in UTF-8, else a RoomError."""
     try:
         size = len(text.encode("utf-8"))
     except UnicodeEncodeError:
@@ -415,6 +434,12 @@ def _store_and_route(
         raise RoomError(
             ErrorCode.MESSAGE_TOO_LARGE, f"message is {size} bytes; the limit is {settings.MESSAGE_MAX_BYTES} bytes"
         )
+
+
+def _store_and_route(
+    room: Room, sender: Participant | None, text: str, to: tuple[str, ...] | None
+) -> tuple[dict[str, Any], Outcome]:
+    check_message_text(text)
     recipients: list[Participant] = []
     if to is not None:
         present = {x.login: x for x in room.participants.filter(state__in=PRESENT)}
@@ -433,7 +458,7 @@ def _store_and_route(
     if recipients:
         message.recipients.set(recipients)
     data = message_dict(message)
-    event = _event(p.MESSAGE, message=data)
+    event = _event(EventType.MESSAGE, message=data)
     outcome = Outcome()
     if to is None:
         outcome.deliveries.append(Delivery(event, group=room.group_name))
@@ -453,7 +478,7 @@ def _store_and_route(
 def create_stream(participant_id: int, kind: str, record: bool) -> Stream:
     """Open a PENDING stream of ``kind`` for a participant (one per kind)."""
     participant = _present_participant(participant_id)
-    if participant.streams.filter(kind=kind, status__in=(Stream.Status.PENDING, Stream.Status.PUBLISHING)).exists():
+    if participant.streams.filter(kind=kind, status__in=LIVE).exists():
         raise RoomError(ErrorCode.ALREADY_PUBLISHING, f"already publishing a {kind} stream")
     stream = Stream(participant=participant, kind=kind, record=record or participant.room.record)
     stream.name = f"{participant.login}-{kind}-{stream.public_id[:6]}"
@@ -483,7 +508,7 @@ def playable_stream(participant_id: int, stream_id: str) -> Stream:
     )
     if stream is None:
         raise RoomError(ErrorCode.STREAM_NOT_FOUND, "no such stream in this room")
-    if stream.status != Stream.Status.PUBLISHING:
+    if stream.status != StreamStatus.PUBLISHING:
         raise RoomError(
             ErrorCode.STREAM_NOT_PUBLISHING,
             f"the requested stream must be in the active state PUBLISHING (it is {stream.status})",
@@ -502,9 +527,9 @@ def stream_publishing(
         .filter(public_id=stream_id)
         .first()
     )
-    if stream is None or stream.status != Stream.Status.PENDING:
+    if stream is None or stream.status != StreamStatus.PENDING:
         return outcome
-    stream.status = Stream.Status.PUBLISHING
+    stream.status = StreamStatus.PUBLISHING
     stream.started_at = timezone.now()
     stream.has_audio, stream.has_video = has_audio, has_video
     stream.audio_codec, stream.video_codec = audio_codec, video_codec
@@ -514,13 +539,13 @@ def stream_publishing(
     if participant.channel_name:
         outcome.deliveries.append(
             Delivery(
-                _event(p.STREAM_STATUS, stream=data, status=stream.status, reason=""),
+                _event(EventType.STREAM_STATUS, stream=data, status=stream.status, reason=""),
                 channels=(participant.channel_name,),
             )
         )
     outcome.deliveries.append(
         Delivery(
-            _event(p.PUBLISHED, participant=participant_dict(participant), stream=data),
+            _event(EventType.PUBLISHED, participant=participant_dict(participant), stream=data),
             group=participant.room.group_name,
         )
     )
@@ -529,7 +554,7 @@ def stream_publishing(
 
 
 @transaction.atomic
-def stream_ended(stream_id: str, status: str = Stream.Status.UNPUBLISHED, reason: str = "") -> Outcome:
+def stream_ended(stream_id: str, status: StreamStatus = StreamStatus.UNPUBLISHED, reason: str = "") -> Outcome:
     """A stream stopped (unpublish) or failed; players and the room are told."""
     outcome = Outcome()
     stream = (
@@ -544,13 +569,28 @@ def stream_ended(stream_id: str, status: str = Stream.Status.UNPUBLISHED, reason
 
 
 @transaction.atomic
-def set_mute(stream_id: str, audio: bool | None, video: bool | None, participant_id: int | None = None) -> Outcome:
-    """Store a stream's mute flags and tell everyone in the room."""
+def set_mute(
+    stream_id: str,
+    audio: bool | None,
+    video: bool | None,
+    participant_id: int | None = None,
+    *,
+    room_id: int | None = None,
+) -> Outcome:
+    """Store a live stream's mute flags (with neither given, audio is muted) and tell everyone in the room.
+
+    ``participant_id`` restricts it to one's own streams, ``room_id`` (a moderator's mute) to the room's;
+    any other stream is ``stream_not_found``.  The new flags are in ``outcome.muted_streams``.
+    """
+    if audio is None and video is None:
+        audio = True
     outcome = Outcome()
     query = _lock(Stream.objects.select_related("participant", "participant__room"))
     query = query.filter(public_id=stream_id)
     if participant_id is not None:
         query = query.filter(participant_id=participant_id)
+    if room_id is not None:
+        query = query.filter(participant__room_id=room_id)
     stream = query.first()
     if stream is None or not stream.is_live:
         raise RoomError(ErrorCode.STREAM_NOT_FOUND, "no such live stream")
@@ -559,11 +599,12 @@ def set_mute(stream_id: str, audio: bool | None, video: bool | None, participant
     if video is not None:
         stream.video_muted = video
     stream.save(update_fields=["audio_muted", "video_muted"])
+    outcome.muted_streams.append((stream.public_id, stream.audio_muted, stream.video_muted))
     participant = stream.participant
     outcome.deliveries.append(
         Delivery(
             _event(
-                p.STREAM_UPDATED,
+                EventType.STREAM_UPDATED,
                 participant=participant_dict(participant),
                 stream=stream_dict(stream, participant.login),
             ),
@@ -572,3 +613,48 @@ def set_mute(stream_id: str, audio: bool | None, video: bool | None, participant
     )
     return outcome
 
+
+# --- Moderation -------------------------------------------------------------------
+
+
+@transaction.atomic
+def kick(room_id: int, login: str, reason: str = "kicked by a moderator") -> Outcome:
+    """Remove a present participant: it gets KICKED, the room gets LEFT; the last one out finalizes it."""
+    room = _lock(Room.objects.filter(pk=room_id)).get()
+    participant = _lock(Participant.objects.filter(room_id=room_id, login=login, state__in=PRESENT)).first()
+    if participant is None:
+        raise RoomError(ErrorCode.PARTICIPANT_NOT_FOUND, f"'{login}' is not in this room")
+    outcome = Outcome()
+    if participant.channel_name:
+        event = _event(EventType.KICKED, participant=participant_dict(participant, []), reason=reason)
+        outcome.deliveries.append(Delivery(event, channels=(participant.channel_name,)))
+    participant.room = room
+    _mark_left(participant, outcome)
+    _finalize_if_empty(room, outcome)
+    return outcome
+
+
+@transaction.atomic
+def update_room(room_id: int, *, locked: bool | None = None, max_participants: int | None = None) -> Outcome:
+    """Lock, unlock or resize an active room; everyone gets ROOM_UPDATED."""
+    room = _lock(Room.objects.filter(pk=room_id, finalized_at__isnull=True)).first()
+    if room is None:
+        raise RoomError(ErrorCode.ROOM_FINISHED, "the room is finished")
+    changed = []
+    if locked is not None:
+        room.locked = locked
+        changed.append("locked")
+    if max_participants is not None:
+        room.max_participants = max_participants
+        changed.append("max_participants")
+    room.save(update_fields=changed)
+    event = _event(EventType.ROOM_UPDATED, room=room_dict(room))
+    return Outcome(deliveries=[Delivery(event, group=room.group_name)])
+
+
+@transaction.atomic
+def unpublish_in_room(room_id: int, stream_id: str, reason: str) -> Outcome:
+    """A moderator ends a stream of the room (a stream of another room is ``stream_not_found``)."""
+    if not Stream.objects.filter(public_id=stream_id, participant__room_id=room_id).exists():
+        raise RoomError(ErrorCode.STREAM_NOT_FOUND, "no such stream in this room")
+    return stream_ended(stream_id, reason=reason)

@@ -9,8 +9,11 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from rooms import protocol as p
+from rooms import services
+from rooms.exceptions import RoomError
 from rooms.models import Message, Participant, Room, Stream
 from rooms.permissions import GRANTS, ROLE_GRANTS
+from rooms.protocol import LIVE_STREAM_STATUSES, ParticipantState, Role
 
 MAX_TOKEN_TTL_SECONDS = 366 * 24 * 3600
 
@@ -103,14 +106,13 @@ class RoomDetailSerializer(RoomSerializer):
 
     @extend_schema_field(ParticipantSerializer(many=True))
     def get_participants(self, room: Room) -> list[dict[str, Any]]:
-        present = room.participants.exclude(state=Participant.State.LEFT).prefetch_related("streams")
+        present = room.participants.exclude(state=ParticipantState.LEFT).prefetch_related("streams")
         return ParticipantSerializer(present, many=True).data  # type: ignore[return-value]
 
     @extend_schema_field(StreamSerializer(many=True))
     def get_streams(self, room: Room) -> list[dict[str, Any]]:
-        live = Stream.objects.filter(
-            participant__room=room, status__in=(Stream.Status.PENDING, Stream.Status.PUBLISHING)
-        ).select_related("participant")
+        live = Stream.objects.filter(participant__room=room, status__in=LIVE_STREAM_STATUSES)
+        live = live.select_related("participant")
         return StreamSerializer(live, many=True).data  # type: ignore[return-value]
 
 
@@ -173,11 +175,9 @@ class MessageCreateSerializer(serializers.Serializer):
 
     def validate_text(self, value: str) -> str:
         try:
-            size = len(value.encode("utf-8"))
-        except UnicodeEncodeError:
-            raise serializers.ValidationError("text is not valid Unicode") from None
-        if size > settings.MESSAGE_MAX_BYTES:
-            raise serializers.ValidationError(f"at most {settings.MESSAGE_MAX_BYTES} bytes")
+            services.check_message_text(value)
+        except RoomError as exc:
+            raise serializers.ValidationError(exc.message) from None
         return value
 
 
@@ -204,7 +204,7 @@ class TokenRequestSerializer(serializers.Serializer):
     """Who may join the room, with which role or grants, until when."""
 
     login = serializers.CharField(max_length=p.MAX_LOGIN_LENGTH)
-    role = serializers.ChoiceField(choices=list(ROLE_GRANTS), default="publisher")
+    role = serializers.ChoiceField(choices=list(ROLE_GRANTS), default=Role.PUBLISHER.value)
     grants = serializers.ListField(child=serializers.ChoiceField(choices=list(GRANTS)), required=False)
     ttl_seconds = serializers.IntegerField(
         min_value=1,

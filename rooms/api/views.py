@@ -13,7 +13,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from asgiref.sync import async_to_sync
-from django.db import IntegrityError, transaction
 from django.db.models import Count, Q, QuerySet
 from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
@@ -46,12 +45,12 @@ from rooms.api.serializers import (
 )
 from rooms.dispatch import deliver
 from rooms.exceptions import ErrorCode, RoomError
-from rooms.models import Message, Participant, Room, Stream
+from rooms.models import Message, Room, Stream
+from rooms.protocol import LIVE_STREAM_STATUSES, ModerationAction, ParticipantState, StreamStatus
 from rooms.tokens import mint_token
 
 logger = logging.getLogger(__name__)
 
-ROOM_FINISHED = "room_finished"
 STREAM_ID = re.compile(r"^[0-9a-f]{32}$")
 
 _CONFLICT = {
@@ -60,8 +59,8 @@ _CONFLICT = {
     ErrorCode.LOGIN_TAKEN,
     ErrorCode.ALREADY_JOINED,
     ErrorCode.ALREADY_PUBLISHING,
-    ROOM_FINISHED,
-    "room_exists",
+    ErrorCode.ROOM_FINISHED,
+    ErrorCode.ROOM_EXISTS,
 }
 
 
@@ -87,10 +86,10 @@ def _valid_name(value: str, what: str, max_length: int) -> str:
 def with_counts(rooms: QuerySet[Room]) -> QuerySet[Room]:
     """Annotate participants_now (present) and streams_now (live)."""
     return rooms.annotate(
-        participants_now=Count("participants", filter=~Q(participants__state=Participant.State.LEFT), distinct=True),
+        participants_now=Count("participants", filter=~Q(participants__state=ParticipantState.LEFT), distinct=True),
         streams_now=Count(
             "participants__streams",
-            filter=Q(participants__streams__status__in=(Stream.Status.PENDING, Stream.Status.PUBLISHING)),
+            filter=Q(participants__streams__status__in=LIVE_STREAM_STATUSES),
             distinct=True,
         ),
     )
@@ -109,7 +108,7 @@ def room_by_name(name: str) -> Room:
 def require_active(room: Room) -> None:
     """Refuse actions on a finished room with 409 room_finished."""
     if not room.is_active:
-        raise RoomError(ROOM_FINISHED, f"room '{room.name}' is finished")
+        raise RoomError(ErrorCode.ROOM_FINISHED, f"room '{room.name}' is finished")
 
 
 ROOM_ERRORS = {
@@ -194,16 +193,9 @@ class RoomViewSet(RoomAPIMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin
         form = RoomCreateSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
-        try:
-            with transaction.atomic():
-                if Room.objects.filter(name=data["name"], finalized_at__isnull=True).exists():
-                    raise IntegrityError
-                room = services._create_room(data["name"], data["record"], data.get("max_participants"))
-                if data["locked"]:
-                    room.locked = True
-                    room.save(update_fields=["locked"])
-        except IntegrityError:
-            raise RoomError("room_exists", f"room '{data['name']}' is already active") from None
+        room = services.create_room(
+            data["name"], record=data["record"], max_participants=data.get("max_participants"), locked=data["locked"]
+        )
         return Response(RoomDetailSerializer(room_by_name(room.name)).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=None, responses={200: RoomDetailSerializer, 404: ROOM_ERRORS[404], 409: ROOM_ERRORS[409]})
@@ -212,7 +204,7 @@ class RoomViewSet(RoomAPIMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin
         """End the room now: everyone is told and leaves."""
         room = self.get_object()
         require_active(room)
-        moderation.run(room.pk, "finalize", by="the server")
+        moderation.run(room.pk, ModerationAction.FINALIZE, by="the server")
         return Response(RoomDetailSerializer(room_by_name(room.name)).data)
 
 
@@ -248,7 +240,7 @@ class ParticipantViewSet(RoomChildMixin, GenericViewSet):
             OpenApiParameter(
                 "state",
                 str,
-                enum=["present", "connected", "disconnected", "left", "all"],
+                enum=["present", *(s.value for s in ParticipantState), "all"],
                 description="Which participants (default: present = connected or disconnected)",
             )
         ],
@@ -260,8 +252,8 @@ class ParticipantViewSet(RoomChildMixin, GenericViewSet):
         state = request.query_params.get("state", "present")
         people = room.participants.prefetch_related("streams").order_by("joined_at", "pk")
         if state == "present":
-            people = people.exclude(state=Participant.State.LEFT)
-        elif state in Participant.State.values:
+            people = people.exclude(state=ParticipantState.LEFT)
+        elif state in tuple(ParticipantState):
             people = people.filter(state=state)
         elif state != "all":
             raise RoomError(ErrorCode.INVALID_FIELD, "state must be present, connected, disconnected, left or all")
@@ -275,7 +267,7 @@ class ParticipantViewSet(RoomChildMixin, GenericViewSet):
         room = self.room()
         require_active(room)
         login = _valid_name(login, "participant", p.MAX_LOGIN_LENGTH)
-        moderation.run(room.pk, "kick", login=login, by="the server")
+        moderation.run(room.pk, ModerationAction.KICK, login=login, by="the server")
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -289,7 +281,7 @@ class StreamViewSet(RoomChildMixin, GenericViewSet):
             OpenApiParameter(
                 "status",
                 str,
-                enum=["live", "all", *Stream.Status.values],
+                enum=["live", "all", *(s.value for s in StreamStatus)],
                 description="Which streams (default: live = PENDING or PUBLISHING)",
             )
         ],
@@ -303,8 +295,8 @@ class StreamViewSet(RoomChildMixin, GenericViewSet):
         )
         wanted = request.query_params.get("status", "live")
         if wanted == "live":
-            streams = streams.filter(status__in=(Stream.Status.PENDING, Stream.Status.PUBLISHING))
-        elif wanted in Stream.Status.values:
+            streams = streams.filter(status__in=LIVE_STREAM_STATUSES)
+        elif wanted in tuple(StreamStatus):
             streams = streams.filter(status=wanted)
         elif wanted != "all":
             raise RoomError(ErrorCode.INVALID_FIELD, "status must be live, all or a stream status")
@@ -328,7 +320,7 @@ class StreamViewSet(RoomChildMixin, GenericViewSet):
         form = MuteSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         audio, video = form.validated_data.get("audio"), form.validated_data.get("video")
-        moderation.run(room.pk, "mute", stream=stream_id, audio=audio, video=video, by="the server")
+        moderation.run(room.pk, ModerationAction.MUTE, stream=stream_id, audio=audio, video=video, by="the server")
         stream = Stream.objects.select_related("participant").get(public_id=stream_id)
         return Response(StreamSerializer(stream).data)
 
@@ -338,7 +330,7 @@ class StreamViewSet(RoomChildMixin, GenericViewSet):
         """Force-unpublish a stream: its publisher gets ``stream_status`` UNPUBLISHED, the room ``unpublished``."""
         room = self.room()
         stream_id = self._live_stream(room, stream_id)
-        moderation.run(room.pk, "unpublish", stream=stream_id, by="the server")
+        moderation.run(room.pk, ModerationAction.UNPUBLISH, stream=stream_id, by="the server")
         stream = Stream.objects.select_related("participant").get(public_id=stream_id)
         return Response(StreamSerializer(stream).data)
 
@@ -384,14 +376,9 @@ class MessageViewSet(RoomChildMixin, GenericViewSet):
         form = MessageCreateSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         to = form.validated_data.get("to")
-        try:
-            _data, outcome = services.send_server_message(
-                room.pk, form.validated_data["text"], tuple(to) if to else None
-            )
-        except Room.DoesNotExist:
-            raise RoomError(ROOM_FINISHED, f"room '{room.name}' is finished") from None
+        data, outcome = services.send_server_message(room.pk, form.validated_data["text"], tuple(to) if to else None)
         async_to_sync(deliver)(outcome.deliveries)
-        message = Message.objects.get(pk=_data["id"])
+        message = Message.objects.get(pk=data["id"])
         return Response(MessageSerializer(message).data, status=status.HTTP_201_CREATED)
 
 
