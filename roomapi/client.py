@@ -5,6 +5,8 @@ WebSocket at ``<url>/ws/``, says hello and returns an ESTABLISHED
 :class:`Connection`.  Every command gets a fresh request id and waits for its
 one reply; events are routed to the joined :class:`~roomapi.room.Room` and to
 internal listeners (``_add_listener``) that the media layer uses.
+:class:`Connection` implements :class:`roomapi.session.Session`, the interface
+rooms and streams use.
 """
 
 from __future__ import annotations
@@ -21,20 +23,22 @@ from urllib.parse import urlsplit, urlunsplit
 
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.typing import Origin
 
-from roomapi.constants import SESSION_STATUS
+from roomapi.constants import ERROR_CODE, PROTOCOL_VERSION, SESSION_STATUS
 from roomapi.errors import RoomApiError
+from roomapi.media import close_all
 from roomapi.room import Room
+from roomapi.session import Closable, Listener
 
 logger = logging.getLogger(__name__)
 
-PROTOCOL_VERSION = 1
+__all__ = ["PROTOCOL_VERSION", "Connection", "connect"]
+
 DEFAULT_TIMEOUT = 15.0
 MAX_FRAME_BYTES = 8 * 1024 * 1024
 
-Listener = Callable[[dict[str, Any]], Any]
 StatusCallback = Callable[["Connection"], Any]
 
 
@@ -63,7 +67,7 @@ class Connection:
     def __init__(self, ws: ClientConnection, timeout: float = DEFAULT_TIMEOUT) -> None:
         self._ws = ws
         self.timeout = timeout
-        self.status: str = SESSION_STATUS.PENDING
+        self.status: str = SESSION_STATUS.NEW
         """A SESSION_STATUS value."""
         self.username: str | None = None
         self.session: str | None = None
@@ -74,6 +78,7 @@ class Connection:
         self._listeners: dict[str, list[Listener]] = {}
         self._status_callbacks: dict[str, list[StatusCallback]] = {}
         self._room: Room | None = None
+        self._media: set[Closable] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._reader: asyncio.Task[None] = asyncio.get_running_loop().create_task(self._read())
 
@@ -110,7 +115,7 @@ class Connection:
         await self._request("join", **fields)
         room = self._room
         if room is None:  # pragma: no cover - the reader sets it before the reply resolves
-            raise RoomApiError("internal_error", "no state after join")
+            raise RoomApiError(ERROR_CODE.INTERNAL_ERROR, "no state after join")
         return room
 
     async def ping(self) -> None:
@@ -119,8 +124,6 @@ class Connection:
 
     async def disconnect(self) -> None:
         """Close the WebSocket without leaving: the server keeps the login for ROOM_IDLE_TIMEOUT."""
-        from roomapi.media import close_all
-
         await close_all(self)
         try:
             await asyncio.wait_for(self._ws.close(), self.timeout)
@@ -132,12 +135,12 @@ class Connection:
             self._reader.cancel()
         self._set_closed()
 
-    # --- internal API (used by roomapi.media) ---------------------------------------------
+    # --- internal API: roomapi.session.Session, used by rooms and streams ---------------------
 
     async def _request(self, type: str, **fields: Any) -> dict[str, Any]:
         """Send command ``type`` with a fresh request id; its reply, or RoomApiError if refused."""
         if self.status == SESSION_STATUS.DISCONNECTED:
-            raise RoomApiError("disconnected", "the connection is closed")
+            raise RoomApiError(ERROR_CODE.DISCONNECTED, "the connection is closed")
         rid = next(self._rids)
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[rid] = future
@@ -145,9 +148,9 @@ class Connection:
             await self._ws.send(json.dumps({"type": type, "rid": rid, **fields}, ensure_ascii=False))
             reply = await asyncio.wait_for(future, self.timeout)
         except ConnectionClosed:
-            raise RoomApiError("disconnected", "the connection closed") from None
+            raise RoomApiError(ERROR_CODE.DISCONNECTED, "the connection closed") from None
         except TimeoutError:
-            raise RoomApiError("timeout", f"no reply to {type} within {self.timeout} s") from None
+            raise RoomApiError(ERROR_CODE.TIMEOUT, f"no reply to {type} within {self.timeout} s") from None
         finally:
             self._pending.pop(rid, None)
         if reply.get("type") == "error":
@@ -163,6 +166,11 @@ class Connection:
         callbacks = self._listeners.get(type, [])
         if callback in callbacks:
             callbacks.remove(callback)
+
+    def _forget_room(self, room: object) -> None:
+        """``room`` closed for this connection (left, kicked or finalized)."""
+        if self._room is room:
+            self._room = None
 
     def _call(self, callback: Callable[..., Any], *args: Any) -> None:
         """Run a sync or async callback without blocking the reader; errors are logged."""
@@ -235,7 +243,7 @@ class Connection:
     def _set_closed(self) -> None:
         for future in self._pending.values():
             if not future.done():
-                future.set_exception(RoomApiError("disconnected", "the connection closed"))
+                future.set_exception(RoomApiError(ERROR_CODE.DISCONNECTED, "the connection closed"))
         self._pending.clear()
         if self._room is not None:
             self._room._close()
@@ -253,19 +261,30 @@ async def connect(
     """Connect to the server at base ``url`` and open a session as ``username`` or with a join ``token``.
 
     Returns an ESTABLISHED connection; raises RoomApiError when the server
-    refuses the session (FAILED: bad username, bad token, wrong version).
+    refuses the session (FAILED: bad username, bad token, wrong version), or
+    with ``bad_url`` / ``connection_error`` when the WebSocket cannot open.
     """
     if username is None and token is None:
         raise ValueError("give a username or a token")
-    ws = await ws_connect(
-        ws_endpoint(url),
-        origin=Origin(origin_of(url)),
-        max_size=MAX_FRAME_BYTES,
-        open_timeout=timeout,
-        proxy=None,
-        compression=None,
-    )
+    try:
+        endpoint = ws_endpoint(url)
+    except ValueError as exc:
+        raise RoomApiError(ERROR_CODE.BAD_URL, str(exc)) from None
+    try:
+        ws = await ws_connect(
+            endpoint,
+            origin=Origin(origin_of(url)),
+            max_size=MAX_FRAME_BYTES,
+            open_timeout=timeout,
+            proxy=None,
+            compression=None,
+        )
+    except InvalidURI as exc:
+        raise RoomApiError(ERROR_CODE.BAD_URL, str(exc)) from None
+    except (OSError, TimeoutError, InvalidHandshake) as exc:
+        raise RoomApiError(ERROR_CODE.CONNECTION_ERROR, f"the WebSocket connection failed: {exc}") from exc
     conn = Connection(ws, timeout=timeout)
+    conn._set_status(SESSION_STATUS.PENDING)
     hello: dict[str, Any] = {"version": PROTOCOL_VERSION}
     if username is not None:
         hello["username"] = username

@@ -1,11 +1,25 @@
-"""Status and event names of the Room API; each constant's value is its name."""
+"""Names of the Room API SDK: statuses, room events and error codes (docs/protocol.md, "SDK names").
+
+The Web SDK (rooms/static/rooms/roomapi.js) exports the same names with the same
+values; tests/test_sdk_vocabulary.py compares both with rooms/protocol.py.
+Status and event values equal their names; error codes are the protocol's
+lower-case codes.
+"""
 
 from __future__ import annotations
 
+PROTOCOL_VERSION = 1
+"""Protocol version spoken by this SDK (the ``version`` of hello)."""
+
 
 class SESSION_STATUS:
-    """States of a connection (the reference's SESSION_STATUS)."""
+    """States of a connection (the reference's SESSION_STATUS).
 
+    NEW (not yet connected) and PENDING (hello sent) are the SDK's own; ESTABLISHED and FAILED are the
+    server's answer to hello; DISCONNECTED follows the socket's close.
+    """
+
+    NEW = "NEW"
     PENDING = "PENDING"
     ESTABLISHED = "ESTABLISHED"
     FAILED = "FAILED"
@@ -13,27 +27,83 @@ class SESSION_STATUS:
 
 
 class ROOM_EVENT:
-    """Events a :class:`roomapi.Room` emits to the callbacks given to ``room.on``."""
+    """Events a joined room emits to the callbacks given to ``room.on`` (and to ``room.wait_for``).
+
+    STATE: the join succeeded (the room and the others).  JOINED, LEFT, PARTICIPANT_UPDATED: another
+    participant joined, left, or dropped / resumed.  PUBLISHED, UNPUBLISHED, STREAM_UPDATED: a stream
+    started, ended, or changed its mute flags.  ROOM_UPDATED: a moderator locked, unlocked or resized the
+    room.  MESSAGE: a message to everyone or to you.  CLOSED: the room was finalized (code
+    ``room_closed``).  KICKED: a moderator removed you.  FAILED: one of your streams failed (code
+    ``stream_failed``); the Web SDK also emits it for a refused join, which this SDK raises instead.
+    """
 
     STATE = "STATE"
     JOINED = "JOINED"
     LEFT = "LEFT"
+    PARTICIPANT_UPDATED = "PARTICIPANT_UPDATED"
     PUBLISHED = "PUBLISHED"
     UNPUBLISHED = "UNPUBLISHED"
-    UPDATED = "UPDATED"
+    STREAM_UPDATED = "STREAM_UPDATED"
+    ROOM_UPDATED = "ROOM_UPDATED"
     MESSAGE = "MESSAGE"
+    CLOSED = "CLOSED"
+    KICKED = "KICKED"
     FAILED = "FAILED"
 
 
 class STREAM_STATUS:
-    """States of a published stream (PENDING..FAILED) and of a playback (PLAYING, STOPPED)."""
+    """States of a published stream (NEW, PENDING, PUBLISHING, UNPUBLISHED, FAILED) and of a playback
+    (NEW, PENDING, PLAYING, STOPPED, UNPUBLISHED, FAILED).  NEW: not yet offered to the server."""
 
+    NEW = "NEW"
     PENDING = "PENDING"
     PUBLISHING = "PUBLISHING"
     UNPUBLISHED = "UNPUBLISHED"
-    FAILED = "FAILED"
     PLAYING = "PLAYING"
     STOPPED = "STOPPED"
+    FAILED = "FAILED"
+
+
+class ERROR_CODE:
+    """``RoomApiError.code`` values: the server's stable error codes, then the SDK's own (last four)."""
+
+    BAD_JSON = "bad_json"
+    BAD_FRAME = "bad_frame"
+    FRAME_TOO_LARGE = "frame_too_large"
+    UNKNOWN_TYPE = "unknown_type"
+    MISSING_FIELD = "missing_field"
+    INVALID_FIELD = "invalid_field"
+    UNSUPPORTED_VERSION = "unsupported_version"
+    INVALID_USERNAME = "invalid_username"
+    INVALID_TOKEN = "invalid_token"
+    NOT_ESTABLISHED = "not_established"
+    ALREADY_ESTABLISHED = "already_established"
+    NOT_JOINED = "not_joined"
+    ALREADY_JOINED = "already_joined"
+    LOGIN_TAKEN = "login_taken"
+    ROOM_FULL = "room_full"
+    ROOM_LOCKED = "room_locked"
+    ROOM_NOT_FOUND = "room_not_found"
+    ROOM_EXISTS = "room_exists"
+    ROOM_FINISHED = "room_finished"
+    MESSAGE_TOO_LARGE = "message_too_large"
+    UNKNOWN_RECIPIENT = "unknown_recipient"
+    STREAM_NOT_FOUND = "stream_not_found"
+    STREAM_NOT_PUBLISHING = "stream_not_publishing"
+    ALREADY_PUBLISHING = "already_publishing"
+    PLAY_NOT_FOUND = "play_not_found"
+    PARTICIPANT_NOT_FOUND = "participant_not_found"
+    INVALID_SDP = "invalid_sdp"
+    MEDIA_UNAVAILABLE = "media_unavailable"
+    MEDIA_FAILED = "media_failed"
+    FORBIDDEN = "forbidden"
+    RATE_LIMITED = "rate_limited"
+    INTERNAL_ERROR = "internal_error"
+    # The SDK's own: the socket closed, a reply did not come, the socket could not open, a bad server URL.
+    DISCONNECTED = "disconnected"
+    TIMEOUT = "timeout"
+    CONNECTION_ERROR = "connection_error"
+    BAD_URL = "bad_url"
 
 
 ALL_ROOM_EVENTS = frozenset(

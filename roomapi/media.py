@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aiortc import (
     MediaStreamTrack,
@@ -22,17 +22,22 @@ from aiortc import (
     RTCSessionDescription,
 )
 
-from roomapi.constants import STREAM_STATUS
+from roomapi.constants import ERROR_CODE, STREAM_STATUS
 from roomapi.errors import RoomApiError
-
-if TYPE_CHECKING:
-    from roomapi.objects import Stream
-    from roomapi.room import Room
+from roomapi.session import InRoom, Session
 
 logger = logging.getLogger(__name__)
 
 StatusCallback = Callable[[Any], Any]
 TERMINAL = (STREAM_STATUS.UNPUBLISHED, STREAM_STATUS.FAILED, STREAM_STATUS.STOPPED)
+
+
+class StreamInfo(Protocol):
+    """A remote stream as playing it needs it (roomapi.objects.Stream)."""
+
+    id: str
+    has_audio: bool
+    has_video: bool
 
 
 def _configuration(ice_servers: list[RTCIceServer] | None) -> RTCConfiguration:
@@ -72,7 +77,11 @@ class _StatusMixin:
         return self
 
     async def wait_for(self, status: str, timeout: float = 10.0) -> None:
-        """Wait (bounded) until the stream has reached ``status``."""
+        """Wait (bounded) until the stream has reached ``status``.
+
+        Raises RoomApiError if the stream ends first: ``media_failed`` when it FAILED, else
+        ``stream_not_publishing`` (UNPUBLISHED, STOPPED).
+        """
         if status in self._seen:
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -87,29 +96,30 @@ class _StatusMixin:
             if wanted == status and not future.done():
                 future.set_result(None)
             elif status in TERMINAL and not future.done():
-                future.set_exception(RoomApiError(status.lower(), reason or f"stream is {status}"))
+                code = ERROR_CODE.MEDIA_FAILED if status == STREAM_STATUS.FAILED else ERROR_CODE.STREAM_NOT_PUBLISHING
+                future.set_exception(RoomApiError(code, reason or f"stream is {status}"))
         self._waiters = [w for w in self._waiters if not w[1].done()]
         for callback in self._callbacks.get(status, []):
             self._connection()._call(callback, self)
 
-    def _connection(self) -> Any:
+    def _connection(self) -> Session:
         raise NotImplementedError
 
 
 class PublishedStream(_StatusMixin):
     """One of our own streams, published into the room."""
 
-    def __init__(self, room: Room, pc: RTCPeerConnection, kind: str) -> None:
+    def __init__(self, room: InRoom, pc: RTCPeerConnection, kind: str) -> None:
         self.room = room
         self.pc = pc
         self.kind = kind
         self.id = ""
         self.audio_muted = False
         self.video_muted = False
-        self._init_status(STREAM_STATUS.PENDING)
+        self._init_status(STREAM_STATUS.NEW)
         self._early: list[dict[str, Any]] = []
 
-    def _connection(self) -> Any:
+    def _connection(self) -> Session:
         return self.room.connection
 
     def name(self) -> str:
@@ -151,7 +161,7 @@ class PublishedStream(_StatusMixin):
 
     async def _close(self) -> None:
         self.room.connection._remove_listener("stream_status", self._on_status)
-        _registry(self.room.connection).discard(self)
+        self.room.connection._media.discard(self)
         await self.pc.close()
 
     def _on_status(self, event: dict[str, Any]) -> None:
@@ -172,17 +182,17 @@ class PublishedStream(_StatusMixin):
 class PlayingStream(_StatusMixin):
     """A remote stream we play: ``video`` and ``audio`` are aiortc tracks to read frames from."""
 
-    def __init__(self, room: Room, stream: Stream, pc: RTCPeerConnection) -> None:
+    def __init__(self, room: InRoom, stream: StreamInfo, pc: RTCPeerConnection) -> None:
         self.room = room
         self.stream = stream
         self.pc = pc
         self.id = ""
         self.video: MediaStreamTrack | None = None
         self.audio: MediaStreamTrack | None = None
-        self._init_status(STREAM_STATUS.PENDING)
+        self._init_status(STREAM_STATUS.NEW)
         self._early: list[dict[str, Any]] = []
 
-    def _connection(self) -> Any:
+    def _connection(self) -> Session:
         return self.room.connection
 
     async def stop(self) -> None:
@@ -197,7 +207,7 @@ class PlayingStream(_StatusMixin):
     async def _close(self) -> None:
         self.room.connection._remove_listener("play_status", self._on_status)
         self.room.connection._remove_listener("unpublished", self._on_unpublished)
-        _registry(self.room.connection).discard(self)
+        self.room.connection._media.discard(self)
         await self.pc.close()
 
     def _on_unpublished(self, event: dict[str, Any]) -> None:
@@ -219,22 +229,14 @@ class PlayingStream(_StatusMixin):
             self._closing = asyncio.ensure_future(self._close())
 
 
-def _registry(connection: Any) -> set[Any]:
-    registry: set[Any] | None = getattr(connection, "_media_streams", None)
-    if registry is None:
-        registry = set()
-        connection._media_streams = registry
-    return registry
-
-
-async def close_all(connection: Any) -> None:
+async def close_all(connection: Session) -> None:
     """Close every peer connection of a connection (on disconnect)."""
-    for item in list(_registry(connection)):
+    for item in list(connection._media):
         await item._close()
 
 
 async def publish(
-    room: Room,
+    room: InRoom,
     *,
     video: MediaStreamTrack | None = None,
     audio: MediaStreamTrack | None = None,
@@ -259,7 +261,7 @@ async def publish(
     return stream
 
 
-async def play(room: Room, stream: Stream, ice_servers: list[RTCIceServer] | None = None) -> PlayingStream:
+async def play(room: InRoom, stream: StreamInfo, ice_servers: list[RTCIceServer] | None = None) -> PlayingStream:
     """Play a PUBLISHING stream of the room; the result turns PLAYING when media arrives."""
     pc = RTCPeerConnection(_configuration(ice_servers))
     playing = PlayingStream(room, stream, pc)
@@ -285,7 +287,8 @@ async def play(room: Room, stream: Stream, ice_servers: list[RTCIceServer] | Non
 async def _negotiate(item: PublishedStream | PlayingStream, command: str, id_field: str, **fields: Any) -> None:
     """Offer, send ``command`` with the SDP, apply the answer; statuses that came early are replayed."""
     connection = item.room.connection
-    _registry(connection).add(item)
+    connection._media.add(item)
+    item._set_status(STREAM_STATUS.PENDING)
     try:
         await item.pc.setLocalDescription(await item.pc.createOffer())
         reply = await connection._request(command, sdp=item.pc.localDescription.sdp, **fields)

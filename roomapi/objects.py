@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from roomapi.media import PlayingStream
-    from roomapi.room import Room
+from roomapi.constants import STREAM_STATUS
+from roomapi.media import PlayingStream, play
+from roomapi.session import Session
+
+
+class RoomHandle(Protocol):
+    """What a stream or a participant needs of its room (roomapi.room.Room)."""
+
+    connection: Session
+
+    async def send_message(self, text: str, to: Iterable[str] | str | None = None) -> Message:
+        """Send a message to everyone or to some logins."""
+        ...
 
 
 @dataclass
@@ -21,7 +32,7 @@ class Stream:
     """``camera`` or ``screen``."""
     owner: str = ""
     """Login of the publishing participant."""
-    status: str = "PENDING"
+    status: str = STREAM_STATUS.PENDING
     """A STREAM_STATUS value: PENDING, PUBLISHING, UNPUBLISHED or FAILED."""
     audio_muted: bool = False
     video_muted: bool = False
@@ -30,15 +41,13 @@ class Stream:
     audio_codec: str = ""
     video_codec: str = ""
     record: bool = False
-    room: Room | None = field(default=None, repr=False, compare=False)
+    room: RoomHandle | None = field(default=None, repr=False, compare=False)
     """The room the stream is in (set when it is reached through a participant)."""
 
     async def play(self) -> PlayingStream:
         """Play this stream: ``.video`` / ``.audio`` of the result are tracks to read frames from."""
         if self.room is None:
             raise RuntimeError("this stream is not attached to a room")
-        from roomapi.media import play
-
         return await play(self.room, self)
 
     @classmethod
@@ -69,7 +78,7 @@ class Participant:
     joined_at: str | None = None
     streams: dict[str, Stream] = field(default_factory=dict)
     """Its live (PUBLISHING) streams by id."""
-    room: Room | None = field(default=None, repr=False)
+    room: RoomHandle | None = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
@@ -96,7 +105,7 @@ class Participant:
         return await self.room.send_message(text, to=[self.login])
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], room: Room | None = None) -> Participant:
+    def from_dict(cls, data: dict[str, Any], room: RoomHandle | None = None) -> Participant:
         """Build a participant (and its streams) from its wire form."""
         participant = cls(login=str(data["login"]), room=room)
         participant.update(data)
@@ -162,6 +171,6 @@ class RoomEvent:
     stream: Stream | None = None
     message: Message | None = None
     code: str | None = None
-    """For FAILED: why (``kicked``, ``room_closed``, or a stream's failure)."""
+    """For CLOSED, KICKED and FAILED: why (``room_closed``, ``kicked``, ``stream_failed``)."""
     info: str = ""
-    """For FAILED: human text."""
+    """For CLOSED, KICKED and FAILED: human text (the server's reason)."""

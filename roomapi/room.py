@@ -5,14 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from roomapi.constants import ALL_ROOM_EVENTS, ROOM_EVENT
+from roomapi.constants import ALL_ROOM_EVENTS, ROOM_EVENT, STREAM_STATUS
+from roomapi.media import PublishedStream, publish
 from roomapi.objects import Message, Participant, RoomEvent, Stream
-
-if TYPE_CHECKING:
-    from roomapi.client import Connection
-    from roomapi.media import PublishedStream
+from roomapi.session import Session
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +26,7 @@ class Room:
     a :class:`RoomEvent`; they may be plain functions or coroutines.
     """
 
-    def __init__(self, connection: Connection, state: dict[str, Any]) -> None:
+    def __init__(self, connection: Session, state: dict[str, Any]) -> None:
         self.connection = connection
         self.info: dict[str, Any] = dict(state.get("room") or {})
         self.name: str = str(self.info.get("name", ""))
@@ -80,8 +78,6 @@ class Room:
         **options: Any,
     ) -> PublishedStream:
         """Publish aiortc tracks (camera or screen); options: video_codec, audio_codec, ice_servers."""
-        from roomapi.media import publish
-
         return await publish(self, video=video, audio=audio, kind=kind, record=record, **options)
 
     async def send_message(self, text: str, to: Iterable[str] | str | None = None) -> Message:
@@ -126,8 +122,7 @@ class Room:
 
     def _close(self) -> None:
         self.closed = True
-        if self.connection._room is self:
-            self.connection._room = None
+        self.connection._forget_room(self)
 
     def _emit(self, room_event: RoomEvent) -> None:
         index = len(self.events)
@@ -190,7 +185,7 @@ class Room:
             self._emit(RoomEvent(ROOM_EVENT.LEFT, kind, event, participant=participant))
         elif kind == "participant_updated":
             participant = self._participant(event["participant"])
-            self._emit(RoomEvent(ROOM_EVENT.UPDATED, kind, event, participant=participant))
+            self._emit(RoomEvent(ROOM_EVENT.PARTICIPANT_UPDATED, kind, event, participant=participant))
         elif kind == "message":
             message = Message.from_dict(event.get("message") or {})
             self.history.append(message)
@@ -201,15 +196,15 @@ class Room:
             self._handle_stream_status(event)
         elif kind == "room_updated":
             self.info.update(event.get("room") or {})
-            self._emit(RoomEvent(ROOM_EVENT.UPDATED, kind, event))
+            self._emit(RoomEvent(ROOM_EVENT.ROOM_UPDATED, kind, event))
         elif kind == "room_closed":
             self._close()
             reason = str(event.get("reason", ""))
-            self._emit(RoomEvent(ROOM_EVENT.FAILED, kind, event, code="room_closed", info=reason))
+            self._emit(RoomEvent(ROOM_EVENT.CLOSED, kind, event, code="room_closed", info=reason))
         elif kind == "kicked":
             self._close()
             reason = str(event.get("reason", ""))
-            self._emit(RoomEvent(ROOM_EVENT.FAILED, kind, event, participant=self.me, code="kicked", info=reason))
+            self._emit(RoomEvent(ROOM_EVENT.KICKED, kind, event, participant=self.me, code="kicked", info=reason))
 
     def _handle_stream_event(self, kind: str, event: dict[str, Any]) -> None:
         participant = self._participant({k: v for k, v in event["participant"].items() if k != "streams"})
@@ -221,9 +216,9 @@ class Room:
             participant.streams.pop(stream.id, None)
             self._emit(RoomEvent(ROOM_EVENT.UNPUBLISHED, kind, event, participant=participant, stream=stream))
         else:
-            if stream.status == "PUBLISHING":
+            if stream.status == STREAM_STATUS.PUBLISHING:
                 participant.streams[stream.id] = stream
-            self._emit(RoomEvent(ROOM_EVENT.UPDATED, kind, event, participant=participant, stream=stream))
+            self._emit(RoomEvent(ROOM_EVENT.STREAM_UPDATED, kind, event, participant=participant, stream=stream))
 
     def _handle_stream_status(self, event: dict[str, Any]) -> None:
         data = event.get("stream") or {}
@@ -232,11 +227,11 @@ class Room:
         stream = self._stream_of(self.me, data)
         status = str(event.get("status", stream.status))
         stream.status = status
-        if status == "PUBLISHING":
+        if status == STREAM_STATUS.PUBLISHING:
             self.me.streams[stream.id] = stream
         else:
             self.me.streams.pop(stream.id, None)
-        if status == "FAILED":
+        if status == STREAM_STATUS.FAILED:
             reason = str(event.get("reason", ""))
             self._emit(
                 RoomEvent(ROOM_EVENT.FAILED, "stream_status", event, participant=self.me, stream=stream,

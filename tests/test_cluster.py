@@ -59,7 +59,7 @@ async def test_two_processes_serve_one_room(cluster: tuple[DaphneServer, DaphneS
 
     # alice drops on the first process; carol on the second is told, and alice expires there too
     await alice.disconnect()
-    dropped = await room_c.wait_for(ROOM_EVENT.UPDATED, lambda e: e.participant is not None, timeout=WAIT)
+    dropped = await room_c.wait_for(ROOM_EVENT.PARTICIPANT_UPDATED, lambda e: e.participant is not None, timeout=WAIT)
     assert dropped.participant is not None and dropped.participant.login == "alice"
     assert dropped.data["participant"]["state"] == "disconnected"
     expired = await room_c.wait_for(
@@ -78,11 +78,11 @@ async def test_resume_on_the_other_process(cluster: tuple[DaphneServer, DaphneSe
     bob = await roomapi.connect(first.ws_url, "bob")
     await bob.join("move")
     await bob.disconnect()
-    await room_a.wait_for(ROOM_EVENT.UPDATED, timeout=WAIT)
+    await room_a.wait_for(ROOM_EVENT.PARTICIPANT_UPDATED, timeout=WAIT)
     bob = await roomapi.connect(second.ws_url, "bob")
     room_b = await bob.join("move")
     assert room_b.resumed
-    back = await room_a.wait_for(ROOM_EVENT.UPDATED, timeout=WAIT)
+    back = await room_a.wait_for(ROOM_EVENT.PARTICIPANT_UPDATED, timeout=WAIT)
     assert back.participant is not None and back.data["participant"]["state"] == "connected"
     await room_b.send_message("moved")
     assert (await room_a.wait_for(ROOM_EVENT.MESSAGE, timeout=WAIT)).message is not None

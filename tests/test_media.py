@@ -148,7 +148,7 @@ async def test_mute_video_stops_forwarding_and_unmute_resumes(server: DaphneServ
     play = await room_b.get_participant("ann").get_streams()[0].play()  # type: ignore[union-attr]
     await frames(play.video, 10)
     await published.mute_video()
-    updated = await room_b.wait_for(ROOM_EVENT.UPDATED, lambda e: e.stream is not None, timeout=WAIT)
+    updated = await room_b.wait_for(ROOM_EVENT.STREAM_UPDATED, lambda e: e.stream is not None, timeout=WAIT)
     assert updated.stream is not None and updated.stream.video_muted and not updated.stream.audio_muted
     await asyncio.sleep(0.5)
     while True:  # drain what was in flight before the mute

@@ -177,13 +177,13 @@ async def test_drop_then_resume_then_expire(server: DaphneServer) -> None:
     bob = await roomapi.connect(server.ws_url, "bob")
     await bob.join("resume")
     await bob.disconnect()
-    dropped = await room_a.wait_for(ROOM_EVENT.UPDATED, lambda e: e.participant is not None, timeout=WAIT)
+    dropped = await room_a.wait_for(ROOM_EVENT.PARTICIPANT_UPDATED, lambda e: e.participant is not None, timeout=WAIT)
     assert dropped.participant is not None and dropped.data["participant"]["state"] == "disconnected"
 
     bob = await roomapi.connect(server.ws_url, "bob")
     room_b = await bob.join("resume")
     assert room_b.resumed
-    back = await room_a.wait_for(ROOM_EVENT.UPDATED, lambda e: e.participant is not None, timeout=WAIT)
+    back = await room_a.wait_for(ROOM_EVENT.PARTICIPANT_UPDATED, lambda e: e.participant is not None, timeout=WAIT)
     assert back.participant is not None and back.data["participant"]["state"] == "connected"
 
     await bob.disconnect()
@@ -231,14 +231,14 @@ async def test_listeners_and_request_hook(server: DaphneServer) -> None:
     await alice.disconnect()
 
 
-async def test_moderator_finalize_fails_the_room(server: DaphneServer) -> None:
-    """A room the moderator finalizes emits FAILED (room_closed) to the others."""
+async def test_moderator_finalize_closes_the_room(server: DaphneServer) -> None:
+    """A room the moderator finalizes emits CLOSED (room_closed) to the others."""
     alice = await roomapi.connect(server.ws_url, "alice")
     await alice.join("end")
     bob = await roomapi.connect(server.ws_url, "bob")
     room_b = await bob.join("end")
     await alice._request("moderate", action="finalize")
-    failed = await room_b.wait_for(ROOM_EVENT.FAILED, timeout=WAIT)
-    assert failed.code == "room_closed" and room_b.closed
+    closed = await room_b.wait_for(ROOM_EVENT.CLOSED, timeout=WAIT)
+    assert closed.code == "room_closed" and room_b.closed
     await alice.disconnect()
     await bob.disconnect()
