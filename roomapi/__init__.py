@@ -1,5 +1,7 @@
 """Python asyncio client SDK of the Room API (docs/protocol.md), named after the reference's Room API.
 
+Its names (SESSION_STATUS, ROOM_EVENT, STREAM_STATUS, ERROR_CODE, PROTOCOL_VERSION) are the Web SDK's.
+
     conn = await roomapi.connect("ws://127.0.0.1:8000", "alice")
     room = await conn.join("demo")
     room.on(ROOM_EVENT.JOINED, lambda event: ...)
@@ -9,12 +11,14 @@
 """
 
 from roomapi.client import Connection, connect
-from roomapi.constants import ROOM_EVENT, SESSION_STATUS, STREAM_STATUS
+from roomapi.constants import ERROR_CODE, PROTOCOL_VERSION, ROOM_EVENT, SESSION_STATUS, STREAM_STATUS
 from roomapi.errors import RoomApiError
 from roomapi.objects import Message, Participant, RoomEvent, Stream
 from roomapi.room import Room
 
 __all__ = [
+    "ERROR_CODE",
+    "PROTOCOL_VERSION",
     "ROOM_EVENT",
     "SESSION_STATUS",
     "STREAM_STATUS",

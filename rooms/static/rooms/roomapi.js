@@ -3,7 +3,10 @@
  *
  * One ES module, no build step.  It touches no DOM except the display
  * elements it is handed (it creates and owns one <video> inside each).
- * The wire names mirror docs/protocol.md and rooms/protocol.py.
+ * The wire names mirror docs/protocol.md and rooms/protocol.py.  The exported
+ * names (PROTOCOL_VERSION, SESSION_STATUS, ROOM_EVENT, STREAM_STATUS, ERROR_CODE)
+ * are the Python SDK's (roomapi/constants.py) too: docs/protocol.md, "SDK names";
+ * tests/test_sdk_vocabulary.py keeps them equal.
  *
  *   import {connect, SESSION_STATUS, ROOM_EVENT, STREAM_STATUS} from "/static/rooms/roomapi.js";
  *   connect({urlServer: "wss://host:8443", username: "alice"})
@@ -17,7 +20,10 @@
 /** Protocol version spoken by this SDK (the "version" of hello). */
 export const PROTOCOL_VERSION = 1;
 
-/** Statuses of a connection (a session). Values equal their names. */
+/**
+ * Statuses of a connection (a session). Values equal their names.
+ * NEW and PENDING are the SDK's own; ESTABLISHED and FAILED answer hello; DISCONNECTED follows the close.
+ */
 export const SESSION_STATUS = Object.freeze({
   NEW: "NEW",
   PENDING: "PENDING",
@@ -26,7 +32,14 @@ export const SESSION_STATUS = Object.freeze({
   DISCONNECTED: "DISCONNECTED",
 });
 
-/** Events of a room handle. Values equal their names. */
+/**
+ * Events of a room handle. Values equal their names.
+ * STATE: joined (the room and the others). JOINED, LEFT, PARTICIPANT_UPDATED: another participant joined,
+ * left, or dropped / resumed. PUBLISHED, UNPUBLISHED, STREAM_UPDATED: a stream started, ended, or changed
+ * its mute flags. ROOM_UPDATED: locked, unlocked or resized. MESSAGE: a message to everyone or to you.
+ * CLOSED: the room was finalized, or you left. KICKED: a moderator removed you. FAILED: the join was
+ * refused (the Python SDK raises instead, and emits FAILED when one of your streams fails).
+ */
 export const ROOM_EVENT = Object.freeze({
   STATE: "STATE",
   JOINED: "JOINED",
@@ -42,7 +55,10 @@ export const ROOM_EVENT = Object.freeze({
   MESSAGE: "MESSAGE",
 });
 
-/** Statuses of a published or played stream. Values equal their names. */
+/**
+ * Statuses of a published stream (NEW, PENDING, PUBLISHING, UNPUBLISHED, FAILED) or of a playback
+ * (NEW, PENDING, PLAYING, STOPPED, UNPUBLISHED, FAILED). Values equal their names. NEW: not yet offered.
+ */
 export const STREAM_STATUS = Object.freeze({
   NEW: "NEW",
   PENDING: "PENDING",
@@ -51,6 +67,50 @@ export const STREAM_STATUS = Object.freeze({
   PLAYING: "PLAYING",
   STOPPED: "STOPPED",
   FAILED: "FAILED",
+});
+
+/**
+ * Error codes (the `code` of a rejected promise or of FAILED info): the server's stable codes
+ * (docs/protocol.md, "Errors"), then the SDK's own (last four).
+ */
+export const ERROR_CODE = Object.freeze({
+  BAD_JSON: "bad_json",
+  BAD_FRAME: "bad_frame",
+  FRAME_TOO_LARGE: "frame_too_large",
+  UNKNOWN_TYPE: "unknown_type",
+  MISSING_FIELD: "missing_field",
+  INVALID_FIELD: "invalid_field",
+  UNSUPPORTED_VERSION: "unsupported_version",
+  INVALID_USERNAME: "invalid_username",
+  INVALID_TOKEN: "invalid_token",
+  NOT_ESTABLISHED: "not_established",
+  ALREADY_ESTABLISHED: "already_established",
+  NOT_JOINED: "not_joined",
+  ALREADY_JOINED: "already_joined",
+  LOGIN_TAKEN: "login_taken",
+  ROOM_FULL: "room_full",
+  ROOM_LOCKED: "room_locked",
+  ROOM_NOT_FOUND: "room_not_found",
+  ROOM_EXISTS: "room_exists",
+  ROOM_FINISHED: "room_finished",
+  MESSAGE_TOO_LARGE: "message_too_large",
+  UNKNOWN_RECIPIENT: "unknown_recipient",
+  STREAM_NOT_FOUND: "stream_not_found",
+  STREAM_NOT_PUBLISHING: "stream_not_publishing",
+  ALREADY_PUBLISHING: "already_publishing",
+  PLAY_NOT_FOUND: "play_not_found",
+  PARTICIPANT_NOT_FOUND: "participant_not_found",
+  INVALID_SDP: "invalid_sdp",
+  MEDIA_UNAVAILABLE: "media_unavailable",
+  MEDIA_FAILED: "media_failed",
+  FORBIDDEN: "forbidden",
+  RATE_LIMITED: "rate_limited",
+  INTERNAL_ERROR: "internal_error",
+  // The SDK's own: the socket closed, a reply did not come, the socket could not open, a bad server URL.
+  DISCONNECTED: "disconnected",
+  TIMEOUT: "timeout",
+  CONNECTION_ERROR: "connection_error",
+  BAD_URL: "bad_url",
 });
 
 // --- Wire types (docs/protocol.md, "Objects") ---------------------------------
@@ -430,7 +490,7 @@ class LocalStream extends Emitter {
         pc.addTransceiver(track, {direction: "sendonly", streams: [this._media]});
       }
       pc.addEventListener("connectionstatechange", () => {
-        if (pc.connectionState === "failed") this._fail({code: "media_failed", message: "the media connection failed"});
+        if (pc.connectionState === "failed") this._fail({code: ERROR_CODE.MEDIA_FAILED, message: "the media connection failed"});
       });
       const offer = await pc.createOffer();
       await pc.setLocalDescription(offer);
@@ -446,7 +506,7 @@ class LocalStream extends Emitter {
       await this._negotiation.answered(answer.pc || this._id, answer.sdp);
       this._room._connection._replayStatus(this._id, this);
     } catch (err) {
-      this._fail(err && err.code ? err : {code: "media_failed", message: String((err && err.message) || err)});
+      this._fail(err && err.code ? err : {code: ERROR_CODE.MEDIA_FAILED, message: String((err && err.message) || err)});
     }
   }
 
@@ -454,7 +514,7 @@ class LocalStream extends Emitter {
   _serverStatus(event) {
     if (event.stream && typeof event.stream === "object" && event.stream.name) this._name = event.stream.name;
     if (event.status === STREAM_STATUS.FAILED) {
-      this._fail({code: "media_failed", message: event.reason || "the stream failed"});
+      this._fail({code: ERROR_CODE.MEDIA_FAILED, message: event.reason || "the stream failed"});
     } else if (event.status === STREAM_STATUS.UNPUBLISHED) {
       this._release();
       this._setStatus(STREAM_STATUS.UNPUBLISHED);
@@ -650,7 +710,7 @@ class PlayingStream extends Emitter {
         }
       };
       pc.addEventListener("connectionstatechange", () => {
-        if (pc.connectionState === "failed") this._fail({code: "media_failed", message: "the media connection failed"});
+        if (pc.connectionState === "failed") this._fail({code: ERROR_CODE.MEDIA_FAILED, message: "the media connection failed"});
       });
       const offer = await pc.createOffer();
       await pc.setLocalDescription(offer);
@@ -665,7 +725,7 @@ class PlayingStream extends Emitter {
       await this._negotiation.answered(answer.pc || this._playId, answer.sdp);
       this._room._connection._replayStatus(this._playId, this);
     } catch (err) {
-      this._fail(err && err.code ? err : {code: "media_failed", message: String((err && err.message) || err)});
+      this._fail(err && err.code ? err : {code: ERROR_CODE.MEDIA_FAILED, message: String((err && err.message) || err)});
     }
   }
 
@@ -675,7 +735,7 @@ class PlayingStream extends Emitter {
     if (status === STREAM_STATUS.PLAYING) {
       this._setStatus(STREAM_STATUS.PLAYING);
     } else if (status === STREAM_STATUS.FAILED) {
-      this._fail({code: "media_failed", message: event.reason || "the playback failed"});
+      this._fail({code: ERROR_CODE.MEDIA_FAILED, message: event.reason || "the playback failed"});
     } else if (status === STREAM_STATUS.STOPPED || status === STREAM_STATUS.UNPUBLISHED) {
       this._release();
       this._setStatus(status);
@@ -928,7 +988,7 @@ class Room extends Emitter {
     } catch (err) {
       this._closed = true;
       if (this._connection._room === this) this._connection._room = null;
-      const info = err && err.code ? err : {code: "internal_error", message: String(err)};
+      const info = err && err.code ? err : {code: ERROR_CODE.INTERNAL_ERROR, message: String(err)};
       this._emit(ROOM_EVENT.FAILED, this, info);
     }
   }
@@ -1115,7 +1175,7 @@ class Connection extends Emitter {
     try {
       ws = new WebSocket(socketUrl(this._options.urlServer));
     } catch (err) {
-      this._info = {code: "bad_url", message: String(err.message || err)};
+      this._info = {code: ERROR_CODE.BAD_URL, message: String(err.message || err)};
       Promise.resolve().then(() => this._setStatus(SESSION_STATUS.FAILED));
       return;
     }
@@ -1139,19 +1199,19 @@ class Connection extends Emitter {
     };
     ws.onmessage = (frame) => this._receive(frame.data);
     ws.onerror = () => {
-      if (!this._info) this._info = {code: "connection_error", message: "the WebSocket connection failed"};
+      if (!this._info) this._info = {code: ERROR_CODE.CONNECTION_ERROR, message: "the WebSocket connection failed"};
     };
     ws.onclose = (event) => {
       clearInterval(this._pinger);
       for (const [, waiter] of this._pending) {
         clearTimeout(waiter.timer);
-        waiter.reject({code: "disconnected", message: "the connection closed"});
+        waiter.reject({code: ERROR_CODE.DISCONNECTED, message: "the connection closed"});
       }
       this._pending.clear();
       if (this._room) this._room._shutdown();
       if (this._status === SESSION_STATUS.ESTABLISHED) this._setStatus(SESSION_STATUS.DISCONNECTED);
       else if (this._status === SESSION_STATUS.PENDING) {
-        if (!this._info) this._info = {code: "closed", message: `the connection closed (${event.code})`};
+        if (!this._info) this._info = {code: ERROR_CODE.CONNECTION_ERROR, message: `the connection closed (${event.code})`};
         this._setStatus(SESSION_STATUS.FAILED);
       }
     };
@@ -1177,13 +1237,13 @@ class Connection extends Emitter {
   _request(type, fields) {
     return new Promise((resolve, reject) => {
       if (this._socketClosed()) {
-        reject({code: "disconnected", message: "not connected"});
+        reject({code: ERROR_CODE.DISCONNECTED, message: "not connected"});
         return;
       }
       const rid = this._nextRid++;
       const timer = setTimeout(() => {
         this._pending.delete(rid);
-        reject({code: "timeout", message: `no reply to ${type}`});
+        reject({code: ERROR_CODE.TIMEOUT, message: `no reply to ${type}`});
       }, this._timeout);
       this._pending.set(rid, {resolve, reject, timer});
       this._ws.send(JSON.stringify({type, rid, ...fields}));
