@@ -27,6 +27,8 @@ from hypothesis import strategies as st
 from conference.asgi import application
 from rooms import protocol as p
 from rooms.models import Participant, Room
+from rooms.protocol import CommandType as C
+from rooms.protocol import EventType as E
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -35,13 +37,13 @@ ROOM = "fuzz"
 VICTIM = "victim"
 HEADERS = [(b"origin", b"http://localhost"), (b"host", b"localhost")]
 FAKE_SDP = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n"
-REPLY_TYPES = {p.ERROR, p.PONG, p.ACK, p.STATE, p.ESTABLISHED, p.FAILED, p.ANSWER}
+REPLY_TYPES = {E.ERROR, E.PONG, E.ACK, E.STATE, E.ESTABLISHED, E.FAILED, E.ANSWER}
 #: Events a participant may see because of what another one did (each names that other participant).
 ROOM_EVENTS = {
-    p.JOINED, p.LEFT, p.PARTICIPANT_UPDATED, p.MESSAGE, p.PUBLISHED, p.UNPUBLISHED, p.STREAM_UPDATED,
+    E.JOINED, E.LEFT, E.PARTICIPANT_UPDATED, E.MESSAGE, E.PUBLISHED, E.UNPUBLISHED, E.STREAM_UPDATED,
 }
 #: Events the attacker may get about its own media, without a request id.
-OWN_EVENTS = ROOM_EVENTS | {p.STREAM_STATUS, p.PLAY_STATUS, p.ROOM_UPDATED, p.ROOM_CLOSED}
+OWN_EVENTS = ROOM_EVENTS | {E.STREAM_STATUS, E.PLAY_STATUS, E.ROOM_UPDATED, E.ROOM_CLOSED}
 
 
 # --- strategies -------------------------------------------------------------------------------------
@@ -234,7 +236,7 @@ async def attack(victim: Peer, login: str, plan: list[tuple[str, Any]]) -> None:
             await attacker.comm.send_to(text_data=text)
             decoded = json.loads(text)
             expected = p.request_id(decoded)
-            is_hello = decoded.get("type") == p.HELLO
+            is_hello = decoded.get("type") == C.HELLO
         elif kind == "text":
             await attacker.comm.send_to(text_data=body or " ")
             try:
@@ -242,26 +244,26 @@ async def attack(victim: Peer, login: str, plan: list[tuple[str, Any]]) -> None:
             except (ValueError, RecursionError):
                 decoded = None
             expected = p.request_id(decoded) if isinstance(decoded, dict) else None
-            is_hello = isinstance(decoded, dict) and decoded.get("type") == p.HELLO
+            is_hello = isinstance(decoded, dict) and decoded.get("type") == C.HELLO
         else:
             await attacker.comm.send_to(bytes_data=body)
             expected, is_hello = None, False
         reply = await attacker.reply(expected, seen)
         REPLIES[reply["type"] if reply else "closed"] = REPLIES.get(reply["type"] if reply else "closed", 0) + 1
-        if reply and reply["type"] == p.ERROR:
+        if reply and reply["type"] == E.ERROR:
             CODES[reply["code"]] = CODES.get(reply["code"], 0) + 1
         assert reply is not None, f"closed with {attacker.closed_with} without a reply to {kind} {body!r:.200}"
-        if reply["type"] == p.ERROR:
+        if reply["type"] == E.ERROR:
             assert isinstance(reply["code"], str) and reply["code"] and reply["message"], reply
             assert reply["code"] != p.ErrorCode.INTERNAL_ERROR, (body, reply)
-        elif reply["type"] == p.FAILED:
+        elif reply["type"] == E.FAILED:
             assert is_hello, reply
             assert await attacker.next() is None and attacker.closed_with == 4001
             break
-        elif reply["type"] == p.STATE:
+        elif reply["type"] == E.STATE:
             joined = True
             assert reply["room"]["name"] != ROOM or reply["self"]["login"] != VICTIM, reply
-        elif reply["type"] == p.ACK and kind == "json" and decoded.get("type") == p.LEAVE:
+        elif reply["type"] == E.ACK and kind == "json" and decoded.get("type") == C.LEAVE:
             joined = False
     for event in seen:
         assert event.get("type") in OWN_EVENTS, event
@@ -292,9 +294,9 @@ async def test_fuzzed_frames_get_replies_and_leave_others_alone(settings: Any, e
     victim = Peer()
     await victim.open()
     await victim.comm.send_to(text_data=json.dumps({"type": "hello", "version": 1, "username": VICTIM, "rid": 1}))
-    assert (await victim.reply(1, []) or {}).get("type") == p.ESTABLISHED
+    assert (await victim.reply(1, []) or {}).get("type") == E.ESTABLISHED
     await victim.comm.send_to(text_data=json.dumps({"type": "join", "room": ROOM, "max_participants": 1000, "rid": 2}))
-    assert (await victim.reply(2, []) or {}).get("type") == p.STATE
+    assert (await victim.reply(2, []) or {}).get("type") == E.STATE
     counter = itertools.count()
 
     @hypothesis_settings(
@@ -318,7 +320,7 @@ async def test_fuzzed_frames_get_replies_and_leave_others_alone(settings: Any, e
     await asyncio.wait_for(asyncio.to_thread(session), timeout=240)
     assert await victim_state() == ("connected", "moderator", True)
     assert next(counter) >= 100, "hypothesis ran too few examples"
-    assert {p.ERROR, p.PONG, p.ACK, p.STATE, p.ESTABLISHED, p.FAILED} <= set(REPLIES), REPLIES
+    assert {E.ERROR, E.PONG, E.ACK, E.STATE, E.ESTABLISHED, E.FAILED} <= set(REPLIES), REPLIES
     assert len(CODES) >= 10, CODES
     logging.getLogger(__name__).info("fuzz replies %s; error codes %s", REPLIES, CODES)
     assert not error_log.records, [r.getMessage() for r in error_log.records][:5]

@@ -83,14 +83,14 @@ def test_state_content_and_joined_event() -> None:
     services.send_message(alice.participant_id, "hi all")
     bob = join("bob")
     state = bob.state
-    assert state["type"] == p.STATE and state["resumed"] is False
+    assert state["type"] == p.EventType.STATE and state["resumed"] is False
     assert state["room"]["name"] == "r" and state["room"]["max_participants"] >= 1
     assert state["self"]["login"] == "bob" and state["self"]["state"] == "connected"
     assert [x["login"] for x in state["participants"]] == ["alice"]
     streams = state["participants"][0]["streams"]
     assert [(s["id"], s["kind"], s["status"]) for s in streams] == [(stream.public_id, "camera", "PUBLISHING")]
     assert [m["text"] for m in state["history"]] == ["hi all"]
-    (joined,) = events(bob, p.JOINED)
+    (joined,) = events(bob, p.EventType.JOINED)
     assert joined.group == bob.group and joined.exclude == chan("bob")
     assert joined.event["participant"]["login"] == "bob"
 
@@ -136,14 +136,14 @@ def test_leave_tells_others_and_last_out_finalizes() -> None:
     alice = join("alice")
     bob = join("bob")
     outcome = services.leave(bob.participant_id)
-    (left,) = events(outcome, p.LEFT)
+    (left,) = events(outcome, p.EventType.LEFT)
     assert left.event["participant"]["login"] == "bob" and left.event["participant"]["state"] == "left"
     assert left.group == alice.group
     assert Room.objects.get(pk=alice.room_id).finalized_at is None
 
     outcome = services.leave(alice.participant_id)
     assert outcome.finalized_room_ids == [alice.room_id]
-    assert events(outcome, p.ROOM_CLOSED)
+    assert events(outcome, p.EventType.ROOM_CLOSED)
     assert Room.objects.get(pk=alice.room_id).finalized_at is not None
 
     again = join("alice")
@@ -177,16 +177,16 @@ def test_drop_marks_disconnected_and_resume_reconnects() -> None:
     bob = join("bob")
     dropped = services.drop(bob.participant_id, chan("bob"))
     assert dropped.disconnected_at is not None
-    (update,) = events(dropped, p.PARTICIPANT_UPDATED)
+    (update,) = events(dropped, p.EventType.PARTICIPANT_UPDATED)
     assert update.event["participant"]["state"] == "disconnected"
     assert Participant.objects.get(pk=bob.participant_id).state == Participant.State.DISCONNECTED
 
     resumed = services.join("bob", "r", "new.channel")
     assert resumed.resumed and resumed.state["resumed"] is True
     assert resumed.participant_id == bob.participant_id
-    (update,) = events(resumed, p.PARTICIPANT_UPDATED)
+    (update,) = events(resumed, p.EventType.PARTICIPANT_UPDATED)
     assert update.event["participant"]["state"] == "connected"
-    assert not events(resumed, p.JOINED)
+    assert not events(resumed, p.EventType.JOINED)
     # the timer of the old drop finds a resumed participant and does nothing
     assert services.expire(bob.participant_id, dropped.disconnected_at).deliveries == []
 
@@ -208,7 +208,7 @@ def test_expiry_after_idle_timeout_finalizes(settings: Any) -> None:
     assert services.sweep_expired().deliveries == []  # not yet
     time.sleep(0.7)
     outcome = services.sweep_expired()
-    assert [d.event["participant"]["login"] for d in events(outcome, p.LEFT)] == ["alice"]
+    assert [d.event["participant"]["login"] for d in events(outcome, p.EventType.LEFT)] == ["alice"]
     assert outcome.finalized_room_ids == [alice.room_id]
     assert Room.objects.get(pk=alice.room_id).finalized_at is not None
     assert Participant.objects.get(pk=alice.participant_id).state == Participant.State.LEFT
@@ -222,7 +222,7 @@ def test_expiry_keeps_a_room_with_someone_connected(settings: Any) -> None:
     dropped = services.drop(bob.participant_id, chan("bob"))
     time.sleep(0.7)
     outcome = services.expire(bob.participant_id, dropped.disconnected_at)
-    assert [d.event["participant"]["login"] for d in events(outcome, p.LEFT)] == ["bob"]
+    assert [d.event["participant"]["login"] for d in events(outcome, p.EventType.LEFT)] == ["bob"]
     assert outcome.finalized_room_ids == []
     assert Room.objects.get(pk=alice.room_id).finalized_at is None
 
@@ -248,7 +248,7 @@ def test_message_to_all() -> None:
     message, outcome = services.send_message(alice.participant_id, "hello")
     assert message["from"] == "alice" and message["to"] is None and message["text"] == "hello"
     (delivery,) = outcome.deliveries
-    assert delivery.group == alice.group and delivery.event == {"type": p.MESSAGE, "message": message}
+    assert delivery.group == alice.group and delivery.event == {"type": p.EventType.MESSAGE, "message": message}
 
 
 def test_message_to_one_and_to_a_list() -> None:
