@@ -354,3 +354,87 @@ def test_history_privacy() -> None:
     assert [m["text"] for m in join("bob").state["history"]] == ["public"]
     # a newcomer's STATE shows only what it may see
     assert [m["text"] for m in join("eve").state["history"]] == ["public"]
+
+
+# --- room rules of the REST API and moderation ------------------------------------------
+
+
+def test_create_room_then_the_same_name_is_refused() -> None:
+    """create_room opens a locked room ahead of joins; a second one of that name is room_exists."""
+    room = services.create_room("ahead", max_participants=3, locked=True)
+    assert room.locked and room.max_participants == 3 and room.is_active
+    with pytest.raises(RoomError) as refused:
+        services.create_room("ahead")
+    assert refused.value.code == ErrorCode.ROOM_EXISTS
+    services.finalize_room(room.pk)
+    assert services.create_room("ahead").pk != room.pk  # a finished room's name is free again
+
+
+def test_kick_tells_the_kicked_one_and_the_room() -> None:
+    """kick: KICKED to the participant's channel, LEFT to the room; an absent login is participant_not_found."""
+    join("mod")
+    join("bob")
+    room = Room.objects.get(name="r")
+    outcome = services.kick(room.pk, "bob", "bye")
+    kicked = events(outcome, p.EventType.KICKED)
+    assert kicked[0].channels == (chan("bob"),) and kicked[0].event["reason"] == "bye"
+    assert events(outcome, p.EventType.LEFT)[0].group == room.group_name
+    with pytest.raises(RoomError) as refused:
+        services.kick(room.pk, "bob")
+    assert refused.value.code == ErrorCode.PARTICIPANT_NOT_FOUND
+
+
+def test_update_room_locks_and_resizes_until_finished() -> None:
+    """update_room changes only what it is given and tells the room; a finished room is room_finished."""
+    join("mod")
+    room = Room.objects.get(name="r")
+    outcome = services.update_room(room.pk, locked=True)
+    assert events(outcome, p.EventType.ROOM_UPDATED)[0].event["room"]["locked"] is True
+    services.update_room(room.pk, max_participants=7)
+    room.refresh_from_db()
+    assert room.locked and room.max_participants == 7
+    services.finalize_room(room.pk)
+    with pytest.raises(RoomError) as refused:
+        services.update_room(room.pk, locked=False)
+    assert refused.value.code == ErrorCode.ROOM_FINISHED
+
+
+def test_set_mute_reports_the_new_flags_and_defaults_to_audio() -> None:
+    """set_mute fills muted_streams; with neither flag it mutes audio; another room's stream is not found."""
+    me = join("pub")
+    stream = services.create_stream(me.participant_id, p.StreamKind.CAMERA, False)
+    outcome = services.set_mute(stream.public_id, None, None, room_id=me.room_id)
+    assert outcome.muted_streams == [(stream.public_id, True, False)]
+    outcome = services.set_mute(stream.public_id, None, True, me.participant_id)
+    assert outcome.muted_streams == [(stream.public_id, True, True)]
+    assert events(outcome, p.EventType.STREAM_UPDATED)[0].event["stream"]["video_muted"] is True
+    other = join("x", room="elsewhere")
+    with pytest.raises(RoomError) as refused:
+        services.set_mute(stream.public_id, True, None, room_id=other.room_id)
+    assert refused.value.code == ErrorCode.STREAM_NOT_FOUND
+
+
+def test_unpublish_in_room_ends_only_the_rooms_streams() -> None:
+    """unpublish_in_room ends a stream of the room; a stream of another room is stream_not_found."""
+    me = join("pub")
+    other = join("x", room="elsewhere")
+    stream = services.create_stream(me.participant_id, p.StreamKind.CAMERA, False)
+    with pytest.raises(RoomError) as refused:
+        services.unpublish_in_room(other.room_id, stream.public_id, "no")
+    assert refused.value.code == ErrorCode.STREAM_NOT_FOUND
+    outcome = services.unpublish_in_room(me.room_id, stream.public_id, "by the server")
+    assert outcome.closed_stream_ids == [stream.public_id]
+    stream.refresh_from_db()
+    assert stream.status == p.StreamStatus.UNPUBLISHED
+
+
+def test_server_message_to_a_finished_room_is_refused() -> None:
+    """send_server_message: room_finished once the room ended; check_message_text holds the size rule."""
+    me = join("mod")
+    services.leave(me.participant_id)
+    with pytest.raises(RoomError) as refused:
+        services.send_server_message(me.room_id, "hello?")
+    assert refused.value.code == ErrorCode.ROOM_FINISHED
+    with pytest.raises(RoomError) as bad:
+        services.check_message_text("\ud800")
+    assert bad.value.code == ErrorCode.INVALID_FIELD
