@@ -179,7 +179,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     async def _handle_send_message(self, command: p.SendMessage) -> None:
         participant_id = self._require_room()
-        require_grant(self.grants, "can_chat")
+        require_grant(self.grants, p.Grant.CAN_CHAT)
         message, outcome = await db(services.send_message)(participant_id, command.text, command.to)
         # Routed before it is acknowledged, and shielded: a stored message always reaches the room,
         # even if this connection goes away meanwhile; an ack means the channel layer has it.
@@ -192,9 +192,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
         from media_relay.client import media_client
 
         participant_id = self._require_room()
-        require_grant(self.grants, "can_publish")
+        require_grant(self.grants, p.Grant.CAN_PUBLISH)
         if command.record:
-            require_grant(self.grants, "can_record")
+            require_grant(self.grants, p.Grant.CAN_RECORD)
         p.validate_sdp(command.sdp)
         stream = await db(services.create_stream)(participant_id, command.kind, command.record)
         assert self.room_id is not None
@@ -224,7 +224,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         from media_relay.client import media_client
 
         participant_id = self._require_room()
-        require_grant(self.grants, "can_play")
+        require_grant(self.grants, p.Grant.CAN_PLAY)
         stream = await db(services.playable_stream)(participant_id, command.stream)
         p.validate_sdp(command.sdp)
         assert self.room_id is not None
@@ -284,7 +284,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         from rooms import moderation
 
         participant_id = self._require_room()
-        require_grant(self.grants, "can_moderate")
+        require_grant(self.grants, p.Grant.CAN_MODERATE)
         assert self.room_id is not None
         await moderation.apply(self.room_id, command, by_participant_id=participant_id)
         await self.reply(command, p.ACK)

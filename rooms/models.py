@@ -75,7 +75,9 @@ class Participant(models.Model):
         ordering = ["joined_at", "pk"]
         constraints = [
             models.UniqueConstraint(
-                fields=["room", "login"], condition=~Q(state="left"), name="unique_present_login_per_room"
+                fields=["room", "login"],
+                condition=~Q(state=ParticipantState.LEFT.value),
+                name="unique_present_login_per_room",
             )
         ]
 
