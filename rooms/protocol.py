@@ -1,8 +1,11 @@
-"""The Room API wire protocol in one place: message types, error codes, commands.
+"""The Room API wire protocol in one place: its vocabulary, commands and events.
 
-docs/protocol.md is the specification; this module mirrors it.  Every command
-a client may send is a frozen dataclass built by :func:`parse_command`, which
-raises :class:`ProtocolError` with a stable code for any bad input.
+docs/protocol.md is the specification; this module mirrors it.  The vocabulary
+(command and event types, statuses, states, roles, grants, kinds, moderation
+actions, error codes) is one ``StrEnum`` each, which the models, services,
+consumers and presenters reuse.  Every command a client may send is a frozen
+dataclass built by :func:`parse_command`, which raises :class:`ProtocolError`
+with a stable code for any bad input.
 """
 
 from __future__ import annotations
