@@ -10,10 +10,6 @@ class MediaRelayConfig(AppConfig):
     name = "media_relay"
 
     def ready(self) -> None:
-        from media_relay.recording.mixer import on_room_finished
-        from rooms.signals import room_finished
-
-        room_finished.connect(on_room_finished, dispatch_uid="media_relay.recording.mix")
         from django.conf import settings
 
         from media_relay.ports import install_port_range

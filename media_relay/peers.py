@@ -22,21 +22,13 @@ from aiortc.rtcrtpparameters import RTCRtpCodecCapability, RTCRtpCodecParameters
 from aiortc.sdp import candidate_from_sdp
 from django.conf import settings
 
+from media_relay.contract import MediaError
 from media_relay.forwarding import DownTrack, Ingest
 from media_relay.stats import PEER_CONNECTIONS
 
 logger = logging.getLogger(__name__)
 
 Callback = Callable[..., Awaitable[None]]
-
-
-class MediaError(Exception):
-    """A media operation failed: a protocol error code and a human reason."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 def rtc_configuration() -> RTCConfiguration:

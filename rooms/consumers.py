@@ -1,7 +1,7 @@
 """The Room API WebSocket consumer: decode, validate, call the service, encode.
 
-Room rules live in rooms.services; media work goes to media_relay through the
-channel layer.  Identity (login, participant, room) comes from this
+Room rules live in rooms.services; media work goes through rooms.media (the
+relay's replies come back as ``media.reply`` messages).  Identity (login, participant, room) comes from this
 connection's own state, never from a payload.
 """
 
@@ -18,10 +18,11 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from rooms import limits, metrics, services
+from rooms import limits, media, metrics, services
 from rooms import protocol as p
 from rooms.auth import SessionIdentity, authenticate_hello
-from rooms.dispatch import deliver, deliver_outcome, schedule_expiry
+from rooms.delivery import deliver
+from rooms.dispatch import deliver_outcome, schedule_expiry
 from rooms.exceptions import ErrorCode, RoomError
 from rooms.permissions import require_grant
 
@@ -169,11 +170,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
         await self.reply(command, p.ACK)
 
     async def _forget_room(self, participant_id: int) -> None:
-        from media_relay.client import media_client
-
         if self.group:
             await self.channel_layer.group_discard(self.group, self.channel_name)
-        await media_client().participant_gone(self.room_id, participant_id)
+        await media.participant_gone(self.room_id, participant_id)
         self.participant_id = self.room_id = self.group = self.room_name = None
         self.grants = frozenset()
 
@@ -188,29 +187,18 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     # --- media -------------------------------------------------------------------------
 
-    async def _handle_publish(self, command: p.Publish) -> None:
-        from media_relay.client import media_client
-
+    def _media_session(self) -> media.MediaSession:
         participant_id = self._require_room()
+        assert self.room_id is not None
+        return media.MediaSession(self.room_id, participant_id, self.channel_name)
+
+    async def _handle_publish(self, command: p.Publish) -> None:
+        session = self._media_session()
         require_grant(self.grants, "can_publish")
         if command.record:
             require_grant(self.grants, "can_record")
         p.validate_sdp(command.sdp)
-        stream = await db(services.create_stream)(participant_id, command.kind, command.record)
-        assert self.room_id is not None
-        try:
-            await media_client().publish(
-                room_id=self.room_id,
-                participant_id=participant_id,
-                stream_id=stream.public_id,
-                sdp=command.sdp,
-                record=stream.record,
-                reply_channel=self.channel_name,
-                rid=command.rid,
-            )
-        except RoomError as exc:
-            await deliver((await db(services.stream_ended)(stream.public_id, "FAILED", exc.message)).deliveries)
-            raise
+        await media.publish(session, command.kind, command.sdp, command.record, command.rid)
 
     async def _handle_unpublish(self, command: p.Unpublish) -> None:
         participant_id = self._require_room()
@@ -220,64 +208,26 @@ class RoomConsumer(AsyncWebsocketConsumer):
         await deliver_outcome(outcome)
 
     async def _handle_play(self, command: p.Play) -> None:
-        from media_relay.client import media_client
-
-        participant_id = self._require_room()
+        session = self._media_session()
         require_grant(self.grants, "can_play")
-        stream = await db(services.playable_stream)(participant_id, command.stream)
+        stream = await db(services.playable_stream)(session.participant_id, command.stream)
         p.validate_sdp(command.sdp)
-        assert self.room_id is not None
-        await media_client().play(
-            room_id=self.room_id,
-            participant_id=participant_id,
-            stream_id=stream.public_id,
-            play_id=uuid.uuid4().hex,
-            sdp=command.sdp,
-            reply_channel=self.channel_name,
-            rid=command.rid,
-        )
+        await media.play(session, stream.public_id, command.sdp, command.rid)
 
     async def _handle_stop(self, command: p.Stop) -> None:
-        from media_relay.client import media_client
-
-        self._require_room()
-        assert self.room_id is not None
-        await media_client().stop(
-            room_id=self.room_id, play_id=command.play, reply_channel=self.channel_name, rid=command.rid
-        )
+        await media.stop(self._media_session(), command.play, command.rid)
 
     async def _handle_ice(self, command: p.Ice) -> None:
-        from media_relay.client import media_client
-
-        self._require_room()
-        assert self.room_id is not None and self.participant_id is not None
-        await media_client().ice(
-            room_id=self.room_id,
-            participant_id=self.participant_id,
-            pc_id=command.pc,
-            candidate=command.candidate,
-            sdp_mid=command.sdp_mid,
-            sdp_mline_index=command.sdp_mline_index,
-            reply_channel=self.channel_name,
-            rid=command.rid,
+        await media.ice(
+            self._media_session(), command.pc, command.candidate, command.sdp_mid, command.sdp_mline_index, command.rid
         )
 
     async def _handle_mute(self, command: p.Mute) -> None:
         participant_id = self._require_room()
         await db(services.own_stream)(participant_id, command.stream)
         outcome = await db(services.set_mute)(command.stream, command.audio, command.video, participant_id)
-        await self._apply_mute(command.stream, outcome)
+        await deliver_outcome(outcome)
         await self.reply(command, p.ACK)
-
-    async def _apply_mute(self, stream_id: str, outcome: services.Outcome) -> None:
-        from media_relay.client import media_client
-
-        stream = outcome.deliveries[0].event["stream"]
-        assert self.room_id is not None
-        await media_client().mute(
-            room_id=self.room_id, stream_id=stream_id, audio=stream["audio_muted"], video=stream["video_muted"]
-        )
-        await deliver(outcome.deliveries)
 
     async def _handle_moderate(self, command: p.Moderate) -> None:
         from rooms import moderation
@@ -333,7 +283,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             outcome = await db(services.drop)(participant_id, self.channel_name)
             if self.group:
                 await self.channel_layer.group_discard(self.group, self.channel_name)
-            await self._media_participant_gone(participant_id)
+            await media.participant_gone(self.room_id, participant_id)
             await deliver_outcome(outcome)
             if outcome.disconnected_at is not None:
                 schedule_expiry(participant_id, outcome.disconnected_at)
@@ -341,11 +291,6 @@ class RoomConsumer(AsyncWebsocketConsumer):
             logger.exception("cleanup after disconnect failed")
         finally:
             self.participant_id = None
-
-    async def _media_participant_gone(self, participant_id: int) -> None:
-        from media_relay.client import media_client
-
-        await media_client().participant_gone(self.room_id, participant_id)
 
     # --- helpers ------------------------------------------------------------------------------
 

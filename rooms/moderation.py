@@ -60,8 +60,6 @@ async def apply(
     room_id: int, command: p.Moderate, by_participant_id: int | None = None, by: str = "a moderator"
 ) -> None:
     """Carry out one moderation command and tell the live connections."""
-    from media_relay.client import media_client
-
     action = command.action
     if action == "kick":
         assert command.login is not None
@@ -71,12 +69,7 @@ async def apply(
         assert command.stream is not None
         await db(_stream_in_room)(room_id, command.stream)
         audio = command.audio if command.audio is not None else (None if command.video is not None else True)
-        outcome = await db(services.set_mute)(command.stream, audio, command.video)
-        stream = outcome.deliveries[0].event["stream"]
-        await media_client().mute(
-            room_id=room_id, stream_id=command.stream, audio=stream["audio_muted"], video=stream["video_muted"]
-        )
-        await deliver(outcome.deliveries)
+        await deliver_outcome(await db(services.set_mute)(command.stream, audio, command.video))
     elif action == "unpublish":
         assert command.stream is not None
         await db(_stream_in_room)(room_id, command.stream)

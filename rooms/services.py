@@ -46,6 +46,7 @@ class Outcome:
     deliveries: list[Delivery] = field(default_factory=list)
     finalized_room_ids: list[int] = field(default_factory=list)
     closed_stream_ids: list[str] = field(default_factory=list)
+    muted_streams: list[tuple[str, bool, bool]] = field(default_factory=list)
 
 
 @dataclass
@@ -559,6 +560,7 @@ def set_mute(stream_id: str, audio: bool | None, video: bool | None, participant
     if video is not None:
         stream.video_muted = video
     stream.save(update_fields=["audio_muted", "video_muted"])
+    outcome.muted_streams.append((stream.public_id, stream.audio_muted, stream.video_muted))
     participant = stream.participant
     outcome.deliveries.append(
         Delivery(
