@@ -289,4 +289,4 @@ class WebhookDelivery(models.Model):
         return f"{self.event_type} -> {self.endpoint}"
 
 
-from rooms.recordings.models import Recording  # noqa: E402,F401  (registers the model with the rooms app)
+from rooms.recording_models import Recording  # noqa: E402,F401  (registers the model with the rooms app)

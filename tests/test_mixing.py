@@ -13,8 +13,8 @@ import pytest
 from django.utils import timezone
 
 from rooms.models import Participant, Room
+from rooms.recording_models import Recording
 from rooms.recordings.mixing import enqueue_mix, mix_room
-from rooms.recordings.models import Recording
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

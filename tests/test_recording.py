@@ -20,7 +20,7 @@ from channels.testing import WebsocketCommunicator
 
 from conference.asgi import application
 from rooms.models import Room
-from rooms.recordings.models import Recording
+from rooms.recording_models import Recording
 from tests.media_sources import CounterVideoTrack, ToneAudioTrack
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -4,7 +4,7 @@ State only: media_relay 0002 removes the model from media_relay's state.
 """
 
 import django.db.models.deletion
-import rooms.recordings.models
+import rooms.recording_models
 from django.db import migrations, models
 
 
@@ -23,7 +23,7 @@ class Migration(migrations.Migration):
                     name='Recording',
                     fields=[
                         ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                        ('public_id', models.CharField(default=rooms.recordings.models.new_recording_id, editable=False, max_length=32, unique=True)),
+                        ('public_id', models.CharField(default=rooms.recording_models.new_recording_id, editable=False, max_length=32, unique=True)),
                         ('kind', models.CharField(choices=[('stream', 'per-stream'), ('mixed', 'room mix')], db_index=True, default='stream', max_length=16)),
                         ('participant_login', models.CharField(blank=True, help_text='Shown on the tile of the mix.', max_length=64)),
                         ('file_name', models.CharField(blank=True, help_text='Relative to RECORDINGS_DIR; never user text.', max_length=200)),

@@ -9,8 +9,8 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+from rooms.recording_models import Recording
 from rooms.recordings.mixing import enqueue_mix
-from rooms.recordings.models import Recording
 
 
 @admin.register(Recording)

@@ -18,7 +18,7 @@ from rest_framework.viewsets import GenericViewSet
 
 from rooms.api.authentication import APIKeyAuthentication
 from rooms.api.permissions import IsRoomAPIClient as CanReadRecordings
-from rooms.recordings.models import Recording
+from rooms.recording_models import Recording
 
 # The Room API's access rule: an API key or a staff session.
 AUTHENTICATION: list[Any] = [APIKeyAuthentication, SessionAuthentication]

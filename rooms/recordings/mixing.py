@@ -21,7 +21,7 @@ from django.utils import timezone
 from media_relay.recording.mixer import MixError, MixInput, run_mix
 from media_relay.recording.probe import probe
 from rooms.models import Room
-from rooms.recordings.models import Recording
+from rooms.recording_models import Recording
 from rooms.recordings.store import mixed_file_name, send_finished
 
 logger = logging.getLogger(__name__)

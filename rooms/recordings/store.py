@@ -12,7 +12,7 @@ from media_relay.contract import RecordingFormat
 from media_relay.recording.probe import probe
 from rooms import signals
 from rooms.models import Stream
-from rooms.recordings.models import Recording
+from rooms.recording_models import Recording
 
 logger = logging.getLogger(__name__)
 
