@@ -24,6 +24,7 @@ from rooms.auth import SessionIdentity, authenticate_hello
 from rooms.delivery import deliver
 from rooms.dispatch import deliver_outcome, schedule_expiry
 from rooms.exceptions import ErrorCode, RoomError
+from rooms.media_events import MediaReply
 from rooms.permissions import require_grant
 
 logger = logging.getLogger(__name__)
@@ -254,7 +255,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         elif kind == p.KICKED and self.participant_id is not None:
             await self._forget_room(self.participant_id)
 
-    async def media_reply(self, message: dict[str, Any]) -> None:
+    async def media_reply(self, message: MediaReply) -> None:
         """A reply of the media relay to one of this connection's commands."""
         await self.send_event(message["event"])
 

@@ -10,7 +10,7 @@ rooms.delivery.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
@@ -28,8 +28,14 @@ logger = logging.getLogger(__name__)
 
 db = database_sync_to_async
 
-MEDIA_REPLY = "media.reply"
-"""Channel-layer type of a reply to one connection (RoomConsumer.media_reply)."""
+MEDIA_REPLY: Literal["media.reply"] = "media.reply"
+
+
+class MediaReply(TypedDict):
+    """A protocol event for one connection (handled by RoomConsumer.media_reply, sent as is)."""
+
+    type: Literal["media.reply"]
+    event: dict[str, Any]
 
 WORKER_GONE_REASON = "the media worker serving this room stopped; publish again"
 
@@ -40,7 +46,7 @@ def _stream_payload(stream_id: str) -> dict[str, Any] | None:
 
 
 async def _reply(channel: str, event: dict[str, Any]) -> None:
-    await get_channel_layer().send(channel, {"type": MEDIA_REPLY, "event": event})
+    await get_channel_layer().send(channel, MediaReply(type=MEDIA_REPLY, event=event))
 
 
 async def _end_stream(stream_id: str, status: str, reason: str) -> None:
