@@ -11,14 +11,15 @@ from pathlib import Path
 from tests.servers import ROOT
 
 PACKAGES = ("conference", "rooms", "media_relay", "roomapi")
-LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
+# The lint-imports command, run by this interpreter (no PATH lookup).
+LINT_IMPORTS = "import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())"
 
 
 def lint_imports(tree: Path) -> subprocess.CompletedProcess[str]:
     """Run lint-imports on the packages under ``tree`` with the repository's contracts (no cache written)."""
     env = {**os.environ, "PYTHONPATH": str(tree)}
     return subprocess.run(
-        [str(LINT_IMPORTS), str(ROOT / ".importlinter"), "--no-cache"],
+        [sys.executable, "-c", LINT_IMPORTS, str(ROOT / ".importlinter"), "--no-cache"],
         cwd=tree, env=env, capture_output=True, text=True, timeout=120,
     )
 
