@@ -59,7 +59,7 @@ async def test_a_dead_worker_is_reported_and_rooms_fails_its_streams() -> None:
     dead = WorkerInfo("dead-worker", "nowhere", 1, time.time() - 60, (stream_id,), (room.pk,))
     await reg.announce(dead)
     await reg.pin(room.pk, dead.worker_id)
-    assert await reap_dead_workers() >= 1
+    await reap_dead_workers()  # another live process's heartbeat may claim it first: the outcome is the same
     status = await bob.until("stream_status")
     assert status["status"] == "FAILED" and status["reason"] == WORKER_GONE_REASON
     assert (await db(Stream.objects.get)(public_id=stream_id)).status == Stream.Status.FAILED
