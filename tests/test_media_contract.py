@@ -53,7 +53,7 @@ async def test_a_dead_worker_is_reported_and_rooms_fails_its_streams() -> None:
     """The reaper tells the port WorkerGone; rooms FAILS the lost stream and its publisher hears why."""
     bob = await RoomClient.open("bob")
     await bob.join("reaped")
-    stream_id = await db(add_live_stream)("reaped", "bob")
+    stream_id = await add_live_stream("reaped", "bob")
     room = await db(Room.objects.get)(name="reaped")
     reg = registry()
     dead = WorkerInfo("dead-worker", "nowhere", 1, time.time() - 60, (stream_id,), (room.pk,))
