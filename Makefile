@@ -46,9 +46,11 @@ system-deps:
 test: $(VENV)/.dev system-deps
 	$(PY) -m pytest
 
+## ruff, mypy, and the import contracts of .importlinter (layers, SDK independence, no cycles).
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check rooms media_relay roomapi conference tests benchmarks
 	$(VENV)/bin/mypy rooms media_relay roomapi
+	$(VENV)/bin/lint-imports
 
 ## Benchmarks (not part of `make test`); figures go to docs/performance.md.
 bench: $(VENV)/.dev system-deps

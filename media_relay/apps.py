@@ -9,10 +9,5 @@ class MediaRelayConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "media_relay"
 
-    def ready(self) -> None:
-        from media_relay.recording.mixer import on_room_finished
-        from rooms.signals import room_finished
-
-        room_finished.connect(on_room_finished, dispatch_uid="media_relay.recording.mix")
-        # aiortc/aioice patches are applied by a media worker when it starts (aiortc_compat.install),
-        # not here: management commands and client-side peers never need them.
+    # Nothing at start-up: aiortc/aioice patches are applied by a media worker when it starts
+    # (aiortc_compat.install); the room_finished -> mix hook is wired by rooms (RoomsConfig.ready).

@@ -23,21 +23,13 @@ from aiortc.sdp import candidate_from_sdp
 from django.conf import settings
 
 from media_relay.aiortc_compat import ReceiverLink, SenderLink, media_codecs, negotiated_codecs
+from media_relay.contract import MediaError, MediaErrorCode
 from media_relay.forwarding import DownTrack, Ingest
 from media_relay.stats import PEER_CONNECTIONS
 
 logger = logging.getLogger(__name__)
 
 Callback = Callable[..., Awaitable[None]]
-
-
-class MediaError(Exception):
-    """A media operation failed: a protocol error code and a human reason."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 def rtc_configuration() -> RTCConfiguration:
@@ -105,7 +97,7 @@ def parse_candidate(candidate: str, sdp_mid: str | None, sdp_mline_index: int | 
     try:
         parsed = candidate_from_sdp(text)
     except (ValueError, IndexError) as exc:
-        raise MediaError("invalid_field", f"bad ICE candidate: {exc}") from None
+        raise MediaError(MediaErrorCode.INVALID_FIELD, f"bad ICE candidate: {exc}") from None
     parsed.sdpMid = sdp_mid
     parsed.sdpMLineIndex = sdp_mline_index
     return parsed
@@ -190,7 +182,7 @@ class Publication(PeerSession):
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
         except Exception as exc:
-            raise MediaError("invalid_sdp", f"the offer was refused: {exc}") from None
+            raise MediaError(MediaErrorCode.INVALID_SDP, f"the offer was refused: {exc}") from None
         for transceiver in self.pc.getTransceivers():
             if transceiver.kind in ("audio", "video") and transceiver.kind not in self.ingests:
                 link = ReceiverLink(transceiver.receiver)
@@ -199,7 +191,7 @@ class Publication(PeerSession):
                 ingest.codec = negotiated[0] if negotiated else None
                 self.ingests[transceiver.kind] = ingest
         if not self.ingests:
-            raise MediaError("invalid_sdp", "the offer has no audio or video to publish")
+            raise MediaError(MediaErrorCode.INVALID_SDP, "the offer has no audio or video to publish")
         answer = await self.pc.createAnswer()
         await self.pc.setLocalDescription(answer)
         self.start_watchdog()
@@ -288,9 +280,9 @@ class Playback(PeerSession):
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
         except Exception as exc:
-            raise MediaError("invalid_sdp", f"the offer was refused: {exc}") from None
+            raise MediaError(MediaErrorCode.INVALID_SDP, f"the offer was refused: {exc}") from None
         if not any(negotiated_codecs(t) for t in self._senders.values()):
-            raise MediaError("invalid_sdp", "the offer accepts none of the stream's codecs")
+            raise MediaError(MediaErrorCode.INVALID_SDP, "the offer accepts none of the stream's codecs")
         answer = await self.pc.createAnswer()
         await self.pc.setLocalDescription(answer)
         self.start_watchdog()

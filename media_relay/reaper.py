@@ -1,27 +1,23 @@
-"""Clean up after a media worker that died: its rooms' streams FAIL and the rooms are unpinned.
+"""Clean up after a media worker that died: its placements are unpinned and the port hears WorkerGone.
 
 Any process may notice a dead worker (a silent heartbeat); the registry's claim
-makes exactly one of them do the work.  Clients then publish again and land on
-a live worker; signalling never depended on the dead one.
+makes exactly one of them do the work.  The layer above fails the lost streams;
+clients then publish again and land on a live worker.
 """
 
 from __future__ import annotations
 
 import logging
 
-from channels.db import database_sync_to_async
-
+from media_relay.contract import WorkerGone
+from media_relay.port import media_events
 from media_relay.registry import registry
-from rooms import services
-from rooms.dispatch import deliver
 
 logger = logging.getLogger(__name__)
 
-REASON = "the media worker serving this room stopped; publish again"
-
 
 async def reap_dead_workers() -> int:
-    """Fail the streams of rooms pinned to dead workers; returns how many workers were reaped."""
+    """Report the publications of dead workers as gone; returns how many workers were reaped."""
     reg = registry()
     reaped = 0
     for worker in await reg.dead():
@@ -29,10 +25,8 @@ async def reap_dead_workers() -> int:
             continue
         reaped += 1
         logger.warning("media worker %s is gone; failing its %d streams", worker.worker_id, len(worker.streams))
-        for room_id in worker.rooms:
-            if await reg.pinned(room_id) == worker.worker_id:
-                await reg.unpin(room_id)
-        for stream_id in worker.streams:
-            outcome = await database_sync_to_async(services.stream_ended)(stream_id, "FAILED", REASON)
-            await deliver(outcome.deliveries)
+        for placement in worker.rooms:
+            if await reg.pinned(placement) == worker.worker_id:
+                await reg.unpin(placement)
+        await media_events().worker_gone(WorkerGone(worker.worker_id, worker.streams, worker.rooms))
     return reaped

@@ -3,6 +3,8 @@
 aiortc creates a decoder for every received track and an encoder for every
 sent one unless the relay bypasses them; wrapping its factories counts every
 codec instance this process creates, so tests and /media/stats can show zero.
+Live workers register here (:data:`LIVE_WORKERS`) so that this module reads
+their figures without importing the worker.
 """
 
 from __future__ import annotations
@@ -10,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import os
 import weakref
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 
 @dataclass
@@ -26,32 +28,46 @@ class RelayStats:
     playbacks_opened: int = 0
 
 
+@dataclass(frozen=True)
+class WorkerFigures:
+    """What one media worker holds open right now."""
+
+    publications: int = 0
+    playbacks: int = 0
+    packets_lost: int = 0
+    """RTP packets lost from publishers (live publications, RTX left out)."""
+    packets_expected: int = 0
+
+
+class LiveWorker(Protocol):
+    """A media worker as the figures see it."""
+
+    def figures(self) -> WorkerFigures: ...
+
+
+@dataclass(frozen=True)
+class RelayFigures:
+    """The relay figures of this process: counters since start plus what is open now."""
+
+    decoders_created: int
+    encoders_created: int
+    packets_forwarded: int
+    bytes_forwarded: int
+    publications_opened: int
+    playbacks_opened: int
+    peer_connections: int
+    publications: int
+    playbacks: int
+    packets_lost: int
+    packets_expected: int
+    udp_sockets: int
+    asyncio_tasks: int
+
+
 STATS = RelayStats()
 PEER_CONNECTIONS: weakref.WeakSet[Any] = weakref.WeakSet()
-
-
-def install_codec_counters() -> None:
-    """Count every aiortc codec instance this process creates (idempotent)."""
-    import aiortc.rtcrtpreceiver as receiver_module
-    import aiortc.rtcrtpsender as sender_module
-
-    if getattr(receiver_module.get_decoder, "_counted", False):
-        return
-    original_decoder = receiver_module.get_decoder
-    original_encoder = sender_module.get_encoder
-
-    def counting_decoder(codec: Any) -> Any:
-        STATS.decoders_created += 1
-        return original_decoder(codec)
-
-    def counting_encoder(codec: Any) -> Any:
-        STATS.encoders_created += 1
-        return original_encoder(codec)
-
-    counting_decoder._counted = True  # type: ignore[attr-defined]
-    counting_encoder._counted = True  # type: ignore[attr-defined]
-    receiver_module.get_decoder = counting_decoder  # type: ignore[assignment]
-    sender_module.get_encoder = counting_encoder  # type: ignore[assignment]
+LIVE_WORKERS: weakref.WeakSet[LiveWorker] = weakref.WeakSet()
+"""The media workers running in this process (each adds itself when it starts)."""
 
 
 def open_udp_sockets() -> int:
@@ -75,20 +91,25 @@ def open_udp_sockets() -> int:
         return -1
 
 
-def snapshot() -> dict[str, Any]:
-    """Counters plus what is open right now."""
-    from media_relay.worker import all_inprocess_workers
-
-    workers = all_inprocess_workers()
+def relay_figures() -> RelayFigures:
+    """Counters plus what this process's workers and peer connections hold open."""
+    workers = [worker.figures() for worker in list(LIVE_WORKERS)]
     try:
         tasks = len(asyncio.all_tasks())
     except RuntimeError:
         tasks = -1
-    return {
-        **asdict(STATS),
-        "peer_connections": sum(1 for pc in PEER_CONNECTIONS if pc.connectionState != "closed"),
-        "publications": sum(len(w.publications) for w in workers),
-        "playbacks": sum(len(w.playbacks) for w in workers),
-        "udp_sockets": open_udp_sockets(),
-        "asyncio_tasks": tasks,
-    }
+    return RelayFigures(
+        decoders_created=STATS.decoders_created,
+        encoders_created=STATS.encoders_created,
+        packets_forwarded=STATS.packets_forwarded,
+        bytes_forwarded=STATS.bytes_forwarded,
+        publications_opened=STATS.publications_opened,
+        playbacks_opened=STATS.playbacks_opened,
+        peer_connections=sum(1 for pc in list(PEER_CONNECTIONS) if pc.connectionState != "closed"),
+        publications=sum(w.publications for w in workers),
+        playbacks=sum(w.playbacks for w in workers),
+        packets_lost=sum(w.packets_lost for w in workers),
+        packets_expected=sum(w.packets_expected for w in workers),
+        udp_sockets=open_udp_sockets(),
+        asyncio_tasks=tasks,
+    )

@@ -15,38 +15,23 @@ import os
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
-from typing import Any
 
-from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from media_relay import aiortc_compat
-from media_relay import messages as m
-from media_relay.peers import MediaError, Playback, Publication
-from media_relay.recording.sink import recording_sink_factory
+from media_relay import aiortc_compat, stats
+from media_relay import contract as c
+from media_relay.peers import Playback, Publication
+from media_relay.port import media_events
+from media_relay.reaper import reap_dead_workers
+from media_relay.recording.sink import recording_format, start_recording, wait_for_recordings
 from media_relay.registry import HEARTBEAT_SECONDS, WorkerInfo, registry
-from media_relay.stats import STATS
-from rooms import protocol as p
-from rooms import services
-from rooms.dispatch import deliver
-from rooms.exceptions import ErrorCode
-from rooms.models import Stream
-from rooms.presenters import stream_dict
 
 logger = logging.getLogger(__name__)
 
-db = database_sync_to_async
-
-
-def _stream_payload(stream_id: str) -> dict[str, Any] | None:
-    stream = Stream.objects.select_related("participant").filter(public_id=stream_id).first()
-    return stream_dict(stream) if stream else None
-
 
 class MediaWorker:
-    """Publications and playbacks of the rooms placed on this worker."""
+    """Publications and playbacks of the placements pinned to this worker."""
 
     def __init__(self, worker_id: str | None = None) -> None:
         self.worker_id = worker_id or f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -57,24 +42,36 @@ class MediaWorker:
         self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
-        self.sink_factories: list[Callable[[Publication, bool], Awaitable[None]]] = [recording_sink_factory]
 
     @property
     def load(self) -> int:
         """Peer connections served: the placement metric."""
         return len(self.publications) + len(self.playbacks)
 
+    def figures(self) -> stats.WorkerFigures:
+        """What this worker holds open, for the process's relay figures."""
+        lost = expected = 0
+        for publication in list(self.publications.values()):
+            for ingest in list(publication.ingests.values()):
+                ingest_lost, ingest_expected = ingest.packet_loss()
+                lost += ingest_lost
+                expected += ingest_expected
+        return stats.WorkerFigures(len(self.publications), len(self.playbacks), lost, expected)
+
     async def start(self) -> None:
         """Get a channel and announce this worker."""
         aiortc_compat.install(settings.MEDIA_UDP_PORTS)
         # The default prefix: channels_redis serves all of a process's channels from one key ("specific.<id>!").
         self.channel = await self.layer.new_channel()
+        stats.LIVE_WORKERS.add(self)
         await self._announce()
 
     async def _announce(self) -> None:
         streams = tuple(self.publications)
-        rooms = tuple({publication.room_id for publication in self.publications.values()})
-        await registry().announce(WorkerInfo(self.worker_id, self.channel, self.load, time.time(), streams, rooms))
+        placements = tuple({publication.room_id for publication in self.publications.values()})
+        await registry().announce(
+            WorkerInfo(self.worker_id, self.channel, self.load, time.time(), streams, placements)
+        )
 
     async def run(self) -> None:
         """Serve until cancelled; heartbeats keep the registry entry alive."""
@@ -98,91 +95,92 @@ class MediaWorker:
             await self.shutdown()
 
     async def _heartbeat(self) -> None:
-        from media_relay.reaper import reap_dead_workers
-
         while True:
             await asyncio.sleep(HEARTBEAT_SECONDS)
             try:
                 await self._announce()
-                for room_id in {publication.room_id for publication in self.publications.values()}:
-                    await registry().pin(room_id, self.worker_id)  # survives a Redis restart
+                for placement in {publication.room_id for publication in self.publications.values()}:
+                    await registry().pin(placement, self.worker_id)  # survives a Redis restart
                 await reap_dead_workers()
             except Exception:
                 logger.exception("media worker heartbeat failed")
 
-    def _spawn(self, message: dict[str, Any]) -> None:
+    def _spawn(self, message: c.Command) -> None:
         key = message.get("stream_id") or message.get("play_id") or message.get("pc_id") or "global"
         lock = self._locks[str(key)]
         task = asyncio.ensure_future(self._handle(message, lock))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _handle(self, message: dict[str, Any], lock: asyncio.Lock) -> None:
+    async def _handle(self, message: c.Command, lock: asyncio.Lock) -> None:
         async with lock:
-            handler = {
-                m.PUBLISH: self.publish,
-                m.PLAY: self.play,
-                m.STOP: self.stop,
-                m.ICE: self.ice,
-                m.MUTE: self.mute,
-                m.PARTICIPANT_GONE: self.participant_gone,
-                m.STREAMS_CLOSED: self.streams_closed,
-            }.get(message.get("type", ""))
-            if handler is None:
-                logger.warning("unknown media message %r", message.get("type"))
-                return
             try:
-                await handler(message)
-            except MediaError as exc:
-                await self._reply_error(message, exc.code, exc.message)
+                await self._route(message)
+            except c.MediaError as exc:
+                await self._failed(message, exc.code, exc.message)
             except Exception:
                 logger.exception("media command %s failed", message.get("type"))
-                await self._reply_error(message, ErrorCode.MEDIA_FAILED, "the media relay failed to handle this")
+                await self._failed(message, c.MediaErrorCode.MEDIA_FAILED, "the media relay failed to handle this")
 
-    async def _reply(self, channel: str | None, event: dict[str, Any]) -> None:
-        if channel:
-            await self.layer.send(channel, m.reply(event))
+    async def _route(self, message: c.Command) -> None:
+        # Narrowed on the literal ``type``: each handler gets its own command type.
+        if message["type"] == c.PUBLISH:
+            await self.publish(message)
+        elif message["type"] == c.PLAY:
+            await self.play(message)
+        elif message["type"] == c.STOP:
+            await self.stop(message)
+        elif message["type"] == c.ICE:
+            await self.ice(message)
+        elif message["type"] == c.MUTE:
+            await self.mute(message)
+        elif message["type"] == c.PARTICIPANT_GONE:
+            await self.participant_gone(message)
+        elif message["type"] == c.STREAMS_CLOSED:
+            await self.streams_closed(message)
+        else:
+            logger.warning("unknown media message %r", message.get("type"))
 
-    async def _reply_error(self, message: dict[str, Any], code: str, text: str) -> None:
-        await self._reply(message.get("reply_channel"), p.error_event(code, text, message.get("rid")))
-        if message.get("type") == m.PUBLISH:
-            await self._end_publication(message["stream_id"], Stream.Status.FAILED, text)
+    async def _failed(self, message: c.Command, code: c.MediaErrorCode, text: str) -> None:
+        if message["type"] == c.PUBLISH:
+            failed = c.CommandFailed(message["reply_channel"], message["rid"], code, text, message["stream_id"])
+        elif message["type"] == c.PLAY or message["type"] == c.STOP or message["type"] == c.ICE:
+            failed = c.CommandFailed(message["reply_channel"], message["rid"], code, text)
+        else:  # mute, participant_gone, streams_closed: nobody waits for an answer
+            logger.warning("media command %s failed: %s", message["type"], text)
+            return
+        await media_events().command_failed(failed)
+        if failed.stream_id is not None:
+            await self._close_publication(failed.stream_id)
 
     # --- publish -----------------------------------------------------------------
 
-    async def publish(self, message: dict[str, Any]) -> None:
-        """Answer a publisher's offer; PUBLISHING follows when media arrives."""
-        stream_id = message["stream_id"]
+    async def publish(self, command: c.PublishCommand) -> None:
+        """Answer a publisher's offer; PublicationFlowing follows when media arrives."""
+        stream_id = command["stream_id"]
 
         async def failed(reason: str) -> None:
-            await self._end_publication(stream_id, Stream.Status.FAILED, reason)
+            await self._end_publication(stream_id, c.PublicationStatus.FAILED, reason)
 
-        publication = Publication(stream_id, message["room_id"], message["participant_id"], failed, self._media_flowing)
-        publication.record = bool(message.get("record"))  # type: ignore[attr-defined]
+        publication = Publication(
+            stream_id, command["placement"], command["participant_id"], failed, self._media_flowing
+        )
         self.publications[stream_id] = publication
-        STATS.publications_opened += 1
+        stats.STATS.publications_opened += 1
         await self._announce()
-        sdp = await publication.answer(message["sdp"])
-        stream = await db(_stream_payload)(stream_id)
-        event = p.Event(p.ANSWER, {"pc": stream_id, "stream": stream, "sdp": sdp}).to_dict(message.get("rid"))
-        await self._reply(message["reply_channel"], event)
+        sdp = await publication.answer(command["sdp"])
+        await media_events().answer(
+            c.Answer(command["reply_channel"], command["rid"], stream_id, stream_id, None, sdp)
+        )
 
     async def _media_flowing(self, publication: Publication) -> None:
-        kinds = publication.codec_names()
-        outcome = await db(services.stream_publishing)(
-            publication.stream_id,
-            has_audio="audio" in kinds,
-            has_video="video" in kinds,
-            audio_codec=kinds.get("audio", ""),
-            video_codec=kinds.get("video", ""),
-        )
-        await deliver(outcome.deliveries)
-        for factory in self.sink_factories:
-            await factory(publication, bool(getattr(publication, "record", False)))
+        flowing = c.PublicationFlowing(publication.stream_id, publication.codec_names(), recording_format(publication))
+        target = await media_events().publication_flowing(flowing)
+        if target is not None:
+            await start_recording(publication, target)
 
-    async def _end_publication(self, stream_id: str, status: str, reason: str) -> None:
-        outcome = await db(services.stream_ended)(stream_id, status, reason)
-        await deliver(outcome.deliveries)
+    async def _end_publication(self, stream_id: str, status: c.PublicationStatus, reason: str) -> None:
+        await media_events().publication_ended(c.PublicationEnded(stream_id, status, reason))
         await self._close_publication(stream_id)
 
     async def _close_publication(self, stream_id: str) -> None:
@@ -190,113 +188,111 @@ class MediaWorker:
         if publication is None:
             return
         for playback in list(publication.playbacks):
-            await self._end_playback(playback, p.STREAM_UNPUBLISHED, "the stream was unpublished")
+            await self._end_playback(playback, c.PlaybackState.UNPUBLISHED, "the stream was unpublished")
         await publication.close()
         self._locks.pop(stream_id, None)
 
     # --- play ---------------------------------------------------------------------
 
-    async def play(self, message: dict[str, Any]) -> None:
+    async def play(self, command: c.PlayCommand) -> None:
         """Answer a player's receive-only offer with the publisher's codecs."""
-        publication = self.publications.get(message["stream_id"])
+        publication = self.publications.get(command["stream_id"])
         if publication is None or publication.closed:
-            raise MediaError(
-                ErrorCode.STREAM_NOT_PUBLISHING, "the requested stream must be in the active state PUBLISHING"
+            raise c.MediaError(
+                c.MediaErrorCode.STREAM_NOT_PUBLISHING, "the requested stream must be in the active state PUBLISHING"
             )
-        play_id = message["play_id"]
+        play_id = command["play_id"]
 
         async def failed(reason: str) -> None:
             playback = self.playbacks.get(play_id)
             if playback is not None:
-                await self._end_playback(playback, p.STREAM_FAILED, reason)
+                await self._end_playback(playback, c.PlaybackState.FAILED, reason)
 
         playback = Playback(
-            play_id, publication, message["participant_id"], message["reply_channel"], failed, self._playing
+            play_id, publication, command["participant_id"], command["reply_channel"], failed, self._playing
         )
         self.playbacks[play_id] = playback
-        STATS.playbacks_opened += 1
+        stats.STATS.playbacks_opened += 1
         await self._announce()
         publication.playbacks.add(playback)
         try:
-            sdp = await playback.answer(message["sdp"])
+            sdp = await playback.answer(command["sdp"])
         except Exception:
             self.playbacks.pop(play_id, None)
             await playback.close()
             raise
-        stream = await db(_stream_payload)(publication.stream_id)
-        event = p.Event(p.ANSWER, {"pc": play_id, "play": play_id, "stream": stream, "sdp": sdp})
-        await self._reply(message["reply_channel"], event.to_dict(message.get("rid")))
-
-    def _play_status(self, playback: Playback, status: str, reason: str = "") -> dict[str, Any]:
-        return p.Event(
-            p.PLAY_STATUS,
-            {"play": playback.play_id, "stream": playback.publication.stream_id, "status": status, "reason": reason},
-        ).to_dict()
+        await media_events().answer(
+            c.Answer(command["reply_channel"], command["rid"], play_id, publication.stream_id, play_id, sdp)
+        )
 
     async def _playing(self, playback: Playback) -> None:
-        await self._reply(playback.reply_channel, self._play_status(playback, p.STREAM_PLAYING))
+        await self._playback_status(playback, c.PlaybackState.PLAYING)
 
-    async def _end_playback(self, playback: Playback, status: str, reason: str) -> None:
+    async def _playback_status(self, playback: Playback, status: c.PlaybackState, reason: str = "") -> None:
+        await media_events().playback_status(
+            c.PlaybackStatus(playback.reply_channel, playback.play_id, playback.publication.stream_id, status, reason)
+        )
+
+    async def _end_playback(self, playback: Playback, status: c.PlaybackState, reason: str) -> None:
         self.playbacks.pop(playback.play_id, None)
         self._locks.pop(playback.play_id, None)
         await playback.close()
-        await self._reply(playback.reply_channel, self._play_status(playback, status, reason))
+        await self._playback_status(playback, status, reason)
 
-    async def stop(self, message: dict[str, Any]) -> None:
+    async def stop(self, command: c.StopCommand) -> None:
         """Stop one playback of the asking connection."""
-        playback = self.playbacks.get(message["play_id"])
-        if playback is None or playback.reply_channel != message["reply_channel"]:
-            raise MediaError(ErrorCode.PLAY_NOT_FOUND, "no such playback")
-        await self._reply(message["reply_channel"], p.Event(p.ACK).to_dict(message.get("rid")))
-        await self._end_playback(playback, p.STREAM_STOPPED, "stopped by the player")
+        playback = self.playbacks.get(command["play_id"])
+        if playback is None or playback.reply_channel != command["reply_channel"]:
+            raise c.MediaError(c.MediaErrorCode.PLAY_NOT_FOUND, "no such playback")
+        await media_events().acked(c.Acked(command["reply_channel"], command["rid"]))
+        await self._end_playback(playback, c.PlaybackState.STOPPED, "stopped by the player")
 
     # --- other commands -------------------------------------------------------------
 
-    async def ice(self, message: dict[str, Any]) -> None:
+    async def ice(self, command: c.IceCommand) -> None:
         """A trickled candidate for one of the participant's own peer connections."""
-        pc_id = message["pc_id"]
+        pc_id = command["pc_id"]
         session: Publication | Playback | None = self.publications.get(pc_id) or self.playbacks.get(pc_id)
-        if session is None or session.participant_id != message["participant_id"]:
-            raise MediaError(ErrorCode.PLAY_NOT_FOUND, "no such peer connection of yours")
-        await session.add_candidate(message.get("candidate"), message.get("sdp_mid"), message.get("sdp_mline_index"))
-        await self._reply(message["reply_channel"], p.Event(p.ACK).to_dict(message.get("rid")))
+        if session is None or session.participant_id != command["participant_id"]:
+            raise c.MediaError(c.MediaErrorCode.PLAY_NOT_FOUND, "no such peer connection of yours")
+        await session.add_candidate(command["candidate"], command["sdp_mid"], command["sdp_mline_index"])
+        await media_events().acked(c.Acked(command["reply_channel"], command["rid"]))
 
-    async def mute(self, message: dict[str, Any]) -> None:
-        """Stop or resume forwarding a stream's audio and video."""
-        publication = self.publications.get(message["stream_id"])
+    async def mute(self, command: c.MuteCommand) -> None:
+        """Stop or resume forwarding a stream's audio and video (if this worker holds it)."""
+        publication = self.publications.get(command["stream_id"])
         if publication is not None:
-            publication.set_mute(bool(message["audio"]), bool(message["video"]))
+            publication.set_mute(command["audio"], command["video"])
 
-    async def participant_gone(self, message: dict[str, Any]) -> None:
+    async def participant_gone(self, command: c.ParticipantGoneCommand) -> None:
         """Close the peer connections of a participant that left or dropped."""
-        participant_id = message["participant_id"]
+        participant_id = command["participant_id"]
         for playback in [x for x in self.playbacks.values() if x.participant_id == participant_id]:
-            await self._end_playback(playback, p.STREAM_STOPPED, "the player left")
+            await self._end_playback(playback, c.PlaybackState.STOPPED, "the player left")
         for stream_id in [k for k, v in self.publications.items() if v.participant_id == participant_id]:
-            await self._end_publication(stream_id, Stream.Status.UNPUBLISHED, "the publisher left")
+            await self._end_publication(stream_id, c.PublicationStatus.UNPUBLISHED, "the publisher left")
 
-    async def streams_closed(self, message: dict[str, Any]) -> None:
-        """Streams ended by the room service (unpublish, leave, finalize)."""
-        room_ids = set(message.get("room_ids") or ())
-        for stream_id in list(message.get("stream_ids") or ()):
+    async def streams_closed(self, command: c.StreamsClosedCommand) -> None:
+        """Streams ended above (unpublish, leave, finalize); placements whose publications all end."""
+        placements = set(command["placements"])
+        for stream_id in list(command["stream_ids"]):
             await self._close_publication(stream_id)
-        for stream_id in [k for k, v in self.publications.items() if v.room_id in room_ids]:
-            await self._end_publication(stream_id, Stream.Status.UNPUBLISHED, "the room was finalized")
+        for stream_id in [k for k, v in self.publications.items() if v.room_id in placements]:
+            await self._end_publication(stream_id, c.PublicationStatus.UNPUBLISHED, "the room was finalized")
 
     async def shutdown(self) -> None:
         """Close everything and leave the registry."""
         self._stopping = True
         for stream_id in list(self.publications):
             try:
-                await self._end_publication(stream_id, Stream.Status.FAILED, "the media worker stopped")
+                await self._end_publication(stream_id, c.PublicationStatus.FAILED, "the media worker stopped")
             except Exception:
                 logger.exception("closing publication %s failed", stream_id)
         for playback in list(self.playbacks.values()):
             await playback.close()
         self.playbacks.clear()
-        from media_relay.recording.sink import wait_for_recordings
-
         await wait_for_recordings()
+        stats.LIVE_WORKERS.discard(self)
         try:
             await registry().withdraw(self.worker_id)
         except Exception:
@@ -304,11 +300,6 @@ class MediaWorker:
 
 
 _inprocess: dict[int, tuple[MediaWorker, asyncio.Task[None]]] = {}
-
-
-def all_inprocess_workers() -> list[MediaWorker]:
-    """Every in-process worker of this process."""
-    return [worker for worker, task in _inprocess.values() if not task.done()]
 
 
 def inprocess_worker() -> MediaWorker | None:
@@ -327,6 +318,7 @@ async def ensure_inprocess_worker() -> MediaWorker:
         if key != id(loop) or task.done():
             # A worker of a finished loop (tests run one loop per test): forget it.
             _inprocess.pop(key, None)
+            stats.LIVE_WORKERS.discard(worker)
             try:
                 await registry().withdraw(worker.worker_id)
             except Exception:

@@ -31,6 +31,7 @@ from rooms.models import (
     WebhookDelivery,
     WebhookEndpoint,
 )
+from rooms.recordings import admin as recordings_admin  # noqa: F401  (registers RecordingAdmin)
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The Room API WebSocket consumer: decode, validate, call the service, encode.
 
-Room rules live in rooms.services; media work goes to media_relay through the
-channel layer.  Identity (login, participant, room) comes from this
+Room rules live in rooms.services; media work goes through rooms.media (the
+relay's replies come back as ``media.reply`` messages).  Identity (login, participant, room) comes from this
 connection's own state, never from a payload.
 """
 
@@ -18,11 +18,13 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from rooms import limits, metrics, services
+from rooms import limits, media, metrics, services
 from rooms import protocol as p
 from rooms.auth import SessionIdentity, authenticate_hello
-from rooms.dispatch import deliver, deliver_outcome, schedule_expiry
+from rooms.delivery import deliver
+from rooms.dispatch import deliver_outcome, schedule_expiry
 from rooms.exceptions import ErrorCode, RoomError
+from rooms.media_events import MediaReply
 from rooms.permissions import require_grant
 
 logger = logging.getLogger(__name__)
@@ -63,10 +65,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
             command = p.parse_command(payload)
             await self._dispatch(command)
         except p.ProtocolError as exc:
-            if kind == p.HELLO and self.identity is None:
+            if kind == p.CommandType.HELLO and self.identity is None:
                 # A refused hello (bad username, version, token) fails the session.
-                failed = {"status": p.SESSION_FAILED, "code": exc.code, "message": exc.message}
-                await self.send_event(p.Event(p.FAILED, failed).to_dict(rid))
+                failed = {"status": p.SessionStatus.FAILED, "code": exc.code, "message": exc.message}
+                await self.send_event(p.Event(p.EventType.FAILED, failed).to_dict(rid))
                 await self.close(code=4001)
                 return
             await self.send_event(p.error_event(exc.code, exc.message, rid))
@@ -81,7 +83,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self._handle_hello(command)
             return
         if isinstance(command, p.Ping):
-            await self.reply(command, p.PONG)
+            await self.reply(command, p.EventType.PONG)
             return
         if self.identity is None:
             raise RoomError(ErrorCode.NOT_ESTABLISHED, "send hello first")
@@ -113,16 +115,16 @@ class RoomConsumer(AsyncWebsocketConsumer):
             self.identity = await db(authenticate_hello)(command, self.scope.get("user"))
         except p.ProtocolError as exc:
             await self.send_event(
-                p.Event(p.FAILED, {"status": p.SESSION_FAILED, "code": exc.code, "message": exc.message}).to_dict(
-                    command.rid
-                )
+                p.Event(
+                    p.EventType.FAILED, {"status": p.SessionStatus.FAILED, "code": exc.code, "message": exc.message}
+                ).to_dict(command.rid)
             )
             await self.close(code=4001)
             return
         await self.reply(
             command,
-            p.ESTABLISHED,
-            status=p.SESSION_ESTABLISHED,
+            p.EventType.ESTABLISHED,
+            status=p.SessionStatus.ESTABLISHED,
             version=p.PROTOCOL_VERSION,
             username=self.identity.login,
             session=uuid.uuid4().hex,
@@ -156,7 +158,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         outcome.state["self"]["grants"] = sorted(self.grants)
         await self.channel_layer.group_add(outcome.group, self.channel_name)
         await self.send_event(
-            p.Event(p.STATE, {k: v for k, v in outcome.state.items() if k != "type"}).to_dict(command.rid)
+            p.Event(p.EventType.STATE, {k: v for k, v in outcome.state.items() if k != "type"}).to_dict(command.rid)
         )
         metrics.observe_join(time.perf_counter() - started)
         await deliver(outcome.deliveries)
@@ -166,14 +168,12 @@ class RoomConsumer(AsyncWebsocketConsumer):
         outcome = await db(services.leave)(participant_id)
         await self._forget_room(participant_id)
         await asyncio.shield(deliver_outcome(outcome))
-        await self.reply(command, p.ACK)
+        await self.reply(command, p.EventType.ACK)
 
     async def _forget_room(self, participant_id: int) -> None:
-        from media_relay.client import media_client
-
         if self.group:
             await self.channel_layer.group_discard(self.group, self.channel_name)
-        await media_client().participant_gone(self.room_id, participant_id)
+        await media.participant_gone(self.room_id, participant_id)
         self.participant_id = self.room_id = self.group = self.room_name = None
         self.grants = frozenset()
 
@@ -184,101 +184,51 @@ class RoomConsumer(AsyncWebsocketConsumer):
         # Routed before it is acknowledged, and shielded: a stored message always reaches the room,
         # even if this connection goes away meanwhile; an ack means the channel layer has it.
         await asyncio.shield(deliver(outcome.deliveries))
-        await self.reply(command, p.ACK, message=message)
+        await self.reply(command, p.EventType.ACK, message=message)
 
     # --- media -------------------------------------------------------------------------
 
-    async def _handle_publish(self, command: p.Publish) -> None:
-        from media_relay.client import media_client
-
+    def _media_session(self) -> media.MediaSession:
         participant_id = self._require_room()
+        assert self.room_id is not None
+        return media.MediaSession(self.room_id, participant_id, self.channel_name)
+
+    async def _handle_publish(self, command: p.Publish) -> None:
+        session = self._media_session()
         require_grant(self.grants, p.Grant.CAN_PUBLISH)
         if command.record:
             require_grant(self.grants, p.Grant.CAN_RECORD)
         p.validate_sdp(command.sdp)
-        stream = await db(services.create_stream)(participant_id, command.kind, command.record)
-        assert self.room_id is not None
-        try:
-            await media_client().publish(
-                room_id=self.room_id,
-                participant_id=participant_id,
-                stream_id=stream.public_id,
-                sdp=command.sdp,
-                record=stream.record,
-                reply_channel=self.channel_name,
-                rid=command.rid,
-            )
-        except RoomError as exc:
-            failed = await db(services.stream_ended)(stream.public_id, p.StreamStatus.FAILED, exc.message)
-            await deliver(failed.deliveries)
-            raise
+        await media.publish(session, command.kind, command.sdp, command.record, command.rid)
 
     async def _handle_unpublish(self, command: p.Unpublish) -> None:
         participant_id = self._require_room()
         await db(services.own_stream)(participant_id, command.stream)
         outcome = await db(services.stream_ended)(command.stream)
-        await self.reply(command, p.ACK)
+        await self.reply(command, p.EventType.ACK)
         await deliver_outcome(outcome)
 
     async def _handle_play(self, command: p.Play) -> None:
-        from media_relay.client import media_client
-
-        participant_id = self._require_room()
+        session = self._media_session()
         require_grant(self.grants, p.Grant.CAN_PLAY)
-        stream = await db(services.playable_stream)(participant_id, command.stream)
+        stream = await db(services.playable_stream)(session.participant_id, command.stream)
         p.validate_sdp(command.sdp)
-        assert self.room_id is not None
-        await media_client().play(
-            room_id=self.room_id,
-            participant_id=participant_id,
-            stream_id=stream.public_id,
-            play_id=uuid.uuid4().hex,
-            sdp=command.sdp,
-            reply_channel=self.channel_name,
-            rid=command.rid,
-        )
+        await media.play(session, stream.public_id, command.sdp, command.rid)
 
     async def _handle_stop(self, command: p.Stop) -> None:
-        from media_relay.client import media_client
-
-        self._require_room()
-        assert self.room_id is not None
-        await media_client().stop(
-            room_id=self.room_id, play_id=command.play, reply_channel=self.channel_name, rid=command.rid
-        )
+        await media.stop(self._media_session(), command.play, command.rid)
 
     async def _handle_ice(self, command: p.Ice) -> None:
-        from media_relay.client import media_client
-
-        self._require_room()
-        assert self.room_id is not None and self.participant_id is not None
-        await media_client().ice(
-            room_id=self.room_id,
-            participant_id=self.participant_id,
-            pc_id=command.pc,
-            candidate=command.candidate,
-            sdp_mid=command.sdp_mid,
-            sdp_mline_index=command.sdp_mline_index,
-            reply_channel=self.channel_name,
-            rid=command.rid,
+        await media.ice(
+            self._media_session(), command.pc, command.candidate, command.sdp_mid, command.sdp_mline_index, command.rid
         )
 
     async def _handle_mute(self, command: p.Mute) -> None:
         participant_id = self._require_room()
         await db(services.own_stream)(participant_id, command.stream)
         outcome = await db(services.set_mute)(command.stream, command.audio, command.video, participant_id)
-        await self._apply_mute(command.stream, outcome)
-        await self.reply(command, p.ACK)
-
-    async def _apply_mute(self, stream_id: str, outcome: services.Outcome) -> None:
-        from media_relay.client import media_client
-
-        stream = outcome.deliveries[0].event["stream"]
-        assert self.room_id is not None
-        await media_client().mute(
-            room_id=self.room_id, stream_id=stream_id, audio=stream["audio_muted"], video=stream["video_muted"]
-        )
-        await deliver(outcome.deliveries)
+        await deliver_outcome(outcome)
+        await self.reply(command, p.EventType.ACK)
 
     async def _handle_moderate(self, command: p.Moderate) -> None:
         from rooms import moderation
@@ -287,7 +237,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         require_grant(self.grants, p.Grant.CAN_MODERATE)
         assert self.room_id is not None
         await moderation.apply(self.room_id, command, by_participant_id=participant_id)
-        await self.reply(command, p.ACK)
+        await self.reply(command, p.EventType.ACK)
 
     # --- channel-layer events ------------------------------------------------------------
 
@@ -298,14 +248,14 @@ class RoomConsumer(AsyncWebsocketConsumer):
         event = message["event"]
         await self.send_event(event)
         kind = event.get("type")
-        if kind == p.ROOM_CLOSED and event.get("room", {}).get("id") == self.room_id:
+        if kind == p.EventType.ROOM_CLOSED and event.get("room", {}).get("id") == self.room_id:
             if self.group:
                 await self.channel_layer.group_discard(self.group, self.channel_name)
             self.participant_id = self.room_id = self.group = self.room_name = None
-        elif kind == p.KICKED and self.participant_id is not None:
+        elif kind == p.EventType.KICKED and self.participant_id is not None:
             await self._forget_room(self.participant_id)
 
-    async def media_reply(self, message: dict[str, Any]) -> None:
+    async def media_reply(self, message: MediaReply) -> None:
         """A reply of the media relay to one of this connection's commands."""
         await self.send_event(message["event"])
 
@@ -334,7 +284,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             outcome = await db(services.drop)(participant_id, self.channel_name)
             if self.group:
                 await self.channel_layer.group_discard(self.group, self.channel_name)
-            await self._media_participant_gone(participant_id)
+            await media.participant_gone(self.room_id, participant_id)
             await deliver_outcome(outcome)
             if outcome.disconnected_at is not None:
                 schedule_expiry(participant_id, outcome.disconnected_at)
@@ -342,11 +292,6 @@ class RoomConsumer(AsyncWebsocketConsumer):
             logger.exception("cleanup after disconnect failed")
         finally:
             self.participant_id = None
-
-    async def _media_participant_gone(self, participant_id: int) -> None:
-        from media_relay.client import media_client
-
-        await media_client().participant_gone(self.room_id, participant_id)
 
     # --- helpers ------------------------------------------------------------------------------
 

@@ -1,49 +1,28 @@
-"""Hand service outcomes to the channel layer, after their transaction committed."""
+"""Carry out service outcomes after their transaction committed: events to connections, effects to media."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
 from typing import Any
 
 from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
 from django.conf import settings
 
-from rooms import services
-from rooms.services import Delivery, Outcome
+from rooms import media, services
+from rooms.delivery import deliver
+from rooms.services import Outcome
 
 logger = logging.getLogger(__name__)
 
-ROOM_EVENT = "room.event"
-
-
-def layer_message(delivery: Delivery) -> dict[str, Any]:
-    """The channel-layer message that carries one delivery to consumers."""
-    return {"type": ROOM_EVENT, "event": delivery.event, "exclude": delivery.exclude}
-
-
-async def deliver(deliveries: Iterable[Delivery]) -> None:
-    """Send each delivery to its room group and/or channels, in order."""
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    for delivery in deliveries:
-        message = layer_message(delivery)
-        if delivery.group:
-            await layer.group_send(delivery.group, message)
-        for channel in delivery.channels:
-            await layer.send(channel, message)
+__all__ = ["deliver", "deliver_outcome", "schedule_expiry"]
 
 
 async def deliver_outcome(outcome: Outcome) -> None:
-    """Deliver an outcome's events and hand its side effects to the media layer."""
+    """Deliver an outcome's events and hand its side effects (mutes, closed streams) to the media relay."""
+    await media.apply_mutes(outcome.muted_streams)
     await deliver(outcome.deliveries)
-    if outcome.closed_stream_ids or outcome.finalized_room_ids:
-        from media_relay.client import media_client
-
-        await media_client().streams_closed(outcome.closed_stream_ids, outcome.finalized_room_ids)
+    await media.streams_closed(outcome.closed_stream_ids, outcome.finalized_room_ids)
 
 
 _expiry_tasks: set[asyncio.Task[None]] = set()

@@ -1,8 +1,8 @@
 """Prometheus metrics: room gauges read from the database at scrape time, relay counters, join latency.
 
 ``REGISTRY`` holds everything /metrics exposes: a collector that reads the room
-gauges and this process's relay figures (media_relay.stats, the in-process
-media workers) when scraped, the join latency histogram the consumer observes,
+gauges and this process's relay figures (media_relay.stats.relay_figures) when
+scraped, the join latency histogram the consumer observes,
 and the standard process metrics.  docs/operations.md lists every metric.
 """
 
@@ -15,6 +15,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Histogram, PlatformCollector, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from media_relay.stats import relay_figures
 
 logger = logging.getLogger(__name__)
 
@@ -54,26 +56,6 @@ def room_figures() -> dict[str, Any]:
     return {"rooms": active.count(), "participants": participants, "streams": streams}
 
 
-def packet_loss() -> tuple[int, int]:
-    """(lost, expected) RTP packets summed over the live publications of this process's media workers.
-
-    aiortc keeps one StreamStatistics per received SSRC; retransmission (RTX) SSRCs are left out.
-    """
-    from media_relay.worker import all_inprocess_workers
-
-    lost = expected = 0
-    for worker in all_inprocess_workers():
-        for publication in list(worker.publications.values()):
-            for ingest in list(publication.ingests.values()):
-                rtx = set(getattr(ingest, "_rtx_ssrc", {}))
-                for ssrc, stats in list(getattr(ingest, "_remote_streams", {}).items()):
-                    if ssrc in rtx or stats.max_seq is None or stats.base_seq is None:
-                        continue
-                    expected += max(stats.packets_expected, 0)
-                    lost += max(stats.packets_lost, 0)
-    return lost, expected
-
-
 class ConferenceCollector(Collector):
     """Reads room gauges from the database and relay figures from this process at scrape time."""
 
@@ -108,36 +90,30 @@ class ConferenceCollector(Collector):
         yield streams
 
     def _relay(self) -> Iterator[Metric]:
-        from media_relay.stats import PEER_CONNECTIONS, STATS
-        from media_relay.worker import all_inprocess_workers
-
+        relay = relay_figures()
         counters = (
             ("conference_media_packets_forwarded", "RTP packets forwarded to players by this process.",
-             STATS.packets_forwarded),
+             relay.packets_forwarded),
             ("conference_media_bytes_forwarded", "RTP payload bytes forwarded to players by this process.",
-             STATS.bytes_forwarded),
+             relay.bytes_forwarded),
             ("conference_media_publications_opened", "Publisher peer connections opened by this process.",
-             STATS.publications_opened),
+             relay.publications_opened),
             ("conference_media_playbacks_opened", "Player peer connections opened by this process.",
-             STATS.playbacks_opened),
+             relay.playbacks_opened),
             ("conference_media_codecs_created", "Decoders and encoders created (the relay never transcodes: 0).",
-             STATS.decoders_created + STATS.encoders_created),
+             relay.decoders_created + relay.encoders_created),
         )
         for name, documentation, value in counters:
             counter = CounterMetricFamily(name, documentation)
             counter.add_metric([], value)
             yield counter
-        workers = all_inprocess_workers()
+        lost, expected = relay.packets_lost, relay.packets_expected
         gauges: tuple[tuple[str, str, float], ...] = (
             ("conference_media_peer_connections", "Peer connections of this process not closed.",
-             sum(1 for pc in list(PEER_CONNECTIONS) if pc.connectionState != "closed")),
+             relay.peer_connections),
             ("conference_media_publications", "Live publications of this process's media workers.",
-             sum(len(w.publications) for w in workers)),
-            ("conference_media_playbacks", "Live playbacks of this process's media workers.",
-             sum(len(w.playbacks) for w in workers)),
-        )
-        lost, expected = packet_loss()
-        gauges += (
+             relay.publications),
+            ("conference_media_playbacks", "Live playbacks of this process's media workers.", relay.playbacks),
             ("conference_media_packets_lost", "RTP packets lost from publishers (live publications).", lost),
             ("conference_media_packets_expected", "RTP packets expected from publishers (live publications).",
              expected),

@@ -282,3 +282,6 @@ class WebhookDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event_type} -> {self.endpoint}"
+
+
+from rooms.recording_models import Recording  # noqa: E402,F401  (registers the model with the rooms app)

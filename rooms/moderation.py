@@ -9,7 +9,7 @@ from channels.db import database_sync_to_async
 
 from rooms import protocol as p
 from rooms import services
-from rooms.dispatch import deliver, deliver_outcome
+from rooms.dispatch import deliver_outcome
 from rooms.exceptions import ErrorCode, RoomError
 from rooms.protocol import ModerationAction
 
@@ -20,8 +20,6 @@ async def apply(
     room_id: int, command: p.Moderate, by_participant_id: int | None = None, by: str = "a moderator"
 ) -> None:
     """Carry out one moderation command and tell the live connections."""
-    from media_relay.client import media_client
-
     action = command.action
     if action == ModerationAction.KICK:
         assert command.login is not None
@@ -29,9 +27,7 @@ async def apply(
     elif action == ModerationAction.MUTE:
         assert command.stream is not None
         outcome = await db(services.set_mute)(command.stream, command.audio, command.video, room_id=room_id)
-        for stream_id, audio_muted, video_muted in outcome.muted_streams:  # moves into deliver_outcome (h1)
-            await media_client().mute(room_id=room_id, stream_id=stream_id, audio=audio_muted, video=video_muted)
-        await deliver(outcome.deliveries)
+        await deliver_outcome(outcome)
     elif action == ModerationAction.UNPUBLISH:
         assert command.stream is not None
         await deliver_outcome(await db(services.unpublish_in_room)(room_id, command.stream, f"unpublished by {by}"))

@@ -176,22 +176,6 @@ class ErrorCode(StrEnum):
     INTERNAL_ERROR = "internal_error"
 
 
-_FLAT_NAMES: dict[str, str] = {
-    **{m.name: m for m in CommandType},
-    **{m.name: m for m in EventType},
-    **{f"SESSION_{m.name}": m for m in SessionStatus},
-    **{f"STREAM_{m.name}": m for m in (*StreamStatus, *PlayStatus)},
-}
-
-
-def __getattr__(name: str) -> str:
-    """Deprecated flat names (``p.JOINED``, ``p.STREAM_FAILED``): use the enums (``EventType.JOINED``)."""
-    try:
-        return _FLAT_NAMES[name]
-    except KeyError:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
-
-
 class ProtocolError(Exception):
     """A refused command: a stable ``code`` and a human ``message``."""
 

@@ -1,7 +1,8 @@
-"""HTML pages (the index and the three conference pages), /healthz and /metrics."""
+"""HTML pages (the index and the three conference pages), /healthz, /metrics and /media/stats."""
 
 import asyncio
 import logging
+from dataclasses import asdict
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
@@ -9,6 +10,8 @@ from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+
+from media_relay.stats import relay_figures
 
 logger = logging.getLogger(__name__)
 
@@ -77,3 +80,17 @@ def metrics(request: HttpRequest) -> HttpResponse:
     if not allowed:
         return JsonResponse({"detail": "forbidden"}, status=403)
     return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)
+
+
+async def media_stats(request: HttpRequest) -> JsonResponse:
+    """This process's relay figures (forwarded packets, open peers, codecs created: always 0); loopback or staff."""
+    user = getattr(request, "user", None)
+    is_staff = bool(user is not None and await _is_staff(request))
+    if request.META.get("REMOTE_ADDR") not in LOOPBACK and not is_staff:
+        return JsonResponse({"detail": "forbidden"}, status=403)
+    return JsonResponse(asdict(relay_figures()))
+
+
+async def _is_staff(request: HttpRequest) -> bool:
+    user = await request.auser()
+    return bool(user.is_authenticated and user.is_staff)

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from django.utils import timezone
 
-from media_relay.models import Recording
-from media_relay.recording.mixer import enqueue_mix, mix_room
 from rooms.models import Participant, Room
+from rooms.recording_models import Recording
+from rooms.recordings.mixing import enqueue_mix, mix_room
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -159,7 +159,7 @@ def test_rest_api_lists_and_downloads_for_authorised_users_only(client: Any, adm
 
     staff = admin_client.get(f"/api/recordings/{recording.public_id}")
     assert staff.status_code == 200 and staff.json()["download_url"].endswith("/download")
-    page = admin_client.get("/admin/media_relay/recording/")
+    page = admin_client.get("/admin/rooms/recording/")
     assert page.status_code == 200 and b"download" in page.content and b"42%" in page.content
 
 
@@ -171,7 +171,7 @@ def test_admin_rerun_action_queues_the_mix(admin_client: Any) -> None:
     assert mixed.status == Recording.Status.FAILED
     write_file(recording, "red", 1.5, 440)
     response = admin_client.post(
-        "/admin/media_relay/recording/", {"action": "rerun_mix", "_selected_action": [mixed.pk]}
+        "/admin/rooms/recording/", {"action": "rerun_mix", "_selected_action": [mixed.pk]}
     )
     assert response.status_code == 302
     enqueue_mix(room.pk, mixed.pk).result(timeout=60)  # queued after the admin's job: both have run

@@ -19,8 +19,8 @@ from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 
 from conference.asgi import application
-from media_relay.models import Recording
 from rooms.models import Room
+from rooms.recording_models import Recording
 from tests.media_sources import CounterVideoTrack, ToneAudioTrack
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -13,9 +13,9 @@ import pytest
 from channels.db import database_sync_to_async
 
 import roomapi
-from media_relay.models import Recording
 from roomapi import ROOM_EVENT, STREAM_STATUS
 from rooms.models import Room, Stream
+from rooms.recording_models import Recording
 from tests.media_sources import CounterVideoTrack, ToneAudioTrack, read_counter
 from tests.servers import DaphneServer
 

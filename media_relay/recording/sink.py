@@ -1,6 +1,8 @@
 """The recorder: a packet sink on a publication that feeds one writer process per recorded stream.
 
-Plugged into :attr:`media_relay.worker.MediaWorker.sink_factories`.  ``write``
+Started by the media worker when the port answers a flowing publication with a
+:class:`~media_relay.contract.RecordingTarget`; reports
+:class:`~media_relay.contract.RecordingFinished` when the file is closed.  ``write``
 runs on the media event loop for every packet: it only rebuilds the RTP header
 and hands the bytes to a non-blocking socket.  Nothing is written before the
 first video keyframe (audio included), so files never start black and audio
@@ -16,18 +18,16 @@ from typing import TYPE_CHECKING, Any
 
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
-from channels.db import database_sync_to_async
 
-from media_relay.recording import store
-from media_relay.recording.writer import RtpFileWriter, TrackSpec
+from media_relay.contract import RecordingFinished, RecordingFormat, RecordingTarget
+from media_relay.port import media_events
+from media_relay.recording.writer import RtpFileWriter, TrackSpec, container_for
 from media_relay.rtp import build_packet, keyframe_start
 
 if TYPE_CHECKING:
     from media_relay.peers import Publication
 
 logger = logging.getLogger(__name__)
-
-db = database_sync_to_async
 
 SUPPORTED = {"VP8", "VP9", "H264", "OPUS", "PCMU", "PCMA"}
 SSRC = {"video": 0x5EC0_0001, "audio": 0x5EC0_0002}
@@ -43,8 +43,8 @@ def _keep(task: asyncio.Task[Any]) -> None:
 class RecordingSink:
     """Records one publication (its audio and video) into one file through a writer process."""
 
-    def __init__(self, recording_pk: int, writer: RtpFileWriter, publication: Publication) -> None:
-        self.recording_pk = recording_pk
+    def __init__(self, token: str, writer: RtpFileWriter, publication: Publication) -> None:
+        self.token = token
         self.writer = writer
         self.tracks = writer.tracks
         self.video_ingest = publication.ingests.get("video") if "video" in self.tracks else None
@@ -90,9 +90,9 @@ class RecordingSink:
         try:
             await self.writer.start()
         except Exception as exc:
-            logger.exception("recording %s could not start", self.recording_pk)
+            logger.exception("recording %s could not start", self.token)
             self.writer.close_socket()
-            await db(store.finish_stream_recording)(self.recording_pk, failure=f"the recorder did not start: {exc}")
+            await _finished(RecordingFinished(self.token, failure=f"the recorder did not start: {exc}"))
             return
         if self.video_ingest is not None and not self.started:
             self.video_ingest.request_keyframe(immediate=True)
@@ -105,7 +105,7 @@ class RecordingSink:
         if not self._stop.is_set() and process.returncode == 0:
             stop.cancel()
             self.writer.close_socket()
-            logger.warning("recording %s: the writer ended after a long time without media", self.recording_pk)
+            logger.warning("recording %s: the writer ended after a long time without media", self.token)
         elif not self._stop.is_set():
             stop.cancel()
             self.writer.close_socket()
@@ -114,17 +114,26 @@ class RecordingSink:
                 f"the recording process exited unexpectedly (code {process.returncode}); "
                 f"the file plays up to that moment{': ' + detail if detail else ''}"
             )
-            logger.error("recording %s: %s", self.recording_pk, failure)
+            logger.error("recording %s: %s", self.token, failure)
         else:
             exited.cancel()
             self.writer.request_stop()
             await self.writer.wait()
         if self.writer.dropped:
-            logger.warning("recording %s: %d packets dropped", self.recording_pk, self.writer.dropped)
-        await db(store.finish_stream_recording)(
-            self.recording_pk, failure=failure, first_packet_at=self.first_packet_at,
-            detail=" | ".join(self.writer.stderr_tail)[-300:],
+            logger.warning("recording %s: %d packets dropped", self.token, self.writer.dropped)
+        await _finished(
+            RecordingFinished(
+                self.token, failure=failure, first_packet_at=self.first_packet_at,
+                detail=" | ".join(self.writer.stderr_tail)[-300:],
+            )
         )
+
+
+async def _finished(result: RecordingFinished) -> None:
+    try:
+        await media_events().recording_finished(result)
+    except Exception:
+        logger.exception("reporting the end of recording %s failed", result.token)
 
 
 def track_specs(publication: Publication) -> list[TrackSpec]:
@@ -144,21 +153,23 @@ def track_specs(publication: Publication) -> list[TrackSpec]:
     return specs
 
 
-async def recording_sink_factory(publication: Publication, record: bool) -> None:
-    """Sink factory of the media worker: record the publication when its stream asks for it."""
-    if not record:
-        return
+def recording_format(publication: Publication) -> RecordingFormat | None:
+    """What a recording of the publication would be (None: none of its tracks can be recorded)."""
     tracks = track_specs(publication)
     if not tracks:
+        return None
+    _, extension = container_for(tracks)
+    codecs = {t.kind: t.name.lower() for t in tracks}
+    return RecordingFormat(extension, codecs.get("audio", ""), codecs.get("video", ""))
+
+
+async def start_recording(publication: Publication, target: RecordingTarget) -> None:
+    """Record a publication into ``target.path`` (the port chose it)."""
+    tracks = track_specs(publication)
+    if publication.closed or not tracks:
+        await _finished(RecordingFinished(target.token, failure="the stream ended before recording started"))
         return
-    created = await db(store.create_stream_recording)(publication.stream_id, tracks)
-    if created is None:
-        return
-    recording_pk, path = created
-    if publication.closed:
-        await db(store.finish_stream_recording)(recording_pk, failure="the stream ended before recording started")
-        return
-    sink = RecordingSink(recording_pk, RtpFileWriter(path, tracks), publication)
+    sink = RecordingSink(target.token, RtpFileWriter(target.path, tracks), publication)
     for kind in sink.tracks:
         publication.ingests[kind].sinks.append(sink)
     sink.start()

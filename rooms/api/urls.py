@@ -27,5 +27,5 @@ urlpatterns = [
         name="stream-unpublish",
     ),
     path(f"{ROOM}/messages", views.MessageViewSet.as_view({"get": "list", "post": "create"}), name="message-list"),
-    # Recordings (list, retrieve, download) are served by media_relay/urls.py at /api/recordings.
+    # Recordings (list, retrieve, download) are served by rooms/recordings/urls.py at /api/recordings.
 ]

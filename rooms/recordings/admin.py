@@ -9,8 +9,8 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from media_relay.models import Recording
-from media_relay.recording.mixer import enqueue_mix
+from rooms.recording_models import Recording
+from rooms.recordings.mixing import enqueue_mix
 
 
 @admin.register(Recording)

@@ -1,4 +1,4 @@
-"""Recording rows: created when a recorded stream starts, finalized from what its file holds."""
+"""Recording rows: created when a recorded stream starts flowing, finished from what its file holds."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from pathlib import Path
 
 from django.utils import timezone
 
-from media_relay.models import Recording
+from media_relay.contract import RecordingFormat
 from media_relay.recording.probe import probe
-from media_relay.recording.writer import TrackSpec, container_for
 from rooms import signals
 from rooms.models import Stream
+from rooms.recording_models import Recording
 
 logger = logging.getLogger(__name__)
 
@@ -27,36 +27,37 @@ def mixed_file_name(room_pk: int, public_id: str) -> str:
     return f"room-{int(room_pk)}/mixed-{public_id}.mp4"
 
 
-def create_stream_recording(stream_id: str, tracks: list[TrackSpec]) -> tuple[int, Path] | None:
-    """A RECORDING row for a stream that starts being recorded, and its file path."""
+def create_stream_recording(stream_id: str, recording_format: RecordingFormat) -> tuple[str, Path] | None:
+    """A RECORDING row for a recorded stream whose media flows: its public id and file path.
+
+    None when the stream is unknown or not recorded.
+    """
     stream = Stream.objects.select_related("participant", "participant__room").filter(public_id=stream_id).first()
-    if stream is None:
+    if stream is None or not stream.record:
         return None
     participant = stream.participant
-    codecs = {t.kind: t.name.lower() for t in tracks}
     recording = Recording(
         kind=Recording.Kind.STREAM,
         room=participant.room,
         participant=participant,
         stream=stream,
         participant_login=participant.login,
-        audio_codec=codecs.get("audio", ""),
-        video_codec=codecs.get("video", ""),
+        audio_codec=recording_format.audio_codec,
+        video_codec=recording_format.video_codec,
         started_at=timezone.now(),
         start_offset=max(0.0, (timezone.now() - participant.room.created_at).total_seconds()),
     )
-    _, extension = container_for(tracks)
-    recording.file_name = stream_file_name(participant.room_id, recording.public_id, extension)
+    recording.file_name = stream_file_name(participant.room_id, recording.public_id, recording_format.extension)
     recording.save()
     assert recording.path is not None
-    return recording.pk, recording.path
+    return recording.public_id, recording.path
 
 
 def finish_stream_recording(
-    recording_pk: int, *, failure: str = "", first_packet_at: float | None = None, detail: str = ""
+    public_id: str, *, failure: str = "", first_packet_at: float | None = None, detail: str = ""
 ) -> Recording:
     """Read the file back and mark the recording done (or failed with a reason)."""
-    recording = Recording.objects.select_related("room").get(pk=recording_pk)
+    recording = Recording.objects.select_related("room").get(public_id=public_id)
     if first_packet_at is not None:
         started = datetime.fromtimestamp(first_packet_at, tz=UTC)
         recording.started_at = started
@@ -88,10 +89,7 @@ def finish_stream_recording(
 
 def send_finished(recording: Recording) -> None:
     """Tell listeners (webhooks) that a recording's file is ready."""
-    signal = getattr(signals, "recording_finished", None)
-    if signal is None:
-        return
     try:
-        signal.send(sender=Recording, recording=recording)
+        signals.recording_finished.send(sender=Recording, recording=recording)
     except Exception:
         logger.exception("a recording_finished receiver failed")

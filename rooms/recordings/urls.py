@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from media_relay.api import RecordingViewSet
+from rooms.recordings.api import RecordingViewSet
 
 urlpatterns = [
     path("recordings", RecordingViewSet.as_view({"get": "list"}), name="recording-list"),

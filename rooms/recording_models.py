@@ -50,6 +50,7 @@ class Recording(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        db_table = "media_relay_recording"  # the table predates the move to rooms (migration rooms 0003)
         ordering = ["-created_at", "-pk"]
 
     def __str__(self) -> str:

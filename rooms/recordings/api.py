@@ -16,9 +16,9 @@ from rest_framework.request import Request
 from rest_framework.reverse import reverse
 from rest_framework.viewsets import GenericViewSet
 
-from media_relay.models import Recording
 from rooms.api.authentication import APIKeyAuthentication
 from rooms.api.permissions import IsRoomAPIClient as CanReadRecordings
+from rooms.recording_models import Recording
 
 # The Room API's access rule: an API key or a staff session.
 AUTHENTICATION: list[Any] = [APIKeyAuthentication, SessionAuthentication]

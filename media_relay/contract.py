@@ -1,0 +1,257 @@
+"""The typed contract between rooms and the media relay: commands in, results out.
+
+Commands travel over the channel layer to one worker's channel, so they are
+plain ``TypedDict``s (msgpack-serializable), each with its ``type``; the worker
+routes them by that type.  Results stay inside the worker's process: they are
+frozen dataclasses handed to the :class:`media_relay.port.MediaEvents` port,
+which rooms implements.
+
+The relay knows packets, peers, tracks and files.  ``placement`` is an opaque
+key the client pins to one worker (rooms passes its room's primary key); the
+relay never reads anything else into it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Literal, TypedDict
+
+RequestId = str | int | None
+"""A client's request id, echoed in the reply that answers it."""
+
+
+class MediaErrorCode(StrEnum):
+    """Errors the relay reports; the values are the Room API protocol's codes (rooms maps them in one place)."""
+
+    INVALID_SDP = "invalid_sdp"
+    INVALID_FIELD = "invalid_field"
+    STREAM_NOT_PUBLISHING = "stream_not_publishing"
+    PLAY_NOT_FOUND = "play_not_found"
+    MEDIA_UNAVAILABLE = "media_unavailable"
+    MEDIA_FAILED = "media_failed"
+
+
+class MediaError(Exception):
+    """A media operation failed: a :class:`MediaErrorCode` and a human reason."""
+
+    def __init__(self, code: MediaErrorCode | str, message: str) -> None:
+        super().__init__(message)
+        self.code = MediaErrorCode(code)
+        self.message = message
+
+
+class PublicationStatus(StrEnum):
+    """How a publication ended."""
+
+    FAILED = "FAILED"
+    UNPUBLISHED = "UNPUBLISHED"
+
+
+class PlaybackState(StrEnum):
+    """What a playback is doing (the values are the protocol's play statuses)."""
+
+    PLAYING = "PLAYING"
+    STOPPED = "STOPPED"
+    FAILED = "FAILED"
+    UNPUBLISHED = "UNPUBLISHED"
+
+
+# --- Commands: rooms -> a media worker's channel --------------------------------------
+
+PUBLISH: Literal["media.publish"] = "media.publish"
+PLAY: Literal["media.play"] = "media.play"
+STOP: Literal["media.stop"] = "media.stop"
+ICE: Literal["media.ice"] = "media.ice"
+MUTE: Literal["media.mute"] = "media.mute"
+PARTICIPANT_GONE: Literal["media.participant_gone"] = "media.participant_gone"
+STREAMS_CLOSED: Literal["media.streams_closed"] = "media.streams_closed"
+
+
+class PublishCommand(TypedDict):
+    """Answer a publisher's offer for ``stream_id``."""
+
+    type: Literal["media.publish"]
+    placement: int
+    participant_id: int
+    stream_id: str
+    sdp: str
+    reply_channel: str
+    rid: RequestId
+
+
+class PlayCommand(TypedDict):
+    """Answer a player's receive-only offer for a publishing stream."""
+
+    type: Literal["media.play"]
+    placement: int
+    participant_id: int
+    stream_id: str
+    play_id: str
+    sdp: str
+    reply_channel: str
+    rid: RequestId
+
+
+class StopCommand(TypedDict):
+    """Stop one playback of the asking connection."""
+
+    type: Literal["media.stop"]
+    placement: int
+    play_id: str
+    reply_channel: str
+    rid: RequestId
+
+
+class IceCommand(TypedDict):
+    """A trickled candidate (None: end of candidates) for one of the participant's peer connections."""
+
+    type: Literal["media.ice"]
+    placement: int
+    participant_id: int
+    pc_id: str
+    candidate: str | None
+    sdp_mid: str | None
+    sdp_mline_index: int | None
+    reply_channel: str
+    rid: RequestId
+
+
+class MuteCommand(TypedDict):
+    """Stop (True) or resume (False) forwarding a stream's audio and video."""
+
+    type: Literal["media.mute"]
+    stream_id: str
+    audio: bool
+    video: bool
+
+
+class ParticipantGoneCommand(TypedDict):
+    """Close every peer connection of a participant."""
+
+    type: Literal["media.participant_gone"]
+    placement: int
+    participant_id: int
+
+
+class StreamsClosedCommand(TypedDict):
+    """Publications ended elsewhere, and placements whose publications all end."""
+
+    type: Literal["media.streams_closed"]
+    stream_ids: list[str]
+    placements: list[int]
+
+
+Command = (
+    PublishCommand
+    | PlayCommand
+    | StopCommand
+    | IceCommand
+    | MuteCommand
+    | ParticipantGoneCommand
+    | StreamsClosedCommand
+)
+
+
+# --- Results: a media worker -> the MediaEvents port --------------------------------------
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The relay's SDP answer to a publish (``play_id`` None) or a play."""
+
+    reply_channel: str
+    rid: RequestId
+    pc_id: str
+    stream_id: str
+    play_id: str | None
+    sdp: str
+
+
+@dataclass(frozen=True)
+class CommandFailed:
+    """A command was refused or failed; ``stream_id`` is set when a publish failed (its stream fails)."""
+
+    reply_channel: str
+    rid: RequestId
+    code: MediaErrorCode
+    text: str
+    stream_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Acked:
+    """A command (stop, ice) was carried out."""
+
+    reply_channel: str
+    rid: RequestId
+
+
+@dataclass(frozen=True)
+class RecordingFormat:
+    """What the relay can record of a publication: the file's extension and the recorded codecs."""
+
+    extension: str
+    audio_codec: str = ""
+    video_codec: str = ""
+
+
+@dataclass(frozen=True)
+class PublicationFlowing:
+    """The first media packet of a publication arrived."""
+
+    stream_id: str
+    codecs: dict[str, str] = field(default_factory=dict)
+    """Negotiated codec name by kind (``audio``, ``video``)."""
+    recording_format: RecordingFormat | None = None
+    """None when none of its tracks can be recorded."""
+
+
+@dataclass(frozen=True)
+class RecordingTarget:
+    """Where to record a flowing publication; ``token`` names the recording in :class:`RecordingFinished`."""
+
+    path: Path
+    token: str
+
+
+@dataclass(frozen=True)
+class PublicationEnded:
+    """A publication ended on the relay (its peer failed, its publisher left, its worker stopped)."""
+
+    stream_id: str
+    status: PublicationStatus
+    reason: str
+
+
+@dataclass(frozen=True)
+class PlaybackStatus:
+    """A playback started, stopped or failed."""
+
+    reply_channel: str
+    play_id: str
+    stream_id: str
+    status: PlaybackState
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class WorkerGone:
+    """A media worker died: its publications are lost (its placements were unpinned)."""
+
+    worker_id: str
+    stream_ids: tuple[str, ...]
+    placements: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class RecordingFinished:
+    """A recording's writer finished; ``failure`` is empty when the file was closed normally."""
+
+    token: str
+    first_packet_at: float | None = None
+    """Unix time of the first packet written (None: nothing was written)."""
+    failure: str = ""
+    detail: str = ""
+    """The writer's last words, for a reason when the file turns out empty."""
