@@ -29,7 +29,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 PRODUCTION_ENV = {
     "DEBUG": "false",
     "SECRET_KEY": "k3P9v_0hT7-NqZ2rYw8sLf5jXc1bGd4eHa6uMi9oRp3tVy7nEs2QzWx5LkJ0",
-    "ALLOWED_HOSTS": "conference.example.com",
+    "ALLOWED_HOSTS": "rooms.example.org",
+    "CSRF_TRUSTED_ORIGINS": "https://rooms.example.org",
+    "TRUSTED_PROXIES": "127.0.0.1",
     "SECURE_PROXY_SSL_HEADER": "HTTP_X_FORWARDED_PROTO,https",
     "SECURE_HSTS_INCLUDE_SUBDOMAINS": "true",
     "SECURE_HSTS_PRELOAD": "true",
@@ -51,7 +53,6 @@ def manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.xfail(strict=True, reason=pending("finding 2, production-safe settings"))
 def test_debug_false_with_the_default_or_an_empty_key_refuses_to_start() -> None:
     """Finding 2: with DEBUG=false and no SECRET_KEY (the public default) or an empty one, Django does not
     start: ImproperlyConfigured naming SECRET_KEY; with a real key it starts."""
@@ -65,7 +66,6 @@ def test_debug_false_with_the_default_or_an_empty_key_refuses_to_start() -> None
     assert manage("check", env=django_env(PRODUCTION_ENV)).returncode == 0
 
 
-@pytest.mark.xfail(strict=True, reason=pending("finding 2, production-safe settings"))
 def test_daphne_refuses_to_start_with_the_public_default_key(transactional_db: Any) -> None:
     """Finding 2: a real daphne with DEBUG=false and the public default SECRET_KEY never answers /healthz,
     and its log says why."""
@@ -77,7 +77,6 @@ def test_daphne_refuses_to_start_with_the_public_default_key(transactional_db: A
     assert "SECRET_KEY" in str(failed.value)
 
 
-@pytest.mark.xfail(strict=True, reason=pending("finding 2, production-safe settings"))
 def test_check_deploy_is_clean_with_the_documented_production_environment() -> None:
     """Finding 2 / 9 (HSTS, secure cookies): `manage.py check --deploy --fail-level WARNING` passes with the
     production environment README documents."""
