@@ -25,7 +25,7 @@ from channels.testing import HttpCommunicator, WebsocketCommunicator
 from conference.asgi import application
 from rooms import limits
 from tests.conftest import require_redis
-from tests.security.hostile import WAIT, pending
+from tests.security.hostile import WAIT
 from tests.servers import DaphneServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -55,7 +55,6 @@ def behind_proxy(transactional_db: Any) -> Iterator[DaphneServer]:
         yield server
 
 
-@pytest.mark.xfail(strict=True, reason=pending("finding 3, the real client address"))
 def test_a_forged_loopback_address_does_not_open_metrics_or_media_stats(behind_proxy: DaphneServer) -> None:
     """Finding 3: a stranger who writes `X-Forwarded-For: 127.0.0.1` (the proxy appends the address it saw)
     gets 403 from /metrics and /media/stats; so does one without a forged header."""
@@ -66,7 +65,6 @@ def test_a_forged_loopback_address_does_not_open_metrics_or_media_stats(behind_p
         assert get_status(url, stranger()) == 403
 
 
-@pytest.mark.xfail(strict=True, reason=pending("finding 3, the real client address"))
 async def test_the_connection_cap_counts_the_address_the_proxy_saw(behind_proxy: DaphneServer) -> None:
     """Finding 3: three WebSockets of one stranger, each claiming to be 127.0.0.1 (exempt): the third is
     closed with 4429; a stranger at another address still gets in."""
@@ -96,7 +94,6 @@ async def http_status(path: str, peer: str, forwarded_for: str) -> int:
     return int(response["status"])
 
 
-@pytest.mark.xfail(strict=True, reason=pending("finding 3, the real client address"))
 async def test_only_a_trusted_peer_can_forward_an_address(settings: Any) -> None:
     """Finding 3: X-Forwarded-For is read right to left through TRUSTED_PROXIES only (networks allowed):
     from an untrusted peer it is ignored; from a trusted one its rightmost untrusted entry is the client."""
@@ -116,7 +113,6 @@ async def test_only_a_trusted_peer_can_forward_an_address(settings: Any) -> None
     await comm.disconnect()
 
 
-@pytest.mark.xfail(strict=True, reason=pending("finding 3, a per-address count that never expires while open"))
 async def test_the_count_of_an_address_does_not_expire_while_its_connections_are_open(
     settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -147,7 +143,6 @@ async def test_the_count_of_an_address_does_not_expire_while_its_connections_are
     await holder.disconnect()
 
 
-@pytest.mark.xfail(strict=True, reason=pending("finding 3, a crash-safe per-address count"))
 def test_the_count_of_a_crashed_process_heals(transactional_db: Any) -> None:
     """Finding 3: a daphne process killed with its connections open leaves no count behind for longer than
     WS_CONNECTION_COUNT_TTL (here 1 s): the address may connect again through another process."""
@@ -187,3 +182,21 @@ def test_the_count_of_a_crashed_process_heals(transactional_db: Any) -> None:
         asyncio.run(hold_then_crash(first))
     with DaphneServer(env) as second:
         assert asyncio.run(connect_again(second))
+
+
+def test_the_forwarded_chain_is_read_right_to_left() -> None:
+    """Finding 3: conference.client_address.real_client, rule by rule (no sockets)."""
+    from conference.client_address import real_client
+
+    proxies = ["127.0.0.1", "10.0.0.0/8"]
+    assert real_client("127.0.0.1", ["198.18.0.1"], []) == "127.0.0.1"  # nobody trusted: the peer
+    assert real_client("198.18.0.9", ["127.0.0.1"], proxies) == "198.18.0.9"  # untrusted peer: header ignored
+    assert real_client("127.0.0.1", ["127.0.0.1, 198.18.0.1"], proxies) == "198.18.0.1"
+    assert real_client("127.0.0.1", ["198.18.0.2, 10.1.2.3"], proxies) == "198.18.0.2"  # two proxies
+    assert real_client("127.0.0.1", ["198.18.0.2", "10.1.2.3"], proxies) == "198.18.0.2"  # two headers
+    assert real_client("127.0.0.1", ["198.18.0.3:5555"], proxies) == "198.18.0.3"
+    assert real_client("127.0.0.1", ["[2001:db8::1]:443"], proxies) == "2001:db8::1"
+    assert real_client("127.0.0.1", ["nonsense"], proxies) == "127.0.0.1"  # garbage: the last trusted hop
+    assert real_client("127.0.0.1", ["10.0.0.1"], proxies) == "10.0.0.1"  # all trusted: the leftmost
+    assert real_client("::ffff:127.0.0.1", ["198.18.0.4"], proxies) == "198.18.0.4"  # IPv4-mapped peer
+    assert real_client("127.0.0.1", ["198.18.0.5"], ["not-a-network", "127.0.0.1"]) == "198.18.0.5"
