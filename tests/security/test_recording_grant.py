@@ -64,7 +64,8 @@ async def test_a_recording_stops_at_its_maximum_duration(transactional_db: Any, 
         deadline = time.monotonic() + WAIT
         status, reason = "", ""
         while time.monotonic() < deadline:  # bounded wait for the writer to stop by itself
-            rows = await database_sync_to_async(list)(Recording.objects.filter(kind="stream").values("status", "reason"))
+            query = Recording.objects.filter(kind="stream").values("status", "reason")
+            rows = await database_sync_to_async(list)(query)
             if rows and rows[0]["status"] != Recording.Status.RECORDING:
                 status, reason = rows[0]["status"], rows[0]["reason"]
                 break
