@@ -208,6 +208,10 @@ async def _heartbeat(places: set[ConnectionSlot]) -> None:
             await _refresh_places(list(places))
         except Exception as exc:
             logger.warning("could not refresh the connection counts in Redis: %s", exc)
+    loop_id = id(asyncio.get_running_loop())  # nothing left: forget this loop (the next acquire starts again)
+    if _places.get(loop_id) is places:
+        del _places[loop_id]
+        _heartbeats.pop(loop_id, None)
 
 
 def _ensure_heartbeat() -> None:
