@@ -240,8 +240,9 @@ MEDIA_PLI_INTERVAL = env_float("MEDIA_PLI_INTERVAL", 0.5)
 RECORDINGS_DIR = Path(env_str("RECORDINGS_DIR", str(BASE_DIR / "recordings")))
 # The ffmpeg binary that writes per-stream files and mixes rooms.
 RECORDING_FFMPEG = env_str("RECORDING_FFMPEG", "ffmpeg")
-# Loopback UDP ports ("min-max") on which writer processes receive a stream's RTP.
-RECORDING_UDP_PORTS = tuple(int(x) for x in env_str("RECORDING_UDP_PORTS", "40000-49999").split("-", 1))
+# Loopback UDP ports ("min-max") on which writer processes receive a stream's RTP. Keep it apart from
+# MEDIA_UDP_PORTS (the range opened in the firewall, e.g. 40000-40100) and below the kernel's ephemeral range.
+RECORDING_UDP_PORTS = tuple(int(x) for x in env_str("RECORDING_UDP_PORTS", "20000-29999").split("-", 1))
 # Room mix (the reference's offline_mixer.json: hasVideo, hasAudio, mixerDisplayStreamName).
 RECORDING_MIX_HAS_VIDEO = env_bool("RECORDING_MIX_HAS_VIDEO", True)
 RECORDING_MIX_HAS_AUDIO = env_bool("RECORDING_MIX_HAS_AUDIO", True)
