@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import Any
 
 import pytest
 from aiortc import RTCCertificate, RTCDtlsTransport, RTCIceGatherer, RTCIceTransport, RTCRtpReceiver
@@ -20,6 +19,7 @@ from aiortc.rtp import RtpPacket
 from channels.layers import get_channel_layer
 
 from media_relay import messages
+from media_relay.aiortc_compat import ReceiverLink
 from media_relay.forwarding import Ingest
 from media_relay.worker import MediaWorker
 from tests.security.hostile import pending
@@ -50,25 +50,24 @@ async def test_unknown_ice_and_stop_ids_create_no_worker_state() -> None:
     await worker.shutdown()
 
 
-def vp8_receiver() -> Any:
-    """A real aiortc video receiver that negotiated VP8 (payload type 96); never connected."""
+def vp8_receiver() -> ReceiverLink:
+    """The link of a real aiortc video receiver that negotiated VP8 (payload type 96); never connected."""
     gatherer = RTCIceGatherer()
     transport = RTCDtlsTransport(RTCIceTransport(gatherer), [RTCCertificate.generateCertificate()])
-    receiver = RTCRtpReceiver("video", transport)
-    codecs = receiver._RTCRtpReceiver__codecs
-    codecs[96] = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
-    return receiver
+    link = ReceiverLink(RTCRtpReceiver("video", transport))
+    link.codecs[96] = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
+    return link
 
 
 async def test_ever_new_ssrcs_do_not_grow_ingest_state() -> None:
     """Finding 8: a publisher sending 5,000 packets each with a new SSRC leaves at most a bounded number of
     per-SSRC entries (statistics, activity) in its ingest."""
-    receiver = vp8_receiver()
-    ingest = Ingest("video", receiver, on_first_packet=lambda _ingest: None, pli_interval=1.0)
+    link = vp8_receiver()
+    ingest = Ingest("video", link, on_first_packet=lambda _ingest: None, pli_interval=1.0)
     for n in range(5000):
         packet = RtpPacket(payload_type=96, sequence_number=n % 65536, timestamp=n * 3000, ssrc=0x1000 + n)
         packet.payload = b"\x90\x80\x00" + bytes(20)
         await ingest.handle_rtp(packet, n)
     sizes = {"remote streams": len(ingest._remote_streams), "active": len(ingest._active_ssrc)}
     assert all(size <= SSRC_BOUND for size in sizes.values()), sizes
-    await receiver.stop()
+    await link.receiver.stop()
