@@ -1,4 +1,4 @@
-"""ASGI entry point: HTTP through Django, WebSockets through the Room API consumer."""
+"""ASGI entry point: the real client address, then HTTP through Django and WebSockets through the Room API consumer."""
 
 import os
 
@@ -11,11 +11,15 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from conference.client_address import RealClientAddressMiddleware  # noqa: E402
 from rooms.routing import websocket_urlpatterns  # noqa: E402
 
-application = ProtocolTypeRouter(
-    {
-        "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
-    }
+# The real client address (TRUSTED_PROXIES) before anything reads scope["client"].
+application = RealClientAddressMiddleware(
+    ProtocolTypeRouter(
+        {
+            "http": django_asgi_app,
+            "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        }
+    )
 )

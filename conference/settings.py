@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -46,7 +47,9 @@ def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
 
 
-SECRET_KEY = env_str("SECRET_KEY", "dev-insecure-change-me-in-production")
+# The public development key: refused when DEBUG is false (see "Production safety" below).
+INSECURE_DEFAULT_SECRET_KEY = "dev-insecure-change-me-in-production"
+SECRET_KEY = env_str("SECRET_KEY", INSECURE_DEFAULT_SECRET_KEY)
 DEBUG = env_bool("DEBUG", True)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
 
@@ -204,8 +207,14 @@ WS_RATE_COMMANDS_BURST = env_float("WS_RATE_COMMANDS_BURST", 200.0)
 WS_RATE_MESSAGES_PER_SECOND = env_float("WS_RATE_MESSAGES_PER_SECOND", 10.0)
 WS_RATE_MESSAGES_BURST = env_float("WS_RATE_MESSAGES_BURST", 50.0)
 # Concurrent WebSocket connections per client IP (0 = no cap); over it: close code 4429. Counted in Redis when
-# REDIS_URL is set (all daphne processes), per process otherwise. Behind a proxy run daphne with --proxy-headers.
+# REDIS_URL is set (all daphne processes), per process otherwise. The IP is the real client's (TRUSTED_PROXIES).
 WS_MAX_CONNECTIONS_PER_IP = env_int("WS_MAX_CONNECTIONS_PER_IP", 50)
+# Seconds an open connection's place in that count lives without a heartbeat of its process (refreshed every
+# third of it): a process that dies with connections open frees their places after at most this long.
+WS_CONNECTION_COUNT_TTL = env_float("WS_CONNECTION_COUNT_TTL", 60.0)
+# Reverse proxies (addresses or networks, comma-separated) whose X-Forwarded-For is believed, read right to left;
+# empty = trust nobody (loopback too). conference.client_address; docs/deployment.md.
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", "")
 # Addresses or networks never capped (the local reverse proxy, health checks, benchmarks on loopback).
 WS_MAX_CONNECTIONS_EXEMPT = env_list("WS_MAX_CONNECTIONS_EXEMPT", "127.0.0.1,::1")
 # /metrics (Prometheus): open to everyone when true; otherwise loopback and staff only, like /media/stats.
@@ -231,8 +240,9 @@ MEDIA_PLI_INTERVAL = env_float("MEDIA_PLI_INTERVAL", 0.5)
 RECORDINGS_DIR = Path(env_str("RECORDINGS_DIR", str(BASE_DIR / "recordings")))
 # The ffmpeg binary that writes per-stream files and mixes rooms.
 RECORDING_FFMPEG = env_str("RECORDING_FFMPEG", "ffmpeg")
-# Loopback UDP ports ("min-max") on which writer processes receive a stream's RTP.
-RECORDING_UDP_PORTS = tuple(int(x) for x in env_str("RECORDING_UDP_PORTS", "40000-49999").split("-", 1))
+# Loopback UDP ports ("min-max") on which writer processes receive a stream's RTP. Keep it apart from
+# MEDIA_UDP_PORTS (the range opened in the firewall, e.g. 40000-40100) and below the kernel's ephemeral range.
+RECORDING_UDP_PORTS = tuple(int(x) for x in env_str("RECORDING_UDP_PORTS", "20000-29999").split("-", 1))
 # Room mix (the reference's offline_mixer.json: hasVideo, hasAudio, mixerDisplayStreamName).
 RECORDING_MIX_HAS_VIDEO = env_bool("RECORDING_MIX_HAS_VIDEO", True)
 RECORDING_MIX_HAS_AUDIO = env_bool("RECORDING_MIX_HAS_AUDIO", True)
@@ -258,3 +268,27 @@ WEBHOOK_RETRY_BASE_SECONDS = env_float("WEBHOOK_RETRY_BASE_SECONDS", 2.0)
 WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 8)
 # Seconds to wait for a receiver's answer.
 WEBHOOK_TIMEOUT_SECONDS = env_float("WEBHOOK_TIMEOUT_SECONDS", 10.0)
+
+# --- Production safety (README "Production settings", docs/deployment.md) ------------------------------------
+# With DEBUG off the server refuses to start on the public development key or an empty one: anyone could mint
+# join tokens (any role, any room) and forge sessions with it.
+if not DEBUG and SECRET_KEY in ("", INSECURE_DEFAULT_SECRET_KEY):
+    raise ImproperlyConfigured(
+        "SECRET_KEY must be set to a long random value when DEBUG is false (it signs join tokens and sessions);"
+        ' generate one with: python -c "import secrets; print(secrets.token_urlsafe(50))"'
+    )
+# HTTPS by default once DEBUG is off; each can be changed by the environment.
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
+# Plain-HTTP probes and scrapers on the local network are not redirected (paths without the leading slash).
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$", r"^media/stats$"]
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31_536_000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)
+# "HEADER,value" (e.g. "HTTP_X_FORWARDED_PROTO,https") when a TLS-terminating proxy says so; it must then strip
+# that header from clients. Empty: requests are secure only when daphne itself serves TLS.
+_proxy_ssl_header = env_list("SECURE_PROXY_SSL_HEADER", "")
+SECURE_PROXY_SSL_HEADER = (_proxy_ssl_header[0], _proxy_ssl_header[1]) if len(_proxy_ssl_header) == 2 else None
+# Origins (scheme://host) trusted for CSRF over HTTPS, e.g. "https://rooms.example.org" (the admin behind a proxy).
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")

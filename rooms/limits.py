@@ -3,8 +3,10 @@
 Both are enforced by rooms.consumers.  A command over its budget is refused with
 ``rate_limited`` and the connection stays up; a connection over its address's
 cap is accepted only to be closed with code 4429 and a reason.  The per-IP count
-lives in Redis when REDIS_URL is set (shared by every daphne process) and in this
-process otherwise.  docs/operations.md describes the settings.
+lives in Redis when REDIS_URL is set (shared by every daphne process, kept alive by
+each process's heartbeat while its connections are open) and in this process
+otherwise.  The address is the real client's (conference.client_address sets it).
+docs/operations.md describes the settings.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import math
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,10 +31,8 @@ logger = logging.getLogger(__name__)
 CLOSE_TOO_MANY_CONNECTIONS = 4429
 #: The reason given (in an error frame, then in the close frame) for that close.
 TOO_MANY_CONNECTIONS = "too many connections from your address; close one and retry"
-#: Seconds after which a per-IP count in Redis starts again from zero (a crashed process's leak heals).
-COUNT_TTL_SECONDS = 600
-#: Redis key prefix of the per-IP counts.
-REDIS_KEY_PREFIX = "conference:ws-ip:"
+#: Redis key prefix of the per-IP counts: a sorted set per address, one member per open connection.
+REDIS_KEY_PREFIX = "conference:ws-conns:"
 
 
 @dataclass
@@ -97,7 +99,7 @@ _redis_clients: dict[int, tuple[str, Any]] = {}
 
 
 def client_address(scope: dict[str, Any]) -> str | None:
-    """The client IP of a connection's scope (daphne's --proxy-headers puts the forwarded one there)."""
+    """The client IP of a connection's scope (the real one: conference.client_address puts it there)."""
     client = scope.get("client")
     if not client:
         return None
@@ -129,11 +131,28 @@ def _redis() -> Any:
 
 
 class ConnectionSlot:
-    """One connection's place in its address's count; ``release`` gives it back (idempotent)."""
+    """One connection's place in its address's count; ``release`` gives it back (idempotent).
 
-    def __init__(self, address: str | None, backend: str | None) -> None:
+    In Redis a place is a member of the address's sorted set whose score is the time it expires;
+    this process's heartbeat pushes that time forward for every open place, so a place never
+    expires while its connection is open and outlives a crashed process by at most
+    WS_CONNECTION_COUNT_TTL.  ``refresh`` does the same for one place at once.
+    """
+
+    def __init__(self, address: str | None, backend: str | None, member: str = "") -> None:
         self.address = address
         self.backend = backend
+        self.member = member
+
+    @property
+    def key(self) -> str:
+        """The Redis key of this slot's address."""
+        return REDIS_KEY_PREFIX + (self.address or "")
+
+    async def refresh(self) -> None:
+        """Push this place's expiry forward now (the process heartbeat does it for every open place)."""
+        if self.backend == "redis" and self.address is not None:
+            await _refresh_places([self])
 
     async def release(self) -> None:
         """Give the slot back."""
@@ -148,13 +167,58 @@ class ConnectionSlot:
             else:
                 _local_counts.pop(address, None)
             return
+        _open_places().discard(self)
         try:
-            client = _redis()
-            key = REDIS_KEY_PREFIX + address
-            if await client.decr(key) <= 0:
-                await client.delete(key)
-        except Exception as exc:  # the count heals by itself when its key expires
+            await _redis().zrem(REDIS_KEY_PREFIX + address, self.member)
+        except Exception as exc:  # the place expires by itself without heartbeats
             logger.warning("could not release a connection slot of %s in Redis: %s", address, exc)
+
+
+def _ttl() -> float:
+    return max(float(settings.WS_CONNECTION_COUNT_TTL), 0.3)
+
+
+async def _refresh_places(slots: list[ConnectionSlot]) -> None:
+    """One round trip: every open place of ``slots`` expires a TTL from now again."""
+    ttl = _ttl()
+    expires = time.time() + ttl
+    async with _redis().pipeline(transaction=False) as pipe:
+        for slot in slots:
+            if slot.address is None:
+                continue
+            pipe.zadd(slot.key, {slot.member: expires}, xx=True)
+            pipe.expire(slot.key, math.ceil(ttl) + 1)
+        await pipe.execute()
+
+
+_places: dict[int, set[ConnectionSlot]] = {}
+_heartbeats: dict[int, asyncio.Task[None]] = {}
+
+
+def _open_places() -> set[ConnectionSlot]:
+    """This event loop's open Redis places."""
+    return _places.setdefault(id(asyncio.get_running_loop()), set())
+
+
+async def _heartbeat(places: set[ConnectionSlot]) -> None:
+    """Refresh every open place of this loop each third of the TTL; ends when none is left."""
+    while places:
+        await asyncio.sleep(_ttl() / 3)
+        try:
+            await _refresh_places(list(places))
+        except Exception as exc:
+            logger.warning("could not refresh the connection counts in Redis: %s", exc)
+    loop_id = id(asyncio.get_running_loop())  # nothing left: forget this loop (the next acquire starts again)
+    if _places.get(loop_id) is places:
+        del _places[loop_id]
+        _heartbeats.pop(loop_id, None)
+
+
+def _ensure_heartbeat() -> None:
+    loop_id = id(asyncio.get_running_loop())
+    task = _heartbeats.get(loop_id)
+    if task is None or task.done():
+        _heartbeats[loop_id] = asyncio.ensure_future(_heartbeat(_open_places()))
 
 
 async def acquire_connection(scope: dict[str, Any]) -> ConnectionSlot | None:
@@ -173,18 +237,33 @@ async def acquire_connection(scope: dict[str, Any]) -> ConnectionSlot | None:
             return None
         _local_counts[address] = count + 1
         return ConnectionSlot(address, "local")
-    key = REDIS_KEY_PREFIX + address
+    slot = ConnectionSlot(address, "redis", uuid.uuid4().hex)
+    ttl = _ttl()
+    now = time.time()
     try:
-        client = _redis()
-        async with client.pipeline(transaction=True) as pipe:
-            pipe.incr(key)
-            pipe.expire(key, COUNT_TTL_SECONDS, nx=True)
-            count, _ = await pipe.execute()
+        async with _redis().pipeline(transaction=True) as pipe:
+            pipe.zremrangebyscore(slot.key, "-inf", now)  # places of processes that died
+            pipe.zadd(slot.key, {slot.member: now + ttl})
+            pipe.zcard(slot.key)
+            pipe.expire(slot.key, math.ceil(ttl) + 1)
+            _, _, count, _ = await pipe.execute()
     except Exception as exc:
         logger.warning("connection count of %s unavailable in Redis (letting it in): %s", address, exc)
         return ConnectionSlot(None, None)
-    slot = ConnectionSlot(address, "redis")
     if count > limit:
         await slot.release()
         return None
+    _open_places().add(slot)
+    _ensure_heartbeat()
     return slot
+
+
+def redis_connection_count(address: str) -> int:
+    """How many places ``address`` holds in Redis now (synchronous; for tests and operators)."""
+    import redis
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    try:
+        return int(client.zcount(REDIS_KEY_PREFIX + address, time.time(), "+inf"))
+    finally:
+        client.close()

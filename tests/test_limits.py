@@ -196,7 +196,7 @@ async def test_connection_cap_is_shared_by_processes(capped_cluster: tuple[Daphn
     client = redis.Redis.from_url(django_settings.REDIS_URL)
     key = limits.REDIS_KEY_PREFIX + "127.0.0.1"
     for _ in range(200):  # the server's disconnect gives the slot back (bounded polling)
-        if int(client.get(key) or 0) <= 1:
+        if limits.redis_connection_count("127.0.0.1") <= 1:
             break
         await asyncio.sleep(0.05)
     d = await _ws(first)
@@ -205,10 +205,10 @@ async def test_connection_cap_is_shared_by_processes(capped_cluster: tuple[Daphn
     for ws in (b, d):
         await ws.close()
     for _ in range(200):
-        if client.get(key) is None:
+        if not client.exists(key):
             break
         await asyncio.sleep(0.05)
-    assert client.get(key) is None
+    assert not client.exists(key)
 
 
 # --- Origin and sizes -----------------------------------------------------------------------------
