@@ -22,9 +22,9 @@ from channels.db import database_sync_to_async
 from django.conf import settings as django_settings
 from django.core.management import call_command
 from django.utils import timezone
+from media_relay.models import Recording
 
 import roomapi
-from media_relay.models import Recording
 from media_relay.recording.mixer import MixInput, build_command
 from media_relay.recording.probe import probe
 from roomapi import STREAM_STATUS
