@@ -22,13 +22,12 @@ from channels.db import database_sync_to_async
 from django.conf import settings as django_settings
 from django.core.management import call_command
 from django.utils import timezone
-from media_relay.models import Recording
 
 import roomapi
 from media_relay.recording.mixer import MixInput, build_command
 from media_relay.recording.probe import probe
 from roomapi import STREAM_STATUS
-from rooms.models import Room
+from rooms.models import Recording, Room
 from rooms.tokens import mint_token
 from tests.media_sources import CounterVideoTrack, ToneAudioTrack
 from tests.roomclient import RoomClient

@@ -18,7 +18,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 from channels.layers import get_channel_layer
 
-from media_relay import messages
+from media_relay import contract
 from media_relay.aiortc_compat import ReceiverLink
 from media_relay.forwarding import Ingest
 from media_relay.worker import MediaWorker
@@ -41,8 +41,17 @@ async def test_unknown_ice_and_stop_ids_create_no_worker_state() -> None:
     worker.channel = await layer.new_channel()
     reply = await layer.new_channel()
     for n in range(300):
-        worker._spawn(messages.ice(1, 1, uuid.uuid4().hex, None, None, None, reply, f"i{n}"))
-        worker._spawn(messages.stop(1, uuid.uuid4().hex, reply, f"s{n}"))
+        worker._spawn(
+            contract.IceCommand(
+                type="media.ice", placement=1, participant_id=1, pc_id=uuid.uuid4().hex, candidate=None,
+                sdp_mid=None, sdp_mline_index=None, reply_channel=reply, rid=f"i{n}",
+            )
+        )
+        worker._spawn(
+            contract.StopCommand(
+                type="media.stop", placement=1, play_id=uuid.uuid4().hex, reply_channel=reply, rid=f"s{n}"
+            )
+        )
     await asyncio.wait_for(asyncio.gather(*list(worker._tasks)), 30)
     first = await asyncio.wait_for(layer.receive(reply), 5)
     assert first["event"]["code"] == "play_not_found", first
