@@ -10,6 +10,7 @@ PORT ?= 8000
 DAPHNE_WS_LIMITS ?= --websocket-max-message-size 2097152 --websocket-max-frame-size 2097152
 
 .PHONY: run run-cluster test lint bench bench-load system-deps migrate run-worker makecert clean
+.PHONY: static
 
 $(VENV)/.runtime: requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -24,9 +25,13 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 migrate: $(VENV)/.runtime
 	$(PY) manage.py migrate --noinput
 
+## Static files as production serves them: hashed, gzip-compressed names in STATIC_ROOT (servestatic or nginx).
+static: $(VENV)/.runtime
+	STATIC_MANIFEST=true $(PY) manage.py collectstatic --noinput -v0
+
 ## Serve the site with daphne on http://$(HOST):$(PORT) (SQLite, in-memory layer, in-process media).
-run: migrate
-	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) $(DAPHNE_WS_LIMITS) conference.asgi:application
+run: migrate static
+	STATIC_MANIFEST=true $(VENV)/bin/daphne -b $(HOST) -p $(PORT) $(DAPHNE_WS_LIMITS) conference.asgi:application
 
 ## N daphne processes behind one port plus one media worker per core (needs REDIS_URL; DATABASE_URL advised).
 DAPHNES ?= 2

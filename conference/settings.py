@@ -64,12 +64,16 @@ INSTALLED_APPS = [
     "channels",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "servestatic",
     "rooms",
     "media_relay",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files before everything else: compressed, cached, no session or CSRF work (see STATIC_MANIFEST).
+    "servestatic.middleware.ServeStaticMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -162,7 +166,25 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+# Where `manage.py collectstatic` writes the files that servestatic (or nginx, deploy/nginx.conf) serves.
+STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
+# True: serve the hashed, compressed (gzip, Brotli) files collectstatic wrote to STATIC_ROOT, cached for a year
+# (production; run collectstatic first, as `make run` and deploy/ do). False: serve the apps' files as they are,
+# re-read on every change (development and tests). Defaults to the opposite of DEBUG.
+STATIC_MANIFEST = env_bool("STATIC_MANIFEST", not DEBUG)
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "conference.staticfiles.ManifestStorage"
+            if STATIC_MANIFEST
+            else "django.contrib.staticfiles.storage.StaticFilesStorage"
+        )
+    },
+}
+SERVESTATIC_USE_MANIFEST = STATIC_MANIFEST
+SERVESTATIC_USE_FINDERS = not STATIC_MANIFEST
+SERVESTATIC_AUTOREFRESH = not STATIC_MANIFEST
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REST_FRAMEWORK = {
@@ -174,6 +196,12 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "Conference Room API",
     "DESCRIPTION": "REST API for rooms, participants, streams, messages and recordings.",
     "VERSION": "1.0.0",
+    # Swagger UI and ReDoc from drf-spectacular-sidecar's copies under STATIC_URL: the docs work with no internet.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # No validator badge: Swagger UI would fetch it from validator.swagger.io.
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
 }
 
 LOGGING = {

@@ -1,7 +1,6 @@
 """HTTP routes of the rooms app."""
 
-from django.contrib.staticfiles.views import serve as serve_static
-from django.urls import path, re_path
+from django.urls import path
 
 from rooms import views
 
@@ -12,6 +11,4 @@ urlpatterns = [
     path("conference/", views.page("rooms/conference.html", "Conference"), name="conference"),
     path("video-chat/", views.page("rooms/video-chat.html", "Two Way Video Chat"), name="video-chat"),
     path("screen-sharing/", views.page("rooms/screen-sharing.html", "Video Chat & Screen"), name="screen-sharing"),
-    # daphne serves no static files itself; a reverse proxy may take this over (docs/deployment.md).
-    re_path(r"^static/(?P<path>.*)$", serve_static, {"insecure": True}, name="static"),
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
@@ -42,3 +43,11 @@ def fresh_channel_layers() -> Iterator[None]:
     channel_layers.backends.clear()
     yield
     channel_layers.backends.clear()
+
+
+@pytest.fixture(scope="session")
+def collected_static(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """STATIC_ROOT filled by ``collectstatic`` once per session (hashed, compressed names, as production serves)."""
+    from tests.servers import collect_static
+
+    return collect_static(tmp_path_factory.mktemp("static"))

@@ -170,3 +170,19 @@ class DaphneServer:
         self.stop()
         logger.warning("log of daphne on port %s:\n%s", self.port, self.log_text()[-8000:])
         self.log_path.unlink(missing_ok=True)
+
+
+def collect_static(target: Path, *, timeout: float = 300.0) -> Path:
+    """Run ``collectstatic`` into ``target`` as production does (STATIC_MANIFEST: hashed, compressed names).
+
+    A server started with ``{"STATIC_ROOT": str(target), "STATIC_MANIFEST": "true"}`` then serves those files.
+    """
+    env = dict(os.environ, DJANGO_SETTINGS_MODULE="conference.settings", STATIC_ROOT=str(target),
+               STATIC_MANIFEST="true")
+    result = subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"collectstatic failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+    return target
