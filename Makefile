@@ -10,7 +10,7 @@ PORT ?= 8000
 DAPHNE_WS_LIMITS ?= --websocket-max-message-size 2097152 --websocket-max-frame-size 2097152
 
 .PHONY: run run-cluster test lint bench bench-load system-deps migrate run-worker makecert clean
-.PHONY: static
+.PHONY: static sdk
 
 $(VENV)/.runtime: requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -64,6 +64,11 @@ bench: $(VENV)/.dev system-deps
 ## Load and soak alone (issue 7): 1,000 signalling clients, a 10-minute soak, 3-person media rooms (~16 min).
 bench-load: $(VENV)/.dev system-deps
 	$(PY) -m benchmarks.load
+
+## The SDKs as packages in dist/: the roomapi wheel and sdist (pyproject.toml), the npm tarball (package.json).
+sdk: $(VENV)/.dev
+	rm -rf dist && $(PY) -m build --outdir dist .
+	npm install --no-audit --no-fund && npm pack --pack-destination dist
 
 makecert: $(VENV)/.runtime
 	$(PY) manage.py makecert

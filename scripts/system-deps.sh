@@ -5,6 +5,8 @@ need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
 command -v janus >/dev/null 2>&1 || need+=(janus)
+# The npm package of the Web SDK (tests/test_sdk_packages.py: tsc from the npm registry).
+command -v npm >/dev/null 2>&1 || need+=(npm)
 [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
 # Pages show chat in any script: CJK and emoji glyphs for the browser tests' screenshots.
 dpkg -s fonts-wqy-microhei >/dev/null 2>&1 || need+=(fonts-wqy-microhei)
