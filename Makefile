@@ -57,13 +57,13 @@ lint: $(VENV)/.dev
 	$(VENV)/bin/mypy rooms media_relay roomapi
 	$(VENV)/bin/lint-imports
 
-## Benchmarks (not part of `make test`); figures go to docs/performance.md.
+## Benchmarks (not part of `make test`); figures go to docs/performance.md, charts to docs/img/ (benchmarks/charts.py).
 bench: $(VENV)/.dev system-deps
-	$(PY) -m benchmarks && $(PY) -m benchmarks.load
+	$(PY) -m benchmarks && $(PY) -m benchmarks.load && $(PY) -m benchmarks.charts
 
 ## Load and soak alone (issue 7): 1,000 signalling clients, a 10-minute soak, 3-person media rooms (~16 min).
 bench-load: $(VENV)/.dev system-deps
-	$(PY) -m benchmarks.load
+	$(PY) -m benchmarks.load && $(PY) -m benchmarks.charts
 
 ## The SDKs as packages in dist/: the roomapi wheel and sdist (pyproject.toml), the npm tarball (package.json).
 sdk: $(VENV)/.dev

@@ -149,6 +149,8 @@ class SignallingResult:
     idle_cpu: dict[str, float]
     steps: list[MessageStep] = field(default_factory=list)
     server_errors: list[str] = field(default_factory=list)
+    # (participants joined so far, join latency ms) in the order the joins completed: the chart's raw series.
+    joins: list[tuple[int, float]] = field(default_factory=list)
 
 
 async def _start_children(module: str, count: int, cluster: Cluster, prefix: str) -> list[Child]:
@@ -220,6 +222,8 @@ async def run_signalling(db: Database, args: argparse.Namespace) -> SignallingRe
             rss_before_mb=rss0 / MB, rss_after_mb=rss1 / MB,
             per_participant_kb=(rss1 - rss0) / 1024 / joined if joined else float("nan"),
             idle_cpu=CpuMark.take(cluster).since(idle0),
+            joins=[(n, round(latency * 1000, 2)) for n, (_at, latency) in
+                   enumerate(sorted(tuple(j) for a in answers for j in a.get("joins", [])), start=1)],
         )
         _out(f"signalling: {joined}/{args.clients} joined ({result.join_throughput:.0f}/s), join p50 "
              f"{result.join_p50_ms:.1f} ms p99 {result.join_p99_ms:.1f} ms, server RSS {rss0 / MB:.0f} -> "
@@ -762,11 +766,13 @@ def media_block(r: MediaResult, command: str, args: argparse.Namespace) -> str:
 # --- main ---------------------------------------------------------------------------------------------------
 
 
-async def run(args: argparse.Namespace, command: str) -> tuple[dict[str, str], bool]:
-    """Run the chosen parts against a throwaway database; the doc blocks and whether the soak lost nothing."""
+async def run(args: argparse.Namespace, command: str) -> tuple[dict[str, str], dict[str, Any], bool]:
+    """Run the chosen parts against a throwaway database; the doc blocks, the raw series for the charts
+    (benchmarks/charts.py) and whether the soak lost nothing."""
     db = Database()
     await asyncio.to_thread(db.create)
     blocks: dict[str, str] = {}
+    series: dict[str, Any] = {}
     healthy = True
     try:
         for part in args.part:
@@ -775,11 +781,14 @@ async def run(args: argparse.Namespace, command: str) -> tuple[dict[str, str], b
                     sig = await run_signalling(db, args)
                     _out("\n" + signalling_table(sig) + "\n")
                     blocks["signalling"] = signalling_block(sig, command, args)
+                    series["joins"] = {"clients": sig.clients, "join_rate": sig.join_rate, "points": sig.joins}
                     healthy = healthy and sig.joined == sig.clients
                 elif part == "soak":
                     soak = await run_soak(db, args)
                     _out("\n" + soak_table(soak) + "\n")
                     blocks["soak"] = soak_block(soak, command, args)
+                    series["soak"] = {"seconds": soak.seconds, "population": soak.population,
+                                      "samples": [[round(m, 3), round(mb, 1)] for m, mb in soak.samples]}
                     healthy = healthy and soak.lost == 0
                 elif part == "media":
                     media = await run_media(db, args)
@@ -792,7 +801,7 @@ async def run(args: argparse.Namespace, command: str) -> tuple[dict[str, str], b
                 healthy = False
     finally:
         await asyncio.to_thread(db.drop)
-    return blocks, healthy
+    return blocks, series, healthy
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -805,11 +814,16 @@ def main(argv: list[str] | None = None) -> int:
     args.load_before = load_text()
     _out(f"limits raised for the benchmark: {BENCH_LIMITS}")
     started = time.monotonic()
-    blocks, healthy = uvloop.run(run(args, command))
+    blocks, series, healthy = uvloop.run(run(args, command))
     _out(f"took {(time.monotonic() - started) / 60:.1f} min")
     if args.doc is not None and not args.no_doc:
         write_doc(args.doc, blocks)
         _out(f"wrote {args.doc}")
+        if series:
+            from benchmarks.charts import SERIES, update_series
+
+            update_series(SERIES, series)
+            _out(f"raw series for the charts in {SERIES} (python -m benchmarks.charts draws them)")
     return 0 if healthy else 1
 
 

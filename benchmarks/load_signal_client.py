@@ -139,6 +139,7 @@ class SignalClients:
         latencies: list[float] = []
         failures: list[str] = []
         done: list[float] = []
+        joins: list[tuple[float, float]] = []  # (wall time done, latency s), for the chart against clients
         gate = asyncio.Semaphore(50)
 
         async def one(index: int, client: Client) -> None:
@@ -150,11 +151,12 @@ class SignalClients:
                 await client.hello_join(self.rooms[index], command.get("max_participants"))
                 latencies.append(time.perf_counter() - begun)
                 done.append(time.time())
+                joins.append((done[-1], latencies[-1]))
             except Exception as exc:
                 failures.append(repr(exc)[:200])
 
         await asyncio.gather(*(one(i, c) for i, c in enumerate(self.clients)))
-        return {"latencies": latencies, "failures": failures, "last": max(done, default=start)}
+        return {"latencies": latencies, "failures": failures, "last": max(done, default=start), "joins": joins}
 
     async def messages(self, command: dict[str, Any]) -> dict[str, Any]:
         """Every client sends a public message every 1/rate s for ``seconds`` from ``start``; count deliveries."""
