@@ -33,11 +33,14 @@ static: $(VENV)/.runtime
 run: migrate static
 	STATIC_MANIFEST=true $(VENV)/bin/daphne -b $(HOST) -p $(PORT) $(DAPHNE_WS_LIMITS) conference.asgi:application
 
-## N daphne processes behind one port plus one media worker per core (needs REDIS_URL; DATABASE_URL advised).
+## The production stack here: Debian's nginx on $(PORT) (HTTP) and $(TLS_PORT) (HTTPS, self-signed) in front of
+## supervisord's daphne x $(DAPHNES) and runmedia x $(WORKERS) (deploy/; needs REDIS_URL, DATABASE_URL advised).
 DAPHNES ?= 2
 WORKERS ?= $(shell nproc)
-run-cluster: migrate
-	$(PY) scripts/run_cluster.py --daphne $(DAPHNES) --workers $(WORKERS) --host $(HOST) --port $(PORT)
+TLS_PORT ?= 8443
+run-cluster: $(VENV)/.runtime
+	@command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx || bash scripts/system-deps.sh
+	$(PY) scripts/deploy.py run --daphnes $(DAPHNES) --workers $(WORKERS) --host $(HOST) --port $(PORT) --tls-port $(TLS_PORT)
 
 ## A separate media worker (MEDIA_MODE=workers); run one per core.
 run-worker: migrate

@@ -78,6 +78,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Recording downloads handed to nginx (RECORDINGS_ACCEL_REDIRECT); a no-op without it.
+    "conference.accel.AccelRedirectMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -266,6 +268,9 @@ MEDIA_PLI_INTERVAL = env_float("MEDIA_PLI_INTERVAL", 0.5)
 
 # --- Recording --------------------------------------------------------------
 RECORDINGS_DIR = Path(env_str("RECORDINGS_DIR", str(BASE_DIR / "recordings")))
+# Behind nginx: the URL prefix of its internal location for RECORDINGS_DIR (deploy/rooms-locations.conf,
+# "/_recordings/"). Downloads are then answered with X-Accel-Redirect and nginx sends the file; empty: daphne does.
+RECORDINGS_ACCEL_REDIRECT = env_str("RECORDINGS_ACCEL_REDIRECT", "")
 # The ffmpeg binary that writes per-stream files and mixes rooms.
 RECORDING_FFMPEG = env_str("RECORDING_FFMPEG", "ffmpeg")
 # Loopback UDP ports ("min-max") on which writer processes receive a stream's RTP. Keep it apart from

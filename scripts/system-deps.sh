@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install the Debian packages the tests and benchmarks need, if missing.
+# Install the Debian packages the tests, benchmarks and `make run-cluster` need, if missing.
 set -euo pipefail
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
@@ -7,6 +7,8 @@ command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
 command -v janus >/dev/null 2>&1 || need+=(janus)
 # The npm package of the Web SDK (tests/test_sdk_packages.py: tsc from the npm registry).
 command -v npm >/dev/null 2>&1 || need+=(npm)
+# The front of the production stack (make run-cluster, tests/test_deploy.py).
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
 [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
 # Pages show chat in any script: CJK and emoji glyphs for the browser tests' screenshots.
 dpkg -s fonts-wqy-microhei >/dev/null 2>&1 || need+=(fonts-wqy-microhei)

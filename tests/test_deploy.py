@@ -1,0 +1,323 @@
+"""The production stack for real: Debian's nginx in front of supervisord's daphne x 2 and runmedia x 2.
+
+`scripts/deploy.py run` (what `make run-cluster` runs) renders deploy/ into a temporary state directory and
+starts nginx and supervisord on loopback ports as this user. Through it: a three-person room with media
+(signalling over plain HTTP and over TLS), the per-address cap counting real client addresses (clients on
+127.0.0.2 and 127.0.0.3, which are not exempt), a forged X-Forwarded-For that does not pass for loopback,
+static files and a recording sent by nginx itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import importlib.util
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import websockets
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import ConnectionClosed
+
+import roomapi
+from roomapi import ROOM_EVENT, STREAM_STATUS
+from tests.conftest import require_redis
+from tests.media_sources import CounterVideoTrack, ToneAudioTrack, read_counter
+from tests.servers import ROOT, free_port, subprocess_database_url
+
+WAIT = 20.0
+START_TIMEOUT = 150.0
+CAP = 2  # WS_MAX_CONNECTIONS_PER_IP of the stack
+
+
+def load_deploy() -> ModuleType:
+    """scripts/deploy.py as a module."""
+    spec = importlib.util.spec_from_file_location("deploy_script", ROOT / "scripts" / "deploy.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def nginx_binary() -> str:
+    """Debian's nginx; fails under CI, skips elsewhere when it is missing."""
+    binary = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    if binary:
+        return binary
+    if os.environ.get("CI") == "true":
+        pytest.fail("nginx is required under CI: scripts/system-deps.sh installs it")
+    pytest.skip("needs nginx (scripts/system-deps.sh installs Debian's)")
+
+
+def test_env_example_lists_every_setting() -> None:
+    """.env.example names every setting conference/settings.py reads from the environment, and nothing else."""
+    settings_source = (ROOT / "conference/settings.py").read_text()
+    read = set(re.findall(r'env_(?:str|int|float|bool|list)\("([A-Z0-9_]+)"', settings_source))
+    listed = set(re.findall(r"^([A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.M))
+    assert read - listed == set(), "settings missing from .env.example"
+    assert listed - read == set(), ".env.example names settings that do not exist"
+
+
+def test_rendered_production_config_passes_nginx_t(tmp_path: Path) -> None:
+    """`deploy.py render` with production values gives a site nginx accepts (`nginx -t`), redirecting HTTP."""
+    nginx = nginx_binary()
+    deploy = load_deploy()
+    subprocess.run([sys.executable, "manage.py", "makecert", "--dir", str(tmp_path / "certs")], cwd=ROOT,
+                   check=True, capture_output=True, timeout=120)
+    out = tmp_path / "conf"
+    args = deploy.parse_args([
+        "render", "--out", str(out), "--conf-dir", str(out), "--server-name", "rooms.example.org",
+        "--tls-cert", str(tmp_path / "certs/cert.pem"), "--tls-key", str(tmp_path / "certs/key.pem"),
+        "--daphnes", "3", "--workers", "2",
+    ])
+    deploy.render(args, out, out)
+    site = (out / "nginx.conf").read_text()
+    assert site.count("server 127.0.0.1:800") == 3 and "return 301 https://$host$request_uri;" in site
+    assert "numprocs=3" in (out / "supervisord.conf").read_text()
+    for sub in ("run", "log", "tmp"):
+        (tmp_path / sub).mkdir()
+    (tmp_path / "main.conf").write_text(deploy.nginx_main(tmp_path, out / "nginx.conf"))
+    result = subprocess.run([nginx, "-t", "-c", str(tmp_path / "main.conf"), "-p", str(tmp_path)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+
+
+# --- the running stack -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Stack:
+    """The stack's addresses and directories."""
+
+    port: int
+    tls_port: int
+    daphne_ports: list[int]
+    state: Path
+    recordings: Path
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def consecutive_free_ports(count: int) -> int:
+    """The first of ``count`` consecutive free TCP ports on 127.0.0.1."""
+    deploy = load_deploy()
+    for _ in range(200):
+        base = random.randint(20000, 40000)
+        if deploy.ports_free("127.0.0.1", list(range(base, base + count))):
+            return base
+    raise RuntimeError("no consecutive free ports")
+
+
+def flush_database() -> None:
+    """Empty the test database the stack wrote to (as TransactionTestCase does)."""
+    from django.core.management import call_command
+    from django.db import connections
+
+    try:
+        call_command("flush", interactive=False, verbosity=0, reset_sequences=False)
+    finally:
+        connections.close_all()
+
+
+@pytest.fixture(scope="module")
+def stack(django_db_setup: Any, django_db_blocker: Any, collected_static: Path,
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """`scripts/deploy.py run`: nginx + supervisord (2 daphne, 2 media workers) against the test database."""
+    require_redis()
+    nginx_binary()
+    state = tmp_path_factory.mktemp("stack")
+    recordings = tmp_path_factory.mktemp("recordings")
+    port, tls_port, base = free_port(), free_port(), consecutive_free_ports(2)
+    with django_db_blocker.unblock():
+        database_url = subprocess_database_url()
+    env = dict(os.environ, DATABASE_URL=database_url, STATIC_ROOT=str(collected_static),
+               RECORDINGS_DIR=str(recordings), WS_MAX_CONNECTIONS_PER_IP=str(CAP), ROOM_IDLE_TIMEOUT="2",
+               LOG_LEVEL="WARNING", PYTHONUNBUFFERED="1")
+    env.pop("TEST_DB_NAME", None)
+    log = (state / "deploy.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "scripts/deploy.py", "run", "--port", str(port), "--tls-port", str(tls_port),
+         "--daphne-port", str(base), "--daphnes", "2", "--workers", "2", "--state-dir", str(state),
+         "--no-collectstatic"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            assert process.poll() is None, f"deploy.py run exited:\n{(state / 'deploy.log').read_text()[-6000:]}"
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            log_tail = (state / "deploy.log").read_text()[-6000:]
+            assert time.monotonic() < deadline, f"no answer through nginx:\n{log_tail}"
+            time.sleep(0.5)
+        yield Stack(port, tls_port, [base, base + 1], state, recordings)
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+        log.close()
+        with django_db_blocker.unblock():
+            flush_database()
+
+
+def daphne_logs(stack: Stack) -> dict[int, str]:
+    """Each daphne's log (supervisord's childlogdir)."""
+    return {port: (stack.state / "log" / f"daphne-{port}.log").read_text(errors="replace")
+            for port in stack.daphne_ports}
+
+
+def published_by(login: str) -> Callable[[Any], bool]:
+    """A PUBLISHED-event filter for ``login``'s streams."""
+    return lambda event: event.participant is not None and event.participant.login == login
+
+
+async def test_three_person_room_with_media_through_nginx(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three participants (one over HTTP, two over TLS) publish and each plays the two others through the stack."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(stack.state / "certs" / "cert.pem"))  # trust the self-signed cert
+    urls = {"ann": f"ws://127.0.0.1:{stack.port}", "bob": f"wss://127.0.0.1:{stack.tls_port}",
+            "cat": f"wss://127.0.0.1:{stack.tls_port}"}
+    connections = {name: await roomapi.connect(url, name) for name, url in urls.items()}
+    try:
+        rooms = {name: await conn.join("deploy-media") for name, conn in connections.items()}
+        sources = {name: CounterVideoTrack() for name in urls}
+        published = [await rooms[name].publish(video=sources[name], audio=ToneAudioTrack()) for name in urls]
+        for stream in published:
+            await stream.wait_for(STREAM_STATUS.PUBLISHING, timeout=WAIT)
+        playing = {}
+        for viewer in urls:
+            for publisher in urls:
+                if viewer == publisher:
+                    continue
+                participant = rooms[viewer].get_participant(publisher)
+                if participant is None or not participant.get_streams():
+                    await rooms[viewer].wait_for(ROOM_EVENT.PUBLISHED, published_by(publisher), timeout=WAIT)
+                    participant = rooms[viewer].get_participant(publisher)
+                assert participant is not None
+                playing[(viewer, publisher)] = await participant.get_streams()[0].play()
+
+        async def frames(play: Any) -> list[int]:
+            return [read_counter(await play.video.recv()) for _ in range(15)]
+
+        results = await asyncio.wait_for(asyncio.gather(*(frames(p) for p in playing.values())), 3 * WAIT)
+        for numbers in results:
+            assert numbers == sorted(numbers) and len(set(numbers)) >= 13
+    finally:
+        for conn in connections.values():
+            await conn.disconnect()
+    logs = daphne_logs(stack)
+    assert all("WSCONNECT /ws/" in text for text in logs.values()), "nginx did not spread WebSockets over both daphnes"
+
+
+async def hello(source: str, stack: Stack, login: str) -> Any:
+    """A raw WebSocket from ``source`` through nginx that said hello; the open connection."""
+    ws = await ws_connect(f"ws://127.0.0.1:{stack.port}/ws/", origin=websockets.typing.Origin(stack.http_url),
+                          local_addr=(source, 0), open_timeout=WAIT)
+    await ws.send(json.dumps({"type": "hello", "version": 1, "username": login, "rid": 1}))
+    return ws
+
+
+async def test_per_address_cap_counts_real_client_addresses(stack: Stack) -> None:
+    """Behind nginx the cap sees each client's own address: 127.0.0.2 is capped, 127.0.0.3 is not."""
+    opened = []
+    try:
+        for i in range(CAP):
+            ws = await hello("127.0.0.2", stack, f"capped{i}")
+            assert json.loads(await asyncio.wait_for(ws.recv(), WAIT))["type"] == "established"
+            opened.append(ws)
+        with pytest.raises(ConnectionClosed) as closed:  # accepted, then closed (the hello may not even go out)
+            over = await hello("127.0.0.2", stack, "over")
+            opened.append(over)
+            async with asyncio.timeout(WAIT):
+                while True:
+                    await over.recv()
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4429
+        other = await hello("127.0.0.3", stack, "other")
+        opened.append(other)
+        assert json.loads(await asyncio.wait_for(other.recv(), WAIT))["type"] == "established"
+    finally:
+        for ws in opened:
+            await ws.close()
+
+
+def get(stack: Stack, path: str, *, source: str = "127.0.0.1", headers: dict[str, str] | None = None,
+        port: int | None = None) -> tuple[int, dict[str, str], bytes]:
+    """GET through nginx (or a daphne ``port``) from ``source``: status, headers (lower-case), body."""
+    conn = http.client.HTTPConnection("127.0.0.1", port or stack.port, timeout=WAIT, source_address=(source, 0))
+    try:
+        conn.request("GET", path, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+    finally:
+        conn.close()
+
+
+def test_forged_forwarded_for_does_not_pass_for_loopback(stack: Stack) -> None:
+    """/metrics is open to loopback only: a remote client claiming 127.0.0.1 in X-Forwarded-For stays remote."""
+    assert get(stack, "/metrics")[0] == 200
+    status, _, _ = get(stack, "/metrics", source="127.0.0.2", headers={"X-Forwarded-For": "127.0.0.1"})
+    assert status == 403
+
+
+def test_static_files_are_sent_by_nginx(stack: Stack) -> None:
+    """Hashed static files come from STATIC_ROOT through nginx: cached for good and gzip-compressed."""
+    _, _, page = get(stack, "/conference/")
+    script = re.search(rb'src="(/static/rooms/conference\.[0-9a-f]{12}\.js)"', page)
+    assert script, page[:2000]
+    status, headers, _ = get(stack, script[1].decode(), headers={"Accept-Encoding": "gzip"})
+    assert status == 200 and headers.get("content-encoding") == "gzip"
+    assert "immutable" in headers.get("cache-control", "") and "2037" in headers.get("expires", "")
+    status, headers, body = get(stack, "/static/rooms/roomapi.js")
+    assert status == 200 and b"export function connect" in body and "immutable" not in headers.get("cache-control", "")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_recordings_are_sent_by_nginx(stack: Stack) -> None:
+    """A download is authorised by Django, which answers X-Accel-Redirect; nginx sends the file from disk."""
+    from media_relay.models import Recording
+    from rooms.models import APIKey, Room
+
+    room = Room.objects.create(name="deploy-rec", max_participants=4)
+    (stack.recordings / "deploy").mkdir(exist_ok=True)
+    content = os.urandom(200_000)
+    (stack.recordings / "deploy" / "one.webm").write_bytes(content)
+    recording = Recording.objects.create(room=room, kind="stream", file_name="deploy/one.webm", status="done")
+    key = APIKey.create_key("deploy")[1]
+    path = f"/api/recordings/{recording.public_id}/download"
+    auth = {"Authorization": f"Api-Key {key}"}
+    assert get(stack, path)[0] in (401, 403)
+    status, headers, body = get(stack, path, headers=auth)
+    assert status == 200 and body == content
+    assert "attachment" in headers.get("content-disposition", "") and "x-accel-redirect" not in headers
+    status, headers, body = get(stack, path, headers=auth, port=stack.daphne_ports[0])
+    assert status == 200 and headers.get("x-accel-redirect") == "/_recordings/deploy/one.webm" and body == b""
+
+
+def test_tls_block_serves_the_site(stack: Stack) -> None:
+    """The HTTPS server block answers with the certificate from `manage.py makecert`."""
+    context = ssl.create_default_context(cafile=str(stack.state / "certs" / "cert.pem"))
+    with urllib.request.urlopen(f"https://127.0.0.1:{stack.tls_port}/healthz", timeout=WAIT, context=context) as r:
+        assert r.status == 200 and r.headers.get("Strict-Transport-Security")
