@@ -10,7 +10,7 @@ PORT ?= 8000
 DAPHNE_WS_LIMITS ?= --websocket-max-message-size 2097152 --websocket-max-frame-size 2097152
 
 .PHONY: run run-cluster test lint bench bench-load system-deps migrate run-worker makecert clean
-.PHONY: static sdk
+.PHONY: static sdk image image-test
 
 $(VENV)/.runtime: requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -72,6 +72,14 @@ bench-load: $(VENV)/.dev system-deps
 sdk: $(VENV)/.dev
 	rm -rf dist && $(PY) -m build --outdir dist .
 	npm install --no-audit --no-fund && npm pack --pack-destination dist
+
+## The container image (deploy/Dockerfile) on a debootstrap base, no registry; not part of `make test` (minutes).
+image: $(VENV)/.runtime
+	bash scripts/image.sh build
+
+## Run the image against this machine's PostgreSQL and Redis (DATABASE_URL, REDIS_URL): /healthz, a join.
+image-test: image
+	bash scripts/image.sh test
 
 makecert: $(VENV)/.runtime
 	$(PY) manage.py makecert

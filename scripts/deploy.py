@@ -57,9 +57,8 @@ def values_from(args: argparse.Namespace, conf_dir: Path) -> dict[str, str]:
         f"include {conf_dir}/rooms-locations.conf;" if args.http == "serve"
         else f"location / {{ return 301 https://$host{https_suffix}$request_uri; }}"
     )
-    servers = "\n".join(
-        f"    server 127.0.0.1:{args.daphne_port + i} max_fails=1 fail_timeout=5s;" for i in range(args.daphnes)
-    )
+    backends = getattr(args, "upstream", None) or [f"127.0.0.1:{args.daphne_port + i}" for i in range(args.daphnes)]
+    servers = "\n".join(f"    server {backend} max_fails=1 fail_timeout=5s;" for backend in backends)
     return {
         "DAPHNE_SERVERS": servers,
         "HTTP_LISTEN": f"{listen}{args.http_port}",
@@ -232,6 +231,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     r.add_argument("--out", type=Path, required=True, help="directory to write to")
     r.add_argument("--conf-dir", type=Path, default=Path("/etc/nginx"), help="where rooms-locations.conf will be")
     r.add_argument("--daphne-port", type=int, default=8001, help="port of the first daphne (then +1, +2...)")
+    r.add_argument("--upstream", action="append", default=[], metavar="HOST:PORT",
+                   help="daphne addresses for the upstream (repeatable; default: 127.0.0.1 and --daphne-port...)")
     r.add_argument("--listen", default="", help="address nginx listens on (default: all)")
     r.add_argument("--http-port", type=int, default=80)
     r.add_argument("--https-port", type=int, default=443)

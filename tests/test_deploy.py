@@ -88,7 +88,13 @@ def test_rendered_production_config_passes_nginx_t(tmp_path: Path) -> None:
     deploy.render(args, out, out)
     site = (out / "nginx.conf").read_text()
     assert site.count("server 127.0.0.1:800") == 3 and "return 301 https://$host$request_uri;" in site
-    assert "numprocs=3" in (out / "supervisord.conf").read_text()
+    supervisord = (out / "supervisord.conf").read_text()
+    assert "numprocs=3" in supervisord and "[program:worker]" in supervisord
+    compose = deploy.parse_args(["render", "--out", str(tmp_path / "compose"), "--upstream", "web-1:8000",
+                                 "--upstream", "web-2:8000"])
+    deploy.render(compose, tmp_path / "compose")
+    upstream = (tmp_path / "compose" / "nginx.conf").read_text()
+    assert "server web-1:8000" in upstream and "server web-2:8000" in upstream and "127.0.0.1:800" not in upstream
     for sub in ("run", "log", "tmp"):
         (tmp_path / sub).mkdir()
     (tmp_path / "main.conf").write_text(deploy.nginx_main(tmp_path, out / "nginx.conf"))
@@ -321,3 +327,14 @@ def test_tls_block_serves_the_site(stack: Stack) -> None:
     context = ssl.create_default_context(cafile=str(stack.state / "certs" / "cert.pem"))
     with urllib.request.urlopen(f"https://127.0.0.1:{stack.tls_port}/healthz", timeout=WAIT, context=context) as r:
         assert r.status == 200 and r.headers.get("Strict-Transport-Security")
+
+
+def test_supervisord_runs_every_program(stack: Stack) -> None:
+    """supervisorctl reports both daphne processes, both media workers and the webhook worker RUNNING."""
+    result = subprocess.run([str(ROOT / ".venv" / "bin" / "supervisorctl"), "-c",
+                             str(stack.state / "conf" / "supervisord.conf"), "status"],
+                            capture_output=True, text=True, timeout=60)
+    states = dict(line.split()[:2] for line in result.stdout.splitlines() if line.strip())
+    expected = {f"daphne:daphne-{port}" for port in stack.daphne_ports} | {"runmedia:runmedia-1",
+                                                                           "runmedia:runmedia-2", "worker"}
+    assert {name for name, state in states.items() if state == "RUNNING"} == expected, result.stdout

@@ -1,0 +1,27 @@
+#!/bin/sh
+# The image's entry point: the first argument picks the role, the environment holds the settings (.env.example).
+#   web     daphne on 0.0.0.0:${PORT:-8000} with --proxy-headers (migrates first unless MIGRATE=false)
+#   media   one media relay worker (manage.py runmedia); run one container per core
+#   worker  the background deliverer of webhooks (manage.py runwebhooks)
+#   anything else is run as a command (e.g. "python manage.py createsuperuser")
+set -eu
+cd /srv/rooms
+PY=/srv/rooms/.venv/bin/python
+role="${1:-web}"
+[ "$#" -gt 0 ] && shift
+case "$role" in
+  web)
+    if [ "${MIGRATE:-true}" != "false" ]; then "$PY" manage.py migrate --noinput -v0; fi
+    exec /srv/rooms/.venv/bin/daphne --proxy-headers -b 0.0.0.0 -p "${PORT:-8000}" \
+      --websocket-max-message-size 2097152 --websocket-max-frame-size 2097152 "$@" conference.asgi:application
+    ;;
+  media)
+    exec "$PY" manage.py runmedia "$@"
+    ;;
+  worker)
+    exec "$PY" manage.py runwebhooks "$@"
+    ;;
+  *)
+    exec "$role" "$@"
+    ;;
+esac
