@@ -1,6 +1,7 @@
 #!/bin/sh
 # The image's entry point: the first argument picks the role, the environment holds the settings (.env.example).
-#   web     daphne on 0.0.0.0:${PORT:-8000} with --proxy-headers (migrates first unless MIGRATE=false)
+#   web     daphne on 0.0.0.0:${PORT:-8000} (migrates first unless MIGRATE=false); behind a proxy set
+#           TRUSTED_PROXIES to its address or network (never --proxy-headers)
 #   media   one media relay worker (manage.py runmedia); run one container per core
 #   worker  the background deliverer of webhooks (manage.py runwebhooks)
 #   anything else is run as a command (e.g. "python manage.py createsuperuser")
@@ -12,7 +13,7 @@ role="${1:-web}"
 case "$role" in
   web)
     if [ "${MIGRATE:-true}" != "false" ]; then "$PY" manage.py migrate --noinput -v0; fi
-    exec /srv/rooms/.venv/bin/daphne --proxy-headers -b 0.0.0.0 -p "${PORT:-8000}" \
+    exec /srv/rooms/.venv/bin/daphne -b 0.0.0.0 -p "${PORT:-8000}" \
       --websocket-max-message-size 2097152 --websocket-max-frame-size 2097152 "$@" conference.asgi:application
     ;;
   media)

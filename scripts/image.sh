@@ -93,7 +93,7 @@ EOF
   }
   trap cleanup EXIT
   local settings=(-e DATABASE_URL="$server/$db" -e REDIS_URL="$REDIS_URL" -e SECRET_KEY=image-test
-    -e ALLOWED_HOSTS=127.0.0.1,localhost -e MEDIA_MODE=workers -e LOG_LEVEL=WARNING)
+    -e ALLOWED_HOSTS=127.0.0.1,localhost -e MEDIA_MODE=workers -e LOG_LEVEL=WARNING -e SECURE_SSL_REDIRECT=false)
   # shellcheck disable=SC2086
   container="$(podman run -d --rm --network=host $RUN_OPTS "${settings[@]}" -e PORT="$port" "$IMAGE" web)"
   # shellcheck disable=SC2086

@@ -303,8 +303,7 @@ def test_static_files_are_sent_by_nginx(stack: Stack) -> None:
 @pytest.mark.django_db(transaction=True)
 def test_recordings_are_sent_by_nginx(stack: Stack) -> None:
     """A download is authorised by Django, which answers X-Accel-Redirect; nginx sends the file from disk."""
-    from media_relay.models import Recording
-    from rooms.models import APIKey, Room
+    from rooms.models import APIKey, Recording, Room
 
     room = Room.objects.create(name="deploy-rec", max_participants=4)
     (stack.recordings / "deploy").mkdir(exist_ok=True)
