@@ -8,7 +8,7 @@ urlpatterns = [
     path("", views.index, name="index"),
     path("healthz", views.healthz, name="healthz"),
     path("metrics", views.metrics, name="metrics"),
-    path("conference/", views.page("rooms/conference.html", "Conference"), name="conference"),
-    path("video-chat/", views.page("rooms/video-chat.html", "Two Way Video Chat"), name="video-chat"),
-    path("screen-sharing/", views.page("rooms/screen-sharing.html", "Video Chat & Screen"), name="screen-sharing"),
+    path("conference/", views.page("rooms/conference.html", "conference_title"), name="conference"),
+    path("video-chat/", views.page("rooms/video-chat.html", "video_chat_title"), name="video-chat"),
+    path("screen-sharing/", views.page("rooms/screen-sharing.html", "screen_sharing_title"), name="screen-sharing"),
 ]

@@ -12,6 +12,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
 from media_relay.stats import relay_figures
+from rooms.page_strings import choose_language, table
 
 logger = logging.getLogger(__name__)
 
@@ -19,16 +20,23 @@ LOOPBACK = ("127.0.0.1", "::1")
 HEALTH_TIMEOUT = 3.0
 
 
+def _render(request: HttpRequest, template: str, title_key: str) -> HttpResponse:
+    """Render a page in the reader's language: ``s`` is the strings table, also embedded for the scripts."""
+    language = choose_language(request)
+    strings = table(language)
+    return render(request, template, {"s": strings, "lang": language, "title": strings[title_key]})
+
+
 def index(request: HttpRequest) -> HttpResponse:
     """Links to the three pages."""
-    return render(request, "rooms/index.html")
+    return _render(request, "rooms/index.html", "home_title")
 
 
-def page(template: str, title: str):  # type: ignore[no-untyped-def]
-    """A view rendering one of the conference pages."""
+def page(template: str, title_key: str):  # type: ignore[no-untyped-def]
+    """A view rendering one of the conference pages; ``title_key`` names its title in the strings table."""
 
     def view(request: HttpRequest) -> HttpResponse:
-        return render(request, template, {"title": title})
+        return _render(request, template, title_key)
 
     return view
 

@@ -10,6 +10,9 @@ import logging
 import os
 import re
 import shutil
+import subprocess
+import tarfile
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -28,7 +31,8 @@ CHROMIUM_ARGS = [
     "--headless=new",
     "--no-sandbox",
     "--use-fake-ui-for-media-stream",
-    "--use-fake-device-for-media-stream",
+    "--use-fake-device-for-media-stream=device-count=2",
+    "--autoplay-policy=no-user-gesture-required",
     "--disable-gpu",
     "--disable-background-networking",
     "--disable-component-update",
@@ -45,6 +49,10 @@ CHROMIUM_ARGS = [
     "--disable-backgrounding-occluded-windows",
 ]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
+AXE_VERSION = "4.10.3"
+AXE_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "rooms-tests" / f"axe-core-{AXE_VERSION}.min.js"
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
 WAIT_MS = 15_000
 MEDIA_WAIT_MS = 20_000
 
@@ -147,6 +155,38 @@ def browser(playwright_driver: Playwright) -> Iterator[Browser]:
         instance.close()
 
 
+def _fetch_axe() -> str:
+    """axe-core's axe.min.js from the npm registry (``npm pack``), cached outside the repository."""
+    if AXE_CACHE.exists():
+        return AXE_CACHE.read_text(encoding="utf-8")
+    npm = shutil.which("npm")
+    if not npm:
+        raise FileNotFoundError("npm is needed to fetch axe-core")
+    with tempfile.TemporaryDirectory() as folder:
+        subprocess.run(
+            [npm, "pack", f"axe-core@{AXE_VERSION}", "--pack-destination", folder],
+            check=True, capture_output=True, timeout=180,
+        )
+        with tarfile.open(next(Path(folder).glob("axe-core-*.tgz"))) as archive:
+            member = archive.extractfile("package/axe.min.js")
+            assert member is not None
+            source = member.read().decode("utf-8")
+    AXE_CACHE.parent.mkdir(parents=True, exist_ok=True)
+    AXE_CACHE.write_text(source, encoding="utf-8")
+    return source
+
+
+@pytest.fixture(scope="session")
+def axe_source() -> str:
+    """The axe-core script (fetched once with npm, then cached)."""
+    try:
+        return _fetch_axe()
+    except (OSError, subprocess.SubprocessError) as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"axe-core {AXE_VERSION} could not be fetched with npm: {exc}")
+        pytest.skip(f"axe-core could not be fetched with npm: {exc}")
+
+
 class RoomPage:
     """One browser tab on a conference page, with helpers named after what a user does."""
 
@@ -239,11 +279,24 @@ class RoomPage:
             f"no live video in #{display_id} within {timeout_s} s (last: {state}); console: {self.console[-10:]}"
         )
 
+    def axe_violations(self, axe_source: str, impacts: tuple[str, ...] = ("serious", "critical")) -> list[str]:
+        """Run axe-core on the page (WCAG 2 A/AA rules); the violations of ``impacts``, one line each."""
+        if not self.page.evaluate("typeof window.axe !== 'undefined'"):
+            self.page.add_script_tag(content=axe_source)
+        result = self.page.evaluate(
+            """async () => {
+                const r = await axe.run(document, {runOnly: {type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]}});
+                return r.violations.map((v) => ({id: v.id, impact: v.impact, help: v.help,
+                    nodes: v.nodes.slice(0, 3).map((n) => n.target.join(" "))}));
+            }"""
+        )
+        return [f"{v['impact']} {v['id']}: {v['help']} at {v['nodes']}" for v in result if v["impact"] in impacts]
+
     def screenshot(self, name: str) -> Path:
         """Save a screenshot to artifacts/."""
         ARTIFACTS.mkdir(exist_ok=True)
         path = ARTIFACTS / f"{name}.png"
-        self.page.screenshot(path=str(path), full_page=True)
+        self.page.screenshot(path=str(path), full_page=True, timeout=60_000)
         return path
 
 

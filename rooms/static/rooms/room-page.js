@@ -1,48 +1,88 @@
 /**
  * What the three example pages share, wired from small modules over the Room API SDK (roomapi.js):
- * page/chat.js (log and composer), page/tiles.js (remote slots), page/controls.js (the local stream),
- * page/address.js (server URL, room name, invite) and page/dom.js.
+ * page/chat.js (log, history, composer, invite), page/tiles.js (remote tiles and layouts),
+ * page/controls.js (the local stream), page/devices.js (pickers, preview, meter), page/participants.js
+ * (people and moderation), page/quality.js (connection quality, speaking, stats), page/strings.js (UI text).
  */
 import {connect, ROOM_EVENT, SESSION_STATUS} from "./roomapi.js";
 import {defaultServerUrl, getRoomName, inviteUrl} from "./page/address.js";
-import {ChatLog, Composer} from "./page/chat.js";
+import {ChatLog, Composer, Invite, showHistory} from "./page/chat.js";
 import {LocalControls} from "./page/controls.js";
-import {$, setStatus} from "./page/dom.js";
-import {Slot, SlotSet} from "./page/tiles.js";
+import {Devices} from "./page/devices.js";
+import {$, announce, pageParam, setStatus} from "./page/dom.js";
+import {ParticipantsPanel} from "./page/participants.js";
+import {StatsMonitor} from "./page/quality.js";
+import {t} from "./page/strings.js";
+import {Grid, Slot, SlotSet, toggleFullscreen} from "./page/tiles.js";
 
-export {$, setStatus, Slot, defaultServerUrl, getRoomName, inviteUrl, ChatLog};
+export {$, setStatus, Slot, Grid, defaultServerUrl, getRoomName, inviteUrl, ChatLog, pageParam, t};
 
 /**
- * Wire a page: login/join/leave, chat, invite, local publishing and slots.
- * @param {{maxParticipants: number, slots: Slot[], constraints?: function(): MediaStreamConstraints,
+ * Wire a page: login/join/leave, devices, chat, invite, local publishing, remote tiles, participants, stats.
+ * @param {{maxParticipants: number, slots?: Slot[], grid?: Grid, constraints?: function(): MediaStreamConstraints,
  *          onJoined?: function(object): void, onLeft?: function(): void}} config
+ *   ``slots``: fixed places (a page for two); ``grid``: a tile per participant (the conference).
  */
 export function startRoomPage(config) {
-  const chat = new ChatLog($("chat"));
-  const slots = new SlotSet(config.slots);
+  const stage = config.grid || new SlotSet(config.slots || []);
   let connection = null;
   let room = null;
   const fail = (text) => {
     $("failedInfo").textContent = text;
   };
-  const local = new LocalControls({room: () => room, constraints: config.constraints, onFailed: fail});
+  const unread = $("unread");
+  const chat = new ChatLog($("chat"), (n) => {
+    if (!unread) return;
+    unread.hidden = n === 0;
+    unread.textContent = n ? t("unread_n", {n}) : "";
+  });
+  const devices = new Devices({onSwitch: (kind, id) => switchDevice(kind, id)});
+  const local = new LocalControls({
+    room: () => room,
+    constraints: config.constraints || (() => devices.constraints()),
+    onFailed: fail,
+    onPublishing: (stream) => devices.setInCall(true, stream.getMediaStream() && stream.getMediaStream().getAudioTracks()[0]),
+  });
   const composer = new Composer({
     chat,
     room: () => room,
     elements: {recipient: $("recipient"), message: $("message"), send: $("sendBtn")},
   });
+  const invite = new Invite();
+  const panel = new ParticipantsPanel({room: () => room, onError: fail, onDone: () => fail("")});
+  const monitor = new StatsMonitor({stage});
+  const onVideo = (video) => devices.applySink(video);
+  if (config.grid) config.grid.onVideo = onVideo;
+  else for (const slot of stage.all()) slot.hooks.onVideo = onVideo;
+
+  const switchDevice = async (kind, deviceId) => {
+    const track = await local.switchDevice(kind, deviceId);
+    if (track && track.kind === "audio") devices.watch(track);
+  };
 
   $("url").value = defaultServerUrl();
-  const invite = $("inviteAddr");
-  const showInvite = (name) => {
-    invite.textContent = inviteUrl(name);
-    invite.href = inviteUrl(name);
-  };
-  showInvite(getRoomName());
+  invite.show(inviteUrl(getRoomName()));
+
+  const chatToggle = $("chatToggle");
+  if (chatToggle) {
+    chatToggle.addEventListener("click", () => {
+      const hide = !document.body.classList.contains("chat-hidden");
+      document.body.classList.toggle("chat-hidden", hide);
+      chatToggle.setAttribute("aria-expanded", String(!hide));
+      chat.setHidden(hide);
+    });
+  }
+  const fullscreenBtn = $("fullscreenBtn");
+  if (fullscreenBtn) {
+    fullscreenBtn.addEventListener("click", () => toggleFullscreen($("stage")));
+    document.addEventListener("fullscreenchange", () => {
+      fullscreenBtn.textContent = document.fullscreenElement ? t("exit_fullscreen") : t("fullscreen_room");
+    });
+  }
 
   const setJoined = (joined) => {
     document.body.classList.toggle("in-room", joined);
-    $("joinBtn").textContent = joined ? "Leave" : "Join";
+    $("joinBtn").textContent = joined ? t("leave") : t("join");
     $("joinBtn").dataset.action = joined ? "leave" : "join";
     $("joinBtn").disabled = false;
     $("url").disabled = joined;
@@ -56,12 +96,15 @@ export function startRoomPage(config) {
   setStatus($("localStatus"), "NONE");
 
   const onLeft = () => {
-    slots.clear();
+    stage.clear();
     room = null;
     local.reset();
+    monitor.stop();
     composer.refreshRecipients();
     setJoined(false);
     local.update();
+    panel.render();
+    devices.setInCall(false);
     if (config.onLeft) config.onLeft();
   };
 
@@ -71,64 +114,92 @@ export function startRoomPage(config) {
       .on(ROOM_EVENT.STATE, (r) => {
         room = r;
         const participants = r.getParticipants();
-        if (participants.length >= config.maxParticipants) {
-          fail("Current room is full.");
+        const roomLimit = (r.info() && r.info().max_participants) || config.maxParticipants;
+        const limit = config.grid ? roomLimit : Math.min(config.maxParticipants, roomLimit);
+        if (participants.length >= limit) {
+          fail(t("room_full"));
           r.leave().then(onLeft, onLeft);
           return;
         }
-        showInvite(r.name());
+        invite.show(inviteUrl(r.name()));
         setJoined(true);
+        showHistory(chat, r);
         if (participants.length > 0) {
-          chat.system("participants: " + participants.map((p) => p.name()).join(","));
-          for (const p of participants) slots.install(p);
+          chat.system(t("participants_line", {names: participants.map((p) => p.name()).join(",")}));
+          for (const p of participants) stage.install(p);
         } else {
-          chat.system("room is empty");
+          chat.system(t("room_is_empty"));
         }
         composer.refreshRecipients();
+        panel.render();
+        devices.setInCall(true);
         local.publish();
+        monitor.start();
         if (config.onJoined) config.onJoined(r);
       })
       .on(ROOM_EVENT.JOINED, (participant) => {
-        slots.install(participant);
+        stage.install(participant);
         composer.refreshRecipients();
-        chat.add(participant.name(), "joined", "system");
+        panel.render();
+        chat.add(participant.name(), t("joined"), {kind: "system", counts: false});
+        announce(t("announce_joined", {name: participant.name()}));
       })
       .on(ROOM_EVENT.LEFT, (participant) => {
-        const slot = slots.of(participant);
-        if (slot) slot.clear();
+        stage.remove(participant);
         composer.refreshRecipients();
-        chat.add(participant.name(), "left", "system");
+        panel.render();
+        chat.add(participant.name(), t("left"), {kind: "system", counts: false});
+        announce(t("announce_left", {name: participant.name()}));
         // Someone waiting for a free slot gets it now.
-        if (room) for (const p of room.getParticipants()) if (!slots.of(p)) slots.install(p);
+        if (room) for (const p of room.getParticipants()) if (!stage.of(p)) stage.install(p);
       })
       .on(ROOM_EVENT.PARTICIPANT_UPDATED, (participant) => {
-        if (participant.state() === "disconnected") chat.add(participant.name(), "disconnected", "system");
-        else if (participant.state() === "connected") chat.add(participant.name(), "reconnected", "system");
+        panel.render();
+        const state = participant.state();
+        if (state === "disconnected" || state === "connected") {
+          const word = state === "disconnected" ? t("disconnected") : t("reconnected");
+          chat.add(participant.name(), word, {kind: "system", counts: false});
+          announce(t(`announce_${state}`, {name: participant.name()}));
+        }
       })
       .on(ROOM_EVENT.PUBLISHED, (participant, stream) => {
-        const slot = slots.install(participant);
+        const slot = stage.install(participant);
         if (slot && stream) slot.play(stream);
+        panel.render();
       })
       .on(ROOM_EVENT.UNPUBLISHED, (participant, stream) => {
-        const slot = slots.of(participant);
+        const slot = stage.of(participant);
         if (slot && stream) slot.stopKind(stream.kind());
+        panel.render();
       })
       .on(ROOM_EVENT.STREAM_UPDATED, (participant, stream) => {
-        const slot = slots.of(participant);
+        const slot = stage.of(participant);
         if (slot && stream) slot.setMuted(stream.kind(), stream.isAudioMuted(), stream.isVideoMuted());
+        panel.render();
       })
+      .on(ROOM_EVENT.ROOM_UPDATED, () => panel.render())
       .on(ROOM_EVENT.CLOSED, () => onLeft())
       .on(ROOM_EVENT.KICKED, () => {
-        chat.system("you were removed from the room");
+        chat.system(t("you_were_removed"));
+        announce(t("you_were_removed"));
         onLeft();
       })
       .on(ROOM_EVENT.FAILED, (r, info) => {
-        fail(info && info.code === "room_full" ? "Current room is full." : (info && info.message) || "Could not join.");
+        const code = info && info.code;
+        fail(code === "room_full" ? t("room_full") : code === "room_locked" ? t("room_locked_refused") : (info && info.message) || t("could_not_join"));
         onLeft();
         connection.disconnect();
       })
       .on(ROOM_EVENT.MESSAGE, (message) => {
-        chat.add(message.from.name(), message.text, message.private ? "private" : "", message.private ? "to you" : "");
+        chat.message({
+          from: message.from.name(),
+          text: message.text,
+          isPrivate: message.private,
+          to: message.to,
+          sentAt: message.sentAt,
+          id: message.id,
+          self: false,
+        });
       });
   };
 
@@ -146,7 +217,7 @@ export function startRoomPage(config) {
     }
     const username = $("login").value.trim();
     if (!username) {
-      fail("Enter a login first.");
+      fail(t("enter_login"));
       $("login").focus();
       return;
     }
@@ -172,8 +243,18 @@ export function startRoomPage(config) {
       });
   });
 
+  panel.render();
+  devices.start();
+
   return {
     chat,
+    stage,
+    devices,
+    local,
+    /** Run a moderator action as the page's buttons do (resolves to false when refused). */
+    moderate: (action, fields) => panel.act(action, fields),
+    /** Feed the speaking highlight (the relay's active-speaker events will call this). */
+    setSpeaking: (name, speaking) => stage.setSpeaking(name, speaking),
     get room() {
       return room;
     },

@@ -1,6 +1,6 @@
 /** Video Chat & Screen: a camera each, plus a shared screen as a second stream. */
 import {STREAM_STATUS} from "./roomapi.js";
-import {$, setStatus, Slot, startRoomPage} from "./room-page.js";
+import {$, setStatus, Slot, startRoomPage, t} from "./room-page.js";
 
 const remote = new Slot({
   root: $("remote"),
@@ -22,7 +22,7 @@ const sharing = () => screenStream && [STREAM_STATUS.PENDING, STREAM_STATUS.PUBL
 
 const updateShare = (room) => {
   $("shareBtn").disabled = !room;
-  $("shareBtn").textContent = sharing() ? "Stop sharing" : "Share";
+  $("shareBtn").textContent = sharing() ? t("stop_sharing") : t("share");
   document.body.classList.toggle("sharing", Boolean(sharing()));
 };
 

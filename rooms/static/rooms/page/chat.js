@@ -1,42 +1,130 @@
-/** The chat: the log of lines "HH:MM name - text" and the composer (recipient, message, send). */
+/**
+ * The chat: the log of lines "HH:MM name - text" (server times in local time, images from data: URLs),
+ * the join history, the unread counter while the chat is hidden, the composer and the invite link.
+ */
+import {$, el} from "./dom.js";
+import {t} from "./strings.js";
 
-function hhmm(date) {
-  const d = date || new Date();
-  return `${String(d.getHours()).padStart(2, "0")}:${String(d.getMinutes()).padStart(2, "0")}`;
+/** A message token shown as an image: only data: URLs of raster images, base64. */
+const IMAGE_URL = /^data:image\/(png|jpeg|gif|webp|avif|bmp);base64,[A-Za-z0-9+/]+={0,2}$/i;
+
+/** "HH:MM" of a Date, or of an ISO time (the server's ``sent_at``), in the reader's local time. */
+export function hhmm(when) {
+  const d = when instanceof Date ? when : when ? new Date(when) : new Date();
+  const date = Number.isNaN(d.getTime()) ? new Date() : d;
+  return `${String(date.getHours()).padStart(2, "0")}:${String(date.getMinutes()).padStart(2, "0")}`;
 }
 
-/** The chat log: lines "HH:MM name - text". */
+/** The body of a message: text, with data:image tokens turned into (sized-down) images. */
+export function messageBody(text, sender) {
+  const body = el("span", {className: "chat-text"});
+  const parts = String(text).split(/(\s+)/);
+  if (!parts.some((part) => IMAGE_URL.test(part))) {
+    body.textContent = text;
+    return body;
+  }
+  for (const part of parts) {
+    if (IMAGE_URL.test(part)) {
+      body.append(el("img", {className: "chat-image", src: part, alt: t("chat_image_alt", {name: sender}), loading: "lazy"}));
+    } else if (part) {
+      body.append(part);
+    }
+  }
+  return body;
+}
+
+/** The chat log: lines "HH:MM name - text"; counts unread lines while hidden. */
 export class ChatLog {
-  constructor(element) {
+  /** @param {HTMLElement} element  the log; @param {function(number): void} [onUnread] told the unread count */
+  constructor(element, onUnread) {
     this.element = element;
+    this.onUnread = onUnread || (() => {});
+    this.hidden = false;
+    this.unread = 0;
+    /** ids of server messages shown already (history and live may overlap) */
+    this.shown = new Set();
   }
 
-  /** Add one line; ``kind`` is "system", "self", "private" or "" (others). */
-  add(name, text, kind = "", note = "") {
-    const line = document.createElement("div");
-    line.className = `chat-line ${kind ? "chat-" + kind : ""}`;
-    const time = document.createElement("span");
-    time.className = "chat-time";
-    time.textContent = hhmm();
-    const who = document.createElement("span");
-    who.className = "chat-from";
-    who.textContent = name;
-    const body = document.createElement("span");
-    body.className = "chat-text";
-    body.textContent = text;
-    line.append(time, " ", who, " - ", body);
+  /**
+   * Add one line.
+   * @param {string} name  who (or "chat" for the page's own lines)
+   * @param {string} text
+   * @param {{kind?: string, note?: string, time?: string|Date, id?: number, counts?: boolean}} [options]
+   *   kind: "system", "self", "private", "self chat-private" or "" (others); note: the private marker;
+   *   time: the server's sent_at; id: the server's message id; counts: whether it counts as unread.
+   */
+  add(name, text, options = {}) {
+    const {kind = "", note = "", time, id, counts = true} = options;
+    if (id !== undefined && id !== null) {
+      if (this.shown.has(id)) return;
+      this.shown.add(id);
+    }
+    const line = el(
+      "div",
+      {className: `chat-line ${kind ? "chat-" + kind : ""}`},
+      el("time", {className: "chat-time", dateTime: time ? String(time) : new Date().toISOString()}, hhmm(time)),
+      " ",
+      el("span", {className: "chat-from"}, name),
+      " - ",
+      messageBody(text, name),
+    );
     if (note) line.dataset.note = note;
     this.element.appendChild(line);
     this.element.scrollTop = this.element.scrollHeight;
+    if (counts && this.hidden) {
+      this.unread += 1;
+      this.onUnread(this.unread);
+    }
   }
 
   /** A system line from "chat". */
   system(text) {
-    this.add("chat", text, "system");
+    this.add("chat", text, {kind: "system", counts: false});
+  }
+
+  /** A server message (live or from the history) as the reader sees it. */
+  message({from, text, isPrivate, to, sentAt, id, self}) {
+    const kind = self ? (isPrivate ? "self chat-private" : "self") : isPrivate ? "private" : "";
+    let note = "";
+    if (isPrivate) note = self ? t("chat_private_to", {names: (to || []).join(", ")}) : t("chat_private_to_you");
+    this.add(from, text, {kind, note, time: sentAt, id, counts: !self});
+  }
+
+  /** Show or hide the log's card; showing resets the unread count. */
+  setHidden(hidden) {
+    this.hidden = hidden;
+    if (!hidden) {
+      this.unread = 0;
+      this.onUnread(0);
+    }
   }
 
   clear() {
     this.element.replaceChildren();
+    this.shown.clear();
+  }
+}
+
+/**
+ * Show the room's join history (the SDK's getHistory(): messages this reader may see, oldest first).
+ * @param {ChatLog} chat
+ * @param {object} room  the SDK's Room
+ */
+export function showHistory(chat, room) {
+  const history = room.getHistory() || [];
+  if (!history.length) return;
+  chat.system(t("chat_history", {count: history.length}));
+  const self = room.selfName();
+  for (const m of history) {
+    chat.message({
+      from: m.from || t("server"),
+      text: m.text,
+      isPrivate: m.to !== null && m.to !== undefined,
+      to: m.to,
+      sentAt: m.sent_at,
+      id: m.id,
+      self: m.from === self,
+    });
   }
 }
 
@@ -65,8 +153,8 @@ export class Composer {
     if (!select) return;
     const room = this.room();
     const chosen = select.value;
-    select.replaceChildren(new Option("To everyone", ""));
-    if (room) for (const p of room.getParticipants()) select.add(new Option(`To ${p.name()} only (private)`, p.name()));
+    select.replaceChildren(new Option(t("to_everyone"), ""));
+    if (room) for (const p of room.getParticipants()) select.add(new Option(t("to_private", {name: p.name()}), p.name()));
     select.value = [...select.options].some((o) => o.value === chosen) ? chosen : "";
   }
 
@@ -80,10 +168,53 @@ export class Composer {
     const target = to ? room.getParticipant(to) : null;
     const sending = target ? target.sendMessage(text) : room.sendMessage(text);
     sending.then(
-      () => this.chat.add(this.room() ? this.room().selfName() : "me", text, target ? "self chat-private" : "self", target ? `to ${to}` : ""),
-      (err) => this.chat.system(`not sent: ${(err && err.message) || err}`),
+      (sent) =>
+        this.chat.message({
+          from: room.selfName(),
+          text,
+          isPrivate: Boolean(target),
+          to: target ? [to] : null,
+          sentAt: sent && sent.sent_at,
+          id: sent && sent.id,
+          self: true,
+        }),
+      (err) => this.chat.system(t("not_sent", {reason: (err && err.message) || err})),
     );
     message.value = "";
     message.focus();
+  }
+}
+
+/** The invite link and its copy button. */
+export class Invite {
+  constructor() {
+    this.link = $("inviteAddr");
+    const button = $("copyInviteBtn");
+    if (button) button.addEventListener("click", () => this.copy());
+  }
+
+  /** Show the invite link of ``url``. */
+  show(url) {
+    this.link.textContent = url;
+    this.link.href = url;
+  }
+
+  /** Copy the link to the clipboard (a selection-and-copy where the Clipboard API is missing). */
+  async copy() {
+    const state = $("copyState");
+    const url = this.link.href;
+    let copied = false;
+    try {
+      await navigator.clipboard.writeText(url);
+      copied = true;
+    } catch (_) {
+      const range = document.createRange();
+      range.selectNodeContents(this.link);
+      const selection = getSelection();
+      selection.removeAllRanges();
+      selection.addRange(range);
+      copied = document.execCommand && document.execCommand("copy");
+    }
+    if (state) state.textContent = copied ? t("invite_copied") : t("invite_copy_failed");
   }
 }

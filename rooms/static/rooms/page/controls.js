@@ -1,18 +1,25 @@
-/** The local stream's controls: publish/stop, mute and unmute audio and video, and the local tile's flags. */
+/**
+ * The local stream's controls: publish/stop, mute and unmute audio and video, the local tile's flags,
+ * and a device switch while publishing (the new track replaces the old one, nobody re-joins).
+ */
 import {STREAM_STATUS} from "../roomapi.js";
 import {$, setStatus} from "./dom.js";
+import {replaceTrack} from "./sdk-gaps.js";
+import {t} from "./strings.js";
 
 const LIVE = [STREAM_STATUS.PUBLISHING, STREAM_STATUS.PENDING];
 
 /**
  * Publishes the camera into #localDisplay and drives #publishBtn, #muteAudioBtn, #muteVideoBtn.
- * @param {{room: function(): object|null, constraints?: function(): MediaStreamConstraints, onFailed: function(string): void}} options
+ * @param {{room: function(): object|null, constraints?: function(): MediaStreamConstraints,
+ *          onFailed: function(string): void, onPublishing?: function(object): void}} options
  */
 export class LocalControls {
-  constructor({room, constraints, onFailed}) {
+  constructor({room, constraints, onFailed, onPublishing}) {
     this.room = room;
     this.constraints = constraints;
     this.onFailed = onFailed;
+    this.onPublishing = onPublishing || (() => {});
     /** @type {object|null} the SDK's LocalStream */
     this.stream = null;
     $("publishBtn").addEventListener("click", () => {
@@ -45,6 +52,7 @@ export class LocalControls {
     const show = (stream) => {
       setStatus($("localStatus"), stream.status());
       if (stream.status() === STREAM_STATUS.FAILED && stream.getInfo()) this.onFailed(stream.getInfo().message || "");
+      if (stream.status() === STREAM_STATUS.PUBLISHING) this.onPublishing(stream);
       this.update();
     };
     this.stream
@@ -53,6 +61,29 @@ export class LocalControls {
       .on(STREAM_STATUS.UNPUBLISHED, show)
       .on(STREAM_STATUS.FAILED, show);
     this.update();
+  }
+
+  /**
+   * Switch the camera or microphone of the live stream to ``deviceId`` without re-publishing.
+   * @param {"camera"|"microphone"} kind
+   * @param {string} deviceId  "" for the default device
+   * @returns {Promise<MediaStreamTrack|null>} the new track
+   */
+  async switchDevice(kind, deviceId) {
+    const stream = this.stream;
+    if (!stream || stream.status() !== STREAM_STATUS.PUBLISHING) return null;
+    const constraint = deviceId ? {deviceId: {exact: deviceId}} : true;
+    const wanted = kind === "camera" ? {video: constraint} : {audio: constraint};
+    const media = await navigator.mediaDevices.getUserMedia(wanted);
+    const track = media.getTracks()[0];
+    try {
+      await replaceTrack(stream, track);
+    } catch (err) {
+      track.stop();
+      this.onFailed(t("switch_failed", {reason: (err && err.message) || err}));
+      return null;
+    }
+    return track;
   }
 
   /** Out of the room: forget the stream. */
@@ -69,14 +100,18 @@ export class LocalControls {
     const p = $("publishBtn");
     const stream = this.stream;
     const live = stream && stream.status() === STREAM_STATUS.PUBLISHING;
-    a.textContent = live && stream.isAudioMuted() ? "Unmute A" : "Mute A";
-    v.textContent = live && stream.isVideoMuted() ? "Unmute V" : "Mute V";
-    a.classList.toggle("active", Boolean(live && stream.isAudioMuted()));
-    v.classList.toggle("active", Boolean(live && stream.isVideoMuted()));
+    const audioMuted = Boolean(live && stream.isAudioMuted());
+    const videoMuted = Boolean(live && stream.isVideoMuted());
+    a.textContent = audioMuted ? t("unmute_audio") : t("mute_audio");
+    v.textContent = videoMuted ? t("unmute_video") : t("mute_video");
+    a.setAttribute("aria-pressed", String(audioMuted));
+    v.setAttribute("aria-pressed", String(videoMuted));
+    a.classList.toggle("active", audioMuted);
+    v.classList.toggle("active", videoMuted);
     a.disabled = v.disabled = !live;
-    p.textContent = stream && LIVE.includes(stream.status()) ? "Stop" : "Publish";
+    p.textContent = stream && LIVE.includes(stream.status()) ? t("stop") : t("publish");
     p.disabled = !this.room();
-    $("localTile").dataset.videoMuted = String(Boolean(live && stream.isVideoMuted()));
-    $("localTile").dataset.audioMuted = String(Boolean(live && stream.isAudioMuted()));
+    $("localTile").dataset.videoMuted = String(videoMuted);
+    $("localTile").dataset.audioMuted = String(audioMuted);
   }
 }
