@@ -10,7 +10,7 @@ import zlib
 from collections.abc import Callable
 
 import pytest
-from playwright.sync_api import expect
+from playwright.sync_api import Locator, expect
 
 from tests.e2e.conftest import WAIT_MS, RoomPage
 
@@ -113,7 +113,7 @@ def test_copy_invite_button(pair: dict[str, RoomPage]) -> None:
     assert bob.page.evaluate("navigator.clipboard.readText()") == bob.invite()
 
 
-def _person(page: RoomPage, login: str) -> object:
+def _person(page: RoomPage, login: str) -> Locator:
     return page.page.locator(f"#people li[data-login='{login}']")
 
 
@@ -125,8 +125,8 @@ def test_participants_panel_and_moderation(pair: dict[str, RoomPage], open_page:
     carol.join("carol")
     for page in (alice, bob, carol):
         expect(page.page.locator("#people li")).to_have_count(3, timeout=WAIT_MS)
-    expect(_person(carol, "alice").locator(".role")).to_have_text("moderator")  # type: ignore[attr-defined]
-    expect(_person(carol, "bob").locator(".role")).to_have_text("publisher")  # type: ignore[attr-defined]
+    expect(_person(carol, "alice").locator(".role")).to_have_text("moderator")
+    expect(_person(carol, "bob").locator(".role")).to_have_text("publisher")
     expect(alice.el("roomControls")).to_be_visible()
     expect(bob.el("roomControls")).to_be_hidden()
     assert bob.page.locator("#people .person-actions").count() == 0
@@ -135,7 +135,7 @@ def test_participants_panel_and_moderation(pair: dict[str, RoomPage], open_page:
     alice.page.get_by_role("button", name="Mute bob's microphone").click()
     bob_tile = carol.page.locator("#grid .tile-remote").filter(has=carol.page.locator(".tile-name", has_text="bob"))
     expect(bob_tile).to_have_attribute("data-audio-muted", "true", timeout=WAIT_MS)
-    expect(_person(carol, "bob").locator(".flag[data-kind='mic']")).to_have_attribute("data-state", "off")  # type: ignore[attr-defined]
+    expect(_person(carol, "bob").locator(".flag[data-kind='mic']")).to_have_attribute("data-state", "off")
     # Lock: a newcomer is refused, the others see "locked"; then unlock.
     alice.el("lockBtn").click()
     expect(carol.el("roomState")).to_contain_text("locked", timeout=WAIT_MS)

@@ -12,13 +12,15 @@ export const SPEAKING_LEVEL = 0.02;
 
 /**
  * Rate a connection from one sample.
- * @param {{lossPct: number, rttMs: number|null, jitterMs: number, kbps: number, videoExpected: boolean}} sample
+ * Bitrate alone says little (a still picture needs few bits), so video counts through its decoded frame rate.
+ * @param {{lossPct: number, rttMs: number|null, jitterMs: number, kbps: number, fps: number|null, videoExpected: boolean}} sample
  * @returns {"good"|"fair"|"poor"}
  */
-export function rate({lossPct, rttMs, jitterMs, kbps, videoExpected}) {
+export function rate({lossPct, rttMs, jitterMs, kbps, fps, videoExpected}) {
   const rtt = rttMs || 0;
-  if (lossPct >= 8 || rtt >= 400 || jitterMs >= 80 || (videoExpected && kbps < 20)) return "poor";
-  if (lossPct >= 2 || rtt >= 200 || jitterMs >= 30 || (videoExpected && kbps < 100)) return "fair";
+  const video = videoExpected && fps !== null;
+  if (lossPct >= 8 || rtt >= 400 || jitterMs >= 80 || kbps <= 0 || (video && fps < 2)) return "poor";
+  if (lossPct >= 2 || rtt >= 200 || jitterMs >= 30 || (video && fps < 10)) return "fair";
   return "good";
 }
 
@@ -94,6 +96,7 @@ export class StatsMonitor {
       lost: count(now.video, "packetsLost") + count(now.audio, "packetsLost"),
       received: count(now.video, "packetsReceived") + count(now.audio, "packetsReceived"),
       bytes: count(now.video, "bytesReceived") + count(now.audio, "bytesReceived"),
+      frames: count(now.video, "framesDecoded"),
       energy: count(now.audio, "totalAudioEnergy"),
       duration: count(now.audio, "totalSamplesDuration"),
     };
@@ -108,7 +111,8 @@ export class StatsMonitor {
     const rttMs = now.rtt === null ? null : now.rtt * 1000;
     const tile = slot.tileOf(kind);
     const videoExpected = Boolean(now.video) && tile.dataset.videoMuted !== "true";
-    const quality = received > 0 || lost > 0 ? rate({lossPct, rttMs, jitterMs, kbps, videoExpected}) : "poor";
+    const fps = now.video ? (totals.frames - before.frames) / seconds : null;
+    const quality = rate({lossPct, rttMs, jitterMs, kbps, fps, videoExpected});
     setQuality(tile, quality);
     if (kind === "camera") {
       const dEnergy = totals.energy - before.energy;

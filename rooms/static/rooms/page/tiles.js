@@ -8,6 +8,11 @@ import {STREAM_STATUS} from "../roomapi.js";
 import {el, setStatus} from "./dom.js";
 import {t} from "./strings.js";
 
+const svg = (path) =>
+  `<svg viewBox="0 0 24 24" width="16" height="16" aria-hidden="true" focusable="false" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round" stroke-linejoin="round">${path}</svg>`;
+const ICON_FULLSCREEN = svg('<path d="M4 9V4h5M20 9V4h-5M4 15v5h5M20 15v5h-5"/>');
+const ICON_PIN = svg('<path d="M9 4h6l-1 6 3 3H7l3-3zM12 13v7"/>');
+
 /** Put a tile (or the whole stage) in fullscreen, or leave fullscreen. */
 export function toggleFullscreen(element) {
   if (document.fullscreenElement) return document.exitFullscreen().catch(() => {});
@@ -22,11 +27,11 @@ function decorate(tile, nameOf, {pin} = {}) {
   if (!tile.querySelector(".mic-flag")) tile.append(el("span", {className: "mic-flag"}, t("mic_off")));
   if (tile.querySelector(".tile-actions")) return;
   const actions = el("div", {className: "tile-actions"});
-  const full = el("button", {className: "tile-btn", type: "button", title: t("fullscreen")}, "⛶");
+  const full = el("button", {className: "tile-btn", type: "button", title: t("fullscreen"), innerHTML: ICON_FULLSCREEN});
   full.addEventListener("click", () => toggleFullscreen(tile));
   actions.append(full);
   if (pin) {
-    const pinBtn = el("button", {className: "tile-btn tile-pin", type: "button", "aria-pressed": "false", title: t("pin")}, "📌");
+    const pinBtn = el("button", {className: "tile-btn tile-pin", type: "button", "aria-pressed": "false", title: t("pin"), innerHTML: ICON_PIN});
     pinBtn.addEventListener("click", () => pin());
     actions.append(pinBtn);
   }
