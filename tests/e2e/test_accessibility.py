@@ -31,6 +31,7 @@ def test_index_is_accessible(open_page: Callable[..., RoomPage], axe_source: str
     home = open_page("/", viewport=DESKTOP)
     assert home.axe_violations(axe_source) == []
     shoot(home, "a11y-index")
+    home.close()
 
 
 @pytest.mark.parametrize("name", list(PAGES))
@@ -54,6 +55,8 @@ def test_room_pages_are_accessible_before_and_in_a_call(
     shoot(first, f"a11y-{name}-in-call")
     second.leave()
     first.leave()
+    second.close()
+    first.close()
 
 
 def test_german_by_parameter_and_by_browser_language(
@@ -69,6 +72,7 @@ def test_german_by_parameter_and_by_browser_language(
     page.el("joinBtn").click()
     expect(page.el("failedInfo")).to_have_text("Bitte zuerst einen Namen eingeben.")
     shoot(page, "a11y-conference-de")
+    page.close()
     context = browser.new_context(locale="de-DE", viewport=DESKTOP)
     try:
         german = context.new_page()
@@ -99,3 +103,4 @@ def test_keyboard_reaches_the_controls_with_visible_focus(open_page: Callable[..
     assert seen[0] == "skip-link" and "login" in seen and seen[-1] == "joinBtn", seen
     page.page.keyboard.press("Enter")
     expect(page.el("failedInfo")).to_have_text("Enter a login first.")
+    page.close()

@@ -143,6 +143,7 @@ def test_participants_panel_and_moderation(pair: dict[str, RoomPage], open_page:
     dave.el("login").fill("dave")
     dave.el("joinBtn").click()
     expect(dave.el("failedInfo")).to_have_text("The room is locked: nobody new may join.", timeout=WAIT_MS)
+    dave.close()
     alice.el("lockBtn").click()
     expect(carol.el("roomState")).to_contain_text("open", timeout=WAIT_MS)
     # The limit.

@@ -39,6 +39,8 @@ def test_invite_link_names_a_random_room(open_page: Callable[..., RoomPage]) -> 
     named = open_page("/conference/?roomName=team-sync")
     assert named.invite().endswith("/conference/?roomName=team-sync")
     expect(named.el("url")).to_have_value(named.page.url.split("/conference/")[0].replace("http", "ws"))
+    page.close()
+    named.close()
 
 
 def test_first_joiner_sees_room_is_empty(trio: dict[str, RoomPage]) -> None:
@@ -108,6 +110,7 @@ def test_fourth_participant_sees_room_full(trio: dict[str, RoomPage], open_page:
     expect(dave.el("failedInfo")).to_have_text("Current room is full.", timeout=WAIT_MS)
     expect(dave.el("joinBtn")).to_have_text("Join")
     assert trio["alice"].chat_line("dave", "joined").count() == 0
+    dave.close()
 
 
 def test_leave_clears_displays_and_logs_left(trio: dict[str, RoomPage]) -> None:

@@ -122,3 +122,4 @@ def test_grid_on_a_phone(crowd: BotCrowd, nine: RoomPage, open_page: Callable[..
     assert len(xs) == 2
     phone.screenshot("conference-ten-phone")
     phone.leave()
+    phone.close()

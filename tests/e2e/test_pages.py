@@ -44,6 +44,7 @@ def test_index_links_the_three_pages(open_page: Callable[..., RoomPage]) -> None
         expect(home.page.locator("h1.page-title")).to_contain_text(title)
         home.page.go_back()
     home.screenshot("index")
+    home.close()
 
 
 def test_video_chat_two_pages(open_page: Callable[..., RoomPage]) -> None:
@@ -62,10 +63,13 @@ def test_video_chat_two_pages(open_page: Callable[..., RoomPage]) -> None:
     third.el("login").fill("cleo")
     third.el("joinBtn").click()
     expect(third.el("failedInfo")).to_have_text("Current room is full.", timeout=WAIT_MS)
+    third.close()
     ben.leave()
     expect(ann.el("remoteStatus")).to_have_text("NONE", timeout=WAIT_MS)
     expect(ann.chat_line("ben", "left")).to_have_count(1, timeout=WAIT_MS)
     ann.leave()
+    ann.close()
+    ben.close()
 
 
 def test_screen_sharing_seen_by_the_other(open_page: Callable[..., RoomPage]) -> None:
@@ -92,6 +96,8 @@ def test_screen_sharing_seen_by_the_other(open_page: Callable[..., RoomPage]) ->
     expect(ben.el("remoteStatus")).to_have_text("PLAYING")
     ann.leave()
     ben.leave()
+    ann.close()
+    ben.close()
 
 
 class PythonParticipant(threading.Thread):

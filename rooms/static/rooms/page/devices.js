@@ -84,15 +84,25 @@ export class Devices {
       this.selects.speaker.title = t("speaker_unsupported");
     }
     document.addEventListener("click", () => this.meter.resume());
+    // No camera while nobody looks: a hidden tab or a closed devices panel stops the preview.
+    const details = $("devices");
+    const sync = () => {
+      const wanted = !this.inCall && !document.hidden && (!details || details.open);
+      if (wanted && !this.preview && this.started) this.startPreview();
+      else if (!wanted && this.preview) this.stopPreview();
+    };
+    document.addEventListener("visibilitychange", sync);
+    if (details) details.addEventListener("toggle", sync);
     if (navigator.mediaDevices && navigator.mediaDevices.addEventListener) {
       navigator.mediaDevices.addEventListener("devicechange", () => this.refresh());
     }
   }
 
-  /** getUserMedia constraints for the chosen camera and microphone. */
-  constraints() {
-    const pick = (id) => (id ? {deviceId: {ideal: id}} : true);
-    return {audio: pick(this.choice.microphone), video: pick(this.choice.camera)};
+  /** getUserMedia constraints for the chosen camera and microphone (``preview``: a small, light picture). */
+  constraints(preview = false) {
+    const pick = (id, extra) => (id || extra ? {...(id ? {deviceId: {ideal: id}} : {}), ...extra} : true);
+    const small = preview ? {width: {ideal: 320}, height: {ideal: 240}, frameRate: {ideal: 15}} : null;
+    return {audio: pick(this.choice.microphone), video: pick(this.choice.camera, small)};
   }
 
   /** Start the preview (before joining) and fill the pickers. */
@@ -101,22 +111,27 @@ export class Devices {
       $("devicesInfo").textContent = t("devices_unavailable");
       return;
     }
+    this.started = true;
     await this.startPreview();
     await this.refresh();
   }
 
   async startPreview() {
     this.stopPreview();
+    const generation = (this.generation = (this.generation || 0) + 1);
+    let media;
     try {
-      this.preview = await navigator.mediaDevices.getUserMedia(this.constraints());
+      media = await navigator.mediaDevices.getUserMedia(this.constraints(true));
     } catch (err) {
       $("devicesInfo").textContent = t("devices_failed", {reason: (err && (err.message || err.name)) || err});
       return;
     }
-    if (this.inCall) {
-      this.stopPreview();
+    if (this.inCall || generation !== this.generation) {
+      // Joined, or another start began meanwhile: this capture is not wanted any more.
+      for (const track of media.getTracks()) track.stop();
       return;
     }
+    this.preview = media;
     $("devicesInfo").textContent = "";
     this.previewVideo = el("video", {className: "roomapi-video", muted: true, autoplay: true, playsInline: true, "aria-label": t("preview")});
     this.previewVideo.srcObject = this.preview;
@@ -126,7 +141,9 @@ export class Devices {
   }
 
   stopPreview() {
+    this.generation = (this.generation || 0) + 1;
     if (this.preview) for (const track of this.preview.getTracks()) track.stop();
+    if (this.preview) this.meter.stop();
     this.preview = null;
     if (this.previewVideo) this.previewVideo.remove();
     this.previewVideo = null;

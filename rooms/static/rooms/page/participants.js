@@ -123,7 +123,7 @@ export class ParticipantsPanel {
     const info = room && room.info();
     $("roomState").textContent = info
       ? [info.locked ? t("room_locked") : t("room_open"), t("room_limit", {n: info.max_participants})].join(" · ")
-      : "";
+      : t("participants_before_join");
     const moderator = this.isModerator();
     $("roomControls").hidden = !moderator;
     if (moderator && info) {
