@@ -315,6 +315,7 @@ class RoomPage:
         """Save a screenshot to artifacts/."""
         ARTIFACTS.mkdir(exist_ok=True)
         path = ARTIFACTS / f"{name}.png"
+        self.page.evaluate("window.scrollTo(0, 0)")  # the sticky top bar then sits on top of the full-page image
         self.page.screenshot(path=str(path), full_page=True, timeout=60_000)
         return path
 

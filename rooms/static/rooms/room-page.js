@@ -41,7 +41,6 @@ export function startRoomPage(config) {
     room: () => room,
     constraints: config.constraints || (() => devices.constraints()),
     onFailed: fail,
-    onPublishing: (stream) => devices.setInCall(true, stream.getMediaStream() && stream.getMediaStream().getAudioTracks()[0]),
   });
   const composer = new Composer({
     chat,
@@ -50,15 +49,12 @@ export function startRoomPage(config) {
   });
   const invite = new Invite();
   const panel = new ParticipantsPanel({room: () => room, onError: fail, onDone: () => fail("")});
-  const monitor = new StatsMonitor({stage});
+  const monitor = new StatsMonitor({stage, local: () => local.stream, onLocalLevel: (level) => devices.showLevel(level)});
   const onVideo = (video) => devices.applySink(video);
   if (config.grid) config.grid.onVideo = onVideo;
   else for (const slot of stage.all()) slot.hooks.onVideo = onVideo;
 
-  const switchDevice = async (kind, deviceId) => {
-    const track = await local.switchDevice(kind, deviceId);
-    if (track && track.kind === "audio") devices.watch(track);
-  };
+  const switchDevice = (kind, deviceId) => local.switchDevice(kind, deviceId);
 
   $("url").value = defaultServerUrl();
   invite.show(inviteUrl(getRoomName()));

@@ -12,14 +12,13 @@ const LIVE = [STREAM_STATUS.PUBLISHING, STREAM_STATUS.PENDING];
 /**
  * Publishes the camera into #localDisplay and drives #publishBtn, #muteAudioBtn, #muteVideoBtn.
  * @param {{room: function(): object|null, constraints?: function(): MediaStreamConstraints,
- *          onFailed: function(string): void, onPublishing?: function(object): void}} options
+ *          onFailed: function(string): void}} options
  */
 export class LocalControls {
-  constructor({room, constraints, onFailed, onPublishing}) {
+  constructor({room, constraints, onFailed}) {
     this.room = room;
     this.constraints = constraints;
     this.onFailed = onFailed;
-    this.onPublishing = onPublishing || (() => {});
     /** @type {object|null} the SDK's LocalStream */
     this.stream = null;
     $("publishBtn").addEventListener("click", () => {
@@ -52,7 +51,6 @@ export class LocalControls {
     const show = (stream) => {
       setStatus($("localStatus"), stream.status());
       if (stream.status() === STREAM_STATUS.FAILED && stream.getInfo()) this.onFailed(stream.getInfo().message || "");
-      if (stream.status() === STREAM_STATUS.PUBLISHING) this.onPublishing(stream);
       this.update();
     };
     this.stream

@@ -41,8 +41,7 @@ class LevelMeter {
       analyser.getFloatTimeDomainData(samples);
       let sum = 0;
       for (const s of samples) sum += s * s;
-      this.level = Math.min(1, Math.sqrt(sum / samples.length) * 4);
-      this.meter.value = this.level;
+      this.show(Math.min(1, Math.sqrt(sum / samples.length) * 4));
     }, 100);
   }
 
@@ -51,12 +50,21 @@ class LevelMeter {
     if (this.context && this.context.state === "suspended") this.context.resume().catch(() => {});
   }
 
+  /** Stop measuring and close the audio context (its real-time thread costs CPU even when idle). */
   stop() {
     clearInterval(this.timer);
     this.timer = null;
     if (this.source) this.source.disconnect();
     this.source = null;
-    if (this.meter) this.meter.value = 0;
+    if (this.context) this.context.close().catch(() => {});
+    this.context = null;
+    this.show(0);
+  }
+
+  /** Show a level measured elsewhere (in the call: the sender's statistics). */
+  show(level) {
+    this.level = level;
+    if (this.meter) this.meter.value = level;
   }
 }
 
@@ -202,21 +210,17 @@ export class Devices {
     });
   }
 
-  /** Joined or left: the preview gives way to the published stream, whose microphone the meter then shows. */
-  setInCall(inCall, audioTrack) {
+  /** Joined or left: the preview gives way to the published stream (whose level the stats monitor reports). */
+  setInCall(inCall) {
     this.inCall = inCall;
-    if (inCall) {
-      this.stopPreview();
-      this.meter.watch(audioTrack || null);
-    } else {
-      this.meter.stop();
-      this.outputs.clear();
-    }
+    this.stopPreview();
+    this.meter.stop();
+    if (!inCall) this.outputs.clear();
   }
 
-  /** The meter follows the published microphone (after a switch). */
-  watch(audioTrack) {
-    this.meter.watch(audioTrack);
+  /** The published microphone's level (0..1), from the sender's statistics. */
+  showLevel(level) {
+    this.meter.show(level);
   }
 
   /** The current microphone level, 0..1. */

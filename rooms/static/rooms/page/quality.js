@@ -44,10 +44,14 @@ export function readReport(report) {
 export class StatsMonitor {
   /**
    * @param {{stage: {all: function(): object[], setSpeaking: function(string, boolean): void}, interval?: number,
-   *          onLevel?: function(string, number): void}} options
+   *          onLevel?: function(string, number): void, local?: function(): object|null,
+   *          onLocalLevel?: function(number): void}} options
+   *   ``local``: the published stream, whose microphone level goes to ``onLocalLevel``.
    */
-  constructor({stage, interval = 1000, onLevel}) {
+  constructor({stage, interval = 1000, onLevel, local, onLocalLevel}) {
     this.stage = stage;
+    this.local = local;
+    this.onLocalLevel = onLocalLevel;
     this.interval = interval;
     this.onLevel = onLevel;
     this.previous = new WeakMap();
@@ -82,9 +86,21 @@ export class StatsMonitor {
       }
       const body = $("statsBody");
       if (body) body.replaceChildren(...rows);
+      await this._localLevel();
     } finally {
       this.busy = false;
     }
+  }
+
+  async _localLevel() {
+    const stream = this.local && this.local();
+    if (!stream || !this.onLocalLevel) return;
+    const report = await stream.getStats().catch(() => null);
+    let level = 0;
+    if (report) report.forEach((s) => {
+      if (s.type === "media-source" && s.kind === "audio" && typeof s.audioLevel === "number") level = s.audioLevel;
+    });
+    this.onLocalLevel(level);
   }
 
   _measure(slot, kind, playing, now) {
