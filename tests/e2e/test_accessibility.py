@@ -103,4 +103,10 @@ def test_keyboard_reaches_the_controls_with_visible_focus(open_page: Callable[..
     assert seen[0] == "skip-link" and "login" in seen and seen[-1] == "joinBtn", seen
     page.page.keyboard.press("Enter")
     expect(page.el("failedInfo")).to_have_text("Enter a login first.")
+    # The reconnect banner (shown by the page when the SDK reports that it reconnects) is a status region.
+    expect(page.el("reconnectBanner")).to_be_hidden()
+    page.page.evaluate("window.conferencePage.setReconnecting(true)")
+    expect(page.page.get_by_role("status").filter(has_text="reconnecting")).to_be_visible()
+    page.page.evaluate("window.conferencePage.setReconnecting(false)")
+    expect(page.el("reconnectBanner")).to_be_hidden()
     page.close()

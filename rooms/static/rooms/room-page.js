@@ -76,6 +76,11 @@ export function startRoomPage(config) {
     });
   }
 
+  /** The reconnect banner. The SDK has no reconnection yet: when it emits a RECONNECTING status, it shows. */
+  const setReconnecting = (on) => {
+    $("reconnectBanner").hidden = !on;
+  };
+
   const setJoined = (joined) => {
     document.body.classList.toggle("in-room", joined);
     $("joinBtn").textContent = joined ? t("leave") : t("join");
@@ -92,6 +97,7 @@ export function startRoomPage(config) {
   setStatus($("localStatus"), "NONE");
 
   const onLeft = () => {
+    setReconnecting(false);
     stage.clear();
     room = null;
     local.reset();
@@ -222,10 +228,12 @@ export function startRoomPage(config) {
     setStatus($("status"), "PENDING");
     const session = connect({urlServer: $("url").value, username});
     connection = session;
+    if (SESSION_STATUS.RECONNECTING) session.on(SESSION_STATUS.RECONNECTING, () => setReconnecting(true));
     session
       .on(SESSION_STATUS.ESTABLISHED, (s) => {
         setStatus($("status"), s.status());
-        joinRoom();
+        setReconnecting(false);
+        if (!room) joinRoom();
       })
       .on(SESSION_STATUS.FAILED, (s) => {
         setStatus($("status"), s.status());
@@ -249,6 +257,8 @@ export function startRoomPage(config) {
     local,
     /** Run a moderator action as the page's buttons do (resolves to false when refused). */
     moderate: (action, fields) => panel.act(action, fields),
+    /** Show or hide the reconnect banner (for an SDK that reconnects by itself). */
+    setReconnecting,
     /** Feed the speaking highlight (the relay's active-speaker events will call this). */
     setSpeaking: (name, speaking) => stage.setSpeaking(name, speaking),
     get room() {
