@@ -4,7 +4,7 @@
  * page/controls.js (the local stream), page/devices.js (pickers, preview, meter), page/participants.js
  * (people and moderation), page/quality.js (connection quality, speaking, stats), page/strings.js (UI text).
  */
-import {connect, ROOM_EVENT, SESSION_STATUS} from "./roomapi.js";
+import {connect, ERROR_CODE, ROOM_EVENT, SESSION_STATUS} from "./roomapi.js";
 import {defaultServerUrl, getRoomName, inviteUrl} from "./page/address.js";
 import {ChatLog, Composer, Invite, showHistory} from "./page/chat.js";
 import {LocalControls} from "./page/controls.js";
@@ -188,7 +188,8 @@ export function startRoomPage(config) {
       })
       .on(ROOM_EVENT.FAILED, (r, info) => {
         const code = info && info.code;
-        fail(code === "room_full" ? t("room_full") : code === "room_locked" ? t("room_locked_refused") : (info && info.message) || t("could_not_join"));
+        const known = {[ERROR_CODE.ROOM_FULL]: t("room_full"), [ERROR_CODE.ROOM_LOCKED]: t("room_locked_refused")};
+        fail(known[code] || (info && info.message) || t("could_not_join"));
         onLeft();
         connection.disconnect();
       })

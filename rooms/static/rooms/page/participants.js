@@ -3,6 +3,7 @@
  * (the room's `can_moderate` grant) the server's moderation on the page: mute someone's audio or video,
  * kick, lock the room, change its limit. A refusal shows as an error line, never as a broken page.
  */
+import {ERROR_CODE} from "../roomapi.js";
 import {$, el} from "./dom.js";
 import {moderate} from "./sdk-gaps.js";
 import {t} from "./strings.js";
@@ -50,7 +51,7 @@ export class ParticipantsPanel {
       },
       (err) => {
         const code = err && err.code;
-        this.onError(code === "forbidden" ? t("moderation_refused") : t("moderation_failed", {reason: (err && err.message) || code || err}));
+        this.onError(code === ERROR_CODE.FORBIDDEN ? t("moderation_refused") : t("moderation_failed", {reason: (err && err.message) || code || err}));
         return false;
       },
     );
