@@ -134,8 +134,9 @@ export function startRoomPage(config) {
         }
         composer.refreshRecipients();
         panel.render();
-        devices.setInCall(true);
-        local.publish();
+        devices.setInCall(true).then(() => {
+          if (room === r) local.publish();
+        });
         monitor.start();
         if (config.onJoined) config.onJoined(r);
       })

@@ -128,8 +128,10 @@ export class Devices {
     this.stopPreview();
     const generation = (this.generation = (this.generation || 0) + 1);
     let media;
+    const asking = navigator.mediaDevices.getUserMedia(this.constraints(true));
+    this.asking = asking.catch(() => null);
     try {
-      media = await navigator.mediaDevices.getUserMedia(this.constraints(true));
+      media = await asking;
     } catch (err) {
       $("devicesInfo").textContent = t("devices_failed", {reason: (err && (err.message || err.name)) || err});
       return;
@@ -210,12 +212,18 @@ export class Devices {
     });
   }
 
-  /** Joined or left: the preview gives way to the published stream (whose level the stats monitor reports). */
+  /**
+   * Joined or left: the preview gives way to the published stream (whose level the stats monitor reports).
+   * Resolves once a preview capture still being opened has settled (at most 3 s), so that the camera is not
+   * asked for twice at once.
+   */
   setInCall(inCall) {
     this.inCall = inCall;
     this.stopPreview();
     this.meter.stop();
     if (!inCall) this.outputs.clear();
+    const settled = this.asking || Promise.resolve();
+    return Promise.race([settled, new Promise((resolve) => setTimeout(resolve, 3000))]).then(() => undefined);
   }
 
   /** The published microphone's level (0..1), from the sender's statistics. */
