@@ -64,6 +64,7 @@ DESKTOP: ViewportSize = {"width": 1280, "height": 800}
 PHONE: ViewportSize = {"width": 390, "height": 844}
 WAIT_MS = 15_000
 MEDIA_WAIT_MS = 20_000
+PAGE_LOAD_MS = 45_000
 
 
 @pytest.fixture
@@ -335,7 +336,8 @@ def open_page(browser: Browser, server: DaphneServer) -> Iterator[Callable[..., 
         contexts.append(context)
         page = context.new_page()
         url = path if path.startswith("http") else server.http_url + path
-        page.goto(url)
+        # A page loads a dozen small modules from daphne, which also relays every call's media: allow for it.
+        page.goto(url, timeout=PAGE_LOAD_MS)
         room_page = RoomPage(page, context)
         pages.append(room_page)
         return room_page
