@@ -247,3 +247,15 @@ def _count_codecs() -> None:
     counting_encoder.counted = True  # type: ignore[attr-defined]
     aiortc.rtcrtpreceiver.get_decoder = counting_decoder  # type: ignore[assignment]
     aiortc.rtcrtpsender.get_encoder = counting_encoder  # type: ignore[assignment]
+
+
+# --- ICE -----------------------------------------------------------------------------------------------------
+
+
+def selected_candidate_types(transport: Any) -> tuple[str, str] | None:
+    """(local, remote) candidate types of the pair an RTCIceTransport selected (``"host"``, ``"srflx"``,
+    ``"relay"``...), or None before one is nominated; aiortc's stats do not report candidate pairs."""
+    pair = transport._connection._nominated.get(1)
+    if pair is None:
+        return None
+    return str(pair.local_candidate.type), str(pair.remote_candidate.type)
