@@ -17,6 +17,7 @@ from importlib.metadata import version
 from typing import Any
 
 import aioice.ice
+import aiortc.codecs
 import aiortc.rtcrtpreceiver
 import aiortc.rtcrtpsender
 from aiortc.codecs import is_rtx
@@ -214,6 +215,7 @@ def install(udp_ports: str = "") -> None:
     """
     global _installed_ports
     _count_codecs()
+    _opus_inband_fec()
     if udp_ports == _installed_ports:
         return
     bounds = parse_range(udp_ports)
@@ -227,6 +229,14 @@ def install(udp_ports: str = "") -> None:
         aioice.ice.asyncio = proxy  # type: ignore[attr-defined]
         logger.info("media UDP ports limited to %d-%d", low, high)
     _installed_ports = udp_ports
+
+
+def _opus_inband_fec() -> None:
+    """Answer and offer Opus with ``useinbandfec=1``: browsers then add in-band FEC to what they publish."""
+    for codec in aiortc.codecs.CODECS["audio"]:
+        if codec.mimeType.lower() == "audio/opus":
+            codec.parameters.setdefault("minptime", 10)
+            codec.parameters.setdefault("useinbandfec", 1)
 
 
 def _count_codecs() -> None:

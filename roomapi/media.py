@@ -22,6 +22,7 @@ from aiortc import (
     RTCSessionDescription,
 )
 
+from roomapi import recovery
 from roomapi.constants import ERROR_CODE, STREAM_STATUS
 from roomapi.errors import RoomApiError
 from roomapi.session import InRoom, Session
@@ -191,6 +192,7 @@ class PlayingStream(_StatusMixin):
         self.audio: MediaStreamTrack | None = None
         self._init_status(STREAM_STATUS.NEW)
         self._early: list[dict[str, Any]] = []
+        self._recovery: list[asyncio.Task[None]] = []
 
     def _connection(self) -> Session:
         return self.room.connection
@@ -205,6 +207,8 @@ class PlayingStream(_StatusMixin):
             await self._close()
 
     async def _close(self) -> None:
+        for task in self._recovery:
+            task.cancel()
         self.room.connection._remove_listener("play_status", self._on_status)
         self.room.connection._remove_listener("unpublished", self._on_unpublished)
         self.room.connection._media.discard(self)
@@ -281,6 +285,10 @@ async def play(room: InRoom, stream: StreamInfo, ice_servers: list[RTCIceServer]
     connection._add_listener("play_status", playing._on_status)
     connection._add_listener("unpublished", playing._on_unpublished)
     await _negotiate(playing, "play", "play", stream=stream.id)
+    for transceiver in pc.getTransceivers():
+        task = recovery.install(transceiver.receiver)
+        if task is not None:
+            playing._recovery.append(task)
     return playing
 
 

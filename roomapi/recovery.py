@@ -1,0 +1,171 @@
+"""Loss recovery for played video: aiortc's receiver, made to recover the way a browser's does.
+
+aiortc (1.16) NACKs a lost packet once, when the gap is first seen, and only asks again when a newer
+gap appears; its video jitter buffer then waits for the packet until 512 newer ones have arrived (seconds
+of frozen picture) before it gives up and asks for a keyframe.  :func:`install` gives a receiver
+
+- NACK retries: every ``NACK_RETRY_SECONDS`` the packets still missing are asked for again (aiortc's own
+  generator forgets them after 128 newer packets);
+- a bounded wait: when the oldest incomplete frame has waited ``give_up`` seconds (longer when the
+  stream's arrival jitter is high) its packets are dropped, decoding resumes at the next frame and one
+  PLI asks the publisher for a keyframe -- the only case in which the player asks for one besides a
+  decoder error.
+
+This is the SDK's only use of aiortc's private receiver state; it is version-checked and does nothing
+(with a warning) on an aiortc it was not written for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from importlib.metadata import version
+from typing import Any
+
+from aiortc.jitterbuffer import JitterBuffer, JitterFrame
+from aiortc.rtcrtpreceiver import RTCRtpReceiver
+from aiortc.rtp import RtpPacket
+
+logger = logging.getLogger(__name__)
+
+SUPPORTED_AIORTC = "1.16.0"
+NACK_RETRY_SECONDS = 0.05
+GIVE_UP_SECONDS = 0.3
+"""The least time an incomplete frame is waited for (NACK retries have several round trips to repair it)."""
+JITTER_FACTOR = 4.0
+"""The wait grows to this many times the stream's interarrival jitter when that is longer."""
+VIDEO_CLOCK = 90_000
+_PREFIX = "_RTCRtpReceiver__"
+
+
+class RecoveringJitterBuffer(JitterBuffer):
+    """aiortc's video jitter buffer with a bounded wait for missing packets (see the module docstring)."""
+
+    def __init__(
+        self,
+        capacity: int = 512,
+        give_up: float = GIVE_UP_SECONDS,
+        jitter: Callable[[], float] = lambda: 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(capacity=capacity, is_video=True)
+        self.give_up = give_up
+        self.jitter = jitter
+        """The stream's current interarrival jitter in seconds."""
+        self.clock = clock
+        self.blocked_since: float | None = None
+        self.frames_dropped = 0
+        """Incomplete frames given up on."""
+
+    def wait_limit(self) -> float:
+        """How long an incomplete frame is waited for now."""
+        return max(self.give_up, JITTER_FACTOR * self.jitter())
+
+    def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
+        pli_flag, frame = super().add(packet)
+        gap = self._blocking_gap() if frame is None else None
+        if gap is None:
+            self.blocked_since = None
+            return pli_flag, frame
+        now = self.clock()
+        if self.blocked_since is None:
+            self.blocked_since = now
+            return pli_flag, None
+        if now - self.blocked_since < self.wait_limit():
+            return pli_flag, None
+        self.blocked_since = None
+        complete = self._take_complete(gap)
+        if complete is not None:
+            gap = 0
+        if not self._skip_through_frame_end(gap):
+            return pli_flag, complete
+        self.frames_dropped += 1
+        return True, complete if complete is not None else self._remove_frame(packet.sequence_number)
+
+    def _slot(self, offset: int) -> RtpPacket | None:
+        assert self._origin is not None
+        return self._packets[(self._origin + offset) % self._capacity]
+
+    def _blocking_gap(self) -> int | None:
+        """The offset from the oldest packet of the first missing one, when newer packets wait behind it."""
+        if self._origin is None:
+            return None
+        for offset in range(self._capacity):
+            if self._slot(offset) is None:
+                if any(self._slot(later) is not None for later in range(offset + 1, self._capacity)):
+                    return offset
+                return None
+        return None
+
+    def _take_complete(self, gap: int) -> JitterFrame | None:
+        """The frame before ``gap`` when it ended (marker) right before it: only its successor is broken."""
+        if gap == 0:
+            return None
+        last = self._slot(gap - 1)
+        if last is None or not last.marker:
+            return None
+        packets = [self._slot(offset) for offset in range(gap)]
+        frame = JitterFrame(data=b"".join(p._data for p in packets if p is not None),  # type: ignore[attr-defined]
+                            timestamp=packets[0].timestamp if packets[0] is not None else last.timestamp)
+        self.remove(gap)
+        return frame
+
+    def _skip_through_frame_end(self, gap: int) -> bool:
+        """Drop the broken frame: every packet up to the first end of frame (marker bit) after ``gap``."""
+        for offset in range(gap, self._capacity):
+            slot = self._slot(offset)
+            if slot is not None and slot.marker:
+                self.remove(offset + 1)
+                return True
+        return False
+
+
+async def _retry_nacks(receiver: RTCRtpReceiver, generator: Any, interval: float) -> None:
+    """Ask again, every ``interval``, for the packets aiortc's NACK generator still misses."""
+    send_nack = receiver._send_rtcp_nack
+    while True:
+        await asyncio.sleep(interval)
+        missing = sorted(generator.missing)
+        ssrc = _media_ssrc(receiver)
+        if missing and ssrc is not None:
+            try:
+                await send_nack(ssrc, missing)
+            except ConnectionError:
+                return
+
+
+def _media_ssrc(receiver: RTCRtpReceiver) -> int | None:
+    streams: dict[int, Any] = getattr(receiver, _PREFIX + "remote_streams")
+    rtx: dict[int, int] = getattr(receiver, _PREFIX + "rtx_ssrc")
+    for ssrc in streams:
+        if ssrc not in rtx:
+            return ssrc
+    return None
+
+
+def _jitter_seconds(receiver: RTCRtpReceiver) -> float:
+    ssrc = _media_ssrc(receiver)
+    if ssrc is None:
+        return 0.0
+    stats = getattr(receiver, _PREFIX + "remote_streams").get(ssrc)
+    return float(stats.jitter) / VIDEO_CLOCK if stats is not None else 0.0
+
+
+def install(receiver: RTCRtpReceiver, give_up: float = GIVE_UP_SECONDS) -> asyncio.Task[None] | None:
+    """Give a video receiver NACK retries and a bounded wait; the retry task (cancel it on close), or None.
+
+    Call it after the remote description is applied and before media flows.  Audio receivers and an
+    unsupported aiortc are left as they are.
+    """
+    if version("aiortc") != SUPPORTED_AIORTC:
+        logger.warning("roomapi.recovery supports aiortc %s only: loss recovery left to aiortc", SUPPORTED_AIORTC)
+        return None
+    generator = getattr(receiver, _PREFIX + "nack_generator", None)
+    if generator is None:  # audio
+        return None
+    buffer = RecoveringJitterBuffer(give_up=give_up, jitter=lambda: _jitter_seconds(receiver))
+    setattr(receiver, _PREFIX + "jitter_buffer", buffer)
+    return asyncio.ensure_future(_retry_nacks(receiver, generator, NACK_RETRY_SECONDS))
+

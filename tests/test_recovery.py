@@ -1,0 +1,85 @@
+"""Loss recovery without sockets: the SDK's bounded jitter-buffer wait (roomapi/recovery.py)."""
+
+from __future__ import annotations
+
+from aiortc.rtp import RtpPacket
+
+from roomapi.recovery import RecoveringJitterBuffer
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def packet(sequence: int, timestamp: int, marker: bool = False) -> RtpPacket:
+    item = RtpPacket(payload_type=96, sequence_number=sequence, timestamp=timestamp, marker=int(marker))
+    item._data = bytes([sequence & 0xFF])  # type: ignore[attr-defined]
+    return item
+
+
+def frame_packets(first: int, timestamp: int, count: int = 3) -> list[RtpPacket]:
+    return [packet(first + i, timestamp, marker=i == count - 1) for i in range(count)]
+
+
+def feed(buffer: RecoveringJitterBuffer, packets: list[RtpPacket]) -> list[tuple[bool, int | None]]:
+    results = []
+    for item in packets:
+        pli, frame = buffer.add(item)
+        results.append((pli, frame.timestamp if frame is not None else None))
+    return results
+
+
+def test_a_repaired_packet_in_time_completes_its_frame_without_a_keyframe_request() -> None:
+    """The missing packet arrives (retransmitted) before the limit: every frame is decoded, no PLI."""
+    clock = Clock()
+    buffer = RecoveringJitterBuffer(give_up=0.3, clock=clock)
+    first, second, third = frame_packets(0, 1000), frame_packets(3, 2000), frame_packets(6, 3000)
+    feed(buffer, first)
+    feed(buffer, [second[0], second[2]])  # second[1] lost
+    clock.now += 0.1
+    results = feed(buffer, third[:1])
+    clock.now += 0.1
+    results += feed(buffer, [second[1]])  # the retransmission
+    assert not any(pli for pli, _ in results)
+    assert (False, 2000) in results
+    assert buffer.frames_dropped == 0
+
+
+def test_an_unrecoverable_frame_is_dropped_after_the_limit_with_one_keyframe_request() -> None:
+    """The missing packet never comes: after ``give_up`` the broken frame goes, the next one decodes, PLI once."""
+    clock = Clock()
+    buffer = RecoveringJitterBuffer(give_up=0.3, clock=clock)
+    frames = [frame_packets(3 * i, 1000 * (i + 1)) for i in range(6)]
+    feed(buffer, frames[0])
+    results = feed(buffer, [frames[1][0], frames[1][2]])  # frames[1][1] lost for good
+    clock.now += 0.1
+    results += feed(buffer, frames[2])
+    clock.now += 0.25  # 0.35 s since the frame blocked
+    results += feed(buffer, frames[3])
+    results += feed(buffer, frames[4] + frames[5])
+    assert sum(1 for pli, _ in results if pli) == 1
+    decoded = [ts for _, ts in results if ts is not None]
+    assert 2000 not in decoded
+    assert decoded == [1000, 3000, 4000, 5000], decoded
+    assert buffer.frames_dropped == 1
+
+
+def test_high_jitter_waits_longer_before_giving_up() -> None:
+    """The wait grows with the stream's arrival jitter (a late packet is not a lost one)."""
+    clock = Clock()
+    buffer = RecoveringJitterBuffer(give_up=0.3, jitter=lambda: 0.2, clock=clock)
+    assert buffer.wait_limit() == 0.8
+    frames = [frame_packets(3 * i, 1000 * (i + 1)) for i in range(4)]
+    feed(buffer, frames[0])
+    feed(buffer, [frames[1][0], frames[1][2]])
+    clock.now += 0.5
+    results = feed(buffer, frames[2])
+    clock.now += 0.1
+    results += feed(buffer, frames[3])
+    assert not any(pli for pli, _ in results) and buffer.frames_dropped == 0
