@@ -27,6 +27,7 @@ from typing import Any
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtp import RtpPacket
+from aiortc.utils import uint16_add, uint16_gt
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ class RecoveringJitterBuffer(JitterBuffer):
         """The stream's current interarrival jitter in seconds."""
         self.clock = clock
         self.blocked_since: float | None = None
+        self._newest: int | None = None
         self.frames_dropped = 0
         """Incomplete frames given up on."""
 
@@ -64,6 +66,8 @@ class RecoveringJitterBuffer(JitterBuffer):
         return max(self.give_up, JITTER_FACTOR * self.jitter())
 
     def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
+        if self._newest is None or uint16_gt(packet.sequence_number, self._newest):
+            self._newest = packet.sequence_number
         pli_flag, frame = super().add(packet)
         gap = self._blocking_gap() if frame is None else None
         if gap is None:
@@ -90,13 +94,14 @@ class RecoveringJitterBuffer(JitterBuffer):
 
     def _blocking_gap(self) -> int | None:
         """The offset from the oldest packet of the first missing one, when newer packets wait behind it."""
-        if self._origin is None:
+        if self._origin is None or self._newest is None:
             return None
-        for offset in range(self._capacity):
+        if uint16_gt(self._origin, self._newest):  # everything up to the newest packet was consumed or reset
+            self._newest = self._origin
+        span = min(uint16_add(self._newest, -self._origin), self._capacity - 1)
+        for offset in range(span):
             if self._slot(offset) is None:
-                if any(self._slot(later) is not None for later in range(offset + 1, self._capacity)):
-                    return offset
-                return None
+                return offset
         return None
 
     def _take_complete(self, gap: int) -> JitterFrame | None:

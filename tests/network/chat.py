@@ -26,6 +26,8 @@ from tests.media_sources import CounterVideoTrack, ToneAudioTrack
 logger = logging.getLogger(__name__)
 
 FREEZE_MS = 500.0
+STALL = 0.1
+"""A loop that wakes this many seconds late was starved of CPU: frames could not be decoded in time."""
 WAIT = 30.0
 
 
@@ -86,6 +88,16 @@ async def consume_audio(track: Any, watch: Watch, until: float) -> None:
         watch.audio_frames += 1
 
 
+async def watch_loop(stalls: list[tuple[float, float]], until: float, tick: float = 0.01) -> None:
+    """Record (when, seconds) each time this process's event loop ran ``STALL`` late (a busy machine)."""
+    while time.monotonic() < until:
+        before = time.monotonic()
+        await asyncio.sleep(tick)
+        late = time.monotonic() - before - tick
+        if late > STALL:
+            stalls.append((before, late))
+
+
 async def stream_of(room: Any, login: str) -> Any:
     """The first stream of participant ``login``, waiting (bounded) for it to be published."""
     participant = room.get_participant(login)
@@ -110,17 +122,23 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     until = started + args.seconds
     playing = [await stream.play() for stream in streams]
     watches = [Watch(login) for login in others]
-    tasks = []
+    stalls: list[tuple[float, float]] = []
+    tasks = [watch_loop(stalls, until)]
     for play, watch in zip(playing, watches, strict=True):
         if play.video is not None:
             tasks.append(consume_video(play.video, watch, until))
         if play.audio is not None:
             tasks.append(consume_audio(play.audio, watch, until))
     await asyncio.gather(*tasks)
-    report: dict[str, Any] = {"name": args.name, "played": {}}
+    low = started + args.warmup
+    report: dict[str, Any] = {
+        "name": args.name,
+        "played": {},
+        "max_stall_ms": round(max((late for when, late in stalls if when >= low), default=0.0) * 1000, 1),
+    }
     for play, watch in zip(playing, watches, strict=True):
         watch.status = play.status()
-        measure(watch, started, (started + args.warmup, until))
+        measure(watch, started, (low, until))
         data = asdict(watch)
         data.pop("times")
         report["played"][watch.publisher] = data

@@ -55,7 +55,10 @@ def run_chat(
             if not line:
                 logs[name].seek(0)
                 raise AssertionError(f"{name} reported nothing; its output:\n{logs[name].read()[-4000:]}")
-            report[name] = json.loads(line)["played"]
+            data = json.loads(line)
+            report[name] = data["played"]
+            for figures in report[name].values():
+                figures["viewer_max_stall_ms"] = data["max_stall_ms"]
         return report
     finally:
         for process in processes.values():
@@ -95,6 +98,7 @@ def table(report: Report) -> str:
         for publisher, f in sorted(played.items()):
             rows.append(
                 f"{viewer} <- {publisher}: {f['fps']:5.1f} fps, {f['freezes']} freezes ({f['frozen_ms']:.0f} ms), "
-                f"max gap {f['max_gap_ms']:.0f} ms, first frame {f['first_frame_ms']} ms, audio {f['audio_frames']}"
+                f"max gap {f['max_gap_ms']:.0f} ms, first frame {f['first_frame_ms']} ms, audio {f['audio_frames']}, "
+                f"viewer stalled up to {f['viewer_max_stall_ms']:.0f} ms"
             )
     return "\n".join(rows)

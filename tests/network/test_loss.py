@@ -24,12 +24,14 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 SECONDS = 15.0
+SERVER_ENV = {"MEDIA_CONNECT_TIMEOUT": "15", "MEDIA_PUBLISHER_MAX_BITRATE": "600000"}
+"""600 kbit/s is plenty for the 320x240 test camera (aiortc's encoder would otherwise climb to 1.5 Mbit/s)."""
 
 
 @pytest.fixture
 def server(lan: Namespace, transactional_db: Any) -> Iterator[NamespacedServer]:
     """A daphne process (relay in-process) inside the namespace."""
-    with NamespacedServer(lan, {"MEDIA_CONNECT_TIMEOUT": "15"}, nice=PRIORITY) as srv:
+    with NamespacedServer(lan, SERVER_ENV, nice=PRIORITY) as srv:
         yield srv
 
 
