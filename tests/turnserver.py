@@ -91,6 +91,7 @@ class TurnServer:
             f"log-file={self.directory / 'turnserver.log'}",
             "simple-log",
             "no-stdout-log",
+            "verbose",
             "",
         ])
 
