@@ -198,7 +198,9 @@ class Namespace:
         if not 0 <= percent <= 100:
             raise ValueError("percent must be within 0..100")
         rules = [f"table inet {TABLE} {{", "  chain out {", "    type filter hook output priority 0; policy accept;"]
-        if percent:
+        if percent == 100:
+            rules.append("    meta l4proto udp drop")
+        elif percent:
             rules.append(f"    meta l4proto udp numgen random mod 100 < {percent} drop")
         rules += ["  }", "}"]
         script = "\n".join(rules) + "\n"
