@@ -336,3 +336,5 @@ TURN_URLS = env_list("TURN_URLS", "")
 TURN_SECRET = env_str("TURN_SECRET", "")
 # Seconds a minted TURN credential stays valid (coturn refuses new allocations with it afterwards).
 TURN_TTL = env_int("TURN_TTL", 6 * 3600)
+# Seconds between the relay's NACKs for publisher packets still missing (media_relay/recovery.py); 0 = NACK once.
+MEDIA_NACK_RETRY_SECONDS = env_float("MEDIA_NACK_RETRY_SECONDS", 0.05)

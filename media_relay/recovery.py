@@ -2,7 +2,7 @@
 
 aiortc's NACK generator (which the relay's Ingest feeds) NACKs a gap once, when it is first seen, and
 only again when a newer gap appears.  A retransmission lost on the way would then be asked for again
-only by chance; :func:`retry_nacks` asks for every packet still missing every ``NACK_RETRY_SECONDS``
+only by chance; :func:`retry_nacks` asks for every packet still missing every ``MEDIA_NACK_RETRY_SECONDS``
 until it arrives or falls out of the generator's window (128 packets).  Players get repaired packets
 as soon as they reach the relay (they are forwarded like any other), and the relay answers the
 players' own NACKs from each DownTrack's history.
@@ -14,18 +14,24 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
+from django.conf import settings
+
 if TYPE_CHECKING:
     from media_relay.forwarding import Ingest
 
 logger = logging.getLogger(__name__)
 
-NACK_RETRY_SECONDS = 0.05
 
 
-async def retry_nacks(ingest: Ingest, interval: float = NACK_RETRY_SECONDS) -> None:
-    """Run until cancelled: NACK the publisher again for what ``ingest`` still misses."""
+async def retry_nacks(ingest: Ingest, interval: float | None = None) -> None:
+    """Run until cancelled: NACK the publisher again for what ``ingest`` still misses.
+
+    Every ``interval`` seconds (default MEDIA_NACK_RETRY_SECONDS; 0 turns retries off).
+    """
+    if interval is None:
+        interval = settings.MEDIA_NACK_RETRY_SECONDS
     generator = ingest.link.nack_generator
-    if generator is None:  # audio: aiortc keeps no NACK state
+    if generator is None or interval <= 0:  # audio: aiortc keeps no NACK state
         return
     while True:
         await asyncio.sleep(interval)

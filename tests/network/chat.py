@@ -158,7 +158,12 @@ def main() -> None:
     parser.add_argument("--codec", default="VP8")
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--no-recovery", action="store_true", help="leave loss recovery to aiortc (a baseline)")
     args = parser.parse_args()
+    if args.no_recovery:
+        from roomapi import recovery
+
+        recovery.install = lambda receiver, give_up=0.0: None  # type: ignore[assignment]
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     asyncio.run(run(args))
 

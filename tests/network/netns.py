@@ -7,13 +7,13 @@ touches the root namespace's interfaces, addresses, routes or firewall.
 
     lan = Namespace.create("lan")              # lo up
     lan.veth("v0", "198.18.0.1/24", peer=lan, peer_device="v1", peer_address="198.18.0.2/24")
-    lan.drop_udp(5)                            # 5 % of every UDP packet sent in the namespace is dropped
+    lan.drop_udp(5)                            # 5 % of every UDP packet arriving in it is dropped
     process = subprocess.Popen(lan.wrap([sys.executable, "-m", "..."]))
     lan.delete()
 
-Loss is an nftables rule on the output hook (``meta l4proto udp numgen random mod 100 < N drop``): every
-packet a process of the namespace sends crosses it once, so with the server and its clients in one
-namespace each hop (publisher to relay, relay to player) loses N %.
+Loss is an nftables rule on the input hook (``meta l4proto udp numgen random mod 100 < N drop``): every
+packet delivered to a process of the namespace crosses it once, so with the server and its clients in
+one namespace each hop (publisher to relay, relay to player) loses N %, silently, as a network would.
 """
 
 from __future__ import annotations
@@ -194,10 +194,14 @@ class Namespace:
     # --- impairments ---------------------------------------------------------------------
 
     def drop_udp(self, percent: int) -> None:
-        """Drop ``percent`` % of the UDP packets sent from this namespace, at random (0 removes the rule)."""
+        """Drop ``percent`` % of the UDP packets arriving in this namespace, at random (0 removes the rule).
+
+        On the input hook, not output: a packet dropped on output makes the sender's ``sendto`` fail with
+        EPERM, which no real network does.
+        """
         if not 0 <= percent <= 100:
             raise ValueError("percent must be within 0..100")
-        rules = [f"table inet {TABLE} {{", "  chain out {", "    type filter hook output priority 0; policy accept;"]
+        rules = [f"table inet {TABLE} {{", "  chain loss {", "    type filter hook input priority 0; policy accept;"]
         if percent == 100:
             rules.append("    meta l4proto udp drop")
         elif percent:

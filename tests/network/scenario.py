@@ -32,7 +32,8 @@ Report = dict[str, dict[str, dict[str, Any]]]
 
 
 def run_chat(
-    namespace: Namespace, server: DaphneServer, room: str, seconds: float = 15.0, codec: str = "VP8"
+    namespace: Namespace, server: DaphneServer, room: str, seconds: float = 15.0, codec: str = "VP8",
+    recovery: bool = True,
 ) -> Report:
     """Run the chat for ``seconds`` of measured media; every viewer's figures per publisher."""
     env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
@@ -46,7 +47,8 @@ def run_chat(
             processes[name] = subprocess.Popen(
                 namespace.wrap([sys.executable, "-m", "tests.network.chat", "--url", server.ws_url, "--room", room,
                                 "--name", name, "--others", others, "--color", color, "--codec", codec,
-                                "--seconds", str(seconds)], nice=PRIORITY),
+                                "--seconds", str(seconds), *([] if recovery else ["--no-recovery"])],
+                               nice=PRIORITY),
                 cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=logs[name], text=True,
             )
         lines = _first_lines(processes, SETUP_SECONDS + seconds)

@@ -1,6 +1,6 @@
 """Random UDP loss on every hop: the three-way chat keeps decoding (tests/network/scenario.py).
 
-Server and clients share one namespace; an nftables rule drops N % of every UDP packet sent in it, so
+Server and clients share one namespace; an nftables rule drops N % of every UDP packet arriving in it, so
 each hop (publisher to relay, relay to player) loses N % independently, RTCP and retransmissions included.
 """
 
