@@ -351,7 +351,9 @@ export function startRoomPage(config) {
     $("failedInfo").textContent = "";
     $("joinBtn").disabled = true;
     setStatus($("status"), "PENDING");
-    const session = connect({urlServer: $("url").value, username});
+    // ?relay=1 (support cases): TURN relay candidates only, with the ICE servers the session hands out.
+    const iceTransportPolicy = new URLSearchParams(location.search).get("relay") === "1" ? "relay" : "all";
+    const session = connect({urlServer: $("url").value, username, iceTransportPolicy});
     connection = session;
     session
       .on(SESSION_STATUS.ESTABLISHED, (s) => {
