@@ -6,6 +6,8 @@ of frozen picture) before it gives up and asks for a keyframe.  :func:`install` 
 
 - NACK retries: every ``NACK_RETRY_SECONDS`` the packets still missing are asked for again (aiortc's own
   generator forgets them after 128 newer packets);
+- for audio (never retransmitted), a lost packet stepped over as soon as two newer ones wait, instead of
+  aiortc's 16 (320 ms of silence per lost packet);
 - a bounded wait: when the oldest incomplete frame has waited ``give_up`` seconds (longer when the
   stream's arrival jitter is high) its packets are dropped, decoding resumes at the next frame and one
   PLI asks the publisher for a keyframe -- the only case in which the player asks for one besides a
@@ -127,6 +129,55 @@ class RecoveringJitterBuffer(JitterBuffer):
         return False
 
 
+class AudioJitterBuffer(JitterBuffer):
+    """aiortc's audio jitter buffer (16 packets, 4 prefetched) that conceals a lost packet at once.
+
+    aiortc's waits until 16 newer packets have arrived, then drops the frames queued before the hole too
+    (hundreds of ms of silence for each lost 20 ms packet).  Audio is not retransmitted, so as soon as
+    ``patience`` packets wait behind a hole it is filled with a repeat of the packet before it (packet
+    repetition, the simplest concealment) and playback goes on.
+    """
+
+    def __init__(self, capacity: int = 16, prefetch: int = 4, patience: int = 2) -> None:
+        super().__init__(capacity=capacity, prefetch=prefetch)
+        self.patience = patience
+        self.packets_concealed = 0
+
+    def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
+        pli_flag, frame = super().add(packet)
+        if frame is None and self._origin is not None and self._conceal():
+            frame = self._remove_frame(packet.sequence_number)
+        return pli_flag, frame
+
+    def _conceal(self) -> bool:
+        """Fill every hole that ``patience`` packets wait behind; True when one was filled."""
+        assert self._origin is not None
+        slots = [self._packets[(self._origin + i) % self._capacity] for i in range(self._capacity)]
+        filled = False
+        previous: RtpPacket | None = None
+        for offset, slot in enumerate(slots):
+            if slot is not None:
+                previous = slot
+                continue
+            later = [(i, p) for i, p in enumerate(slots[offset + 1 :], offset + 1) if p is not None]
+            if previous is None or len(later) < self.patience:
+                continue
+            after_offset, after = later[0]
+            step = (after.timestamp - previous.timestamp) // max(after_offset - offset + 1, 1)
+            filler = RtpPacket(
+                payload_type=previous.payload_type,
+                sequence_number=uint16_add(self._origin, offset),
+                timestamp=(previous.timestamp + step) & 0xFFFFFFFF,
+                ssrc=previous.ssrc,
+            )
+            filler._data = previous._data  # type: ignore[attr-defined]
+            self._packets[(self._origin + offset) % self._capacity] = filler
+            slots[offset] = previous = filler
+            self.packets_concealed += 1
+            filled = True
+        return filled
+
+
 async def _retry_nacks(receiver: RTCRtpReceiver, generator: Any, interval: float) -> None:
     """Ask again, every ``interval``, for the packets aiortc's NACK generator still misses."""
     send_nack = receiver._send_rtcp_nack
@@ -161,14 +212,15 @@ def _jitter_seconds(receiver: RTCRtpReceiver) -> float:
 def install(receiver: RTCRtpReceiver, give_up: float = GIVE_UP_SECONDS) -> asyncio.Task[None] | None:
     """Give a video receiver NACK retries and a bounded wait; the retry task (cancel it on close), or None.
 
-    Call it after the remote description is applied and before media flows.  Audio receivers and an
-    unsupported aiortc are left as they are.
+    An audio receiver gets :class:`AudioJitterBuffer`.  Call it after the remote description is applied and
+    before media flows.  An unsupported aiortc is left as it is.
     """
     if version("aiortc") != SUPPORTED_AIORTC:
         logger.warning("roomapi.recovery supports aiortc %s only: loss recovery left to aiortc", SUPPORTED_AIORTC)
         return None
     generator = getattr(receiver, _PREFIX + "nack_generator", None)
-    if generator is None:  # audio
+    if generator is None:  # audio: no retransmissions, only a shorter wait for lost packets
+        setattr(receiver, _PREFIX + "jitter_buffer", AudioJitterBuffer())
         return None
     buffer = RecoveringJitterBuffer(give_up=give_up, jitter=lambda: _jitter_seconds(receiver))
     setattr(receiver, _PREFIX + "jitter_buffer", buffer)

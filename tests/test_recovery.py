@@ -83,3 +83,64 @@ def test_high_jitter_waits_longer_before_giving_up() -> None:
     clock.now += 0.1
     results += feed(buffer, frames[3])
     assert not any(pli for pli, _ in results) and buffer.frames_dropped == 0
+
+
+# --- the relay's NACK retries to publishers (media_relay/recovery.py) -------------------------------------------
+
+
+async def test_relay_asks_again_for_a_missing_packet_until_it_arrives() -> None:
+    """A lost publisher packet is NACKed again every interval (not only at the next gap), and no more once repaired."""
+    import asyncio
+
+    from aiortc.rtp import RTCP_RTPFB_NACK, RtcpRtpfbPacket
+
+    from media_relay.forwarding import Ingest
+    from media_relay.recovery import retry_nacks
+    from tests.test_forwarding import FRAME_STARTS, PUBLISHER_RTX_SSRC, VP8, VP8_RTX, CapturedReceiverLink, publish, rtp
+
+    key, inter = FRAME_STARTS["VP8"]
+    link = CapturedReceiverLink("video", [VP8, VP8_RTX], rtx=True)
+    source = Ingest("video", link, lambda _ingest: None, 1.0)
+
+    def nacks() -> list[list[int]]:
+        return [p.lost for p in link.rtcp if isinstance(p, RtcpRtpfbPacket) and p.fmt == RTCP_RTPFB_NACK]
+
+    await publish(source, [rtp(96, 1, 0, key, marker=1), rtp(96, 3, 6000, inter, marker=1)])
+    assert nacks() == [[2]]
+    retries = asyncio.ensure_future(retry_nacks(source, interval=0.02))
+    try:
+        for _ in range(100):
+            if len(nacks()) >= 3:
+                break
+            await asyncio.sleep(0.01)
+        assert nacks()[:3] == [[2], [2], [2]]
+        repair = RtpPacket(payload_type=97, marker=1, sequence_number=9, timestamp=3000, ssrc=PUBLISHER_RTX_SSRC,
+                           payload=(2).to_bytes(2, "big") + inter)
+        await publish(source, [repair])
+        settled = len(nacks())
+        await asyncio.sleep(0.1)
+        assert len(nacks()) <= settled + 1  # at most one retry was already on its way
+    finally:
+        retries.cancel()
+        source.close()
+
+
+def test_audio_conceals_a_lost_packet_at_once() -> None:
+    """A lost audio packet is repeated over at once: no frame around it is lost, unlike aiortc's buffer."""
+    from aiortc.jitterbuffer import JitterBuffer
+
+    from roomapi.recovery import AudioJitterBuffer
+
+    def play(buffer: JitterBuffer) -> list[int]:
+        out = []
+        for sequence in range(60):
+            if sequence in (10, 30, 31):  # lost
+                continue
+            _, frame = buffer.add(packet(sequence, sequence * 960))
+            if frame is not None:
+                out.append(frame.timestamp // 960)
+        return out
+
+    ours, aiortcs = play(AudioJitterBuffer()), play(JitterBuffer(capacity=16, prefetch=4))
+    assert ours == list(range(len(ours))) and len(ours) >= 60 - 8  # concealed in place; the prefetch at the end
+    assert len(aiortcs) < len(ours) - 10  # aiortc drops the frames queued before each hole
