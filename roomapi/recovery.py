@@ -6,12 +6,17 @@ of frozen picture) before it gives up and asks for a keyframe.  :func:`install` 
 
 - NACK retries: every ``NACK_RETRY_SECONDS`` the packets still missing are asked for again (aiortc's own
   generator forgets them after 128 newer packets);
-- for audio (never retransmitted), a lost packet stepped over as soon as two newer ones wait, instead of
-  aiortc's 16 (320 ms of silence per lost packet);
+- for audio (never retransmitted), a lost packet concealed (repeated) as soon as two newer ones wait,
+  instead of aiortc's wait for 16 that also drops the frames queued before the hole;
+- keyframe requests until the first keyframe decodes (and again after a frame was given up on), once
+  per ``KEYFRAME_RETRY_SECONDS`` (longer when the arrival jitter is high): aiortc asks once, and a player
+  whose first keyframe lost its start never decodes anything (the publisher sends keyframes only on request);
 - a bounded wait: when the oldest incomplete frame has waited ``give_up`` seconds (longer when the
   stream's arrival jitter is high) its packets are dropped, decoding resumes at the next frame and one
-  PLI asks the publisher for a keyframe -- the only case in which the player asks for one besides a
-  decoder error.
+  PLI asks the publisher for a keyframe.
+
+With aiortc's own PLI on a decoder error, those are the only keyframe requests a player makes: never one per
+lost packet, so the relay sees no PLI storm.
 
 This is the SDK's only use of aiortc's private receiver state; it is version-checked and does nothing
 (with a warning) on an aiortc it was not written for.
@@ -39,6 +44,8 @@ GIVE_UP_SECONDS = 0.3
 """The least time an incomplete frame is waited for (NACK retries have several round trips to repair it)."""
 JITTER_FACTOR = 4.0
 """The wait grows to this many times the stream's interarrival jitter when that is longer."""
+KEYFRAME_RETRY_SECONDS = 1.0
+"""A player that has nothing decodable asks for a keyframe again after this long (longer with high jitter)."""
 VIDEO_CLOCK = 90_000
 _PREFIX = "_RTCRtpReceiver__"
 
@@ -52,8 +59,14 @@ class RecoveringJitterBuffer(JitterBuffer):
         give_up: float = GIVE_UP_SECONDS,
         jitter: Callable[[], float] = lambda: 0.0,
         clock: Callable[[], float] = time.monotonic,
+        codec_name: Callable[[int], str] = lambda payload_type: "",
     ) -> None:
         super().__init__(capacity=capacity, is_video=True)
+        self.codec_name = codec_name
+        """The codec name (``"VP8"``, ``"H264"``) of a payload type; keyframes are recognised for those."""
+        self.awaiting_keyframe = True
+        """No keyframe decoded since the start or the last frame given up on: ask again every KEYFRAME_RETRY."""
+        self._last_request: float | None = None
         self.give_up = give_up
         self.jitter = jitter
         """The stream's current interarrival jitter in seconds."""
@@ -67,7 +80,29 @@ class RecoveringJitterBuffer(JitterBuffer):
         """How long an incomplete frame is waited for now."""
         return max(self.give_up, JITTER_FACTOR * self.jitter())
 
+    def keyframe_retry(self) -> float:
+        """How long to wait for a requested keyframe before asking again."""
+        return max(KEYFRAME_RETRY_SECONDS, JITTER_FACTOR * self.jitter())
+
     def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
+        pli_flag, frame = self._add(packet)
+        now = self.clock()
+        if frame is not None and self.awaiting_keyframe:
+            self.awaiting_keyframe = not is_keyframe(self.codec_name(packet.payload_type), frame.data)
+        if pli_flag:
+            self.awaiting_keyframe = True
+            self._last_request = now
+        elif self.awaiting_keyframe:
+            # Nothing decodable yet (the start of the first keyframe never came, or its repair was
+            # given up on): the publisher sends keyframes only when asked, so ask again.
+            if self._last_request is None:
+                self._last_request = now
+            elif now - self._last_request >= self.keyframe_retry():
+                self._last_request = now
+                pli_flag = True
+        return pli_flag, frame
+
+    def _add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
         if self._newest is None or uint16_gt(packet.sequence_number, self._newest):
             self._newest = packet.sequence_number
         pli_flag, frame = super().add(packet)
@@ -127,6 +162,20 @@ class RecoveringJitterBuffer(JitterBuffer):
                 self.remove(offset + 1)
                 return True
         return False
+
+
+def is_keyframe(codec_name: str, data: bytes) -> bool:
+    """True when a depayloaded frame of ``codec_name`` is a keyframe (any frame of another codec counts)."""
+    if codec_name == "VP8":
+        return bool(data) and not data[0] & 0x01  # the frame tag's P bit: 0 = key frame
+    if codec_name == "H264":
+        index = data.find(b"\x00\x00\x01")
+        while index != -1 and index + 3 < len(data):
+            if data[index + 3] & 0x1F in (5, 7):  # IDR slice or SPS
+                return True
+            index = data.find(b"\x00\x00\x01", index + 3)
+        return False
+    return True
 
 
 class AudioJitterBuffer(JitterBuffer):
@@ -222,7 +271,13 @@ def install(receiver: RTCRtpReceiver, give_up: float = GIVE_UP_SECONDS) -> async
     if generator is None:  # audio: no retransmissions, only a shorter wait for lost packets
         setattr(receiver, _PREFIX + "jitter_buffer", AudioJitterBuffer())
         return None
-    buffer = RecoveringJitterBuffer(give_up=give_up, jitter=lambda: _jitter_seconds(receiver))
+    codecs: dict[int, Any] = getattr(receiver, _PREFIX + "codecs")
+
+    def codec_name(payload_type: int) -> str:
+        codec = codecs.get(payload_type)
+        return str(codec.name) if codec is not None else ""
+
+    buffer = RecoveringJitterBuffer(give_up=give_up, jitter=lambda: _jitter_seconds(receiver), codec_name=codec_name)
     setattr(receiver, _PREFIX + "jitter_buffer", buffer)
     return asyncio.ensure_future(_retry_nacks(receiver, generator, NACK_RETRY_SECONDS))
 

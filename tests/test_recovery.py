@@ -144,3 +144,31 @@ def test_audio_conceals_a_lost_packet_at_once() -> None:
     ours, aiortcs = play(AudioJitterBuffer()), play(JitterBuffer(capacity=16, prefetch=4))
     assert ours == list(range(len(ours))) and len(ours) >= 60 - 8  # concealed in place; the prefetch at the end
     assert len(aiortcs) < len(ours) - 10  # aiortc drops the frames queued before each hole
+
+
+def test_a_player_without_a_keyframe_asks_again_until_one_decodes() -> None:
+    """VP8 frames that are all deltas (the keyframe's start was lost): a PLI every second, none once a key arrives."""
+    clock = Clock()
+    buffer = RecoveringJitterBuffer(clock=clock, codec_name=lambda payload_type: "VP8")
+
+    def vp8(sequence: int, timestamp: int, key: bool) -> RtpPacket:
+        item = packet(sequence, timestamp, marker=True)
+        item._data = bytes([0x00 if key else 0x01, 0x00])  # type: ignore[attr-defined]  # the frame tag's P bit
+        return item
+
+    plis = []
+    for number in range(90):  # 3 s of delta frames at 30 fps
+        pli, _ = buffer.add(vp8(number, number * 3000, key=False))
+        plis.append(pli)
+        clock.now += 1 / 30
+    assert sum(plis) == 2 and buffer.awaiting_keyframe  # after 1 s and 2 s, not at every frame
+    for number in range(90, 100):
+        pli, _ = buffer.add(vp8(number, number * 3000, key=number == 90))
+        clock.now += 1 / 30
+    assert not buffer.awaiting_keyframe
+    later = []
+    for number in range(100, 160):
+        pli, _ = buffer.add(vp8(number, number * 3000, key=False))
+        later.append(pli)
+        clock.now += 1 / 30
+    assert not any(later)
