@@ -325,3 +325,16 @@ _proxy_ssl_header = env_list("SECURE_PROXY_SSL_HEADER", "")
 SECURE_PROXY_SSL_HEADER = (_proxy_ssl_header[0], _proxy_ssl_header[1]) if len(_proxy_ssl_header) == 2 else None
 # Origins (scheme://host) trusted for CSRF over HTTPS, e.g. "https://rooms.example.org" (the admin behind a proxy).
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
+
+# --- ICE servers for clients (TURN REST credentials, rooms/turn.py) -------------------
+# STUN URLs handed to every client, comma-separated ("stun:turn.example.com:3478").
+ICE_STUN_URLS = env_list("ICE_STUN_URLS", "")
+# TURN URLs handed to every client with credentials minted per session, comma-separated
+# ("turn:turn.example.com:3478?transport=udp,turns:turn.example.com:5349?transport=tcp").
+TURN_URLS = env_list("TURN_URLS", "")
+# coturn's static-auth-secret (use-auth-secret): the credentials are an HMAC of it; no TURN without it.
+TURN_SECRET = env_str("TURN_SECRET", "")
+# Seconds a minted TURN credential stays valid (coturn refuses new allocations with it afterwards).
+TURN_TTL = env_int("TURN_TTL", 6 * 3600)
+# Seconds between the relay's NACKs for publisher packets still missing (media_relay/recovery.py); 0 = NACK once.
+MEDIA_NACK_RETRY_SECONDS = env_float("MEDIA_NACK_RETRY_SECONDS", 0.05)

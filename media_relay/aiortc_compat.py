@@ -17,6 +17,7 @@ from importlib.metadata import version
 from typing import Any
 
 import aioice.ice
+import aiortc.codecs
 import aiortc.rtcrtpreceiver
 import aiortc.rtcrtpsender
 from aiortc.codecs import is_rtx
@@ -214,6 +215,7 @@ def install(udp_ports: str = "") -> None:
     """
     global _installed_ports
     _count_codecs()
+    _opus_inband_fec()
     if udp_ports == _installed_ports:
         return
     bounds = parse_range(udp_ports)
@@ -227,6 +229,14 @@ def install(udp_ports: str = "") -> None:
         aioice.ice.asyncio = proxy  # type: ignore[attr-defined]
         logger.info("media UDP ports limited to %d-%d", low, high)
     _installed_ports = udp_ports
+
+
+def _opus_inband_fec() -> None:
+    """Answer and offer Opus with ``useinbandfec=1``: browsers then add in-band FEC to what they publish."""
+    for codec in aiortc.codecs.CODECS["audio"]:
+        if codec.mimeType.lower() == "audio/opus":
+            codec.parameters.setdefault("minptime", 10)
+            codec.parameters.setdefault("useinbandfec", 1)
 
 
 def _count_codecs() -> None:
@@ -247,3 +257,15 @@ def _count_codecs() -> None:
     counting_encoder.counted = True  # type: ignore[attr-defined]
     aiortc.rtcrtpreceiver.get_decoder = counting_decoder  # type: ignore[assignment]
     aiortc.rtcrtpsender.get_encoder = counting_encoder  # type: ignore[assignment]
+
+
+# --- ICE -----------------------------------------------------------------------------------------------------
+
+
+def selected_candidate_types(transport: Any) -> tuple[str, str] | None:
+    """(local, remote) candidate types of the pair an RTCIceTransport selected (``"host"``, ``"srflx"``,
+    ``"relay"``...), or None before one is nominated; aiortc's stats do not report candidate pairs."""
+    pair = transport._connection._nominated.get(1)
+    if pair is None:
+        return None
+    return str(pair.local_candidate.type), str(pair.remote_candidate.type)

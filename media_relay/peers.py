@@ -25,6 +25,7 @@ from django.conf import settings
 from media_relay.aiortc_compat import ReceiverLink, SenderLink, media_codecs, negotiated_codecs
 from media_relay.contract import MediaError, MediaErrorCode
 from media_relay.forwarding import DownTrack, Ingest
+from media_relay.recovery import retry_nacks
 from media_relay.stats import PEER_CONNECTIONS
 
 logger = logging.getLogger(__name__)
@@ -176,6 +177,7 @@ class Publication(PeerSession):
         self._on_media = on_media
         self.publishing = False
         self._remb: asyncio.Future[None] | None = None
+        self._nack_retries: list[asyncio.Future[None]] = []
 
     async def answer(self, offer_sdp: str) -> str:
         """Answer the publisher's offer; install the forward path on each received track."""
@@ -200,6 +202,7 @@ class Publication(PeerSession):
     async def connected(self) -> None:
         if self._remb is None:
             self._remb = asyncio.ensure_future(self._cap_bitrate())
+            self._nack_retries = [asyncio.ensure_future(retry_nacks(i)) for i in self.ingests.values()]
 
     async def _cap_bitrate(self) -> None:
         """Once a second, a REMB with MEDIA_PUBLISHER_MAX_BITRATE for each video track."""
@@ -239,6 +242,8 @@ class Publication(PeerSession):
     async def close(self) -> None:
         if self._remb is not None:
             self._remb.cancel()
+        for task in self._nack_retries:
+            task.cancel()
         for ingest in self.ingests.values():
             ingest.close()
         await super().close()

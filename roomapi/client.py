@@ -28,7 +28,7 @@ from websockets.typing import Origin
 
 from roomapi.constants import ERROR_CODE, PROTOCOL_VERSION, SESSION_STATUS
 from roomapi.errors import RoomApiError
-from roomapi.media import close_all
+from roomapi.media import RELAY, close_all, ice_servers_from_wire
 from roomapi.room import Room
 from roomapi.session import Closable, Listener
 
@@ -73,6 +73,10 @@ class Connection:
         self.session: str | None = None
         self.version: int | None = None
         self.close_code: int | None = None
+        self.ice_servers: list[Any] = []
+        """aiortc RTCIceServers of every peer connection: the server's (``established``) unless connect() got some."""
+        self.ice_transport_policy: str = "all"
+        """``"all"``, or ``"relay"``: peer connections use TURN relay candidates only."""
         self._rids = itertools.count(1)
         self._pending: dict[str | int, asyncio.Future[dict[str, Any]]] = {}
         self._listeners: dict[str, list[Listener]] = {}
@@ -257,8 +261,14 @@ async def connect(
     *,
     token: str | None = None,
     timeout: float = DEFAULT_TIMEOUT,
+    ice_servers: list[Any] | None = None,
+    ice_transport_policy: str = "all",
 ) -> Connection:
     """Connect to the server at base ``url`` and open a session as ``username`` or with a join ``token``.
+
+    Peer connections use the ICE servers the server hands out (STUN, TURN with fresh credentials) unless
+    ``ice_servers`` (aiortc RTCIceServers) is given; ``ice_transport_policy="relay"`` uses TURN relay
+    candidates only.
 
     Returns an ESTABLISHED connection; raises RoomApiError when the server
     refuses the session (FAILED: bad username, bad token, wrong version), or
@@ -266,6 +276,8 @@ async def connect(
     """
     if username is None and token is None:
         raise ValueError("give a username or a token")
+    if ice_transport_policy not in ("all", RELAY):
+        raise ValueError('ice_transport_policy must be "all" or "relay"')
     try:
         endpoint = ws_endpoint(url)
     except ValueError as exc:
@@ -302,5 +314,7 @@ async def connect(
     conn.username = reply.get("username")
     conn.session = reply.get("session")
     conn.version = reply.get("version")
+    conn.ice_servers = list(ice_servers) if ice_servers is not None else ice_servers_from_wire(reply.get("ice_servers"))
+    conn.ice_transport_policy = ice_transport_policy
     conn._set_status(SESSION_STATUS.ESTABLISHED)
     return conn

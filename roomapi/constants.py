@@ -99,11 +99,13 @@ class ERROR_CODE:
     FORBIDDEN = "forbidden"
     RATE_LIMITED = "rate_limited"
     INTERNAL_ERROR = "internal_error"
-    # The SDK's own: the socket closed, a reply did not come, the socket could not open, a bad server URL.
+    # The SDK's own: the socket closed, a reply did not come, the socket could not open, a bad server URL,
+    # a relay-only peer connection that got no relay candidate (TURN refused the credential or is unreachable).
     DISCONNECTED = "disconnected"
     TIMEOUT = "timeout"
     CONNECTION_ERROR = "connection_error"
     BAD_URL = "bad_url"
+    ICE_FAILED = "ice_failed"
 
 
 ALL_ROOM_EVENTS = frozenset(

@@ -17,11 +17,13 @@ from aiortc import (
     MediaStreamTrack,
     RTCConfiguration,
     RTCIceServer,
+    RTCIceTransportPolicy,
     RTCPeerConnection,
     RTCRtpSender,
     RTCSessionDescription,
 )
 
+from roomapi import recovery
 from roomapi.constants import ERROR_CODE, STREAM_STATUS
 from roomapi.errors import RoomApiError
 from roomapi.session import InRoom, Session
@@ -40,9 +42,43 @@ class StreamInfo(Protocol):
     has_video: bool
 
 
-def _configuration(ice_servers: list[RTCIceServer] | None) -> RTCConfiguration:
-    # Always an explicit list: aiortc falls back to a public STUN server on None.
-    return RTCConfiguration(iceServers=list(ice_servers or []))
+RELAY = "relay"
+"""``ice_transport_policy`` that gathers TURN relay candidates only (WebRTC's ``iceTransportPolicy: "relay"``)."""
+
+
+def ice_servers_from_wire(entries: Any) -> list[RTCIceServer]:
+    """The ``ice_servers`` of ``established`` as aiortc ICE servers (malformed entries are skipped)."""
+    servers = []
+    for entry in entries if isinstance(entries, list) else []:
+        if isinstance(entry, dict) and entry.get("urls"):
+            servers.append(
+                RTCIceServer(urls=entry["urls"], username=entry.get("username"), credential=entry.get("credential"))
+            )
+    return servers
+
+
+def _configuration(session: Session, ice_servers: list[RTCIceServer] | None) -> RTCConfiguration:
+    """The session's ICE servers (or the application's own) and transport policy.
+
+    Always an explicit list: aiortc falls back to a public STUN server on None.
+    """
+    servers = list(session.ice_servers if ice_servers is None else ice_servers)
+    policy = RTCIceTransportPolicy.RELAY if session.ice_transport_policy == RELAY else RTCIceTransportPolicy.ALL
+    return RTCConfiguration(iceServers=servers, iceTransportPolicy=policy)
+
+
+def _check_relay_candidates(pc: RTCPeerConnection, session: Session) -> None:
+    """Relay-only ICE that gathered nothing cannot connect: say why instead of timing out on the server."""
+    if session.ice_transport_policy != RELAY:
+        return
+    for transceiver in pc.getTransceivers():
+        transport = transceiver.sender.transport
+        if transport is not None and transport.transport.iceGatherer.getLocalCandidates():
+            return
+    raise RoomApiError(
+        ERROR_CODE.ICE_FAILED,
+        "relay-only ICE gathered no relay candidate: the TURN server refused the credential or cannot be reached",
+    )
 
 
 def _prefer(transceiver: Any, kind: str, codec: str | None) -> None:
@@ -191,6 +227,7 @@ class PlayingStream(_StatusMixin):
         self.audio: MediaStreamTrack | None = None
         self._init_status(STREAM_STATUS.NEW)
         self._early: list[dict[str, Any]] = []
+        self._recovery: list[asyncio.Task[None]] = []
 
     def _connection(self) -> Session:
         return self.room.connection
@@ -205,6 +242,8 @@ class PlayingStream(_StatusMixin):
             await self._close()
 
     async def _close(self) -> None:
+        for task in self._recovery:
+            task.cancel()
         self.room.connection._remove_listener("play_status", self._on_status)
         self.room.connection._remove_listener("unpublished", self._on_unpublished)
         self.room.connection._media.discard(self)
@@ -249,7 +288,7 @@ async def publish(
     """Publish tracks into the room; the result turns PUBLISHING when media flows."""
     if video is None and audio is None:
         raise ValueError("publish needs a video or an audio track")
-    pc = RTCPeerConnection(_configuration(ice_servers))
+    pc = RTCPeerConnection(_configuration(room.connection, ice_servers))
     if video is not None:
         _prefer(pc.addTransceiver(video, direction="sendonly"), "video", video_codec)
     if audio is not None:
@@ -263,7 +302,7 @@ async def publish(
 
 async def play(room: InRoom, stream: StreamInfo, ice_servers: list[RTCIceServer] | None = None) -> PlayingStream:
     """Play a PUBLISHING stream of the room; the result turns PLAYING when media arrives."""
-    pc = RTCPeerConnection(_configuration(ice_servers))
+    pc = RTCPeerConnection(_configuration(room.connection, ice_servers))
     playing = PlayingStream(room, stream, pc)
 
     @pc.on("track")
@@ -281,6 +320,10 @@ async def play(room: InRoom, stream: StreamInfo, ice_servers: list[RTCIceServer]
     connection._add_listener("play_status", playing._on_status)
     connection._add_listener("unpublished", playing._on_unpublished)
     await _negotiate(playing, "play", "play", stream=stream.id)
+    for transceiver in pc.getTransceivers():
+        task = recovery.install(transceiver.receiver)
+        if task is not None:
+            playing._recovery.append(task)
     return playing
 
 
@@ -291,6 +334,7 @@ async def _negotiate(item: PublishedStream | PlayingStream, command: str, id_fie
     item._set_status(STREAM_STATUS.PENDING)
     try:
         await item.pc.setLocalDescription(await item.pc.createOffer())
+        _check_relay_candidates(item.pc, connection)
         reply = await connection._request(command, sdp=item.pc.localDescription.sdp, **fields)
         item.id = str(reply[id_field])
         await item.pc.setRemoteDescription(RTCSessionDescription(sdp=reply["sdp"], type="answer"))

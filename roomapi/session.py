@@ -25,6 +25,10 @@ class Session(Protocol):
     timeout: float
     username: str | None
     status: str
+    ice_servers: list[Any]
+    """aiortc RTCIceServers for every peer connection: the server's (``established``) or the application's."""
+    ice_transport_policy: str
+    """``"all"``, or ``"relay"`` for TURN relay candidates only."""
     _media: set[Closable]
     """Streams with an open peer connection (closed on disconnect)."""
 

@@ -26,6 +26,7 @@ from rooms.dispatch import deliver_outcome, schedule_expiry
 from rooms.exceptions import ErrorCode, RoomError
 from rooms.media_events import MediaReply
 from rooms.permissions import require_grant
+from rooms.turn import ice_servers
 
 logger = logging.getLogger(__name__)
 
@@ -121,13 +122,15 @@ class RoomConsumer(AsyncWebsocketConsumer):
             )
             await self.close(code=4001)
             return
+        session = uuid.uuid4().hex
         await self.reply(
             command,
             p.EventType.ESTABLISHED,
             status=p.SessionStatus.ESTABLISHED,
             version=p.PROTOCOL_VERSION,
             username=self.identity.login,
-            session=uuid.uuid4().hex,
+            session=session,
+            ice_servers=ice_servers(session),
         )
 
     def _require_room(self) -> int:

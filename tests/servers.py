@@ -113,8 +113,7 @@ class DaphneServer:
             self.port = free_port()
             with self.log_path.open("ab") as log:
                 self.process = subprocess.Popen(
-                    [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), *DAPHNE_WS_LIMITS,
-                     "conference.asgi:application"],
+                    self.command(),
                     cwd=ROOT, env=self.environment(), stdout=log, stderr=subprocess.STDOUT,
                     start_new_session=True,
                 )
@@ -132,14 +131,23 @@ class DaphneServer:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 return False
-            try:
-                with urllib.request.urlopen(f"{self.http_url}/healthz", timeout=2) as response:
-                    if response.status == 200:
-                        return True
-            except (urllib.error.URLError, OSError):
-                pass
+            if self.healthy():
+                return True
             time.sleep(0.1)
         return False
+
+    def command(self) -> list[str]:
+        """The server's command line (a subclass may wrap it, e.g. to run it in a network namespace)."""
+        return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), *DAPHNE_WS_LIMITS,
+                "conference.asgi:application"]
+
+    def healthy(self) -> bool:
+        """True when ``/healthz`` answers 200."""
+        try:
+            with urllib.request.urlopen(f"{self.http_url}/healthz", timeout=2) as response:
+                return bool(response.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
 
     def stop(self) -> None:
         """Terminate the process (then kill it if it lingers)."""

@@ -23,7 +23,8 @@ EXPORTED_OBJECTS = ("SESSION_STATUS", "ROOM_EVENT", "STREAM_STATUS", "ERROR_CODE
 SDK_ONLY_SESSION_STATUSES = {"NEW", "PENDING"}
 SDK_ONLY_STREAM_STATUSES = {"NEW"}
 SDK_ONLY_ERROR_CODES = {"DISCONNECTED": "disconnected", "TIMEOUT": "timeout",
-                        "CONNECTION_ERROR": "connection_error", "BAD_URL": "bad_url"}
+                        "CONNECTION_ERROR": "connection_error", "BAD_URL": "bad_url",
+                        "ICE_FAILED": "ice_failed"}
 # Protocol events that answer one client (replies, session and media statuses) and so are no room event.
 NOT_ROOM_EVENTS = {
     EventType.ESTABLISHED, EventType.FAILED, EventType.PONG, EventType.ACK, EventType.ERROR,
@@ -115,7 +116,7 @@ def test_every_room_event_of_the_protocol_has_its_sdk_event() -> None:
 
 
 def test_error_codes_are_the_servers_plus_the_sdks_own() -> None:
-    """ERROR_CODE: every ErrorCode by name and value, plus the SDK's four client-side codes."""
+    """ERROR_CODE: every ErrorCode by name and value, plus the SDK's five client-side codes."""
     assert _names(py_exports(), "ERROR_CODE") == {e.name: e.value for e in ErrorCode} | SDK_ONLY_ERROR_CODES
 
 

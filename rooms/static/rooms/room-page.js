@@ -228,7 +228,9 @@ export function startRoomPage(config) {
     fail("");
     $("joinBtn").disabled = true;
     setStatus($("status"), "PENDING");
-    const session = connect({urlServer: $("url").value, username});
+    // ?relay=1 (support cases): TURN relay candidates only, with the ICE servers the session hands out.
+    const iceTransportPolicy = new URLSearchParams(location.search).get("relay") === "1" ? "relay" : "all";
+    const session = connect({urlServer: $("url").value, username, iceTransportPolicy});
     connection = session;
     if (SESSION_STATUS.RECONNECTING) session.on(SESSION_STATUS.RECONNECTING, () => setReconnecting(true));
     session

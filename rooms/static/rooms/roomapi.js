@@ -111,6 +111,7 @@ export const ERROR_CODE = Object.freeze({
   TIMEOUT: "timeout",
   CONNECTION_ERROR: "connection_error",
   BAD_URL: "bad_url",
+  ICE_FAILED: "ice_failed",
 });
 
 // --- Wire types (docs/protocol.md, "Objects") ---------------------------------
@@ -180,7 +181,8 @@ export const ERROR_CODE = Object.freeze({
  * @property {string} urlServer   ws(s)://host[:port][/ws/]; http(s) is accepted too
  * @property {string} [username]  a login (guest mode)
  * @property {string} [token]     a signed join token instead of a username
- * @property {RTCIceServer[]} [iceServers]  for every peer connection (default [])
+ * @property {RTCIceServer[]} [iceServers]  for every peer connection (default: the server's, from "established")
+ * @property {"all"|"relay"} [iceTransportPolicy]  "relay": TURN relay candidates only (default "all")
  * @property {number} [timeout]   ms a request may wait for its reply (default 20000)
  */
 
@@ -308,10 +310,17 @@ function detachVideo(video) {
 class Negotiation {
   constructor(connection, iceServers) {
     this.connection = connection;
-    this.pc = new RTCPeerConnection({iceServers: iceServers || []});
+    this.relayOnly = connection._options.iceTransportPolicy === "relay";
+    this.pc = new RTCPeerConnection({iceServers: iceServers || [], iceTransportPolicy: this.relayOnly ? "relay" : "all"});
     this.pcId = null;
     this.pending = [];
+    this.relayCandidates = 0;
+    this.iceErrors = [];
+    this.pc.addEventListener("icecandidateerror", (event) => {
+      this.iceErrors.push(`${event.errorCode} ${event.errorText || ""}`.trim());
+    });
     this.pc.onicecandidate = (event) => {
+      if (event.candidate && event.candidate.type === "relay") this.relayCandidates += 1;
       const candidate = event.candidate
         ? {candidate: event.candidate.candidate, sdpMid: event.candidate.sdpMid, sdpMLineIndex: event.candidate.sdpMLineIndex}
         : null;
@@ -323,6 +332,25 @@ class Negotiation {
   _sendCandidate(candidate) {
     if (!candidate || !candidate.candidate) candidate = null;
     this.connection._request("ice", {pc: this.pcId, candidate}).catch(() => {});
+  }
+
+  /**
+   * Relay-only ICE: wait (at most 10 s) for the first relay candidate or the end of gathering; without one
+   * (TURN refused the credential or cannot be reached) reject with ICE_FAILED instead of letting the server time out.
+   */
+  async relayReady() {
+    if (!this.relayOnly) return;
+    const deadline = Date.now() + 10000;
+    while (!this.relayCandidates && this.pc.iceGatheringState !== "complete" && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    if (!this.relayCandidates) {
+      const why = this.iceErrors.length ? ` (${this.iceErrors.join("; ")})` : "";
+      throw {
+        code: ERROR_CODE.ICE_FAILED,
+        message: `relay-only ICE gathered no relay candidate: the TURN server refused the credential or cannot be reached${why}`,
+      };
+    }
   }
 
   /** The answer arrived: remember the pc id, flush candidates, apply the SDP. */
@@ -494,6 +522,7 @@ class LocalStream extends Emitter {
       });
       const offer = await pc.createOffer();
       await pc.setLocalDescription(offer);
+      await this._negotiation.relayReady();
       const answer = await this._room._connection._request("publish", {
         kind: this._kind,
         sdp: pc.localDescription.sdp,
@@ -714,6 +743,7 @@ class PlayingStream extends Emitter {
       });
       const offer = await pc.createOffer();
       await pc.setLocalDescription(offer);
+      await this._negotiation.relayReady();
       const answer = await this._room._connection._request("play", {stream: this._stream.id(), sdp: pc.localDescription.sdp});
       if (this._ended) {
         const playId = idOf(answer.play) || answer.pc;
@@ -1188,6 +1218,7 @@ class Connection extends Emitter {
         (reply) => {
           this._username = reply.username;
           this._sessionId = reply.session;
+          if (!this._options.iceServers) this._iceServers = Array.isArray(reply.ice_servers) ? reply.ice_servers : [];
           this._pinger = setInterval(() => this._request("ping", {}).catch(() => {}), 25000);
           this._setStatus(SESSION_STATUS.ESTABLISHED);
         },

@@ -1,0 +1,43 @@
+"""Loss recovery on the publisher's leg: the relay keeps asking for packets it still misses.
+
+aiortc's NACK generator (which the relay's Ingest feeds) NACKs a gap once, when it is first seen, and
+only again when a newer gap appears.  A retransmission lost on the way would then be asked for again
+only by chance; :func:`retry_nacks` asks for every packet still missing every ``MEDIA_NACK_RETRY_SECONDS``
+until it arrives or falls out of the generator's window (128 packets).  Players get repaired packets
+as soon as they reach the relay (they are forwarded like any other), and the relay answers the
+players' own NACKs from each DownTrack's history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from django.conf import settings
+
+if TYPE_CHECKING:
+    from media_relay.forwarding import Ingest
+
+logger = logging.getLogger(__name__)
+
+
+
+async def retry_nacks(ingest: Ingest, interval: float | None = None) -> None:
+    """Run until cancelled: NACK the publisher again for what ``ingest`` still misses.
+
+    Every ``interval`` seconds (default MEDIA_NACK_RETRY_SECONDS; 0 turns retries off).
+    """
+    if interval is None:
+        interval = settings.MEDIA_NACK_RETRY_SECONDS
+    generator = ingest.link.nack_generator
+    if generator is None or interval <= 0:  # audio: aiortc keeps no NACK state
+        return
+    while True:
+        await asyncio.sleep(interval)
+        ssrc = ingest.media_ssrc
+        if generator.missing and ssrc is not None:
+            try:
+                await ingest.link.send_nack(ssrc, sorted(generator.missing))
+            except ConnectionError:
+                return
