@@ -23,6 +23,10 @@ class SessionIdentity:
     user_id: int | None = None
     room: str | None = None
     grants: frozenset[str] | None = None
+    token_subject: str | None = None
+    """The subject (login) of the join token this session opened with, if any."""
+    resume_secret: str | None = None
+    """The ``resume_secret`` the client gave in hello, to resume a participant that dropped."""
 
     def check_room(self, room: str) -> None:
         """A token bound to one room may join only that room (refused with ``invalid_token``)."""
@@ -46,10 +50,19 @@ def authenticate_hello(command: p.Hello, user: Any = None) -> SessionIdentity:
     """Turn a hello into an identity, or raise ProtocolError (session FAILED)."""
     if command.token is not None:
         token = verify_token(command.token)
-        return SessionIdentity(login=token.login, role=token.role, room=token.room, grants=token.grants)
+        return SessionIdentity(
+            login=token.login,
+            role=token.role,
+            room=token.room,
+            grants=token.grants,
+            token_subject=token.login,
+            resume_secret=command.resume_secret,
+        )
     assert command.username is not None
     if user is not None and getattr(user, "is_authenticated", False):
-        return SessionIdentity(login=command.username, role=role_of_user(user), user_id=user.pk)
+        return SessionIdentity(
+            login=command.username, role=role_of_user(user), user_id=user.pk, resume_secret=command.resume_secret
+        )
     if not settings.ROOMS_GUEST_MODE:
         raise RoomError(ErrorCode.INVALID_TOKEN, "guest access is disabled: connect with a join token")
-    return SessionIdentity(login=command.username)
+    return SessionIdentity(login=command.username, resume_secret=command.resume_secret)

@@ -70,6 +70,12 @@ class Participant(models.Model):
     joined_at = models.DateTimeField(auto_now_add=True)
     disconnected_at = models.DateTimeField(null=True, blank=True)
     left_at = models.DateTimeField(null=True, blank=True)
+    resume_secret_hash = models.CharField(
+        max_length=64, blank=True, editable=False, help_text="SHA-256 of the secret that resumes it after a drop."
+    )
+    token_subject = models.CharField(
+        max_length=64, blank=True, help_text="Subject of the join token it joined with (empty for a guest or user)."
+    )
 
     class Meta:
         ordering = ["joined_at", "pk"]

@@ -192,6 +192,7 @@ MAX_RID_LENGTH = 64
 MAX_NAME_LENGTH = 128
 MAX_LOGIN_LENGTH = 64
 MAX_RECIPIENTS = 500
+MAX_RESUME_SECRET_LENGTH = 128
 
 
 def _require(payload: dict[str, Any], key: str) -> Any:
@@ -266,6 +267,8 @@ class Hello(Command):
     version: int = PROTOCOL_VERSION
     username: str | None = None
     token: str | None = None
+    resume_secret: str | None = None
+    """The ``resume_secret`` of the client's last STATE: proves it is the participant that dropped."""
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any], rid: str | int | None) -> Hello:
@@ -285,7 +288,8 @@ class Hello(Command):
             username = clean_name(
                 raw or "", what="username", max_length=MAX_LOGIN_LENGTH, code=ErrorCode.INVALID_USERNAME
             )
-        return cls(rid=rid, version=version, username=username, token=token)
+        secret = _string(payload, "resume_secret", required=False, max_length=MAX_RESUME_SECRET_LENGTH)
+        return cls(rid=rid, version=version, username=username, token=token, resume_secret=secret or None)
 
 
 @dataclass(frozen=True)

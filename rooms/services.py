@@ -8,7 +8,10 @@ these functions directly, without sockets.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
+import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -61,6 +64,8 @@ class JoinOutcome(Outcome):
     group: str = ""
     state: dict[str, Any] = field(default_factory=dict)
     resumed: bool = False
+    superseded_channel: str = ""
+    """The channel of a connection whose participant this join took over (its media must go); else empty."""
 
 
 @dataclass
@@ -126,6 +131,43 @@ def create_room(name: str, *, record: bool = False, max_participants: int | None
         raise RoomError(ErrorCode.ROOM_EXISTS, f"room '{name}' is already active") from None
 
 
+@dataclass(frozen=True)
+class Claim:
+    """What a joining connection can prove about who it is, besides its login."""
+
+    resume_secret: str | None = None
+    """The secret of the participant's last STATE, if the client gave one."""
+    token_subject: str | None = None
+    """The subject of the connection's join token, if it has one."""
+    user_id: int | None = None
+    """The signed-in user, if any."""
+
+
+def hash_resume_secret(secret: str) -> str:
+    """The stored form of a resume secret (secrets are random: a plain SHA-256 suffices)."""
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def holds_resume_secret(participant: Participant, secret: str | None) -> bool:
+    """True when ``secret`` is the participant's current resume secret (compared in constant time)."""
+    if not secret or not participant.resume_secret_hash:
+        return False
+    return hmac.compare_digest(participant.resume_secret_hash, hash_resume_secret(secret))
+
+
+def proves_identity(participant: Participant, claim: Claim) -> bool:
+    """The resume rule: the connection is this (dropped) participant.
+
+    Its resume secret, or a join token for the same subject when the participant joined with a token, or the
+    same signed-in user.  The login alone proves nothing.
+    """
+    if holds_resume_secret(participant, claim.resume_secret):
+        return True
+    if claim.token_subject and participant.token_subject == claim.token_subject:
+        return True
+    return claim.user_id is not None and participant.user_id == claim.user_id
+
+
 def join(
     login: str,
     room_name: str,
@@ -135,17 +177,23 @@ def join(
     max_participants: int | None = None,
     role: str | None = None,
     user_id: int | None = None,
+    resume_secret: str | None = None,
+    token_subject: str | None = None,
 ) -> JoinOutcome:
     """Join ``room_name`` as ``login``, creating the room if needed.
 
-    A login that is connected in the room is refused; one that dropped is
-    resumed.  A full or locked room refuses newcomers.
+    A login that is present in the room is refused (``login_taken``) unless
+    this connection proves to be that participant (:func:`proves_identity`):
+    a dropped one is then resumed, and one that still looks connected is taken
+    over, with its resume secret only.  A full or locked room refuses
+    newcomers.  The joiner's STATE carries a new resume secret.
     """
     sweep_expired()
+    claim = Claim(resume_secret=resume_secret, token_subject=token_subject, user_id=user_id)
     for attempt in range(3):
         try:
             with transaction.atomic():
-                return _join(login, room_name, channel_name, record, max_participants, role, user_id)
+                return _join(login, room_name, channel_name, record, max_participants, role, claim)
         except IntegrityError:
             # Two joins raced to create the room or to take the login: retry once
             # so the loser sees the winner's row and gets the proper answer.
@@ -161,7 +209,7 @@ def _join(
     record: bool,
     max_participants: int | None,
     role: str | None,
-    user_id: int | None,
+    claim: Claim,
 ) -> JoinOutcome:
     room = _active_room_for_update(room_name)
     created = room is None
@@ -170,13 +218,12 @@ def _join(
     present = list(_lock(room.participants.filter(state__in=PRESENT)))
     existing = next((x for x in present if x.login == login), None)
     resumed = False
-    if existing is not None and existing.state == ParticipantState.CONNECTED:
-        raise RoomError(ErrorCode.LOGIN_TAKEN, "Room already has user with such login")
+    outcome = JoinOutcome()
+    secret = secrets.token_urlsafe(24)
     if existing is not None:
-        existing.state = ParticipantState.CONNECTED
-        existing.channel_name = channel_name
-        existing.disconnected_at = None
-        existing.save(update_fields=["state", "channel_name", "disconnected_at"])
+        _resume(existing, claim, channel_name, outcome)
+        existing.resume_secret_hash = hash_resume_secret(secret)
+        existing.save(update_fields=["state", "channel_name", "disconnected_at", "resume_secret_hash"])
         participant = existing
         resumed = True
     else:
@@ -187,7 +234,13 @@ def _join(
         if role is None:
             role = Role.MODERATOR if created else Role.PUBLISHER
         participant = Participant.objects.create(
-            room=room, login=login, channel_name=channel_name, role=role, user_id=user_id
+            room=room,
+            login=login,
+            channel_name=channel_name,
+            role=role,
+            user_id=claim.user_id,
+            token_subject=claim.token_subject or "",
+            resume_secret_hash=hash_resume_secret(secret),
         )
         _on_commit(signals.participant_joined, participant=participant)
     others = [x for x in present if x.pk != participant.pk]
@@ -195,22 +248,36 @@ def _join(
     state = _event(
         EventType.STATE,
         room=room_dict(room),
-        self=participant_dict(participant, streams.get(participant.pk, [])),
+        self={**participant_dict(participant, streams.get(participant.pk, [])), "resume_secret": secret},
         participants=[participant_dict(x, streams.get(x.pk, [])) for x in others],
         history=[message_dict(m) for m in history_for(room, participant)],
         resumed=resumed,
     )
     me = participant_dict(participant, streams.get(participant.pk, []))
     kind = EventType.PARTICIPANT_UPDATED if resumed else EventType.JOINED
-    deliveries = [Delivery(_event(kind, participant=me), group=room.group_name, exclude=channel_name)]
-    return JoinOutcome(
-        deliveries=deliveries,
-        participant_id=participant.pk,
-        room_id=room.pk,
-        group=room.group_name,
-        state=state,
-        resumed=resumed,
-    )
+    outcome.deliveries.append(Delivery(_event(kind, participant=me), group=room.group_name, exclude=channel_name))
+    outcome.participant_id, outcome.room_id, outcome.group = participant.pk, room.pk, room.group_name
+    outcome.state, outcome.resumed = state, resumed
+    return outcome
+
+
+def _resume(participant: Participant, claim: Claim, channel_name: str, outcome: JoinOutcome) -> None:
+    """Give a present participant to the joining connection, or refuse with ``login_taken``.
+
+    A dropped participant goes to a connection that proves to be it; one that
+    still looks connected only to the holder of its resume secret (its old
+    connection died unseen): its streams end and its old channel is forgotten.
+    """
+    if participant.state == ParticipantState.CONNECTED:
+        if not holds_resume_secret(participant, claim.resume_secret):
+            raise RoomError(ErrorCode.LOGIN_TAKEN, "Room already has user with such login")
+        _end_streams(participant, outcome)
+        outcome.superseded_channel = participant.channel_name
+    elif not proves_identity(participant, claim):
+        raise RoomError(ErrorCode.LOGIN_TAKEN, "Room already has user with such login")
+    participant.state = ParticipantState.CONNECTED
+    participant.channel_name = channel_name
+    participant.disconnected_at = None
 
 
 def _live_streams_by_participant(room: Room) -> dict[int, list[Stream]]:

@@ -20,7 +20,7 @@ JS_SDK = ROOT / "rooms" / "static" / "rooms" / "roomapi.js"
 DOC = ROOT / "docs" / "protocol.md"
 
 EXPORTED_OBJECTS = ("SESSION_STATUS", "ROOM_EVENT", "STREAM_STATUS", "ERROR_CODE")
-SDK_ONLY_SESSION_STATUSES = {"NEW", "PENDING"}
+SDK_ONLY_SESSION_STATUSES = {"NEW", "PENDING", "RECONNECTING"}
 SDK_ONLY_STREAM_STATUSES = {"NEW"}
 SDK_ONLY_ERROR_CODES = {"DISCONNECTED": "disconnected", "TIMEOUT": "timeout",
                         "CONNECTION_ERROR": "connection_error", "BAD_URL": "bad_url",
@@ -31,7 +31,7 @@ NOT_ROOM_EVENTS = {
     EventType.ANSWER, EventType.STREAM_STATUS, EventType.PLAY_STATUS,
 }
 ROOM_EVENT_OF = {EventType.ROOM_CLOSED: "CLOSED"}  # else the event's own name
-SDK_ONLY_ROOM_EVENTS = {"FAILED"}
+SDK_ONLY_ROOM_EVENTS = {"FAILED", "RECONNECTING", "RECONNECTED"}
 
 _FROZEN = re.compile(r"^export const ([A-Z_]+) = Object\.freeze\(\{(.*?)^\}\);", re.MULTILINE | re.DOTALL)
 _SCALAR = re.compile(r"^export const ([A-Z_]+) = ([^;{]+);", re.MULTILINE)
@@ -98,7 +98,7 @@ def test_status_and_event_values_equal_their_names(name: str) -> None:
 
 
 def test_session_statuses_are_the_servers_plus_the_sdks_own() -> None:
-    """SESSION_STATUS: the protocol's session statuses plus NEW and PENDING."""
+    """SESSION_STATUS: the protocol's session statuses plus NEW, PENDING and RECONNECTING."""
     sdk = set(_names(py_exports(), "SESSION_STATUS"))
     assert sdk == {s.value for s in SessionStatus} | SDK_ONLY_SESSION_STATUSES
 
@@ -110,7 +110,7 @@ def test_stream_statuses_are_the_servers_plus_the_sdks_own() -> None:
 
 
 def test_every_room_event_of_the_protocol_has_its_sdk_event() -> None:
-    """ROOM_EVENT: one per protocol event that reaches a room, plus the SDK's FAILED; no other."""
+    """ROOM_EVENT: one per protocol event that reaches a room, plus the SDK's FAILED, RECONNECTING and RECONNECTED."""
     expected = {ROOM_EVENT_OF.get(e, e.name) for e in EventType if e not in NOT_ROOM_EVENTS}
     assert set(_names(py_exports(), "ROOM_EVENT")) == expected | SDK_ONLY_ROOM_EVENTS
 
