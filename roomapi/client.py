@@ -16,6 +16,7 @@ import inspect
 import itertools
 import json
 import logging
+import random
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Self
@@ -29,6 +30,7 @@ from websockets.typing import Origin
 from roomapi.constants import ERROR_CODE, PROTOCOL_VERSION, SESSION_STATUS
 from roomapi.errors import RoomApiError
 from roomapi.media import RELAY, close_all, ice_servers_from_wire
+from roomapi.resume import restore_media, suspend_media
 from roomapi.room import Room
 from roomapi.session import Closable, Listener
 
@@ -38,6 +40,15 @@ __all__ = ["PROTOCOL_VERSION", "Connection", "connect"]
 
 DEFAULT_TIMEOUT = 15.0
 MAX_FRAME_BYTES = 8 * 1024 * 1024
+RECONNECT_ATTEMPTS = 8
+"""Tries to resume after an unexpected drop (0: never)."""
+RECONNECT_DELAY = 0.5
+"""Seconds before the first try; doubled before each next one, up to RECONNECT_MAX_DELAY (with jitter)."""
+RECONNECT_MAX_DELAY = 5.0
+FINAL_HELLO_CODES = frozenset({
+    ERROR_CODE.INVALID_TOKEN, ERROR_CODE.INVALID_USERNAME, ERROR_CODE.UNSUPPORTED_VERSION, ERROR_CODE.BAD_URL,
+})
+"""A resume refused with one of these will not succeed later: give up at once."""
 
 StatusCallback = Callable[["Connection"], Any]
 
@@ -84,6 +95,13 @@ class Connection:
         self._room: Room | None = None
         self._media: set[Closable] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._url = ""
+        self._hello: dict[str, Any] = {}
+        self.reconnect_attempts = RECONNECT_ATTEMPTS
+        self.reconnect_delay = RECONNECT_DELAY
+        self._closing = False
+        self._resuming = False
+        self._reconnector: asyncio.Task[None] | None = None
         self._reader: asyncio.Task[None] = asyncio.get_running_loop().create_task(self._read())
 
     def __repr__(self) -> str:
@@ -126,8 +144,16 @@ class Connection:
         """Round-trip a ping."""
         await self._request("ping")
 
+    @property
+    def resume_secret(self) -> str | None:
+        """The secret that resumes this participant after a drop (``connect(..., resume_secret=...)``)."""
+        return self._room.resume_secret if self._room is not None else None
+
     async def disconnect(self) -> None:
         """Close the WebSocket without leaving: the server keeps the login for ROOM_IDLE_TIMEOUT."""
+        self._closing = True
+        if self._reconnector is not None and self._reconnector is not asyncio.current_task():
+            self._reconnector.cancel()
         await close_all(self)
         try:
             await asyncio.wait_for(self._ws.close(), self.timeout)
@@ -145,6 +171,8 @@ class Connection:
         """Send command ``type`` with a fresh request id; its reply, or RoomApiError if refused."""
         if self.status == SESSION_STATUS.DISCONNECTED:
             raise RoomApiError(ERROR_CODE.DISCONNECTED, "the connection is closed")
+        if self.status == SESSION_STATUS.RECONNECTING and not self._resuming:
+            raise RoomApiError(ERROR_CODE.DISCONNECTED, "the connection dropped; the SDK is reconnecting")
         rid = next(self._rids)
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[rid] = future
@@ -196,8 +224,9 @@ class Connection:
     # --- reading ------------------------------------------------------------------------
 
     async def _read(self) -> None:
+        ws = self._ws
         try:
-            async for frame in self._ws:
+            async for frame in ws:
                 if isinstance(frame, bytes):
                     logger.warning("ignoring a binary frame from the server")
                     continue
@@ -213,12 +242,14 @@ class Connection:
         except Exception:
             logger.exception("reading from the server failed")
         finally:
-            self.close_code = self._ws.close_code
-            self._set_closed()
+            self.close_code = ws.close_code
+            self._socket_closed(ws)
 
     def _on_event(self, event: dict[str, Any]) -> None:
         kind = str(event.get("type", ""))
-        if kind == "state":
+        if kind == "state" and self._resuming and self._room is not None:
+            self._room._resume(event)
+        elif kind == "state":
             if self._room is not None:
                 self._room._close()
             self._room = Room(self, event)
@@ -237,53 +268,112 @@ class Connection:
         elif kind == "error":
             logger.warning("server error: %s %s", event.get("code"), event.get("message"))
 
-    def _set_status(self, status: str) -> None:
+    def _set_status(self, status: str, emit: bool = True) -> None:
         if self.status == status:
             return
         self.status = status
+        if not emit:
+            return
         for callback in self._status_callbacks.get(status, []):
             self._call(callback, self)
 
-    def _set_closed(self) -> None:
+    def _fail_pending(self) -> None:
         for future in self._pending.values():
             if not future.done():
                 future.set_exception(RoomApiError(ERROR_CODE.DISCONNECTED, "the connection closed"))
         self._pending.clear()
+
+    def _set_closed(self) -> None:
+        self._fail_pending()
         if self._room is not None:
             self._room._close()
         if self.status != SESSION_STATUS.FAILED:
             self._set_status(SESSION_STATUS.DISCONNECTED)
 
+    # --- reconnection (docs/protocol.md, "Reconnection in the SDKs") ---------------------------
 
-async def connect(
-    url: str,
-    username: str | None = None,
-    *,
-    token: str | None = None,
-    timeout: float = DEFAULT_TIMEOUT,
-    ice_servers: list[Any] | None = None,
-    ice_transport_policy: str = "all",
-) -> Connection:
-    """Connect to the server at base ``url`` and open a session as ``username`` or with a join ``token``.
+    def _socket_closed(self, ws: ClientConnection) -> None:
+        """A socket ended: resume the room if the drop was unexpected, else the session is over."""
+        self._fail_pending()
+        if ws is not self._ws or self.status == SESSION_STATUS.RECONNECTING:
+            return  # an old socket, or a failed try of the reconnection loop (it goes on)
+        room = self._room
+        if (
+            self._closing
+            or self.reconnect_attempts <= 0
+            or self.status != SESSION_STATUS.ESTABLISHED
+            or room is None
+            or room.closed
+        ):
+            self._set_closed()
+            return
+        self._set_status(SESSION_STATUS.RECONNECTING)
+        room._reconnecting()
+        self._reconnector = asyncio.get_running_loop().create_task(self._reconnect(room))
 
-    Peer connections use the ICE servers the server hands out (STUN, TURN with fresh credentials) unless
-    ``ice_servers`` (aiortc RTCIceServers) is given; ``ice_transport_policy="relay"`` uses TURN relay
-    candidates only.
+    async def _reconnect(self, room: Room) -> None:
+        """Try (bounded, with backoff) to open a new socket and resume ``room``; then its media."""
+        items = await suspend_media(room)
+        delay = self.reconnect_delay
+        for attempt in range(1, self.reconnect_attempts + 1):
+            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+            delay = min(delay * 2, RECONNECT_MAX_DELAY)
+            if self._closing:
+                return
+            try:
+                state = await self._resume_once(room)
+            except RoomApiError as exc:
+                logger.info("resume try %d of %d failed: %s", attempt, self.reconnect_attempts, exc)
+                await self._drop_socket()
+                if exc.code in FINAL_HELLO_CODES:
+                    break
+                continue
+            except Exception:
+                logger.exception("resume try %d failed", attempt)
+                await self._drop_socket()
+                continue
+            self._set_status(SESSION_STATUS.ESTABLISHED, emit=False)
+            if self._ws.close_code is not None:  # dropped again meanwhile: start over
+                self._socket_closed(self._ws)
+                return
+            await restore_media(room, items, room._live_stream)
+            room._reconnected(state)
+            return
+        logger.warning("could not resume room %r; the session is closed", room.name)
+        await close_all(self)
+        self._set_closed()
 
-    Returns an ESTABLISHED connection; raises RoomApiError when the server
-    refuses the session (FAILED: bad username, bad token, wrong version), or
-    with ``bad_url`` / ``connection_error`` when the WebSocket cannot open.
-    """
-    if username is None and token is None:
-        raise ValueError("give a username or a token")
-    if ice_transport_policy not in ("all", RELAY):
-        raise ValueError('ice_transport_policy must be "all" or "relay"')
+    async def _resume_once(self, room: Room) -> dict[str, Any]:
+        """One try: a new socket, hello with the resume secret, join the room again; the new state."""
+        self._ws = await open_socket(self._url, self.timeout)
+        self._reader = asyncio.get_running_loop().create_task(self._read())
+        self._resuming = True
+        try:
+            hello = {**self._hello, "resume_secret": room.resume_secret}
+            reply = await self._request("hello", **{k: v for k, v in hello.items() if v is not None})
+            if reply.get("type") != "established":
+                raise RoomApiError(str(reply.get("code", "failed")), str(reply.get("message", "session failed")))
+            self.username, self.session = reply.get("username"), reply.get("session")
+            return await self._request("join", room=room.name)
+        finally:
+            self._resuming = False
+
+    async def _drop_socket(self) -> None:
+        """Close the socket of a failed try (its reader's end changes nothing while RECONNECTING)."""
+        try:
+            await asyncio.wait_for(self._ws.close(), self.timeout)
+        except (TimeoutError, ConnectionClosed, OSError):
+            pass
+
+
+async def open_socket(url: str, timeout: float) -> ClientConnection:
+    """Open the WebSocket of the server at base ``url``, or raise RoomApiError (bad_url, connection_error)."""
     try:
         endpoint = ws_endpoint(url)
     except ValueError as exc:
         raise RoomApiError(ERROR_CODE.BAD_URL, str(exc)) from None
     try:
-        ws = await ws_connect(
+        return await ws_connect(
             endpoint,
             origin=Origin(origin_of(url)),
             max_size=MAX_FRAME_BYTES,
@@ -295,6 +385,40 @@ async def connect(
         raise RoomApiError(ERROR_CODE.BAD_URL, str(exc)) from None
     except (OSError, TimeoutError, InvalidHandshake) as exc:
         raise RoomApiError(ERROR_CODE.CONNECTION_ERROR, f"the WebSocket connection failed: {exc}") from exc
+
+
+async def connect(
+    url: str,
+    username: str | None = None,
+    *,
+    token: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    ice_servers: list[Any] | None = None,
+    ice_transport_policy: str = "all",
+    resume_secret: str | None = None,
+    reconnect_attempts: int = RECONNECT_ATTEMPTS,
+    reconnect_delay: float = RECONNECT_DELAY,
+) -> Connection:
+    """Connect to the server at base ``url`` and open a session as ``username`` or with a join ``token``.
+
+    Peer connections use the ICE servers the server hands out (STUN, TURN with fresh credentials) unless
+    ``ice_servers`` (aiortc RTCIceServers) is given; ``ice_transport_policy="relay"`` uses TURN relay
+    candidates only.
+
+    ``resume_secret`` (a room's ``resume_secret``) lets the next join resume a participant that dropped.
+    After an unexpected drop while in a room the connection resumes by itself (SESSION_STATUS.RECONNECTING,
+    ROOM_EVENT.RECONNECTING / RECONNECTED): ``reconnect_attempts`` tries, the first after ``reconnect_delay``
+    seconds, then twice as long each time; ``reconnect_attempts=0`` turns it off.
+
+    Returns an ESTABLISHED connection; raises RoomApiError when the server
+    refuses the session (FAILED: bad username, bad token, wrong version), or
+    with ``bad_url`` / ``connection_error`` when the WebSocket cannot open.
+    """
+    if username is None and token is None:
+        raise ValueError("give a username or a token")
+    if ice_transport_policy not in ("all", RELAY):
+        raise ValueError('ice_transport_policy must be "all" or "relay"')
+    ws = await open_socket(url, timeout)
     conn = Connection(ws, timeout=timeout)
     conn._set_status(SESSION_STATUS.PENDING)
     hello: dict[str, Any] = {"version": PROTOCOL_VERSION}
@@ -302,6 +426,10 @@ async def connect(
         hello["username"] = username
     if token is not None:
         hello["token"] = token
+    conn._url, conn._hello = url, dict(hello)
+    conn.reconnect_attempts, conn.reconnect_delay = reconnect_attempts, reconnect_delay
+    if resume_secret is not None:
+        hello["resume_secret"] = resume_secret
     try:
         reply = await conn._request("hello", **hello)
     except RoomApiError:

@@ -16,12 +16,14 @@ class SESSION_STATUS:
     """States of a connection (the reference's SESSION_STATUS).
 
     NEW (not yet connected) and PENDING (hello sent) are the SDK's own; ESTABLISHED and FAILED are the
-    server's answer to hello; DISCONNECTED follows the socket's close.
+    server's answer to hello; RECONNECTING: the socket dropped while in a room and the SDK is resuming
+    (ESTABLISHED again when resumed, not emitted twice); DISCONNECTED follows the socket's final close.
     """
 
     NEW = "NEW"
     PENDING = "PENDING"
     ESTABLISHED = "ESTABLISHED"
+    RECONNECTING = "RECONNECTING"
     FAILED = "FAILED"
     DISCONNECTED = "DISCONNECTED"
 
@@ -35,6 +37,8 @@ class ROOM_EVENT:
     room.  MESSAGE: a message to everyone or to you.  CLOSED: the room was finalized (code
     ``room_closed``).  KICKED: a moderator removed you.  FAILED: one of your streams failed (code
     ``stream_failed``); the Web SDK also emits it for a refused join, which this SDK raises instead.
+    RECONNECTING: the connection dropped and the SDK is resuming the room; RECONNECTED: resumed (the room
+    took the new state; published and played streams are being re-established).
     """
 
     STATE = "STATE"
@@ -49,6 +53,8 @@ class ROOM_EVENT:
     CLOSED = "CLOSED"
     KICKED = "KICKED"
     FAILED = "FAILED"
+    RECONNECTING = "RECONNECTING"
+    RECONNECTED = "RECONNECTED"
 
 
 class STREAM_STATUS:

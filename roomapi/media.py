@@ -150,6 +150,8 @@ class PublishedStream(_StatusMixin):
         self.pc = pc
         self.kind = kind
         self.id = ""
+        self.recipe: dict[str, Any] = {}
+        """The arguments of :func:`publish` (tracks and options), to publish again after a resume."""
         self.audio_muted = False
         self.video_muted = False
         self._init_status(STREAM_STATUS.NEW)
@@ -200,6 +202,24 @@ class PublishedStream(_StatusMixin):
         self.room.connection._media.discard(self)
         await self.pc.close()
 
+    # --- re-established after a resume (roomapi.resume) ---
+
+    async def _suspend(self) -> None:
+        """The session dropped: close the peer connection, keep the object (PENDING) for the resume."""
+        self._seen.clear()
+        self._set_status(STREAM_STATUS.PENDING, "reconnecting")
+        await self.pc.close()
+
+    def _adopt(self, fresh: PublishedStream) -> None:
+        """Take over the peer connection and stream id of ``fresh``, published again after a resume."""
+        connection = self.room.connection
+        connection._remove_listener("stream_status", fresh._on_status)
+        connection._media.discard(fresh)
+        connection._media.add(self)
+        self.pc, self.id = fresh.pc, fresh.id
+        if fresh._status != self._status:
+            self._set_status(fresh._status, fresh.reason)
+
     def _on_status(self, event: dict[str, Any]) -> None:
         stream = event.get("stream") or {}
         if not self.id:
@@ -248,6 +268,25 @@ class PlayingStream(_StatusMixin):
         self.room.connection._remove_listener("unpublished", self._on_unpublished)
         self.room.connection._media.discard(self)
         await self.pc.close()
+
+    # --- re-established after a resume (roomapi.resume) ---
+
+    async def _suspend(self) -> None:
+        """The session dropped: close the peer connection, keep the object (PENDING) for the resume."""
+        self._seen.clear()
+        self._set_status(STREAM_STATUS.PENDING, "reconnecting")
+        await self.pc.close()
+
+    def _adopt(self, fresh: PlayingStream) -> None:
+        """Take over the peer connection, play id and tracks of ``fresh``, played again after a resume."""
+        connection = self.room.connection
+        connection._remove_listener("play_status", fresh._on_status)
+        connection._remove_listener("unpublished", fresh._on_unpublished)
+        connection._media.discard(fresh)
+        connection._media.add(self)
+        self.pc, self.id, self.video, self.audio = fresh.pc, fresh.id, fresh.video, fresh.audio
+        if fresh._status != self._status:
+            self._set_status(fresh._status, fresh.reason)
 
     def _on_unpublished(self, event: dict[str, Any]) -> None:
         """The room says the stream ended (even if its media worker could not tell us)."""

@@ -10,6 +10,7 @@ from typing import Any
 from roomapi.constants import ALL_ROOM_EVENTS, ROOM_EVENT, STREAM_STATUS
 from roomapi.media import PublishedStream, publish
 from roomapi.objects import Message, Participant, RoomEvent, Stream
+from roomapi.resume import Sources
 from roomapi.session import Session
 
 logger = logging.getLogger(__name__)
@@ -34,6 +35,8 @@ class Room:
         self.me: Participant = Participant.from_dict(state["self"], self)
         self.grants: list[str] = list(state["self"].get("grants", []))
         self.resumed: bool = bool(state.get("resumed"))
+        self.resume_secret: str | None = state["self"].get("resume_secret")
+        """This participant's secret for resuming after a drop (``connect(..., resume_secret=...)``)."""
         self._participants: dict[str, Participant] = {}
         for raw in state.get("participants") or []:
             participant = Participant.from_dict(raw, self)
@@ -77,8 +80,15 @@ class Room:
         record: bool = False,
         **options: Any,
     ) -> PublishedStream:
-        """Publish aiortc tracks (camera or screen); options: video_codec, audio_codec, ice_servers."""
-        return await publish(self, video=video, audio=audio, kind=kind, record=record, **options)
+        """Publish aiortc tracks (camera or screen); options: video_codec, audio_codec, ice_servers.
+
+        After a resume (ROOM_EVENT.RECONNECTED) the SDK publishes the same tracks again on the same object;
+        it reads them through a relay, so stopping the stream no longer ends them: stop them when done.
+        """
+        sources = Sources(video, audio)
+        stream = await publish(self, **sources.tracks(), kind=kind, record=record, **options)
+        stream.recipe = {"sources": sources, "kind": kind, "record": record, **options}
+        return stream
 
     async def send_message(self, text: str, to: Iterable[str] | str | None = None) -> Message:
         """Send ``text`` to everyone, or privately to one login or a list of logins."""
@@ -117,6 +127,50 @@ class Room:
         finally:
             if waiter in self._waiters:
                 self._waiters.remove(waiter)
+
+    # --- resuming (called by the connection, docs/protocol.md "Reconnection in the SDKs") -----
+
+    def _reconnecting(self) -> None:
+        """The connection dropped; the SDK is resuming this room."""
+        self._emit(RoomEvent(ROOM_EVENT.RECONNECTING, "", {}))
+
+    def _resume(self, state: dict[str, Any]) -> None:
+        """Take the ``state`` of a resumed join: the same objects, brought up to date; missed messages emitted."""
+        self.info = dict(state.get("room") or {})
+        self.id = self.info.get("id", self.id)
+        self.me.update({k: v for k, v in state["self"].items() if k != "streams"})
+        self.grants = list(state["self"].get("grants", []))
+        self.resumed = bool(state.get("resumed"))
+        self.resume_secret = state["self"].get("resume_secret")
+        present: dict[str, Participant] = {}
+        for raw in state.get("participants") or []:
+            participant = self._participants.get(str(raw["login"]))
+            if participant is None:
+                participant = Participant.from_dict(raw, self)
+            else:
+                participant.update(raw)
+            present[participant.login] = participant
+        self._participants = present
+        known = {message.id for message in self.history}
+        for raw in state.get("history") or []:
+            message = Message.from_dict(raw)
+            if message.id not in known:
+                self.history.append(message)
+                self._emit(RoomEvent(ROOM_EVENT.MESSAGE, "message", {"type": "message", "message": raw},
+                                     message=message))
+
+    def _reconnected(self, state: dict[str, Any]) -> None:
+        """The room is resumed (its media is re-established next)."""
+        self._emit(RoomEvent(ROOM_EVENT.RECONNECTED, "state", state))
+
+    def _live_stream(self, stream_id: str) -> Stream | None:
+        """Another participant's PUBLISHING stream of that id, if any."""
+        for participant in self._participants.values():
+            stream = participant.streams.get(stream_id)
+            if stream is not None and stream.status == STREAM_STATUS.PUBLISHING:
+                stream.room = self
+                return stream
+        return None
 
     # --- event handling (called by the connection) -------------------------------------
 

@@ -154,8 +154,13 @@ class RoomConsumer(AsyncWebsocketConsumer):
             max_participants=command.max_participants,
             role=self.identity.role,
             user_id=self.identity.user_id,
+            resume_secret=self.identity.resume_secret,
+            token_subject=self.identity.token_subject,
         )
         self.participant_id, self.room_id, self.group = outcome.participant_id, outcome.room_id, outcome.group
+        if outcome.superseded_channel:  # taken over from a connection that died unseen: its media goes first
+            await media.participant_gone(outcome.room_id, outcome.participant_id)
+            await self.channel_layer.send(outcome.superseded_channel, {"type": "room.superseded"})
         self.room_name = command.room
         self.grants = self.identity.grants_for(outcome.state["self"]["role"])
         outcome.state["self"]["grants"] = sorted(self.grants)
@@ -164,7 +169,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             p.Event(p.EventType.STATE, {k: v for k, v in outcome.state.items() if k != "type"}).to_dict(command.rid)
         )
         metrics.observe_join(time.perf_counter() - started)
-        await deliver(outcome.deliveries)
+        await deliver_outcome(outcome)
 
     async def _handle_leave(self, command: p.Leave) -> None:
         participant_id = self._require_room()
@@ -258,6 +263,13 @@ class RoomConsumer(AsyncWebsocketConsumer):
         elif kind == p.EventType.KICKED and self.participant_id is not None:
             await self._forget_room(self.participant_id)
 
+    async def room_superseded(self, message: dict[str, Any]) -> None:
+        """Another connection resumed this one's participant with its secret: forget the room, touch nothing."""
+        if self.group:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+        self.participant_id = self.room_id = self.group = self.room_name = None
+        self.grants = frozenset()
+
     async def media_reply(self, message: MediaReply) -> None:
         """A reply of the media relay to one of this connection's commands."""
         await self.send_event(message["event"])
@@ -287,7 +299,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
             outcome = await db(services.drop)(participant_id, self.channel_name)
             if self.group:
                 await self.channel_layer.group_discard(self.group, self.channel_name)
-            await media.participant_gone(self.room_id, participant_id)
+            if outcome.disconnected_at is not None:  # else another connection has the participant now
+                await media.participant_gone(self.room_id, participant_id)
             await deliver_outcome(outcome)
             if outcome.disconnected_at is not None:
                 schedule_expiry(participant_id, outcome.disconnected_at)

@@ -286,17 +286,21 @@ async def test_big_data_url_and_too_large_message() -> None:
 
 
 async def test_drop_resume_and_expiry(settings: Any) -> None:
-    """A drop -> participant_updated disconnected; resume -> connected; a later drop expires -> left, room ends."""
+    """A drop -> participant_updated disconnected; resume (with the secret) -> connected; a later drop
+    expires -> left, room ends."""
     settings.ROOM_IDLE_TIMEOUT = 0.5
     alice = await client("alice")
     bob = await client("bob")
     state = await alice.request({"type": "join", "room": "r"})
-    await bob.request({"type": "join", "room": "r"})
+    secret = (await bob.request({"type": "join", "room": "r"}))["self"]["resume_secret"]
     await bob.close()
     update = await alice.event("participant_updated")
     assert update["participant"] == {**update["participant"], "login": "bob", "state": "disconnected"}
 
-    bob = await client("bob")
+    bob = await Client().open()
+    assert (await bob.request({"type": "hello", "version": 1, "username": "bob", "resume_secret": secret}))[
+        "type"
+    ] == "established"
     resumed = await bob.request({"type": "join", "room": "r"})
     assert resumed["type"] == "state" and resumed["resumed"] is True
     update = await alice.event("participant_updated")

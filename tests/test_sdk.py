@@ -175,12 +175,17 @@ async def test_drop_then_resume_then_expire(server: DaphneServer) -> None:
     alice = await roomapi.connect(server.ws_url, "alice")
     room_a = await alice.join("resume")
     bob = await roomapi.connect(server.ws_url, "bob")
-    await bob.join("resume")
+    secret = (await bob.join("resume")).resume_secret
     await bob.disconnect()
     dropped = await room_a.wait_for(ROOM_EVENT.PARTICIPANT_UPDATED, lambda e: e.participant is not None, timeout=WAIT)
     assert dropped.participant is not None and dropped.data["participant"]["state"] == "disconnected"
 
-    bob = await roomapi.connect(server.ws_url, "bob")
+    stranger = await roomapi.connect(server.ws_url, "bob")
+    with pytest.raises(RoomApiError) as refused:
+        await stranger.join("resume")
+    assert refused.value.code == "login_taken"
+    await stranger.disconnect()
+    bob = await roomapi.connect(server.ws_url, "bob", resume_secret=secret)
     room_b = await bob.join("resume")
     assert room_b.resumed
     back = await room_a.wait_for(ROOM_EVENT.PARTICIPANT_UPDATED, lambda e: e.participant is not None, timeout=WAIT)

@@ -171,8 +171,15 @@ def test_leave_then_join_at_once() -> None:
 # --- drop, resume, expiry ---------------------------------------------------------------
 
 
+def secret_of(outcome: services.JoinOutcome) -> str:
+    """The resume secret a join's STATE gave."""
+    secret = outcome.state["self"]["resume_secret"]
+    assert isinstance(secret, str)
+    return secret
+
+
 def test_drop_marks_disconnected_and_resume_reconnects() -> None:
-    """A dropped participant is disconnected (others told); the same login resumes without login_taken."""
+    """A dropped participant is disconnected (others told); its login with its resume secret resumes."""
     join("alice")
     bob = join("bob")
     dropped = services.drop(bob.participant_id, chan("bob"))
@@ -181,7 +188,7 @@ def test_drop_marks_disconnected_and_resume_reconnects() -> None:
     assert update.event["participant"]["state"] == "disconnected"
     assert Participant.objects.get(pk=bob.participant_id).state == Participant.State.DISCONNECTED
 
-    resumed = services.join("bob", "r", "new.channel")
+    resumed = services.join("bob", "r", "new.channel", resume_secret=secret_of(bob))
     assert resumed.resumed and resumed.state["resumed"] is True
     assert resumed.participant_id == bob.participant_id
     (update,) = events(resumed, p.EventType.PARTICIPANT_UPDATED)
@@ -191,11 +198,67 @@ def test_drop_marks_disconnected_and_resume_reconnects() -> None:
     assert services.expire(bob.participant_id, dropped.disconnected_at).deliveries == []
 
 
+def test_a_dropped_login_without_proof_is_login_taken() -> None:
+    """The login alone, a wrong secret, or another token subject does not resume a dropped participant."""
+    bob = join("bob")
+    services.drop(bob.participant_id, chan("bob"))
+    for proof in ({}, {"resume_secret": "wrong"}, {"resume_secret": ""}, {"token_subject": "bob"}, {"user_id": 1}):
+        with pytest.raises(RoomError) as refused:
+            services.join("bob", "r", "mallory.channel", **proof)
+        assert refused.value.code == ErrorCode.LOGIN_TAKEN, proof
+    assert Participant.objects.get(pk=bob.participant_id).state == Participant.State.DISCONNECTED
+
+
+def test_the_resume_secret_is_stored_hashed_and_changes_at_every_join() -> None:
+    """The database holds only the secret's hash; a resume gives a new secret and spends the old one."""
+    bob = join("bob")
+    first = secret_of(bob)
+    stored = Participant.objects.get(pk=bob.participant_id).resume_secret_hash
+    assert first not in stored and stored == services.hash_resume_secret(first)
+    services.drop(bob.participant_id, chan("bob"))
+    resumed = services.join("bob", "r", "second.channel", resume_secret=first)
+    second = secret_of(resumed)
+    assert second != first and len(second) >= 22
+    services.drop(bob.participant_id, "second.channel")
+    with pytest.raises(RoomError):
+        services.join("bob", "r", "third.channel", resume_secret=first)
+    assert services.join("bob", "r", "third.channel", resume_secret=second).resumed
+
+
+def test_the_same_token_subject_or_user_resumes() -> None:
+    """A participant that joined with a token resumes with a token of the same subject; a user with the user."""
+    carol = join("carol", token_subject="carol")
+    services.drop(carol.participant_id, chan("carol"))
+    assert services.join("carol", "r", "again.channel", token_subject="carol").resumed
+    from django.contrib.auth.models import User
+
+    user = User.objects.create_user("dave")
+    dave = join("dave", user_id=user.pk)
+    services.drop(dave.participant_id, chan("dave"))
+    assert services.join("dave", "r", "again.dave", user_id=user.pk).resumed
+
+
+def test_the_secret_takes_over_a_participant_that_looks_connected() -> None:
+    """A connection that died unseen: the secret takes its participant over (streams end, old channel named);
+    a token of the same subject does not (a second tab must not steal the first's place)."""
+    join("alice")
+    bob = join("bob", token_subject="bob")
+    services.create_stream(bob.participant_id, "camera", False)
+    with pytest.raises(RoomError) as refused:
+        services.join("bob", "r", "tab2.channel", token_subject="bob")
+    assert refused.value.code == ErrorCode.LOGIN_TAKEN
+    taken = services.join("bob", "r", "new.channel", resume_secret=secret_of(bob))
+    assert taken.resumed and taken.superseded_channel == chan("bob")
+    assert len(taken.closed_stream_ids) == 1
+    assert services.drop(bob.participant_id, chan("bob")).deliveries == []  # the old close changes nothing
+    assert Participant.objects.get(pk=bob.participant_id).channel_name == "new.channel"
+
+
 def test_drop_of_an_old_channel_is_ignored() -> None:
     """A late disconnect of a replaced connection does not drop the resumed one."""
     bob = join("bob")
     services.drop(bob.participant_id, chan("bob"))
-    services.join("bob", "r", "new.channel")
+    services.join("bob", "r", "new.channel", resume_secret=secret_of(bob))
     assert services.drop(bob.participant_id, chan("bob")).deliveries == []
     assert Participant.objects.get(pk=bob.participant_id).state == Participant.State.CONNECTED
 

@@ -1,6 +1,6 @@
 """Finding 1 of issue 11: a dropped participant can be taken over by anyone who says its login.
 
-Design under test (docs/protocol.md once it lands): STATE's ``self`` carries a
+Design under test (docs/protocol.md, "Resuming after a drop"): STATE's ``self`` carries a
 ``resume_secret`` (random, per participant, never shown to others); ``hello``
 accepts ``resume_secret``; a connection without it (and not the same token
 subject or signed-in user) gets ``login_taken`` until the idle window ends, and
@@ -16,11 +16,8 @@ import pytest
 
 from rooms.tokens import mint_token
 from tests.roomclient import RoomClient
-from tests.security.hostile import pending
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-XFAIL = pytest.mark.xfail(strict=True, reason=pending("finding 1, resume bound to identity"))
 
 
 async def hello(username: str, **fields: Any) -> RoomClient:
@@ -48,7 +45,6 @@ async def alice_dropped(room: str) -> tuple[RoomClient, dict[str, Any]]:
     return bob, state
 
 
-@XFAIL
 async def test_a_stranger_saying_a_dropped_login_gets_login_taken() -> None:
     """Finding 1: after alice drops, mallory's hello+join as "alice" is refused with login_taken (no role,
     no private history, no later private messages); alice's own resume with her secret still works."""
@@ -71,7 +67,6 @@ async def test_a_stranger_saying_a_dropped_login_gets_login_taken() -> None:
         await client.close()
 
 
-@XFAIL
 async def test_a_wrong_resume_secret_is_refused() -> None:
     """Finding 1: a guessed resume_secret does not resume alice either (login_taken)."""
     bob, _state = await alice_dropped("guess")
@@ -82,7 +77,6 @@ async def test_a_wrong_resume_secret_is_refused() -> None:
         await client.close()
 
 
-@XFAIL
 async def test_the_resume_secret_is_never_shown_to_others() -> None:
     """Finding 1: alice's STATE has a random resume_secret; bob's STATE, JOINED and participant events do not."""
     alice = await RoomClient.open("alice")
@@ -101,7 +95,6 @@ async def test_the_resume_secret_is_never_shown_to_others() -> None:
     await bob.close()
 
 
-@XFAIL
 async def test_after_the_idle_window_the_login_is_a_new_participant(settings: Any) -> None:
     """Finding 1: once alice's idle window ended, "alice" is a brand-new participant: not moderator,
     no private history of the old one (refused before that)."""
@@ -120,7 +113,6 @@ async def test_after_the_idle_window_the_login_is_a_new_participant(settings: An
         await client.close()
 
 
-@XFAIL
 async def test_the_same_token_subject_resumes_without_the_secret() -> None:
     """Finding 1: a dropped participant who joined with a token is resumed by a new token for the same
     subject (the backend vouches for it) even without the secret; a guest saying that login is refused."""

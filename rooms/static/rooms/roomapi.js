@@ -22,12 +22,15 @@ export const PROTOCOL_VERSION = 1;
 
 /**
  * Statuses of a connection (a session). Values equal their names.
- * NEW and PENDING are the SDK's own; ESTABLISHED and FAILED answer hello; DISCONNECTED follows the close.
+ * NEW and PENDING are the SDK's own; ESTABLISHED and FAILED answer hello; RECONNECTING: the socket dropped
+ * while in a room and the SDK is resuming (ESTABLISHED again when resumed, not emitted twice);
+ * DISCONNECTED follows the final close.
  */
 export const SESSION_STATUS = Object.freeze({
   NEW: "NEW",
   PENDING: "PENDING",
   ESTABLISHED: "ESTABLISHED",
+  RECONNECTING: "RECONNECTING",
   FAILED: "FAILED",
   DISCONNECTED: "DISCONNECTED",
 });
@@ -39,6 +42,8 @@ export const SESSION_STATUS = Object.freeze({
  * its mute flags. ROOM_UPDATED: locked, unlocked or resized. MESSAGE: a message to everyone or to you.
  * CLOSED: the room was finalized, or you left. KICKED: a moderator removed you. FAILED: the join was
  * refused (the Python SDK raises instead, and emits FAILED when one of your streams fails).
+ * RECONNECTING: the connection dropped and the SDK is resuming the room; RECONNECTED: resumed (published
+ * and played streams are being re-established on the same LocalStream / PlayingStream objects).
  */
 export const ROOM_EVENT = Object.freeze({
   STATE: "STATE",
@@ -53,6 +58,8 @@ export const ROOM_EVENT = Object.freeze({
   KICKED: "KICKED",
   FAILED: "FAILED",
   MESSAGE: "MESSAGE",
+  RECONNECTING: "RECONNECTING",
+  RECONNECTED: "RECONNECTED",
 });
 
 /**

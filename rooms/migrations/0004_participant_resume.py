@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('rooms', '0002_api_and_webhooks'),
+        ('rooms', '0003_recording'),
     ]
 
     operations = [
