@@ -11,11 +11,11 @@ tracks for a playback).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from aiortc import MediaStreamTrack
-from aiortc.contrib.media import MediaRelay
+from aiortc.mediastreams import MediaStreamError
 
 from roomapi.constants import ERROR_CODE, STREAM_STATUS
 from roomapi.errors import RoomApiError
@@ -27,25 +27,38 @@ logger = logging.getLogger(__name__)
 Restorable = PublishedStream | PlayingStream
 
 
+class Borrowed(MediaStreamTrack):
+    """A track that reads the application's track for one peer connection and, when that ends, leaves it live.
+
+    aiortc ends a sender's track when its peer connection closes; a resume must publish the same track again.
+    Frames are pulled from the source as the sender asks for them, exactly as without the wrapper.
+    """
+
+    def __init__(self, source: MediaStreamTrack) -> None:
+        super().__init__()
+        self.kind = source.kind
+        self.source = source
+
+    async def recv(self) -> Any:
+        """The source's next frame, while this wrapper is live."""
+        if self.readyState != "live":
+            raise MediaStreamError
+        return await self.source.recv()
+
+
 @dataclass
 class Sources:
-    """The application's tracks of one publication, handed to peer connections through a MediaRelay.
-
-    aiortc ends a sender's track when its peer connection closes; each peer
-    connection gets its own relay subscription instead, so the application's
-    tracks outlive a dropped connection and a resume can publish them again.
-    """
+    """The application's tracks of one publication; each peer connection borrows them (:class:`Borrowed`)."""
 
     video: MediaStreamTrack | None = None
     audio: MediaStreamTrack | None = None
-    relay: MediaRelay = field(default_factory=MediaRelay)
 
-    def tracks(self) -> dict[str, MediaStreamTrack | None]:
-        """Fresh subscriptions for one peer connection (video: latest frame only, audio: every frame)."""
-        return {
-            "video": self.relay.subscribe(self.video, buffered=False) if self.video is not None else None,
-            "audio": self.relay.subscribe(self.audio) if self.audio is not None else None,
-        }
+    def tracks(self) -> tuple[MediaStreamTrack | None, MediaStreamTrack | None]:
+        """Fresh (video, audio) wrappers for one peer connection."""
+        return (
+            Borrowed(self.video) if self.video is not None else None,
+            Borrowed(self.audio) if self.audio is not None else None,
+        )
 
 
 async def suspend_media(room: InRoom) -> list[Restorable]:
@@ -87,7 +100,8 @@ async def _republish(stream: PublishedStream) -> None:
     sources = recipe.pop("sources", None)
     if not isinstance(sources, Sources):
         raise RoomApiError(ERROR_CODE.MEDIA_FAILED, "the stream's tracks are unknown; publish it again")
-    fresh = await publish(stream.room, **sources.tracks(), **recipe)
+    video, audio = sources.tracks()
+    fresh = await publish(stream.room, video=video, audio=audio, **recipe)
     stream._adopt(fresh)
     if stream.audio_muted or stream.video_muted:
         await stream._mute(audio=stream.audio_muted, video=stream.video_muted)

@@ -83,10 +83,11 @@ class Room:
         """Publish aiortc tracks (camera or screen); options: video_codec, audio_codec, ice_servers.
 
         After a resume (ROOM_EVENT.RECONNECTED) the SDK publishes the same tracks again on the same object;
-        it reads them through a relay, so stopping the stream no longer ends them: stop them when done.
+        so a peer connection that closes no longer ends them: stop them when you are done.
         """
         sources = Sources(video, audio)
-        stream = await publish(self, **sources.tracks(), kind=kind, record=record, **options)
+        relayed_video, relayed_audio = sources.tracks()
+        stream = await publish(self, video=relayed_video, audio=relayed_audio, kind=kind, record=record, **options)
         stream.recipe = {"sources": sources, "kind": kind, "record": record, **options}
         return stream
 

@@ -191,6 +191,9 @@ export const ERROR_CODE = Object.freeze({
  * @property {RTCIceServer[]} [iceServers]  for every peer connection (default: the server's, from "established")
  * @property {"all"|"relay"} [iceTransportPolicy]  "relay": TURN relay candidates only (default "all")
  * @property {number} [timeout]   ms a request may wait for its reply (default 20000)
+ * @property {string} [resumeSecret]  a room's resumeSecret(): the next join resumes that participant after a drop
+ * @property {number} [reconnectAttempts]  tries to resume after an unexpected drop (default 8; 0: never)
+ * @property {number} [reconnectDelay]  ms before the first try, doubled before each next one up to 5000 (default 500)
  */
 
 /**
@@ -502,30 +505,20 @@ class LocalStream extends Emitter {
     const opts = this._options;
     this._setStatus(STREAM_STATUS.PENDING);
     try {
-      if (opts.mediaStream) {
-        this._media = opts.mediaStream;
-      } else if (opts.screen) {
-        const video = (opts.constraints && opts.constraints.video) || true;
-        this._media = await navigator.mediaDevices.getDisplayMedia({video, audio: false});
-      } else {
-        this._media = await navigator.mediaDevices.getUserMedia(opts.constraints || {audio: true, video: true});
-      }
+      if (!this._media) await this._capture();
       if (this._ended) {
         this._stopTracks();
         return;
       }
-      for (const track of this._media.getVideoTracks()) {
-        track.addEventListener("ended", () => this.stop());
-      }
-      this._video = attachVideo(opts.display, this._media, {muted: true});
-      if (this._video) this._video.roomapiStream = this;
       this._negotiation = new Negotiation(this._room._connection, this._room._connection._iceServers);
       const pc = this._negotiation.pc;
       for (const track of this._media.getTracks()) {
         pc.addTransceiver(track, {direction: "sendonly", streams: [this._media]});
       }
       pc.addEventListener("connectionstatechange", () => {
-        if (pc.connectionState === "failed") this._fail({code: ERROR_CODE.MEDIA_FAILED, message: "the media connection failed"});
+        if (pc.connectionState !== "failed" || !this._negotiation || this._negotiation.pc !== pc) return;
+        if (this._room._connection.status() === SESSION_STATUS.RECONNECTING) return;
+        this._fail({code: ERROR_CODE.MEDIA_FAILED, message: "the media connection failed"});
       });
       const offer = await pc.createOffer();
       await pc.setLocalDescription(offer);
@@ -542,7 +535,46 @@ class LocalStream extends Emitter {
       await this._negotiation.answered(answer.pc || this._id, answer.sdp);
       this._room._connection._replayStatus(this._id, this);
     } catch (err) {
+      if (this._room._connection.status() === SESSION_STATUS.RECONNECTING) return this._suspend(); // dropped again
       this._fail(err && err.code ? err : {code: ERROR_CODE.MEDIA_FAILED, message: String((err && err.message) || err)});
+    }
+  }
+
+  /** Capture the camera, the screen or take the given MediaStream, and show it (once per stream). */
+  async _capture() {
+    const opts = this._options;
+    if (opts.mediaStream) {
+      this._media = opts.mediaStream;
+    } else if (opts.screen) {
+      const video = (opts.constraints && opts.constraints.video) || true;
+      this._media = await navigator.mediaDevices.getDisplayMedia({video, audio: false});
+    } else {
+      this._media = await navigator.mediaDevices.getUserMedia(opts.constraints || {audio: true, video: true});
+    }
+    if (this._ended) return;
+    for (const track of this._media.getVideoTracks()) {
+      track.addEventListener("ended", () => this.stop());
+    }
+    this._video = attachVideo(opts.display, this._media, {muted: true});
+    if (this._video) this._video.roomapiStream = this;
+  }
+
+  // --- re-established after a resume (docs/protocol.md, "Reconnection in the SDKs") ---
+
+  /** The session dropped: close the peer connection, keep the captured media and the element (PENDING). */
+  _suspend() {
+    if (this._negotiation) this._negotiation.close();
+    this._negotiation = null;
+    if (this._id) this._room._localStreams.delete(this._id);
+    this._id = null;
+    this._setStatus(STREAM_STATUS.PENDING);
+  }
+
+  /** The room resumed: publish the same media again (a new stream id), with the same mute flags. */
+  async _restart() {
+    await this._start();
+    if (this._id && (this._audioMuted || this._videoMuted)) {
+      this._room._connection._request("mute", {stream: this._id, audio: this._audioMuted, video: this._videoMuted}).catch(() => {});
     }
   }
 
@@ -746,7 +778,9 @@ class PlayingStream extends Emitter {
         }
       };
       pc.addEventListener("connectionstatechange", () => {
-        if (pc.connectionState === "failed") this._fail({code: ERROR_CODE.MEDIA_FAILED, message: "the media connection failed"});
+        if (pc.connectionState !== "failed" || !this._negotiation || this._negotiation.pc !== pc) return;
+        if (this._room._connection.status() === SESSION_STATUS.RECONNECTING) return;
+        this._fail({code: ERROR_CODE.MEDIA_FAILED, message: "the media connection failed"});
       });
       const offer = await pc.createOffer();
       await pc.setLocalDescription(offer);
@@ -762,6 +796,7 @@ class PlayingStream extends Emitter {
       await this._negotiation.answered(answer.pc || this._playId, answer.sdp);
       this._room._connection._replayStatus(this._playId, this);
     } catch (err) {
+      if (this._room._connection.status() === SESSION_STATUS.RECONNECTING) return this._suspend(); // dropped again
       this._fail(err && err.code ? err : {code: ERROR_CODE.MEDIA_FAILED, message: String((err && err.message) || err)});
     }
   }
@@ -777,6 +812,25 @@ class PlayingStream extends Emitter {
       this._release();
       this._setStatus(status);
     }
+  }
+
+  // --- re-established after a resume (docs/protocol.md, "Reconnection in the SDKs") ---
+
+  /** The session dropped: close the peer connection and its element, keep the playback (PENDING). */
+  _suspend() {
+    if (this._negotiation) this._negotiation.close();
+    this._negotiation = null;
+    detachVideo(this._video);
+    this._video = null;
+    if (this._playId) this._room._playingById.delete(this._playId);
+    this._playId = null;
+    this._setStatus(STREAM_STATUS.PENDING);
+  }
+
+  /** The room resumed: play the same stream again (a new play id, a new element in the same display). */
+  _restart(stream) {
+    this._stream = stream;
+    return this._start();
   }
 
   /** The played stream was unpublished (seen in the room's events). */
@@ -1030,6 +1084,44 @@ class Room extends Emitter {
     }
   }
 
+  /** @returns {string|null} this participant's secret for resuming after a drop (connect({resumeSecret})) */
+  resumeSecret() {
+    return (this._self && this._self.resume_secret) || null;
+  }
+
+  // --- resuming (docs/protocol.md, "Reconnection in the SDKs") ---
+
+  /** The connection dropped: suspend every publication and playback; RECONNECTING. */
+  _reconnecting() {
+    for (const s of this._published) if (!s._ended) s._suspend();
+    for (const p of this._playing) if (!p._ended) p._suspend();
+    this._emit(ROOM_EVENT.RECONNECTING, this);
+  }
+
+  /** The join resumed: take the new state, publish and play again what was; RECONNECTED. */
+  _resumed(state) {
+    this._data = state.room;
+    this._self = state.self;
+    const present = new Map();
+    for (const data of state.participants || []) {
+      const known = this._participants.get(data.login);
+      if (known) known._update(data);
+      present.set(data.login, known || new Participant(this, data));
+    }
+    this._participants = present;
+    const seen = new Set(this._history.map((m) => m.id));
+    for (const m of state.history || []) if (!seen.has(m.id)) this._history.push(m);
+    for (const s of [...this._published]) if (!s._ended) s._restart();
+    for (const p of [...this._playing]) {
+      if (p._ended) continue;
+      const owner = this._participants.get(p._stream.participant().name());
+      const stream = owner && owner._streams.get(p._stream.id());
+      if (stream && stream.status() === STREAM_STATUS.PUBLISHING) p._restart(stream);
+      else p._unpublished();
+    }
+    this._emit(ROOM_EVENT.RECONNECTED, this);
+  }
+
   _participantFrom(data) {
     if (!data || data.login === this.selfName()) return null;
     let participant = this._participants.get(data.login);
@@ -1159,6 +1251,10 @@ class Connection extends Emitter {
     this._room = null;
     this._ws = null;
     this._pinger = null;
+    this._reconnectAttempts = options.reconnectAttempts === undefined ? 8 : options.reconnectAttempts;
+    this._reconnectDelay = options.reconnectDelay === undefined ? 500 : options.reconnectDelay;
+    this._closing = false;
+    this._resuming = false;
   }
 
   /** @returns {string} a SESSION_STATUS value */
@@ -1201,6 +1297,8 @@ class Connection extends Emitter {
 
   /** Close the session; DISCONNECTED follows. */
   disconnect() {
+    this._closing = true;
+    if (this._status === SESSION_STATUS.RECONNECTING) this._giveUp();
     if (this._room) this._room._shutdown();
     if (this._ws && this._ws.readyState <= WebSocket.OPEN) this._ws.close(1000, "disconnect");
     else this._setStatus(SESSION_STATUS.DISCONNECTED);
@@ -1221,12 +1319,13 @@ class Connection extends Emitter {
       const hello = {version: PROTOCOL_VERSION};
       if (this._options.token) hello.token = this._options.token;
       if (this._options.username !== undefined || !this._options.token) hello.username = this._options.username || "";
+      if (this._options.resumeSecret) hello.resume_secret = this._options.resumeSecret;
       this._request("hello", hello).then(
         (reply) => {
           this._username = reply.username;
           this._sessionId = reply.session;
           if (!this._options.iceServers) this._iceServers = Array.isArray(reply.ice_servers) ? reply.ice_servers : [];
-          this._pinger = setInterval(() => this._request("ping", {}).catch(() => {}), 25000);
+          this._startPinger(ws);
           this._setStatus(SESSION_STATUS.ESTABLISHED);
         },
         (err) => {
@@ -1240,6 +1339,7 @@ class Connection extends Emitter {
       if (!this._info) this._info = {code: ERROR_CODE.CONNECTION_ERROR, message: "the WebSocket connection failed"};
     };
     ws.onclose = (event) => {
+      if (ws !== this._ws || this._resumeAfterDrop()) return;
       clearInterval(this._pinger);
       for (const [, waiter] of this._pending) {
         clearTimeout(waiter.timer);
@@ -1259,6 +1359,140 @@ class Connection extends Emitter {
     return !this._ws || this._ws.readyState !== WebSocket.OPEN;
   }
 
+  // --- reconnection (docs/protocol.md, "Reconnection in the SDKs") ---
+
+  /** Keep-alive: a ping that gets no pong within the request timeout means a silent socket: drop it. */
+  _startPinger(ws) {
+    clearInterval(this._pinger);
+    this._pinger = setInterval(() => {
+      this._request("ping", {}).catch((err) => {
+        if (err && err.code === ERROR_CODE.TIMEOUT && ws === this._ws) this._abandon(ws);
+      });
+    }, 10000);
+  }
+
+  /** Stop listening to a socket and treat it as closed (it may never say so itself). */
+  _abandon(ws) {
+    ws.onclose = null;
+    ws.onmessage = null;
+    try {
+      ws.close();
+    } catch (_) {
+      /* closed */
+    }
+    if (ws !== this._ws || this._resumeAfterDrop()) return;
+    this._rejectPending();
+    if (this._room) this._room._shutdown();
+    this._setStatus(SESSION_STATUS.DISCONNECTED);
+  }
+
+  _rejectPending() {
+    for (const [, waiter] of this._pending) {
+      clearTimeout(waiter.timer);
+      waiter.reject({code: ERROR_CODE.DISCONNECTED, message: "the connection closed"});
+    }
+    this._pending.clear();
+  }
+
+  /**
+   * The socket closed. True when the reconnection handles it: a try of the loop failed (the loop goes on), or
+   * the drop was unexpected while in a room (the loop starts); false when the session is over.
+   */
+  _resumeAfterDrop() {
+    const room = this._room;
+    if (this._status === SESSION_STATUS.RECONNECTING) {
+      this._rejectPending();
+      return true;
+    }
+    if (this._closing || this._reconnectAttempts <= 0 || this._status !== SESSION_STATUS.ESTABLISHED) return false;
+    if (!room || !room._joined || room._closed) return false;
+    clearInterval(this._pinger);
+    this._rejectPending();
+    this._setStatus(SESSION_STATUS.RECONNECTING);
+    room._reconnecting();
+    this._reconnect(room);
+    return true;
+  }
+
+  /** Try (bounded, with backoff) to open a new socket and resume the room; else the session is over. */
+  async _reconnect(room) {
+    let delay = this._reconnectDelay;
+    for (let attempt = 1; attempt <= this._reconnectAttempts; attempt++) {
+      await new Promise((resolve) => setTimeout(resolve, delay * (0.8 + 0.4 * Math.random())));
+      delay = Math.min(delay * 2, 5000);
+      if (this._closing || this._status !== SESSION_STATUS.RECONNECTING) return;
+      try {
+        const state = await this._resumeOnce(room);
+        this._status = SESSION_STATUS.ESTABLISHED; // not emitted again: "join on ESTABLISHED" must not run twice
+        this._startPinger(this._ws);
+        room._resumed(state);
+        return;
+      } catch (err) {
+        const ws = this._ws;
+        if (ws) {
+          ws.onclose = null;
+          ws.onmessage = null;
+          try {
+            ws.close();
+          } catch (_) {
+            /* closed */
+          }
+        }
+        this._rejectPending();
+        const final = [ERROR_CODE.INVALID_TOKEN, ERROR_CODE.INVALID_USERNAME, ERROR_CODE.UNSUPPORTED_VERSION];
+        if (err && final.includes(err.code)) break;
+      }
+    }
+    this._giveUp();
+  }
+
+  /** Out of tries: the room shuts its streams and the session is DISCONNECTED. */
+  _giveUp() {
+    this._info = {code: ERROR_CODE.DISCONNECTED, message: "the connection dropped and could not be resumed"};
+    if (this._room) this._room._shutdown();
+    this._setStatus(SESSION_STATUS.DISCONNECTED);
+  }
+
+  /** One try: a new socket, hello with the resume secret, join the room again; resolves with the state. */
+  _resumeOnce(room) {
+    return new Promise((resolve, reject) => {
+      let ws;
+      try {
+        ws = new WebSocket(socketUrl(this._options.urlServer));
+      } catch (err) {
+        reject({code: ERROR_CODE.BAD_URL, message: String(err.message || err)});
+        return;
+      }
+      this._ws = ws;
+      ws.onmessage = (frame) => this._receive(frame.data);
+      ws.onclose = () => {
+        if (ws !== this._ws) return;
+        this._rejectPending();
+        if (this._status === SESSION_STATUS.RECONNECTING) reject({code: ERROR_CODE.DISCONNECTED, message: "the connection closed"});
+        else if (!this._resumeAfterDrop()) {
+          if (this._room) this._room._shutdown();
+          this._setStatus(SESSION_STATUS.DISCONNECTED);
+        }
+      };
+      ws.onopen = async () => {
+        const hello = {version: PROTOCOL_VERSION, resume_secret: room.resumeSecret() || undefined};
+        if (this._options.token) hello.token = this._options.token;
+        if (this._options.username !== undefined || !this._options.token) hello.username = this._options.username || "";
+        this._resuming = true;
+        try {
+          const reply = await this._request("hello", hello);
+          this._username = reply.username;
+          this._sessionId = reply.session;
+          resolve(await this._request("join", {room: room.name()}));
+        } catch (err) {
+          reject(err);
+        } finally {
+          this._resuming = false;
+        }
+      };
+    });
+  }
+
   _setStatus(status) {
     if (this._status === status) return;
     if (this._status === SESSION_STATUS.FAILED || this._status === SESSION_STATUS.DISCONNECTED) return;
@@ -1274,7 +1508,7 @@ class Connection extends Emitter {
    */
   _request(type, fields) {
     return new Promise((resolve, reject) => {
-      if (this._socketClosed()) {
+      if (this._socketClosed() || (this._status === SESSION_STATUS.RECONNECTING && !this._resuming)) {
         reject({code: ERROR_CODE.DISCONNECTED, message: "not connected"});
         return;
       }
