@@ -2,7 +2,7 @@
 
 Rooms and media depend on these protocols, never on :class:`roomapi.client.Connection`
 itself, so the SDK's modules import one way: constants, errors -> session ->
-media -> objects -> room -> client.
+media -> objects -> resume -> room -> client.
 """
 
 from __future__ import annotations

@@ -971,6 +971,8 @@ class Room extends Emitter {
     this._playingById = new Map();
     this._joined = false;
     this._closed = false;
+    /** @type {Set<number>} ids of the messages seen (history and received), so a resume repeats none */
+    this._messageIds = new Set();
   }
 
   /** @returns {string} the room name */
@@ -1073,6 +1075,7 @@ class Room extends Emitter {
       this._name = state.room.name;
       this._self = state.self;
       this._history = state.history || [];
+      for (const m of this._history) this._messageIds.add(m.id);
       for (const p of state.participants || []) this._participants.set(p.login, new Participant(this, p));
       this._joined = true;
       this._emit(ROOM_EVENT.STATE, this);
@@ -1109,8 +1112,11 @@ class Room extends Emitter {
       present.set(data.login, known || new Participant(this, data));
     }
     this._participants = present;
-    const seen = new Set(this._history.map((m) => m.id));
-    for (const m of state.history || []) if (!seen.has(m.id)) this._history.push(m);
+    for (const m of state.history || []) {
+      if (this._messageIds.has(m.id)) continue;
+      this._history.push(m);
+      this._handle({type: "message", message: m}); // sent while we were away: MESSAGE, once
+    }
     for (const s of [...this._published]) if (!s._ended) s._restart();
     for (const p of [...this._playing]) {
       if (p._ended) continue;
@@ -1204,6 +1210,7 @@ class Room extends Emitter {
         break;
       case "message": {
         const m = event.message;
+        if (m) this._messageIds.add(m.id);
         if (!m || (m.from && m.from === this.selfName())) break;
         const sender = m.from || "server";
         this._emit(ROOM_EVENT.MESSAGE, {
