@@ -54,11 +54,18 @@ class CuttableProxy:
 
     def close(self) -> None:
         """Stop listening, drop everything, end the thread (bounded)."""
-        asyncio.run_coroutine_threadsafe(self._cut(), self._loop).result(timeout=10)
-        if self._server is not None:
-            self._loop.call_soon_threadsafe(self._server.close)
+        asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(timeout=10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
+
+    async def _shutdown(self) -> None:
+        await self._cut()
+        if self._server is not None:
+            self._server.close()
+        tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _listen(self) -> None:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
