@@ -27,13 +27,10 @@ import pytest
 import roomapi
 from roomapi import STREAM_STATUS, RoomApiError
 from tests.media_sources import CounterVideoTrack
-from tests.security.hostile import RawClient, host_candidate, pending, recvonly_offer, with_candidates
+from tests.security.hostile import RawClient, host_candidate, recvonly_offer, with_candidates
 from tests.servers import DaphneServer
 
-pytestmark = [
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.xfail(strict=True, reason=pending("finding 4, caps on media work per participant")),
-]
+pytestmark = pytest.mark.django_db(transaction=True)
 
 WAIT = 20.0
 
