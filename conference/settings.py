@@ -281,6 +281,8 @@ MEDIA_MAX_CANDIDATES_PER_OFFER = env_int("MEDIA_MAX_CANDIDATES_PER_OFFER", 20)
 # Remote candidates in private ranges (RFC 1918, ULA, CGNAT): on for LAN use; off on a public-only deployment.
 # Loopback, link-local, multicast, unspecified and reserved addresses are always refused.
 MEDIA_ALLOW_PRIVATE_CANDIDATES = env_bool("MEDIA_ALLOW_PRIVATE_CANDIDATES", True)
+# Networks always accepted, before any refusal (e.g. "127.0.0.1/32" for a TURN server on this host in tests).
+MEDIA_ALLOWED_CANDIDATE_NETWORKS = env_list("MEDIA_ALLOWED_CANDIDATE_NETWORKS", "")
 
 # --- Recording --------------------------------------------------------------
 RECORDINGS_DIR = Path(env_str("RECORDINGS_DIR", str(BASE_DIR / "recordings")))

@@ -73,6 +73,9 @@ def refusal(host: str) -> str | None:
         return "a host name instead of an address"
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
+    for network in settings.MEDIA_ALLOWED_CANDIDATE_NETWORKS:
+        if address in ipaddress.ip_network(network, strict=False):
+            return None
     for refused, why in (
         (address.is_unspecified, "an unspecified address"),
         (address.is_loopback, "a loopback address"),
