@@ -266,6 +266,24 @@ MEDIA_PUBLISHER_MAX_BITRATE = env_int("MEDIA_PUBLISHER_MAX_BITRATE", 2_500_000)
 # Minimum seconds between two keyframe requests forwarded to one publisher.
 MEDIA_PLI_INTERVAL = env_float("MEDIA_PLI_INTERVAL", 0.5)
 
+# --- Media caps (docs/security.md, "Media work per participant and per room"; 0 = no cap) --------------------
+# Live publications (PENDING or PUBLISHING streams) per participant: camera + screen.
+MEDIA_MAX_PUBLICATIONS_PER_PARTICIPANT = env_int("MEDIA_MAX_PUBLICATIONS_PER_PARTICIPANT", 2)
+# Open plays per participant.
+MEDIA_MAX_PLAYS_PER_PARTICIPANT = env_int("MEDIA_MAX_PLAYS_PER_PARTICIPANT", 100)
+# Peer connections (publications and plays) not connected yet, per participant and per room: each holds relay
+# ports and sends ICE checks until it connects or MEDIA_CONNECT_TIMEOUT ends it. Keep the room cap within
+# the MEDIA_UDP_PORTS range.
+MEDIA_MAX_PENDING_PER_PARTICIPANT = env_int("MEDIA_MAX_PENDING_PER_PARTICIPANT", 30)
+MEDIA_MAX_PENDING_PER_ROOM = env_int("MEDIA_MAX_PENDING_PER_ROOM", 200)
+# Distinct remote ICE candidates per offer, and per peer connection with its trickled ones.
+MEDIA_MAX_CANDIDATES_PER_OFFER = env_int("MEDIA_MAX_CANDIDATES_PER_OFFER", 20)
+# Remote candidates in private ranges (RFC 1918, ULA, CGNAT): on for LAN use; off on a public-only deployment.
+# Loopback, link-local, multicast, unspecified and reserved addresses are always refused.
+MEDIA_ALLOW_PRIVATE_CANDIDATES = env_bool("MEDIA_ALLOW_PRIVATE_CANDIDATES", True)
+# Networks always accepted, before any refusal (e.g. "127.0.0.1/32" for a TURN server on this host in tests).
+MEDIA_ALLOWED_CANDIDATE_NETWORKS = env_list("MEDIA_ALLOWED_CANDIDATE_NETWORKS", "")
+
 # --- Recording --------------------------------------------------------------
 RECORDINGS_DIR = Path(env_str("RECORDINGS_DIR", str(BASE_DIR / "recordings")))
 # Behind nginx: the URL prefix of its internal location for RECORDINGS_DIR (deploy/rooms-locations.conf,

@@ -134,6 +134,28 @@ class SenderLink:
 
 # --- receivers (the publisher side) --------------------------------------------------------------------------
 
+MAX_SSRCS = 32
+"""Per-SSRC entries a receiver keeps: a publisher sends a handful (media, RTX, simulcast layers)."""
+
+
+class SsrcTable(dict[int, Any]):
+    """A per-SSRC map that forgets its oldest entry past ``MAX_SSRCS``: a publisher sending ever new SSRCs
+    (each packet authenticated by its own SRTP) costs a bounded amount of memory."""
+
+    def __setitem__(self, key: int, value: Any) -> None:
+        if key not in self and len(self) >= MAX_SSRCS:
+            del self[next(iter(self))]
+        super().__setitem__(key, value)
+
+
+def _bounded(receiver: RTCRtpReceiver, name: str) -> dict[int, Any]:
+    """Replace one of aiortc's per-SSRC dictionaries of ``receiver`` by an :class:`SsrcTable` (aiortc uses it too)."""
+    table = getattr(receiver, name)
+    if not isinstance(table, SsrcTable):
+        table = SsrcTable(table)
+        setattr(receiver, name, table)
+    return table
+
 
 class ReceiverLink:
     """An aiortc RTCRtpReceiver whose RTP the relay handles itself: the state feedback needs, and its RTCP outlet.
@@ -146,11 +168,11 @@ class ReceiverLink:
         prefix = "_RTCRtpReceiver__"
         self.codecs: dict[int, RTCRtpCodecParameters] = getattr(receiver, prefix + "codecs")
         """Negotiated codecs by payload type (RTX included)."""
-        self.remote_streams: dict[int, StreamStatistics] = getattr(receiver, prefix + "remote_streams")
+        self.remote_streams: dict[int, StreamStatistics] = _bounded(receiver, prefix + "remote_streams")
         """Reception statistics by SSRC, read by aiortc's receiver reports."""
         self.rtx_ssrc: dict[int, int] = getattr(receiver, prefix + "rtx_ssrc")
         """RTX SSRC -> the SSRC of the media it repairs."""
-        self.active_ssrc: dict[int, Any] = getattr(receiver, prefix + "active_ssrc")
+        self.active_ssrc: dict[int, Any] = _bounded(receiver, prefix + "active_ssrc")
         """SSRC -> when it was last heard (aiortc's getSynchronizationSources)."""
         self.nack_generator: Any = getattr(receiver, prefix + "nack_generator")
         """aiortc's NackGenerator for video, None for audio."""

@@ -15,6 +15,7 @@ import logging
 from channels.layers import get_channel_layer
 from django.conf import settings
 
+from media_relay import candidates
 from media_relay import contract as c
 from media_relay.reaper import reap_dead_workers
 from media_relay.registry import WorkerInfo, registry
@@ -71,11 +72,13 @@ class MediaClient:
         return True
 
     async def publish(self, command: c.PublishCommand) -> None:
-        """Ask the placement's worker to answer a publisher's offer."""
+        """Ask the placement's worker to answer a publisher's offer (its candidates screened first)."""
+        command["sdp"], _ = candidates.screen_offer(command["sdp"])
         await self._send(command["placement"], command)
 
     async def play(self, command: c.PlayCommand) -> None:
-        """Ask the placement's worker to answer a player's offer."""
+        """Ask the placement's worker to answer a player's offer (its candidates screened first)."""
+        command["sdp"], _ = candidates.screen_offer(command["sdp"])
         await self._send(command["placement"], command)
 
     async def stop(self, command: c.StopCommand) -> None:
@@ -84,7 +87,9 @@ class MediaClient:
             raise c.MediaError(c.MediaErrorCode.PLAY_NOT_FOUND, "no such playback")
 
     async def ice(self, command: c.IceCommand) -> None:
-        """Hand a trickled candidate to the peer connection it belongs to."""
+        """Hand a trickled candidate to the peer connection it belongs to (screened first; an mDNS one is dropped)."""
+        if not candidates.screen_trickled(command["candidate"]):
+            command["candidate"] = None
         if not await self._send(command["placement"], command, place=False):
             raise c.MediaError(c.MediaErrorCode.PLAY_NOT_FOUND, "no such peer connection")
 

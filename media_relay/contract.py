@@ -31,6 +31,10 @@ class MediaErrorCode(StrEnum):
     PLAY_NOT_FOUND = "play_not_found"
     MEDIA_UNAVAILABLE = "media_unavailable"
     MEDIA_FAILED = "media_failed"
+    TOO_MANY_PLAYS = "too_many_plays"
+    TOO_MANY_PENDING = "too_many_pending"
+    TOO_MANY_CANDIDATES = "too_many_candidates"
+    CANDIDATE_REFUSED = "candidate_refused"
 
 
 class MediaError(Exception):

@@ -14,12 +14,12 @@ import logging
 import os
 import time
 import uuid
-from collections import defaultdict
+from dataclasses import dataclass, field
 
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from media_relay import aiortc_compat, stats
+from media_relay import aiortc_compat, candidates, stats
 from media_relay import contract as c
 from media_relay.peers import Playback, Publication
 from media_relay.port import media_events
@@ -28,6 +28,14 @@ from media_relay.recording.sink import recording_format, start_recording, wait_f
 from media_relay.registry import HEARTBEAT_SECONDS, WorkerInfo, registry
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass
+class _KeyLock:
+    """The lock that orders the commands of one id, kept only while commands for that id are in flight."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0
 
 
 class MediaWorker:
@@ -39,7 +47,10 @@ class MediaWorker:
         self.channel = ""
         self.publications: dict[str, Publication] = {}
         self.playbacks: dict[str, Playback] = {}
-        self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._locks: dict[str, _KeyLock] = {}
+        """One entry per id with commands in flight: an id that names nothing leaves nothing behind."""
+        self._candidates: dict[str, int] = {}
+        """Remote candidates given to each open peer connection (offer and trickled)."""
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
 
@@ -106,11 +117,40 @@ class MediaWorker:
                 logger.exception("media worker heartbeat failed")
 
     def _spawn(self, message: c.Command) -> None:
-        key = message.get("stream_id") or message.get("play_id") or message.get("pc_id") or "global"
-        lock = self._locks[str(key)]
-        task = asyncio.ensure_future(self._handle(message, lock))
+        key = str(message.get("stream_id") or message.get("play_id") or message.get("pc_id") or "global")
+        entry = self._locks.get(key)
+        if entry is None:
+            entry = self._locks[key] = _KeyLock()
+        entry.users += 1
+        task = asyncio.ensure_future(self._handle(message, entry.lock))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda _task: self._release(key, entry))
+
+    def _release(self, key: str, entry: _KeyLock) -> None:
+        entry.users -= 1
+        if entry.users == 0 and self._locks.get(key) is entry:
+            del self._locks[key]
+
+    def _check_quota(self, participant_id: int, placement: int, *, playing: bool) -> None:
+        """Refuse a new peer connection over the caps of its participant and its room (too_many_*)."""
+        sessions: list[Publication | Playback] = [*self.publications.values(), *self.playbacks.values()]
+        mine = [s for s in sessions if s.participant_id == participant_id and not s.closed]
+        plays = settings.MEDIA_MAX_PLAYS_PER_PARTICIPANT
+        if playing and plays and sum(isinstance(s, Playback) for s in mine) >= plays:
+            raise c.MediaError(c.MediaErrorCode.TOO_MANY_PLAYS, f"at most {plays} plays per participant; stop one")
+        pending = settings.MEDIA_MAX_PENDING_PER_PARTICIPANT
+        if pending and sum(_pending(s) for s in mine) >= pending:
+            raise c.MediaError(
+                c.MediaErrorCode.TOO_MANY_PENDING,
+                f"at most {pending} peer connections per participant may be connecting; wait for them",
+            )
+        room_pending = settings.MEDIA_MAX_PENDING_PER_ROOM
+        if room_pending and sum(_pending(s) and _placement(s) == placement for s in sessions) >= room_pending:
+            raise c.MediaError(
+                c.MediaErrorCode.TOO_MANY_PENDING,
+                f"at most {room_pending} peer connections per room may be connecting; try again shortly",
+            )
 
     async def _handle(self, message: c.Command, lock: asyncio.Lock) -> None:
         async with lock:
@@ -158,6 +198,8 @@ class MediaWorker:
     async def publish(self, command: c.PublishCommand) -> None:
         """Answer a publisher's offer; PublicationFlowing follows when media arrives."""
         stream_id = command["stream_id"]
+        self._check_quota(command["participant_id"], command["placement"], playing=False)
+        sdp, offered = candidates.screen_offer(command["sdp"])
 
         async def failed(reason: str) -> None:
             await self._end_publication(stream_id, c.PublicationStatus.FAILED, reason)
@@ -166,9 +208,10 @@ class MediaWorker:
             stream_id, command["placement"], command["participant_id"], failed, self._media_flowing
         )
         self.publications[stream_id] = publication
+        self._candidates[stream_id] = offered
         stats.STATS.publications_opened += 1
         await self._announce()
-        sdp = await publication.answer(command["sdp"])
+        sdp = await publication.answer(sdp)
         await media_events().answer(
             c.Answer(command["reply_channel"], command["rid"], stream_id, stream_id, None, sdp)
         )
@@ -189,8 +232,8 @@ class MediaWorker:
             return
         for playback in list(publication.playbacks):
             await self._end_playback(playback, c.PlaybackState.UNPUBLISHED, "the stream was unpublished")
+        self._candidates.pop(stream_id, None)
         await publication.close()
-        self._locks.pop(stream_id, None)
 
     # --- play ---------------------------------------------------------------------
 
@@ -202,6 +245,8 @@ class MediaWorker:
                 c.MediaErrorCode.STREAM_NOT_PUBLISHING, "the requested stream must be in the active state PUBLISHING"
             )
         play_id = command["play_id"]
+        self._check_quota(command["participant_id"], command["placement"], playing=True)
+        offer, offered = candidates.screen_offer(command["sdp"])
 
         async def failed(reason: str) -> None:
             playback = self.playbacks.get(play_id)
@@ -212,13 +257,15 @@ class MediaWorker:
             play_id, publication, command["participant_id"], command["reply_channel"], failed, self._playing
         )
         self.playbacks[play_id] = playback
+        self._candidates[play_id] = offered
         stats.STATS.playbacks_opened += 1
         await self._announce()
         publication.playbacks.add(playback)
         try:
-            sdp = await playback.answer(command["sdp"])
+            sdp = await playback.answer(offer)
         except Exception:
             self.playbacks.pop(play_id, None)
+            self._candidates.pop(play_id, None)
             await playback.close()
             raise
         await media_events().answer(
@@ -235,7 +282,7 @@ class MediaWorker:
 
     async def _end_playback(self, playback: Playback, status: c.PlaybackState, reason: str) -> None:
         self.playbacks.pop(playback.play_id, None)
-        self._locks.pop(playback.play_id, None)
+        self._candidates.pop(playback.play_id, None)
         await playback.close()
         await self._playback_status(playback, status, reason)
 
@@ -255,6 +302,16 @@ class MediaWorker:
         session: Publication | Playback | None = self.publications.get(pc_id) or self.playbacks.get(pc_id)
         if session is None or session.participant_id != command["participant_id"]:
             raise c.MediaError(c.MediaErrorCode.PLAY_NOT_FOUND, "no such peer connection of yours")
+        if command["candidate"] and candidates.screen_trickled(command["candidate"]):
+            given = self._candidates.get(pc_id, 0) + 1
+            limit = settings.MEDIA_MAX_CANDIDATES_PER_OFFER
+            if limit and given > limit:
+                raise c.MediaError(
+                    c.MediaErrorCode.TOO_MANY_CANDIDATES, f"at most {limit} ICE candidates per peer connection"
+                )
+            self._candidates[pc_id] = given
+        else:
+            command["candidate"] = None
         await session.add_candidate(command["candidate"], command["sdp_mid"], command["sdp_mline_index"])
         await media_events().acked(c.Acked(command["reply_channel"], command["rid"]))
 
@@ -291,12 +348,22 @@ class MediaWorker:
         for playback in list(self.playbacks.values()):
             await playback.close()
         self.playbacks.clear()
+        self._candidates.clear()
         await wait_for_recordings()
         stats.LIVE_WORKERS.discard(self)
         try:
             await registry().withdraw(self.worker_id)
         except Exception:
             logger.exception("withdrawing media worker failed")
+
+
+def _pending(session: Publication | Playback) -> bool:
+    """A peer connection still connecting: it holds relay ports and makes ICE checks."""
+    return not session.closed and session.pc.connectionState != "connected"
+
+
+def _placement(session: Publication | Playback) -> int:
+    return session.room_id if isinstance(session, Publication) else session.publication.room_id
 
 
 _inprocess: dict[int, tuple[MediaWorker, asyncio.Task[None]]] = {}

@@ -35,6 +35,10 @@ ERROR_CODES: dict[c.MediaErrorCode, ErrorCode] = {
     c.MediaErrorCode.PLAY_NOT_FOUND: ErrorCode.PLAY_NOT_FOUND,
     c.MediaErrorCode.MEDIA_UNAVAILABLE: ErrorCode.MEDIA_UNAVAILABLE,
     c.MediaErrorCode.MEDIA_FAILED: ErrorCode.MEDIA_FAILED,
+    c.MediaErrorCode.TOO_MANY_PLAYS: ErrorCode.TOO_MANY_PLAYS,
+    c.MediaErrorCode.TOO_MANY_PENDING: ErrorCode.TOO_MANY_PENDING,
+    c.MediaErrorCode.TOO_MANY_CANDIDATES: ErrorCode.TOO_MANY_CANDIDATES,
+    c.MediaErrorCode.CANDIDATE_REFUSED: ErrorCode.CANDIDATE_REFUSED,
 }
 
 

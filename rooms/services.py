@@ -547,10 +547,20 @@ def create_stream(participant_id: int, kind: str, record: bool) -> Stream:
     participant = _present_participant(participant_id)
     if participant.streams.filter(kind=kind, status__in=LIVE).exists():
         raise RoomError(ErrorCode.ALREADY_PUBLISHING, f"already publishing a {kind} stream")
+    check_publication_cap(participant)
     stream = Stream(participant=participant, kind=kind, record=record or participant.room.record)
     stream.name = f"{participant.login}-{kind}-{stream.public_id[:6]}"
     stream.save()
     return stream
+
+
+def check_publication_cap(participant: Participant) -> None:
+    """Refuse a publication past MEDIA_MAX_PUBLICATIONS_PER_PARTICIPANT live streams (too_many_publications)."""
+    cap = settings.MEDIA_MAX_PUBLICATIONS_PER_PARTICIPANT
+    if cap and participant.streams.filter(status__in=LIVE).count() >= cap:
+        raise RoomError(
+            ErrorCode.TOO_MANY_PUBLICATIONS, f"at most {cap} publications per participant; unpublish one first"
+        )
 
 
 def own_stream(participant_id: int, stream_id: str) -> Stream:

@@ -39,7 +39,9 @@ def turn() -> Iterator[TurnServer]:
 @pytest.fixture
 def server(transactional_db: Any, turn: TurnServer) -> Iterator[DaphneServer]:
     """A daphne process that hands out coturn's URL with minted credentials."""
-    env = {"TURN_URLS": turn.url, "TURN_SECRET": turn.secret, "TURN_TTL": "300", "MEDIA_CONNECT_TIMEOUT": "10"}
+    env = {"TURN_URLS": turn.url, "TURN_SECRET": turn.secret, "TURN_TTL": "300", "MEDIA_CONNECT_TIMEOUT": "10",
+           # coturn listens on loopback here: its relay candidates must pass the relay's candidate screening.
+           "MEDIA_ALLOWED_CANDIDATE_NETWORKS": "127.0.0.1/32"}
     with DaphneServer(env) as srv:
         yield srv
 

@@ -23,17 +23,15 @@ from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import pytest
+from aiortc import RTCPeerConnection
 
 import roomapi
 from roomapi import STREAM_STATUS, RoomApiError
 from tests.media_sources import CounterVideoTrack
-from tests.security.hostile import RawClient, host_candidate, pending, recvonly_offer, with_candidates
+from tests.security.hostile import RawClient, host_candidate, recvonly_offer, with_candidates
 from tests.servers import DaphneServer
 
-pytestmark = [
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.xfail(strict=True, reason=pending("finding 4, caps on media work per participant")),
-]
+pytestmark = pytest.mark.django_db(transaction=True)
 
 WAIT = 20.0
 
@@ -155,4 +153,74 @@ async def test_trickled_candidates_to_link_local_or_multicast_are_refused(transa
             refused = await mallory.request({"type": "ice", "pc": uuid.uuid4().hex, "candidate": candidate})
             assert refused["type"] == "error" and refused["code"] == "candidate_refused", refused
         await mallory.alive()
+        await mallory.close()
+
+
+def offered_addresses(sdp: str) -> set[tuple[str, str, str]]:
+    """The distinct (transport, address, port) of an SDP's own candidates."""
+    found = set()
+    for line in sdp.split("\r\n"):
+        if line.startswith("a=candidate:"):
+            fields = line.split()
+            found.add((fields[2].lower(), fields[4], fields[5]))
+    return found
+
+
+async def test_trickled_candidates_past_the_cap_are_refused(transactional_db: Any) -> None:
+    """Finding 4: a peer connection takes at most MEDIA_MAX_CANDIDATES_PER_OFFER candidates, offer and trickled
+    ones together; the next `ice` is refused with too_many_candidates and the connection stays up.  The trickled
+    candidates are this machine's own address (the one the offer carries) on other ports."""
+    cap = 6
+    with serve(MEDIA_MAX_CANDIDATES_PER_OFFER=str(cap)) as server:
+        async with ann_publishing(server, "tricklecap") as (_ann, _room, stream_id):
+            mallory = await mallory_in(server, "tricklecap")
+            offer = await recvonly_offer(audio=False)
+            own = offered_addresses(offer)
+            assert 0 < len(own) < cap, own
+            answer = await mallory.request({"type": "play", "stream": stream_id, "sdp": offer})
+            assert answer["type"] == "answer", answer
+            host = next(iter(own))[1]
+            for n in range(cap - len(own) + 1):
+                candidate = {"candidate": host_candidate(host, 9 + n, 90 + n), "sdpMid": "0", "sdpMLineIndex": 0}
+                reply = await mallory.request({"type": "ice", "pc": answer["pc"], "candidate": candidate})
+                expected = "ack" if n < cap - len(own) else "error"
+                assert reply["type"] == expected, (n, reply)
+            assert reply["code"] == "too_many_candidates", reply
+            await mallory.alive()
+            await mallory.close()
+
+
+async def test_pending_peer_connections_are_capped_per_room(transactional_db: Any) -> None:
+    """Finding 4: with MEDIA_MAX_PENDING_PER_ROOM=2, two plays of mallory that never connect leave eve's first
+    play refused with too_many_pending (the room's cap, not hers); eve's connection stays up."""
+    with serve(MEDIA_MAX_PENDING_PER_ROOM="2", MEDIA_CONNECT_TIMEOUT="15") as server:
+        async with ann_publishing(server, "roompending") as (_ann, _room, stream_id):
+            mallory = await mallory_in(server, "roompending")
+            offer = await recvonly_offer(audio=False)
+            for _ in range(2):
+                reply = await mallory.request({"type": "play", "stream": stream_id, "sdp": offer})
+                assert reply["type"] == "answer", reply
+            eve = await RawClient.open(server.ws_url, "eve")
+            assert (await eve.request({"type": "join", "room": "roompending"}))["type"] == "state"
+            refused = await eve.request({"type": "play", "stream": stream_id, "sdp": offer})
+            assert refused["type"] == "error" and refused["code"] == "too_many_pending", refused
+            await eve.alive()
+            await eve.close()
+            await mallory.close()
+
+
+async def test_a_publish_offer_to_loopback_is_refused(transactional_db: Any) -> None:
+    """Finding 4: a publish offer whose only candidate is this server's Redis is refused with candidate_refused;
+    the participant can publish a good offer next."""
+    with serve() as server:
+        mallory = await mallory_in(server, "pubreflect")
+        pc = RTCPeerConnection()
+        pc.addTrack(CounterVideoTrack((10, 200, 10)))
+        await pc.setLocalDescription(await pc.createOffer())
+        good = pc.localDescription.sdp
+        await pc.close()
+        bad = with_candidates(without_candidates(good), [host_candidate("127.0.0.1", 6379)])
+        refused = await mallory.request({"type": "publish", "kind": "camera", "sdp": bad})
+        assert refused["type"] == "error" and refused["code"] == "candidate_refused", refused
+        assert (await mallory.request({"type": "publish", "kind": "camera", "sdp": good}))["type"] == "answer"
         await mallory.close()

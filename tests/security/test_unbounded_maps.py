@@ -22,12 +22,8 @@ from media_relay import contract
 from media_relay.aiortc_compat import ReceiverLink
 from media_relay.forwarding import Ingest
 from media_relay.worker import MediaWorker
-from tests.security.hostile import pending
 
-pytestmark = [
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.xfail(strict=True, reason=pending("finding 8, maps keyed by client input bounded")),
-]
+pytestmark = pytest.mark.django_db(transaction=True)
 
 #: Per-SSRC entries an ingest may hold (a publisher sends a handful: media, RTX, simulcast layers).
 SSRC_BOUND = 64
