@@ -107,11 +107,11 @@ def downtrack(
     kind: str,
     payload_types: dict[int, int],
     rtx_payload_type: int | None = None,
-    on_keyframe: Callable[[], None] | None = None,
+    on_keyframe: Callable[[int], None] | None = None,
 ) -> tuple[DownTrack, CapturedSenderLink]:
     """A player's DownTrack and the link that captures what it sends."""
     link = CapturedSenderLink(kind)
-    track = DownTrack(kind, link, payload_types, rtx_payload_type, lambda: None, on_keyframe or (lambda: None))
+    track = DownTrack(kind, link, payload_types, rtx_payload_type, lambda: None, on_keyframe or (lambda _layer: None))
     return track, link
 
 
