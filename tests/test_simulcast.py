@@ -352,3 +352,41 @@ async def test_only_the_top_layer_is_recorded() -> None:
     ingest.sinks.append(Sink())
     await feed(ingest, publisher.frame_of_all())
     assert {p.ssrc for p in written} == {SSRCS[2]} and len(written) == 2
+
+
+# --- dynacast -------------------------------------------------------------------------------------------------
+
+
+class Player:
+    """What a Publication asks of its playbacks for dynacast: the wanted quality of their video."""
+
+    def __init__(self, quality: str) -> None:
+        self.chooser_quality = {"video": quality}
+
+
+async def test_dynacast_wants_the_layers_up_to_the_highest_wanted_quality() -> None:
+    """Nobody playing: only the lowest layer; then up to the best any player wants (or the top when recorded)."""
+    from media_relay.peers import Publication
+
+    async def nothing(*_args: object) -> None:
+        return None
+
+    wanted: list[set[str]] = []
+    publication = Publication("s", 1, 1, nothing, nothing, on_layers_wanted=wanted.append)
+    try:
+        publication.rids = list(RIDS)
+        publication.ingests["video"] = Ingest("video", CapturedReceiverLink("video", [VP8]), lambda _i: None, 1.0, RIDS)
+        publication.update_layers_wanted()
+        low, high = Player("low"), Player("auto")
+        publication.playbacks.add(low)  # type: ignore[arg-type]
+        publication.update_layers_wanted()
+        publication.update_layers_wanted()  # no change, no call
+        publication.playbacks.add(high)  # type: ignore[arg-type]
+        publication.update_layers_wanted()
+        publication.playbacks.discard(high)  # type: ignore[arg-type]
+        publication.update_layers_wanted()
+        publication.ingests["video"].sinks.append(object())  # type: ignore[arg-type]
+        publication.update_layers_wanted()
+        assert wanted == [{"q"}, {"q", "h", "f"}, {"q"}, {"q", "h", "f"}]
+    finally:
+        await publication.close()
