@@ -2,9 +2,10 @@
 
 The estimate follows the loss part of Google Congestion Control (draft-ietf-rmcat-gcc, section 6): above 10%
 loss the estimate drops by half the loss ratio, below 2% it grows 8% per report, in between it holds.  The
-player's REMB, when it sends one, is used as a congestion signal only: a REMB below the rate being forwarded
-pulls the estimate down to it (a receiver's REMB never exceeds ~1.5x what it receives, so it cannot tell
-whether a higher layer would fit).  Stepping up to the next layer is a *timed probe without padding*: after
+player's REMB, when it sends one, is used as a congestion signal only: a REMB that *drops* (its delay-based
+estimator saw overuse) below the rate being forwarded pulls the estimate down to it.  A receiver's REMB never
+exceeds ~1.5x what it receives, so it can neither tell whether a higher layer would fit nor keep up right after
+a step up: its level alone is no signal.  Stepping up to the next layer is a *timed probe without padding*: after
 ``hold`` seconds under 2% loss the next layer is tried; loss above 10% within ``PROBE_WINDOW`` seconds of a
 step up sends the player back and doubles ``hold`` (up to ``MAX_HOLD``), a success resets it.  Padding or RTX
 probes were left out: they cost every player's downlink all the time for what a few seconds of a trial layer
@@ -31,6 +32,8 @@ STEP_UP_MARGIN = 1.15
 HOLD = 3.0
 MAX_HOLD = 30.0
 PROBE_WINDOW = 5.0
+REMB_DROP = 0.9
+"""A REMB below this share of the previous one is a drop (GCC's delay-based decrease is 0.85x)."""
 
 
 class LayerChooser:
@@ -46,6 +49,7 @@ class LayerChooser:
         self.hold = HOLD
         self._stable_since: float | None = None
         self._stepped_up_at: float | None = None
+        self._last_remb: float | None = None
         self._on_target = on_target
 
     def set_quality(self, quality: str, bitrates: Sequence[float]) -> int:
@@ -92,9 +96,12 @@ class LayerChooser:
         return self.choose(bitrates)
 
     def on_remb(self, bitrate: float, current: int, bitrates: Sequence[float]) -> int:
-        """The player's REMB: lowers the estimate when it is below what is being forwarded."""
+        """The player's REMB: a drop (its delay-based estimator saw overuse) below what is being forwarded lowers
+        the estimate.  A REMB that merely lags behind a step up (it ramps from the old rate) is no congestion."""
         rate = bitrates[current] if 0 <= current < len(bitrates) else 0.0
-        if rate and bitrate < rate:
+        dropped = self._last_remb is not None and bitrate < self._last_remb * REMB_DROP
+        self._last_remb = bitrate
+        if dropped and rate and bitrate < rate:
             self.estimate = bitrate if self.estimate is None else min(self.estimate, bitrate)
             self._stable_since = None
         return self.choose(bitrates)

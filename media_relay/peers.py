@@ -288,6 +288,8 @@ class Publication(PeerSession):
             await asyncio.sleep(1.0)
 
     def _first_packet(self, ingest: Ingest) -> None:
+        if ingest.layer_map is not None:
+            self.update_layers_wanted()
         if not self.publishing:
             self.publishing = True
             task = asyncio.ensure_future(self._on_media(self))

@@ -73,13 +73,17 @@ def test_backoff_is_bounded() -> None:
     assert chooser.hold == MAX_HOLD
 
 
-def test_remb_below_the_forwarded_rate_steps_down() -> None:
-    """A REMB under what is forwarded is congestion; one above it changes nothing (it cannot show headroom)."""
+def test_a_remb_drop_below_the_forwarded_rate_steps_down() -> None:
+    """A REMB that drops under what is forwarded is congestion; one that only lags behind (ramping up after a
+    switch) or stays above changes nothing (it cannot show headroom)."""
     chooser = LayerChooser("auto")
     assert chooser.on_remb(3_000_000, 2, BITRATES) == 2
     assert chooser.estimate is None
     assert chooser.on_remb(400_000, 2, BITRATES) == 0
     assert chooser.on_remb(2_000_000, 0, BITRATES) == 0
+    ramping = LayerChooser("auto")
+    for remb in (200_000, 300_000, 400_000, 600_000):  # below the top layer's rate, but rising
+        assert ramping.on_remb(remb, 2, BITRATES) == 2
 
 
 def test_quality_below_the_estimate_wins() -> None:
