@@ -182,15 +182,19 @@ async def width_reached(track: MediaStreamTrack, width: int, timeout: float = TI
     async def decode() -> None:
         while True:
             frame = await track.recv()
-            if frame.width == width:
+            if getattr(frame, "width", None) == width:
                 return
 
     await asyncio.wait_for(decode(), timeout)
     return time.monotonic() - start
 
 
-async def measure(repeats: int) -> dict[str, list[float]]:
-    """Switching times of one player: low -> high (up) and high -> low (down), ``repeats`` times each."""
+async def measure(repeats: int, keep_layers: bool = False) -> dict[str, list[float]]:
+    """Switching times of one player: low -> high (up) and high -> low (down), ``repeats`` times each.
+
+    Alone, the player's switch up waits for dynacast to resume the top layer at the publisher; with
+    ``keep_layers`` a second player watching "high" keeps every layer flowing (the switch alone is measured).
+    """
     from playwright.async_api import async_playwright
 
     from tests.e2e.conftest import CHROMIUM_ARGS
@@ -201,6 +205,10 @@ async def measure(repeats: int) -> dict[str, list[float]]:
         rig = SimulcastRig(browser)
         try:
             await rig.publish()
+            if keep_layers:
+                _, other, _ = await rig.play("high")
+                await width_reached(other, WIDTHS["high"])
+                drain = asyncio.ensure_future(_drain(other))
             playback, track, _ = await rig.play("low")
             await width_reached(track, WIDTHS["low"])
             await asyncio.sleep(2.0)
@@ -212,21 +220,30 @@ async def measure(repeats: int) -> dict[str, list[float]]:
                 times["down"].append(await width_reached(track, WIDTHS["low"]))
                 await asyncio.sleep(2.0)
         finally:
+            if keep_layers:
+                drain.cancel()
             await rig.close()
             await browser.close()
     return times
 
 
+async def _drain(track: MediaStreamTrack) -> None:
+    """Keep decoding a track nobody looks at (its frames would queue up in aiortc and slow everything)."""
+    while True:
+        await track.recv()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--keep-layers", action="store_true", help="a second player keeps all layers flowing")
     args = parser.parse_args()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "conference.settings")
     import django
 
     django.setup()
     logging.basicConfig(level=logging.WARNING)
-    times = asyncio.run(measure(args.repeats))
+    times = asyncio.run(measure(args.repeats, args.keep_layers))
     for name, values in times.items():
         sys.stdout.write(
             f"layer {name}: median {statistics.median(values) * 1000:.0f} ms, "
