@@ -83,6 +83,8 @@ class SimulcastRig:
         self.wanted: list[set[str]] = []
         self.speaking: list[list[str]] = []
         self.speakers: Any = None
+        self.switched_at: list[tuple[float, str]] = []
+        """When the relay switched a player's layer (any player), and to which quality."""
 
     async def publish(self, audio: bool = False) -> None:
         """Open the page, publish three layers (and a silent tone), wait until the publication's media flows."""
@@ -126,6 +128,7 @@ class SimulcastRig:
 
         async def on_quality(_playback: Any, forwarded: str) -> None:
             reports.append(forwarded)
+            self.switched_at.append((time.monotonic(), forwarded))
 
         playback = Playback(
             uuid.uuid4().hex, self.publication, 2, "test", _failed("playback"), _nothing, quality=quality,
@@ -190,7 +193,8 @@ async def width_reached(track: MediaStreamTrack, width: int, timeout: float = TI
 
 
 async def measure(repeats: int, keep_layers: bool = False) -> dict[str, list[float]]:
-    """Switching times of one player: low -> high (up) and high -> low (down), ``repeats`` times each.
+    """Switching times of one player: low -> high (up) and high -> low (down), ``repeats`` times each: until the
+    player decodes a frame of the new width, and (``(relay)``) until the relay forwards the new layer.
 
     Alone, the player's switch up waits for dynacast to resume the top layer at the publisher; with
     ``keep_layers`` a second player watching "high" keeps every layer flowing (the switch alone is measured).
@@ -199,7 +203,7 @@ async def measure(repeats: int, keep_layers: bool = False) -> dict[str, list[flo
 
     from tests.e2e.conftest import CHROMIUM_ARGS
 
-    times: dict[str, list[float]] = {"up": [], "down": []}
+    times: dict[str, list[float]] = {"up": [], "down": [], "up (relay)": [], "down (relay)": []}
     async with async_playwright() as driver:
         browser = await driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         rig = SimulcastRig(browser)
@@ -213,12 +217,14 @@ async def measure(repeats: int, keep_layers: bool = False) -> dict[str, list[flo
             await width_reached(track, WIDTHS["low"])
             await asyncio.sleep(2.0)
             for _ in range(repeats):
-                playback.set_quality("high")
-                times["up"].append(await width_reached(track, WIDTHS["high"]))
-                await asyncio.sleep(2.0)
-                playback.set_quality("low")
-                times["down"].append(await width_reached(track, WIDTHS["low"]))
-                await asyncio.sleep(2.0)
+                for direction, quality in (("up", "high"), ("down", "low")):
+                    asked = time.monotonic()
+                    playback.set_quality(quality)
+                    times[direction].append(await width_reached(track, WIDTHS[quality]))
+                    switched = [at for at, forwarded in rig.switched_at if at >= asked and forwarded == quality]
+                    if switched:
+                        times[f"{direction} (relay)"].append(switched[0] - asked)
+                    await asyncio.sleep(2.0)
         finally:
             if keep_layers:
                 drain.cancel()

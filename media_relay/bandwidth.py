@@ -28,7 +28,7 @@ HIGH_LOSS = 0.10
 LOW_LOSS = 0.02
 INCREASE = 1.08
 STEP_UP_MARGIN = 1.15
-"""The estimate set when trying the next layer: its bitrate with this margin."""
+"""A higher layer is chosen once the estimate exceeds its bitrate by this margin (also what a probe sets)."""
 HOLD = 3.0
 MAX_HOLD = 30.0
 PROBE_WINDOW = 5.0
@@ -125,7 +125,9 @@ class LayerChooser:
             rate = bitrates[layer]
             if measured and rate <= 0:
                 continue
-            if self.estimate is None or rate <= self.estimate or (target is None and layer == 0):
+            # Hysteresis: a layer above the current one needs the margin, so the choice does not flap.
+            needed = rate * STEP_UP_MARGIN if layer > self.target >= 0 else rate
+            if self.estimate is None or needed <= self.estimate:
                 target = layer
                 break
         if target is None:  # nothing fits: the lowest layer with media

@@ -95,3 +95,18 @@ def test_quality_below_the_estimate_wins() -> None:
     assert chooser.target == 2
     chooser.estimate = 600_000
     assert chooser.choose(BITRATES) == 1
+
+
+def test_hysteresis_keeps_the_choice_from_flapping() -> None:
+    """An estimate just above a higher layer's rate does not climb to it; just below the current one, it drops."""
+    chooser = LayerChooser("auto")
+    chooser.estimate = 600_000
+    assert chooser.choose(BITRATES) == 1
+    chooser.estimate = 1_550_000  # above the top layer's 1.5 Mbit/s, but not by the margin
+    assert chooser.choose(BITRATES) == 1
+    chooser.estimate = 1_800_000
+    assert chooser.choose(BITRATES) == 2
+    chooser.estimate = 1_550_000  # staying needs no margin
+    assert chooser.choose(BITRATES) == 2
+    chooser.estimate = 1_400_000
+    assert chooser.choose(BITRATES) == 1
