@@ -3,7 +3,7 @@
 The estimate follows the loss part of Google Congestion Control (draft-ietf-rmcat-gcc, section 6): above 10%
 loss the estimate drops by half the loss ratio, below 2% it grows 8% per report, in between it holds.  The
 player's REMB, when it sends one, is used as a congestion signal only: a REMB that *drops* (its delay-based
-estimator saw overuse) below the rate being forwarded pulls the estimate down to it.  A receiver's REMB never
+estimator saw overuse) well below the rate being forwarded pulls the estimate down to it.  A receiver's REMB never
 exceeds ~1.5x what it receives, so it can neither tell whether a higher layer would fit nor keep up right after
 a step up: its level alone is no signal.  Stepping up to the next layer is a *timed probe without padding*: after
 ``hold`` seconds under 2% loss the next layer is tried; loss above 10% within ``PROBE_WINDOW`` seconds of a
@@ -34,6 +34,9 @@ MAX_HOLD = 30.0
 PROBE_WINDOW = 5.0
 REMB_DROP = 0.9
 """A REMB below this share of the previous one is a drop (GCC's delay-based decrease is 0.85x)."""
+REMB_CONGESTED = 0.75
+"""...and it means congestion only below this share of the forwarded rate (a loaded receiver's estimator
+wobbles around what it gets; a congested one keeps dropping by 0.85x)."""
 
 
 class LayerChooser:
@@ -96,12 +99,12 @@ class LayerChooser:
         return self.choose(bitrates)
 
     def on_remb(self, bitrate: float, current: int, bitrates: Sequence[float]) -> int:
-        """The player's REMB: a drop (its delay-based estimator saw overuse) below what is being forwarded lowers
+        """The player's REMB: a drop (its delay-based estimator saw overuse) well below what is being forwarded lowers
         the estimate.  A REMB that merely lags behind a step up (it ramps from the old rate) is no congestion."""
         rate = bitrates[current] if 0 <= current < len(bitrates) else 0.0
         dropped = self._last_remb is not None and bitrate < self._last_remb * REMB_DROP
         self._last_remb = bitrate
-        if dropped and rate and bitrate < rate:
+        if dropped and rate and bitrate < rate * REMB_CONGESTED:
             self.estimate = bitrate if self.estimate is None else min(self.estimate, bitrate)
             self._stable_since = None
         return self.choose(bitrates)
