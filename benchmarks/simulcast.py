@@ -63,10 +63,15 @@ window.publish = async (withAudio) => {
   return pc.localDescription.sdp;
 };
 window.answer = async (sdp) => { await window.pc.setRemoteDescription({type: "answer", sdp}); };
-window.setActive = async (rids) => {
-  const parameters = window.sender.getParameters();
-  for (const encoding of parameters.encodings) encoding.active = rids.includes(encoding.rid);
-  await window.sender.setParameters(parameters);
+let layersChain = Promise.resolve();
+window.setActive = (rids) => {
+  // One change at a time: setParameters needs the parameters of the latest getParameters.
+  layersChain = layersChain.then(async () => {
+    const parameters = window.sender.getParameters();
+    for (const encoding of parameters.encodings) encoding.active = rids.includes(encoding.rid);
+    await window.sender.setParameters(parameters);
+  });
+  return layersChain;
 };
 window.setTone = (on) => { window.tone.gain.value = on ? 0.5 : 0; };
 </script></body></html>"""
@@ -204,6 +209,7 @@ async def measure(repeats: int, keep_layers: bool = False) -> dict[str, list[flo
     from tests.e2e.conftest import CHROMIUM_ARGS
 
     times: dict[str, list[float]] = {"up": [], "down": [], "up (relay)": [], "down (relay)": []}
+    drain: asyncio.Future[None] | None = None
     async with async_playwright() as driver:
         browser = await driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         rig = SimulcastRig(browser)
@@ -226,7 +232,7 @@ async def measure(repeats: int, keep_layers: bool = False) -> dict[str, list[flo
                         times[f"{direction} (relay)"].append(switched[0] - asked)
                     await asyncio.sleep(2.0)
         finally:
-            if keep_layers:
+            if drain is not None:
                 drain.cancel()
             await rig.close()
             await browser.close()

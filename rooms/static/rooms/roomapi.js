@@ -581,18 +581,25 @@ class LocalStream extends Emitter {
     return this._simulcastSender.getParameters().encodings.filter((e) => e.active !== false).map((e) => e.rid);
   }
 
-  /** A layers_wanted event: pause the simulcast layers nobody plays, resume the wanted ones (dynacast). */
-  async _layersWanted(rids) {
+  /**
+   * A layers_wanted event: pause the simulcast layers nobody plays, resume the wanted ones (dynacast).
+   * Changes are applied one at a time, in order (setParameters needs the latest getParameters).
+   */
+  _layersWanted(rids) {
     const sender = this._simulcastSender;
-    if (!sender || this._ended || !Array.isArray(rids)) return;
-    const parameters = sender.getParameters();
-    if (!parameters.encodings) return;
-    for (const encoding of parameters.encodings) encoding.active = rids.includes(encoding.rid);
-    try {
-      await sender.setParameters(parameters);
-    } catch (err) {
-      console.warn("roomapi: pausing simulcast layers failed", err);
-    }
+    if (!sender || !Array.isArray(rids)) return Promise.resolve();
+    this._layersChain = (this._layersChain || Promise.resolve()).then(async () => {
+      if (this._ended) return;
+      const parameters = sender.getParameters();
+      if (!parameters.encodings) return;
+      for (const encoding of parameters.encodings) encoding.active = rids.includes(encoding.rid);
+      try {
+        await sender.setParameters(parameters);
+      } catch (err) {
+        console.warn("roomapi: pausing simulcast layers failed", err);
+      }
+    });
+    return this._layersChain;
   }
 
   /** A stream_status event from the server. */
