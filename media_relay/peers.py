@@ -446,7 +446,8 @@ class Playback(PeerSession):
                 task = asyncio.ensure_future(self._on_quality(self, quality))
                 task.add_done_callback(_log_task_failure)
 
-        downtrack.on_feedback = feedback
+        if settings.MEDIA_BANDWIDTH_ADAPTATION:
+            downtrack.on_feedback = feedback
         downtrack.on_layer = switched
 
     def _first_packet(self) -> None:
