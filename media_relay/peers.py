@@ -281,6 +281,8 @@ class Publication(PeerSession):
         while not self.closed:
             for ingest in self.ingests.values():
                 ingest.measure(time.monotonic())
+            for playback in list(self.playbacks):
+                playback.rechoose()  # a layer that came back (dynacast resumed it) or went away
                 try:
                     await ingest.send_bitrate_cap(settings.MEDIA_PUBLISHER_MAX_BITRATE)
                 except ConnectionError:
@@ -362,6 +364,12 @@ class Playback(PeerSession):
     def chooser_quality(self) -> dict[str, str]:
         """The wanted quality per kind that has layers to choose from (for dynacast)."""
         return {"video": self.quality} if self._video is not None else {}
+
+    def rechoose(self) -> None:
+        """Choose the video layer again from the layers' measured bitrates (called once a second)."""
+        ingest = self.publication.ingests.get("video")
+        if self._chooser is not None and self._video is not None and ingest is not None:
+            self._chooser.choose(ingest.layer_bitrates())
 
     def set_quality(self, quality: str) -> None:
         """Change the wanted quality while playing (a layer switch follows at the next keyframe)."""

@@ -26,7 +26,7 @@ from tests.servers import DaphneServer
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(240)]
 
-WAIT = 30.0
+WAIT = 45.0
 
 SCRIPT = """async () => {
   const {connect, SESSION_STATUS, ROOM_EVENT, STREAM_STATUS} = await import("/static/rooms/roomapi.js");
@@ -104,17 +104,14 @@ async def test_python_players_choose_simulcast_layers_of_a_browser(server: Daphn
         await width_reached(high.video, WIDTHS["high"], WAIT)
         await high.wait_for_quality("high", timeout=WAIT)
         await until_async(lambda: page.evaluate("window.layers()"), ["q", "h", "f"], "dynacast never resumed")
-        drain = asyncio.ensure_future(_drain(high.video))
-        try:
-            await low.set_quality(QUALITY.HIGH)
-            await width_reached(low.video, WIDTHS["high"], WAIT)
-            await low.wait_for_quality("high", timeout=WAIT)
-            await low.set_quality(QUALITY.MEDIUM)
-            await width_reached(low.video, WIDTHS["medium"], WAIT)
-            await low.wait_for_quality("medium", timeout=WAIT)
-        finally:
-            drain.cancel()
-        await high.stop()
+        await high.stop()  # one decoder at a time: a loaded machine decodes 1280x720 slowly
+        await until_async(lambda: page.evaluate("window.layers()"), ["q"], "dynacast never paused again")
+        await low.set_quality(QUALITY.HIGH)
+        await width_reached(low.video, WIDTHS["high"], WAIT)
+        await low.wait_for_quality("high", timeout=WAIT)
+        await low.set_quality(QUALITY.MEDIUM)
+        await width_reached(low.video, WIDTHS["medium"], WAIT)
+        await low.wait_for_quality("medium", timeout=WAIT)
         await until_async(lambda: page.evaluate("window.layers()"), ["q", "h"], "dynacast never paused the top")
     finally:
         await viewer.disconnect()
@@ -156,11 +153,6 @@ async def until_async(read: Any, expected: Any, message: str, timeout: float = W
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"{message}: {last}")
         await asyncio.sleep(0.2)
-
-
-async def _drain(track: Any) -> None:
-    while True:
-        await track.recv()
 
 
 __all__ = ["until"]
