@@ -265,6 +265,9 @@ MEDIA_CONNECT_TIMEOUT = env_float("MEDIA_CONNECT_TIMEOUT", 20.0)
 MEDIA_PUBLISHER_MAX_BITRATE = env_int("MEDIA_PUBLISHER_MAX_BITRATE", 2_500_000)
 # Minimum seconds between two keyframe requests forwarded to one publisher.
 MEDIA_PLI_INTERVAL = env_float("MEDIA_PLI_INTERVAL", 0.5)
+# Per-player downlink adaptation of simulcast layers (docs/protocol.md, "Simulcast and quality"); off: the
+# wanted quality alone chooses the layer (tests that check layer choice on a loaded machine turn it off).
+MEDIA_BANDWIDTH_ADAPTATION = env_bool("MEDIA_BANDWIDTH_ADAPTATION", True)
 
 # --- Media caps (docs/security.md, "Media work per participant and per room"; 0 = no cap) --------------------
 # Live publications (PENDING or PUBLISHING streams) per participant: camera + screen.

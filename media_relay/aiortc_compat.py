@@ -22,7 +22,7 @@ import aiortc.rtcrtpreceiver
 import aiortc.rtcrtpsender
 from aiortc.codecs import is_rtx
 from aiortc.rtcdtlstransport import RTCDtlsTransport, State
-from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpHeaderExtensionParameters
 from aiortc.rtcrtpreceiver import RTCRtpReceiver, StreamStatistics
 from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
@@ -83,6 +83,23 @@ def negotiated_codecs(transceiver: RTCRtpTransceiver) -> list[RTCRtpCodecParamet
 def media_codecs(transceiver: RTCRtpTransceiver) -> list[RTCRtpCodecParameters]:
     """The negotiated codecs of a transceiver without RTX."""
     return [codec for codec in transceiver._codecs if not is_rtx(codec)]
+
+
+def negotiated_extensions(transceiver: RTCRtpTransceiver) -> dict[str, int]:
+    """The header extensions negotiated on a transceiver: URI -> id (the remote offer's ids)."""
+    return {extension.uri: extension.id for extension in transceiver._headerExtensions}
+
+
+def accept_extensions(transceiver: RTCRtpTransceiver, offered: dict[str, int]) -> None:
+    """Also negotiate these offered extensions (URI -> id), which aiortc does not know, on a transceiver.
+
+    Called between setRemoteDescription and createAnswer: the answer then lists them, and the receiver's
+    parser (configured when the transport connects) reads their values into ``RtpPacket.extensions``.
+    """
+    known = {extension.uri for extension in transceiver._headerExtensions}
+    for uri, extension_id in offered.items():
+        if uri not in known:
+            transceiver._headerExtensions.append(RTCRtpHeaderExtensionParameters(id=extension_id, uri=uri))
 
 
 # --- senders (the player side) -------------------------------------------------------------------------------

@@ -81,6 +81,11 @@ class MediaClient:
         command["sdp"], _ = candidates.screen_offer(command["sdp"])
         await self._send(command["placement"], command)
 
+    async def set_quality(self, command: c.SetQualityCommand) -> None:
+        """Change a playback's wanted quality; the worker acks or reports play_not_found."""
+        if not await self._send(command["placement"], command, place=False):
+            raise c.MediaError(c.MediaErrorCode.PLAY_NOT_FOUND, "no such playback")
+
     async def stop(self, command: c.StopCommand) -> None:
         """Stop a playback; the worker acks or reports play_not_found."""
         if not await self._send(command["placement"], command, place=False):

@@ -69,6 +69,7 @@ PLAY: Literal["media.play"] = "media.play"
 STOP: Literal["media.stop"] = "media.stop"
 ICE: Literal["media.ice"] = "media.ice"
 MUTE: Literal["media.mute"] = "media.mute"
+SET_QUALITY: Literal["media.set_quality"] = "media.set_quality"
 PARTICIPANT_GONE: Literal["media.participant_gone"] = "media.participant_gone"
 STREAMS_CLOSED: Literal["media.streams_closed"] = "media.streams_closed"
 
@@ -86,7 +87,10 @@ class PublishCommand(TypedDict):
 
 
 class PlayCommand(TypedDict):
-    """Answer a player's receive-only offer for a publishing stream."""
+    """Answer a player's receive-only offer for a publishing stream.
+
+    ``quality``: the video quality wanted from a simulcast stream (``low``, ``medium``, ``high``, ``auto``).
+    """
 
     type: Literal["media.play"]
     placement: int
@@ -94,6 +98,18 @@ class PlayCommand(TypedDict):
     stream_id: str
     play_id: str
     sdp: str
+    quality: str
+    reply_channel: str
+    rid: RequestId
+
+
+class SetQualityCommand(TypedDict):
+    """Change the video quality one playback of the asking connection wants."""
+
+    type: Literal["media.set_quality"]
+    placement: int
+    play_id: str
+    quality: str
     reply_channel: str
     rid: RequestId
 
@@ -151,6 +167,7 @@ Command = (
     PublishCommand
     | PlayCommand
     | StopCommand
+    | SetQualityCommand
     | IceCommand
     | MuteCommand
     | ParticipantGoneCommand
@@ -238,6 +255,26 @@ class PlaybackStatus:
     stream_id: str
     status: PlaybackState
     reason: str = ""
+    quality: str | None = None
+    """The video layer forwarded (``low``, ``medium``, ``high``); None without video or when not playing."""
+
+
+@dataclass(frozen=True)
+class LayersWanted:
+    """Dynacast: the simulcast layers (rids) of a publication that some player wants; tell its publisher."""
+
+    reply_channel: str
+    """The publisher's connection."""
+    stream_id: str
+    rids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ActiveSpeakers:
+    """The streams of a placement whose audio speaks now, loudest first (empty: nobody)."""
+
+    placement: int
+    stream_ids: tuple[str, ...]
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,15 @@
 track.  It keeps what a receiver owes its sender (REMB, receiver reports, NACK,
 RTX unwrapping) and skips the jitter buffer and the decoder entirely.  Each
 player has a :class:`DownTrack` that rewrites the header (payload type, SSRC,
-sequence, timestamp) with a few bytes of struct packing, keeps a history for
-NACKs, and hands the packet to SRTP and the socket without a coroutine hop.
+sequence, timestamp, and the one header extension the player needs: audio level
+or abs-send-time) with a few bytes of struct packing, keeps a history for NACKs,
+and hands the packet to SRTP and the socket without a coroutine hop.
+
+A simulcast publisher's video has several layers (:mod:`media_relay.simulcast`):
+the Ingest maps each SSRC to its layer and keeps NACKs and keyframe requests per
+layer; each DownTrack forwards one layer, switches only at a keyframe of its
+target layer, and keeps sequence, timestamp and the VP8 picture id / TL0PICIDX
+continuous across a switch, so the player sees one stream.
 What they need of aiortc's receivers, senders and transports comes through the
 links of :mod:`media_relay.aiortc_compat`.
 """
@@ -22,26 +29,49 @@ from typing import Any, Protocol
 from aiortc import clock
 from aiortc.codecs import is_rtx
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
-from aiortc.rtcrtpreceiver import StreamStatistics
+from aiortc.rtcrtpreceiver import NackGenerator, StreamStatistics
 from aiortc.rtp import (
+    RTCP_PSFB_APP,
     RTCP_PSFB_FIR,
     RTCP_PSFB_PLI,
     RTCP_RTPFB_NACK,
     AnyRtcpPacket,
     RtcpPsfbPacket,
+    RtcpRrPacket,
     RtcpRtpfbPacket,
+    RtcpSrPacket,
     RtpPacket,
+    unpack_remb_fci,
     unwrap_rtx,
 )
 
 from media_relay.aiortc_compat import Binding, ReceiverLink, SenderLink
-from media_relay.rtp import RTP_HEADER, keyframe_start, packet_sequence, wrap_rtx
+from media_relay.rtp import (
+    RTP_EXTENDED_BYTE,
+    RTP_HEADER,
+    RTP_HEADER_EXTENDED,
+    abs_send_time_element,
+    audio_level_element,
+    keyframe_start,
+    packet_sequence,
+    wrap_rtx,
+)
+from media_relay.simulcast import Layer, LayerMap, read_picture_id, rewrite_vp8, vp8_descriptor
 from media_relay.stats import STATS
 
 logger = logging.getLogger(__name__)
 
 HISTORY_SIZE = 1024  # a power of two
 HISTORY_MASK = HISTORY_SIZE - 1
+SWITCH_GUARD = 1024
+"""For this many input sequence numbers after a (re)start, older packets of the stream are dropped."""
+NO_EXTENSION = -1
+VIDEO_CLOCK_RATE = 90000
+FRAME_TICKS = 3000
+"""The timestamp step assumed across a layer switch when the time since the last frame is unknown (30 fps)."""
+
+Vp8Fields = tuple[int, int, int, int, int]
+"""A VP8 packet's (picture id offset, its bits, picture id, TL0PICIDX offset, TL0PICIDX); offsets 0: absent."""
 
 
 class PacketSink(Protocol):
@@ -53,7 +83,7 @@ class PacketSink(Protocol):
 
 
 class DownTrack:
-    """One player's copy of one publisher track."""
+    """One player's copy of one publisher track (of one of its layers, for a simulcast video)."""
 
     def __init__(
         self,
@@ -62,7 +92,8 @@ class DownTrack:
         payload_types: dict[int, int],
         rtx_payload_type: int | None,
         on_first_packet: Callable[[], None],
-        request_keyframe: Callable[[], None],
+        request_keyframe: Callable[[int], None],
+        extension_id: int = 0,
     ) -> None:
         self.kind = kind
         self.link = link
@@ -72,8 +103,19 @@ class DownTrack:
         self.rtx_payload_type = rtx_payload_type
         self.on_first_packet: Callable[[], None] | None = on_first_packet
         self.request_keyframe = request_keyframe
-        self.waiting_keyframe = kind == "video"
+        self.extension_id = extension_id
+        """The player's id of the one extension written: audio level (audio) or abs-send-time (video); 0: none."""
+        self.layer = -1 if kind == "video" else 0
+        """The layer being forwarded (-1: none yet)."""
+        self.target = 0
+        """The layer wanted: forwarding switches to it at its next keyframe."""
+        self.on_layer: Callable[[int], None] | None = None
+        """Called (synchronously) when forwarding switches to another layer."""
+        self.on_feedback: Callable[[float | None, float | None], None] | None = None
+        """Called with (fraction lost, None) for each receiver report of this track, (None, bitrate) for a REMB."""
+        self.waiting_keyframe = False
         self.resync = True
+        self.guard: int | None = None
         self.sequence_offset = 0
         self.timestamp_offset: int | None = None
         self.last_sequence = random.randint(0, 0xFFFF)
@@ -84,6 +126,11 @@ class DownTrack:
         self.packets_sent = 0
         self.octets_sent = 0
         self.last_timestamp = 0
+        self.last_ntp = 0
+        self.picture_id_offset = 0
+        self.tl0_offset = 0
+        self.last_picture_id = -1
+        self.last_tl0 = -1
         self._original_rtcp = link.intercept_rtcp(self.handle_rtcp)
 
     def pause(self) -> None:
@@ -92,11 +139,38 @@ class DownTrack:
         if self.kind == "video":
             self.waiting_keyframe = True
 
+    def set_target(self, layer: int) -> None:
+        """Forward ``layer`` from its next keyframe on (one is requested); the current layer until then."""
+        if layer == self.target:
+            return
+        self.target = layer
+        if layer != self.layer:
+            self.request_keyframe(layer)
+
     def forward(
-        self, payload_type: int, marker: int, sequence: int, timestamp: int, payload: bytes, key: bool, ntp: int
+        self,
+        payload_type: int,
+        marker: int,
+        sequence: int,
+        timestamp: int,
+        payload: bytes,
+        key: bool,
+        ntp: int,
+        layer: int = 0,
+        extension: int = NO_EXTENSION,
+        vp8: Vp8Fields | None = None,
     ) -> None:
-        """Rewrite and send one packet of the publisher (``ntp``: its arrival time, for sender reports)."""
-        if self.waiting_keyframe:
+        """Rewrite and send one packet of the publisher.
+
+        ``ntp``: its arrival time at frame ends (for sender reports), else 0; ``layer``: its simulcast layer;
+        ``extension``: the audio level byte (audio) or abs-send-time (video) to write, if the player takes it;
+        ``vp8``: its VP8 descriptor fields when picture ids may need rewriting (simulcast VP8).
+        """
+        if layer != self.layer:
+            if layer != self.target or not key:
+                return
+            self._switch(layer, timestamp, vp8)
+        elif self.waiting_keyframe:
             if not key:
                 return
             self.waiting_keyframe = False
@@ -108,10 +182,33 @@ class DownTrack:
             if self.timestamp_offset is None:
                 self.timestamp_offset = (random.getrandbits(32) - timestamp) & 0xFFFFFFFF
             self.resync = False
+            self.guard = sequence
+        elif self.guard is not None:
+            since = (sequence - self.guard) & 0xFFFF
+            if since >= 0x8000:
+                return  # older than the (re)start: its number belongs to what was sent before
+            if since > SWITCH_GUARD:
+                self.guard = None
         out_sequence = (sequence + self.sequence_offset) & 0xFFFF
         out_timestamp = (timestamp + self.timestamp_offset) & 0xFFFFFFFF  # type: ignore[operator]
-        data = RTP_HEADER.pack(0x80, (marker << 7) | out_type, out_sequence, out_timestamp, self.ssrc) + payload
-        if ((out_sequence - self.last_sequence) & 0xFFFF) < 0x8000:
+        advanced = ((out_sequence - self.last_sequence) & 0xFFFF) < 0x8000
+        if vp8 is not None and vp8[0]:
+            payload = self._rewrite_vp8(payload, vp8, advanced)
+        if extension >= 0 and self.extension_id:
+            word = (
+                audio_level_element(self.extension_id, extension)
+                if self.kind == "audio"
+                else abs_send_time_element(self.extension_id, extension)
+            )
+            data = (
+                RTP_HEADER_EXTENDED.pack(
+                    RTP_EXTENDED_BYTE, (marker << 7) | out_type, out_sequence, out_timestamp, self.ssrc, 0xBEDE, 1, word
+                )
+                + payload
+            )
+        else:
+            data = RTP_HEADER.pack(0x80, (marker << 7) | out_type, out_sequence, out_timestamp, self.ssrc) + payload
+        if advanced:
             self.last_sequence = out_sequence
         self.history[out_sequence & HISTORY_MASK] = data
         if not self._send(data):
@@ -121,10 +218,49 @@ class DownTrack:
         self.last_timestamp = out_timestamp
         if ntp:
             # aiortc's sender reports (RTCP SR) announce these; keep them true to what was sent.
+            self.last_ntp = ntp
             self.link.set_report(ntp, out_timestamp, self.packets_sent, self.octets_sent)
         if self.on_first_packet is not None:
             callback, self.on_first_packet = self.on_first_packet, None
             callback()
+
+    def _switch(self, layer: int, timestamp: int, vp8: Vp8Fields | None) -> None:
+        """Start forwarding another layer at its keyframe: new offsets, so numbering continues by one."""
+        switching = self.layer >= 0 or self.packets_sent > 0
+        self.layer = layer
+        self.waiting_keyframe = False
+        self.resync = True
+        if switching and self.timestamp_offset is not None:
+            # Layers have their own RTP clocks: continue from the last timestamp sent, by the time elapsed.
+            elapsed = FRAME_TICKS
+            if self.last_ntp:
+                seconds = (clock.current_ntp_time() - self.last_ntp) / (1 << 32)
+                elapsed = int(seconds * VIDEO_CLOCK_RATE) if 0 < seconds < 10 else FRAME_TICKS
+            self.timestamp_offset = (self.last_timestamp + max(elapsed, 1) - timestamp) & 0xFFFFFFFF
+        if vp8 is not None and self.last_picture_id >= 0:
+            pid_at, pid_bits, picture_id, tl0_at, tl0 = vp8
+            if pid_at:
+                mask = 0x7FFF if pid_bits == 15 else 0x7F
+                self.picture_id_offset = (self.last_picture_id + 1 - picture_id) & mask
+            if tl0_at and self.last_tl0 >= 0:
+                self.tl0_offset = (self.last_tl0 + 1 - tl0) & 0xFF
+        if self.on_layer is not None:
+            try:
+                self.on_layer(layer)
+            except Exception:
+                logger.exception("layer switch callback failed")
+
+    def _rewrite_vp8(self, payload: bytes, vp8: Vp8Fields, advanced: bool) -> bytes:
+        pid_at, pid_bits, picture_id, tl0_at, tl0 = vp8
+        out_picture_id = (picture_id + self.picture_id_offset) & (0x7FFF if pid_bits == 15 else 0x7F)
+        out_tl0 = (tl0 + self.tl0_offset) & 0xFF if tl0_at else tl0
+        if advanced:
+            self.last_picture_id = out_picture_id
+            if tl0_at:
+                self.last_tl0 = out_tl0
+        if out_picture_id == picture_id and out_tl0 == tl0:
+            return payload
+        return rewrite_vp8(payload, pid_at, pid_bits, out_picture_id, tl0_at, out_tl0)
 
     def _send(self, data: bytes) -> bool:
         """SRTP-protect and write one packet straight to the selected ICE pair's socket."""
@@ -163,14 +299,27 @@ class DownTrack:
         self._send(data)
 
     async def handle_rtcp(self, packet: AnyRtcpPacket) -> None:
-        """The player's feedback: NACKs answered here, keyframe requests go upstream."""
+        """The player's feedback: NACKs answered here, keyframe requests go upstream, reports feed the estimate."""
         if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
             for sequence in packet.lost:
                 self.retransmit(sequence)
-        elif isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
-            self.request_keyframe()
-        else:
-            await self._original_rtcp(packet)
+            return
+        if isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
+            self.request_keyframe(self.layer if self.layer >= 0 else self.target)
+            return
+        if self.on_feedback is not None:
+            if isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
+                for report in packet.reports:
+                    if report.ssrc == self.ssrc:
+                        self.on_feedback(report.fraction_lost / 256, None)
+            elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+                try:
+                    bitrate, ssrcs = unpack_remb_fci(packet.fci)
+                except ValueError:
+                    bitrate, ssrcs = 0, []
+                if self.ssrc in ssrcs:
+                    self.on_feedback(None, float(bitrate))
+        await self._original_rtcp(packet)
 
 
 class Ingest:
@@ -182,6 +331,7 @@ class Ingest:
         link: ReceiverLink,
         on_first_packet: Callable[[Ingest], None],
         pli_interval: float,
+        rids: list[str] | None = None,
     ) -> None:
         self.kind = kind
         self.link = link
@@ -192,9 +342,15 @@ class Ingest:
         self.codec: RTCRtpCodecParameters | None = None
         self.packets_received = 0
         self.on_first_packet: Callable[[Ingest], None] | None = on_first_packet
+        self.on_audio_level: Callable[[int], None] | None = None
+        """Called with each audio packet's level (-dBov, 0..127) when the publisher sends the extension."""
         self.pli_interval = pli_interval
-        self._last_pli = 0.0
-        self._pli_pending: asyncio.TimerHandle | None = None
+        self.layer_map: LayerMap | None = LayerMap(rids) if kind == "video" and rids and len(rids) > 1 else None
+        """The simulcast layers (None: one stream)."""
+        count = len(self.layer_map.layers) if self.layer_map is not None else 1
+        self._layer_nacks = [NackGenerator() for _ in range(count)] if self.layer_map is not None else []
+        self._last_pli = [0.0] * count
+        self._pli_pending: list[asyncio.TimerHandle | None] = [None] * count
         # aiortc's receiver state that feedback needs, read once (the hot path skips the link).
         self._codecs: dict[int, RTCRtpCodecParameters] = link.codecs
         self._remote_streams: dict[int, StreamStatistics] = link.remote_streams
@@ -203,34 +359,63 @@ class Ingest:
         self._nack_generator = link.nack_generator
         link.take_over(self.handle_rtp)
 
+    @property
+    def layer_count(self) -> int:
+        """How many layers the track has (1 without simulcast)."""
+        return len(self.layer_map.layers) if self.layer_map is not None else 1
+
+    def layer_bitrates(self) -> list[float]:
+        """Each layer's measured bits per second, lowest first (one entry without simulcast)."""
+        if self.layer_map is None:
+            return [0.0]
+        return [layer.bitrate for layer in self.layer_map.layers]
+
+    def measure(self, now: float) -> None:
+        """Update the layers' bitrates (called about once a second)."""
+        if self.layer_map is not None:
+            self.layer_map.measure(now)
+
     async def handle_rtp(self, packet: RtpPacket, arrival_time_ms: int) -> None:
         """Every RTP packet of the publisher, instead of aiortc's jitter buffer: feedback, then forward."""
         # aiortc's per-packet bandwidth estimator costs ~50 us a packet; like Janus, the relay
         # instead caps the publisher with a periodic REMB (send_bitrate_cap), and keeps the cheap
         # statistics (receiver reports) and NACKs below.
-        if not self.packets_received & 63:
-            self._active_ssrc[packet.ssrc] = clock.current_datetime()
         codec = self._codecs.get(packet.payload_type)
         if codec is None:
             return
+        layer: Layer | None = None
+        index = 0
+        if self.layer_map is not None:
+            layer = self._layer_of(packet)
+            if layer is None:
+                return  # an SSRC of no declared layer: no state is kept for it
+            index = layer.index
+        if not self.packets_received & 63:
+            self._active_ssrc[packet.ssrc] = clock.current_datetime()
         stats = self._remote_streams.get(packet.ssrc)
         if stats is None:
             stats = self._remote_streams[packet.ssrc] = StreamStatistics(codec.clockRate)
         stats.add(packet)
         if is_rtx(codec):
-            original_ssrc = self._rtx_ssrc.get(packet.ssrc)
+            original_ssrc = layer.ssrc if layer is not None else self._rtx_ssrc.get(packet.ssrc)
             apt = codec.parameters.get("apt")
             if original_ssrc is None or len(packet.payload) < 2 or not isinstance(apt, int) or apt not in self._codecs:
                 return
             packet = unwrap_rtx(packet, payload_type=apt, ssrc=original_ssrc)
             codec = self._codecs[apt]
-        if self._nack_generator is not None and self._nack_generator.add(packet):
-            await self.link.send_nack(packet.ssrc, sorted(self._nack_generator.missing))
+        nacks = self._layer_nacks[index] if layer is not None else self._nack_generator
+        if nacks is not None and nacks.add(packet):
+            await self.link.send_nack(packet.ssrc, sorted(nacks.missing))
         if not packet.payload:
             return
         self.packets_received += 1
-        if self.media_ssrc is None or self.media_ssrc != packet.ssrc:
-            self.media_ssrc = packet.ssrc
+        if layer is not None:
+            layer.octets += len(packet.payload)
+            top = index == len(self.layer_map.layers) - 1  # type: ignore[union-attr]
+        else:
+            top = True
+            if self.media_ssrc != packet.ssrc:
+                self.media_ssrc = packet.ssrc
         if self.codec is None or self.codec.payloadType != codec.payloadType:
             self.codec = codec
         if self.on_first_packet is not None:
@@ -238,32 +423,79 @@ class Ingest:
             # aiortc started a decoder thread for this receiver; nothing will ever feed it.
             self.link.stop_decoder()
             callback(self)
-        for sink in self.sinks:
-            try:
-                sink.write(self.kind, codec, packet)
-            except Exception:
-                logger.exception("media sink failed; removing it")
-                self.sinks.remove(sink)
+        if top:
+            for sink in self.sinks:  # a simulcast track is recorded from its top layer
+                try:
+                    sink.write(self.kind, codec, packet)
+                except Exception:
+                    logger.exception("media sink failed; removing it")
+                    self.sinks.remove(sink)
+        extension = NO_EXTENSION
+        if self.kind == "audio":
+            level = packet.extensions.audio_level
+            if level is not None:
+                extension = (0x80 if level[0] else 0) | (level[1] & 0x7F)
+                if self.on_audio_level is not None and self.enabled:
+                    self.on_audio_level(level[1])
         if not self.enabled or not self.downtracks:
             return
-        key = self.kind == "video" and keyframe_start(codec.name, packet.payload)
         payload, payload_type, marker = packet.payload, packet.payload_type, packet.marker
         sequence, timestamp = packet.sequence_number, packet.timestamp
+        key = False
+        vp8: Vp8Fields | None = None
+        if self.kind == "video":
+            key = keyframe_start(codec.name, payload)
+            extension = int(time.time() * 262144) & 0xFFFFFF  # abs-send-time: 6.18 fixed-point seconds
+            if layer is not None and codec.name == "VP8":
+                pid_at, pid_bits, tl0_at, _ = vp8_descriptor(payload)
+                if pid_at:
+                    vp8 = (pid_at, pid_bits, read_picture_id(payload, pid_at, pid_bits), tl0_at, payload[tl0_at])
         # Sender reports map RTP time to wall time at frame ends: one clock read for all players.
         ntp = clock.current_ntp_time() if marker or self.kind == "audio" else 0
         for downtrack in self.downtracks:
-            downtrack.forward(payload_type, marker, sequence, timestamp, payload, key, ntp)
+            downtrack.forward(payload_type, marker, sequence, timestamp, payload, key, ntp, index, extension, vp8)
+
+    def _layer_of(self, packet: RtpPacket) -> Layer | None:
+        """The layer of a simulcast packet or of its RTX (learnt from its rid extensions the first time)."""
+        layers = self.layer_map
+        assert layers is not None
+        layer = layers.media.get(packet.ssrc) or layers.rtx.get(packet.ssrc)
+        if layer is not None:
+            return layer
+        extensions = packet.extensions
+        before = {layer.index: (layer.ssrc, layer.rtx_ssrc) for layer in layers.layers}
+        learnt = layers.learn(packet.ssrc, extensions.rtp_stream_id, extensions.repaired_rtp_stream_id)
+        if learnt is None:
+            return None
+        layer, repair = learnt
+        old_ssrc, old_rtx = before[layer.index]
+        replaced = old_rtx if repair else old_ssrc
+        if replaced is not None:
+            # The publisher restarted this layer: forget the old SSRC's statistics.
+            self._remote_streams.pop(replaced, None)
+            self._active_ssrc.pop(replaced, None)
+            if not repair:
+                self._layer_nacks[layer.index] = NackGenerator()
+        logger.debug("simulcast layer %s (%d) on SSRC %d%s", layer.rid, layer.index, packet.ssrc, " (RTX)" * repair)
+        return layer
 
     async def send_bitrate_cap(self, bitrate: int) -> None:
         """Tell the publisher the most it may send (REMB), as an SFU with a fixed room bitrate does."""
-        if self.kind != "video" or self.media_ssrc is None:
+        if self.kind != "video":
             return
-        await self.link.send_remb(bitrate, [self.media_ssrc])
+        if self.layer_map is not None:
+            ssrcs = [layer.ssrc for layer in self.layer_map.layers if layer.ssrc is not None]
+        else:
+            ssrcs = [self.media_ssrc] if self.media_ssrc is not None else []
+        if ssrcs:
+            await self.link.send_remb(bitrate, ssrcs)
 
     def packet_loss(self) -> tuple[int, int]:
         """(lost, expected) RTP packets of the publisher's media SSRCs so far (RTX SSRCs left out)."""
         lost = expected = 0
         rtx = set(self._rtx_ssrc)
+        if self.layer_map is not None:
+            rtx.update(self.layer_map.rtx)
         for ssrc, stats in list(self._remote_streams.items()):
             if ssrc in rtx or stats.max_seq is None or stats.base_seq is None:
                 continue
@@ -280,44 +512,56 @@ class Ingest:
             for downtrack in self.downtracks:
                 downtrack.pause()
         else:
-            self.request_keyframe(immediate=True)
+            for layer in {downtrack.target for downtrack in self.downtracks} or {0}:
+                self.request_keyframe(layer, immediate=True)
 
     def add(self, downtrack: DownTrack) -> None:
-        """Start forwarding to a player; ask the publisher for a keyframe for it."""
+        """Start forwarding to a player; ask the publisher for a keyframe of its layer."""
         self.downtracks.append(downtrack)
-        self.request_keyframe(immediate=True)
+        self.request_keyframe(downtrack.target, immediate=True)
 
     def remove(self, downtrack: DownTrack) -> None:
         """Stop forwarding to a player."""
         if downtrack in self.downtracks:
             self.downtracks.remove(downtrack)
 
-    def request_keyframe(self, immediate: bool = False) -> None:
-        """Send a PLI to the publisher's media SSRC, at most once per interval."""
-        if self.kind != "video" or self.media_ssrc is None:
+    def _ssrc_of(self, layer: int) -> int | None:
+        if self.layer_map is None:
+            return self.media_ssrc
+        if 0 <= layer < len(self.layer_map.layers):
+            return self.layer_map.layers[layer].ssrc
+        return None
+
+    def request_keyframe(self, layer: int = 0, immediate: bool = False) -> None:
+        """Send a PLI for a layer's SSRC (the only one without simulcast), at most once per interval per layer."""
+        if self.kind != "video" or self._ssrc_of(layer) is None:
             return
-        if self._pli_pending is not None:
+        if self.layer_map is None:
+            layer = 0
+        if self._pli_pending[layer] is not None:
             return
-        wait = self._last_pli + self.pli_interval - time.monotonic()
-        if wait <= 0 or (immediate and wait <= 0):
-            self._send_pli()
+        wait = self._last_pli[layer] + self.pli_interval - time.monotonic()
+        if wait <= 0:
+            self._send_pli(layer)
             return
         loop = asyncio.get_running_loop()
-        self._pli_pending = loop.call_later(wait, self._send_pli)
+        self._pli_pending[layer] = loop.call_later(wait, self._send_pli, layer)
 
-    def _send_pli(self) -> None:
-        self._pli_pending = None
-        if self.media_ssrc is None:
+    def _send_pli(self, layer: int) -> None:
+        self._pli_pending[layer] = None
+        ssrc = self._ssrc_of(layer)
+        if ssrc is None:
             return
-        self._last_pli = time.monotonic()
-        task = asyncio.ensure_future(self.link.send_pli(self.media_ssrc))
+        self._last_pli[layer] = time.monotonic()
+        task = asyncio.ensure_future(self.link.send_pli(ssrc))
         task.add_done_callback(_log_failure)
 
     def close(self) -> None:
-        """Forget players; close and forget sinks; cancel a pending keyframe request."""
-        if self._pli_pending is not None:
-            self._pli_pending.cancel()
-            self._pli_pending = None
+        """Forget players; close and forget sinks; cancel pending keyframe requests."""
+        for index, pending in enumerate(self._pli_pending):
+            if pending is not None:
+                pending.cancel()
+                self._pli_pending[index] = None
         self.downtracks.clear()
         for sink in self.sinks:
             close = getattr(sink, "close", None)

@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -22,10 +23,27 @@ from aiortc.rtcrtpparameters import RTCRtpCodecCapability, RTCRtpCodecParameters
 from aiortc.sdp import candidate_from_sdp
 from django.conf import settings
 
-from media_relay.aiortc_compat import ReceiverLink, SenderLink, media_codecs, negotiated_codecs
+from media_relay.aiortc_compat import (
+    ReceiverLink,
+    SenderLink,
+    accept_extensions,
+    media_codecs,
+    negotiated_codecs,
+    negotiated_extensions,
+)
+from media_relay.bandwidth import WANTED_QUALITIES, LayerChooser
 from media_relay.contract import MediaError, MediaErrorCode
 from media_relay.forwarding import DownTrack, Ingest
 from media_relay.recovery import retry_nacks
+from media_relay.simulcast import (
+    SIMULCAST_EXTENSIONS,
+    answer_layers,
+    layer_for,
+    offered_extensions,
+    offered_layers,
+    quality_of,
+)
+from media_relay.speakers import ActiveSpeakers
 from media_relay.stats import PEER_CONNECTIONS
 
 logger = logging.getLogger(__name__)
@@ -47,6 +65,11 @@ def rtc_configuration() -> RTCConfiguration:
     ]
     return RTCConfiguration(iceServers=servers)
 
+
+AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
+ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+PLAYER_EXTENSIONS = {"audio": AUDIO_LEVEL_URI, "video": ABS_SEND_TIME_URI}
+"""The one header extension the relay writes on what it forwards, per kind (when the player negotiated it)."""
 
 _HOST_CANDIDATE = re.compile(r"^(a=candidate:\S+ \d+ udp \d+ )(\S+)( \d+ typ host.*)$", re.IGNORECASE | re.MULTILINE)
 
@@ -168,6 +191,8 @@ class Publication(PeerSession):
         participant_id: int,
         on_failed: Callable[[str], Awaitable[None]],
         on_media: Callable[[Publication], Awaitable[None]],
+        speakers: ActiveSpeakers | None = None,
+        on_layers_wanted: Callable[[set[str]], None] | None = None,
     ) -> None:
         super().__init__(stream_id, participant_id, on_failed)
         self.stream_id = stream_id
@@ -178,26 +203,73 @@ class Publication(PeerSession):
         self.publishing = False
         self._remb: asyncio.Future[None] | None = None
         self._nack_retries: list[asyncio.Future[None]] = []
+        self.speakers = speakers
+        """The room's active speaker detector, fed with this publication's audio levels."""
+        self.rids: list[str] = []
+        """The simulcast layers of the video (rids, lowest first); empty without simulcast."""
+        self.on_layers_wanted = on_layers_wanted
+        """Dynacast: called with the rids some player (or a recorder) wants, when that set changes."""
+        self.layers_wanted: set[str] | None = None
 
     async def answer(self, offer_sdp: str) -> str:
-        """Answer the publisher's offer; install the forward path on each received track."""
+        """Answer the publisher's offer; install the forward path on each received track.
+
+        A simulcast video (``a=simulcast:send`` with rids) is answered with ``a=simulcast:recv``, after the
+        rtp-stream-id extensions were accepted for it.
+        """
+        layers = offered_layers(offer_sdp)
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
         except Exception as exc:
             raise MediaError(MediaErrorCode.INVALID_SDP, f"the offer was refused: {exc}") from None
+        answered: dict[str, list[str]] = {}
         for transceiver in self.pc.getTransceivers():
             if transceiver.kind in ("audio", "video") and transceiver.kind not in self.ingests:
+                rids = layers.get(transceiver.mid or "") if transceiver.kind == "video" else None
+                if rids:
+                    offered = offered_extensions(offer_sdp, transceiver.mid or "")
+                    accept_extensions(transceiver, {u: offered[u] for u in SIMULCAST_EXTENSIONS if u in offered})
+                    answered[transceiver.mid or ""] = rids
+                    self.rids = list(rids)
                 link = ReceiverLink(transceiver.receiver)
-                ingest = Ingest(transceiver.kind, link, self._first_packet, settings.MEDIA_PLI_INTERVAL)
+                ingest = Ingest(transceiver.kind, link, self._first_packet, settings.MEDIA_PLI_INTERVAL, rids=rids)
                 negotiated = media_codecs(transceiver)
                 ingest.codec = negotiated[0] if negotiated else None
+                if transceiver.kind == "audio" and self.speakers is not None:
+                    ingest.on_audio_level = self._audio_level
                 self.ingests[transceiver.kind] = ingest
         if not self.ingests:
             raise MediaError(MediaErrorCode.INVALID_SDP, "the offer has no audio or video to publish")
         answer = await self.pc.createAnswer()
         await self.pc.setLocalDescription(answer)
         self.start_watchdog()
-        return advertise(self.pc.localDescription.sdp)
+        return advertise(answer_layers(self.pc.localDescription.sdp, answered))
+
+    def _audio_level(self, level: int) -> None:
+        if self.speakers is not None:
+            self.speakers.observe(self.stream_id, level)
+
+    def update_layers_wanted(self) -> None:
+        """Dynacast: recompute which layers are wanted (those up to the highest quality any player wants, the
+        top one when recorded, the lowest always) and report a change through ``on_layers_wanted``."""
+        ingest = self.ingests.get("video")
+        if not self.rids or ingest is None:
+            return
+        count = len(self.rids)
+        highest = 0
+        for playback in self.playbacks:
+            if "video" in playback.chooser_quality:
+                highest = max(highest, layer_for(playback.chooser_quality["video"], count))
+        if ingest.sinks:
+            highest = count - 1
+        wanted = set(self.rids[: highest + 1])
+        if wanted != self.layers_wanted:
+            self.layers_wanted = wanted
+            if self.on_layers_wanted is not None:
+                try:
+                    self.on_layers_wanted(set(wanted))
+                except Exception:
+                    logger.exception("layers-wanted callback failed")
 
     async def connected(self) -> None:
         if self._remb is None:
@@ -205,9 +277,12 @@ class Publication(PeerSession):
             self._nack_retries = [asyncio.ensure_future(retry_nacks(i)) for i in self.ingests.values()]
 
     async def _cap_bitrate(self) -> None:
-        """Once a second, a REMB with MEDIA_PUBLISHER_MAX_BITRATE for each video track."""
+        """Once a second, a REMB with MEDIA_PUBLISHER_MAX_BITRATE for each video track; layer bitrates measured."""
         while not self.closed:
             for ingest in self.ingests.values():
+                ingest.measure(time.monotonic())
+            for playback in list(self.playbacks):
+                playback.rechoose()  # a layer that came back (dynacast resumed it) or went away
                 try:
                     await ingest.send_bitrate_cap(settings.MEDIA_PUBLISHER_MAX_BITRATE)
                 except ConnectionError:
@@ -215,6 +290,8 @@ class Publication(PeerSession):
             await asyncio.sleep(1.0)
 
     def _first_packet(self, ingest: Ingest) -> None:
+        if ingest.layer_map is not None:
+            self.update_layers_wanted()
         if not self.publishing:
             self.publishing = True
             task = asyncio.ensure_future(self._on_media(self))
@@ -246,6 +323,8 @@ class Publication(PeerSession):
             task.cancel()
         for ingest in self.ingests.values():
             ingest.close()
+        if self.speakers is not None:
+            self.speakers.remove(self.stream_id)
         await super().close()
 
 
@@ -260,7 +339,11 @@ class Playback(PeerSession):
         reply_channel: str,
         on_failed: Callable[[str], Awaitable[None]],
         on_playing: Callable[[Playback], Awaitable[None]],
+        quality: str = "auto",
+        on_quality: Callable[[Playback, str], Awaitable[None]] | None = None,
     ) -> None:
+        if quality not in WANTED_QUALITIES:
+            raise MediaError(MediaErrorCode.INVALID_FIELD, f"quality must be one of {', '.join(WANTED_QUALITIES)}")
         super().__init__(play_id, participant_id, on_failed)
         self.play_id = play_id
         self.publication = publication
@@ -269,6 +352,35 @@ class Playback(PeerSession):
         self._senders: dict[str, Any] = {}
         self._on_playing = on_playing
         self.playing = False
+        self.quality = quality
+        """The wanted quality: "low", "medium", "high" or "auto" (the downlink decides)."""
+        self.forwarded_quality: str | None = None
+        """The quality of the video layer being forwarded ("high" without simulcast); None before video."""
+        self._on_quality = on_quality
+        self._chooser: LayerChooser | None = None
+        self._video: DownTrack | None = None
+
+    @property
+    def chooser_quality(self) -> dict[str, str]:
+        """The wanted quality per kind that has layers to choose from (for dynacast)."""
+        return {"video": self.quality} if self._video is not None else {}
+
+    def rechoose(self) -> None:
+        """Choose the video layer again from the layers' measured bitrates (called once a second)."""
+        ingest = self.publication.ingests.get("video")
+        if self._chooser is not None and self._video is not None and ingest is not None:
+            self._chooser.choose(ingest.layer_bitrates())
+
+    def set_quality(self, quality: str) -> None:
+        """Change the wanted quality while playing (a layer switch follows at the next keyframe)."""
+        if quality not in WANTED_QUALITIES:
+            raise MediaError(MediaErrorCode.INVALID_FIELD, f"quality must be one of {', '.join(WANTED_QUALITIES)}")
+        self.quality = quality
+        if self._chooser is not None and self._video is not None:
+            ingest = self.publication.ingests.get("video")
+            if ingest is not None:
+                self._chooser.set_quality(quality, ingest.layer_bitrates())
+        self.publication.update_layers_wanted()
 
     async def answer(self, offer_sdp: str) -> str:
         """Answer a receive-only offer with the publisher's own codecs."""
@@ -310,9 +422,41 @@ class Playback(PeerSession):
                 rtx.payloadType if rtx else None,
                 self._first_packet,
                 ingest.request_keyframe,
+                extension_id=negotiated_extensions(transceiver).get(PLAYER_EXTENSIONS[kind], 0),
             )
+            if kind == "video":
+                self._attach_chooser(downtrack, ingest)
             self.downtracks.append(downtrack)
             ingest.add(downtrack)
+        self.publication.update_layers_wanted()
+
+    def _attach_chooser(self, downtrack: DownTrack, ingest: Ingest) -> None:
+        """The video's layer choice: wanted quality and downlink feedback set the target, switches are reported."""
+        chooser = LayerChooser(self.quality, on_target=downtrack.set_target)
+        self._chooser, self._video = chooser, downtrack
+        downtrack.target = chooser.choose(ingest.layer_bitrates())
+
+        def feedback(fraction_lost: float | None, remb: float | None) -> None:
+            bitrates = ingest.layer_bitrates()
+            if ingest.layer_count < 2:
+                return
+            if fraction_lost is not None:
+                chooser.on_loss(fraction_lost, downtrack.layer, bitrates, time.monotonic())
+            elif remb is not None:
+                chooser.on_remb(remb, downtrack.layer, bitrates)
+
+        def switched(layer: int) -> None:
+            quality = quality_of(layer, ingest.layer_count)
+            if quality == self.forwarded_quality:
+                return
+            self.forwarded_quality = quality
+            if self._on_quality is not None:
+                task = asyncio.ensure_future(self._on_quality(self, quality))
+                task.add_done_callback(_log_task_failure)
+
+        if settings.MEDIA_BANDWIDTH_ADAPTATION:
+            downtrack.on_feedback = feedback
+        downtrack.on_layer = switched
 
     def _first_packet(self) -> None:
         if not self.playing:
@@ -326,5 +470,7 @@ class Playback(PeerSession):
             if ingest is not None:
                 ingest.remove(downtrack)
         self.downtracks.clear()
+        self._video = None
         self.publication.playbacks.discard(self)
+        self.publication.update_layers_wanted()
         await super().close()

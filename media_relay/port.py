@@ -14,8 +14,10 @@ from typing import Protocol
 
 from media_relay.contract import (
     Acked,
+    ActiveSpeakers,
     Answer,
     CommandFailed,
+    LayersWanted,
     PlaybackStatus,
     PublicationEnded,
     PublicationFlowing,
@@ -51,6 +53,12 @@ class MediaEvents(Protocol):
     async def worker_gone(self, result: WorkerGone) -> None:
         """A dead worker's publications are lost."""
 
+    async def layers_wanted(self, result: LayersWanted) -> None:
+        """Tell a simulcast publisher which layers to send (dynacast)."""
+
+    async def active_speakers(self, result: ActiveSpeakers) -> None:
+        """Tell a placement who speaks."""
+
     async def recording_finished(self, result: RecordingFinished) -> None:
         """A recording's file is closed (or its writer failed)."""
 
@@ -78,6 +86,12 @@ class UnwiredMediaEvents:
         logger.warning("no media events handler: dropped %r", result)
 
     async def worker_gone(self, result: WorkerGone) -> None:
+        logger.warning("no media events handler: dropped %r", result)
+
+    async def layers_wanted(self, result: LayersWanted) -> None:
+        logger.warning("no media events handler: dropped %r", result)
+
+    async def active_speakers(self, result: ActiveSpeakers) -> None:
         logger.warning("no media events handler: dropped %r", result)
 
     async def recording_finished(self, result: RecordingFinished) -> None:

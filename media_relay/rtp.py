@@ -1,11 +1,33 @@
-"""Byte-level RTP helpers for the forward path: headers, RTX and keyframe detection."""
+"""Byte-level RTP helpers for the forward path: headers, one-word header extensions, RTX and keyframe detection."""
 
 from __future__ import annotations
 
 import struct
 
 RTP_HEADER = struct.Struct("!BBHII")
+RTP_HEADER_EXTENDED = struct.Struct("!BBHIIHHI")
+"""An RTP header with the X bit and a one-byte-header extension block (RFC 8285) of one 32-bit word."""
 RTP_VERSION_BYTE = 0x80
+RTP_EXTENDED_BYTE = 0x90
+ONE_BYTE_PROFILE = 0xBEDE
+
+
+def audio_level_element(extension_id: int, level: int) -> int:
+    """The extension word carrying an audio level (RFC 6464: V bit and -dBov in one byte) under ``extension_id``."""
+    return (extension_id << 28) | ((level & 0xFF) << 16)
+
+
+def abs_send_time_element(extension_id: int, send_time: int) -> int:
+    """The extension word carrying a 24-bit abs-send-time (6.18 fixed-point seconds) under ``extension_id``."""
+    return (extension_id << 28) | (2 << 24) | (send_time & 0xFFFFFF)
+
+
+def header_size(packet: bytes) -> int:
+    """The size of a packet's fixed header, CSRCs and header extension (where its payload starts)."""
+    size = RTP_HEADER.size + 4 * (packet[0] & 0x0F)
+    if packet[0] & 0x10 and len(packet) >= size + 4:
+        size += 4 + 4 * int.from_bytes(packet[size + 2 : size + 4], "big")
+    return size
 
 
 def build_packet(payload_type: int, marker: int, sequence: int, timestamp: int, ssrc: int, payload: bytes) -> bytes:
@@ -14,11 +36,12 @@ def build_packet(payload_type: int, marker: int, sequence: int, timestamp: int, 
 
 
 def wrap_rtx(packet: bytes, payload_type: int, sequence: int, ssrc: int) -> bytes:
-    """RFC 4588 retransmission of a plain packet built by :func:`build_packet`."""
-    _, second, original_sequence, timestamp, _ = RTP_HEADER.unpack_from(packet)
+    """RFC 4588 retransmission of a packet without padding: header (extensions kept), original sequence, payload."""
+    first, second, original_sequence, timestamp, _ = RTP_HEADER.unpack_from(packet)
     marker = second >> 7
-    header = RTP_HEADER.pack(RTP_VERSION_BYTE, (marker << 7) | payload_type, sequence, timestamp, ssrc)
-    return header + struct.pack("!H", original_sequence) + packet[RTP_HEADER.size :]
+    header = RTP_HEADER.pack(first, (marker << 7) | payload_type, sequence, timestamp, ssrc)
+    size = header_size(packet)
+    return header + packet[RTP_HEADER.size : size] + struct.pack("!H", original_sequence) + packet[size:]
 
 
 def packet_sequence(packet: bytes) -> int:

@@ -14,7 +14,9 @@ import logging
 import os
 import time
 import uuid
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from channels.layers import get_channel_layer
 from django.conf import settings
@@ -26,6 +28,7 @@ from media_relay.port import media_events
 from media_relay.reaper import reap_dead_workers
 from media_relay.recording.sink import recording_format, start_recording, wait_for_recordings
 from media_relay.registry import HEARTBEAT_SECONDS, WorkerInfo, registry
+from media_relay.speakers import ActiveSpeakers
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +55,8 @@ class MediaWorker:
         self._candidates: dict[str, int] = {}
         """Remote candidates given to each open peer connection (offer and trickled)."""
         self._tasks: set[asyncio.Task[None]] = set()
+        self._speakers: dict[int, ActiveSpeakers] = {}
+        self._reported_quality: dict[str, str | None] = {}
         self._stopping = False
 
     @property
@@ -170,6 +175,8 @@ class MediaWorker:
             await self.play(message)
         elif message["type"] == c.STOP:
             await self.stop(message)
+        elif message["type"] == c.SET_QUALITY:
+            await self.set_quality(message)
         elif message["type"] == c.ICE:
             await self.ice(message)
         elif message["type"] == c.MUTE:
@@ -184,7 +191,7 @@ class MediaWorker:
     async def _failed(self, message: c.Command, code: c.MediaErrorCode, text: str) -> None:
         if message["type"] == c.PUBLISH:
             failed = c.CommandFailed(message["reply_channel"], message["rid"], code, text, message["stream_id"])
-        elif message["type"] == c.PLAY or message["type"] == c.STOP or message["type"] == c.ICE:
+        elif message["type"] in (c.PLAY, c.STOP, c.ICE, c.SET_QUALITY):
             failed = c.CommandFailed(message["reply_channel"], message["rid"], code, text)
         else:  # mute, participant_gone, streams_closed: nobody waits for an answer
             logger.warning("media command %s failed: %s", message["type"], text)
@@ -204,8 +211,20 @@ class MediaWorker:
         async def failed(reason: str) -> None:
             await self._end_publication(stream_id, c.PublicationStatus.FAILED, reason)
 
+        reply_channel = command["reply_channel"]
+
+        def layers_wanted(rids: set[str]) -> None:
+            ordered = tuple(rid for rid in publication.rids if rid in rids)
+            self._report(media_events().layers_wanted(c.LayersWanted(reply_channel, stream_id, ordered)))
+
         publication = Publication(
-            stream_id, command["placement"], command["participant_id"], failed, self._media_flowing
+            stream_id,
+            command["placement"],
+            command["participant_id"],
+            failed,
+            self._media_flowing,
+            speakers=self._speakers_of(command["placement"]),
+            on_layers_wanted=layers_wanted,
         )
         self.publications[stream_id] = publication
         self._candidates[stream_id] = offered
@@ -215,6 +234,28 @@ class MediaWorker:
         await media_events().answer(
             c.Answer(command["reply_channel"], command["rid"], stream_id, stream_id, None, sdp)
         )
+
+    def _speakers_of(self, placement: int) -> ActiveSpeakers:
+        """The active speaker detector of a placement (one per room on this worker)."""
+        speakers = self._speakers.get(placement)
+        if speakers is None:
+
+            def changed(stream_ids: list[str]) -> None:
+                self._report(media_events().active_speakers(c.ActiveSpeakers(placement, tuple(stream_ids))))
+
+            speakers = self._speakers[placement] = ActiveSpeakers(changed)
+        return speakers
+
+    def _report(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        """Report a result from a synchronous callback of the packet path (a task, kept until done)."""
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._report_done)
+
+    def _report_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("reporting a media result failed", exc_info=task.exception())
 
     async def _media_flowing(self, publication: Publication) -> None:
         flowing = c.PublicationFlowing(publication.stream_id, publication.codec_names(), recording_format(publication))
@@ -234,6 +275,11 @@ class MediaWorker:
             await self._end_playback(playback, c.PlaybackState.UNPUBLISHED, "the stream was unpublished")
         self._candidates.pop(stream_id, None)
         await publication.close()
+        placement = publication.room_id
+        if not any(p.room_id == placement for p in self.publications.values()):
+            speakers = self._speakers.pop(placement, None)
+            if speakers is not None:
+                speakers.close()
 
     # --- play ---------------------------------------------------------------------
 
@@ -254,7 +300,14 @@ class MediaWorker:
                 await self._end_playback(playback, c.PlaybackState.FAILED, reason)
 
         playback = Playback(
-            play_id, publication, command["participant_id"], command["reply_channel"], failed, self._playing
+            play_id,
+            publication,
+            command["participant_id"],
+            command["reply_channel"],
+            failed,
+            self._playing,
+            quality=command.get("quality") or "auto",
+            on_quality=self._quality_changed,
         )
         self.playbacks[play_id] = playback
         self._candidates[play_id] = offered
@@ -275,14 +328,25 @@ class MediaWorker:
     async def _playing(self, playback: Playback) -> None:
         await self._playback_status(playback, c.PlaybackState.PLAYING)
 
+    async def _quality_changed(self, playback: Playback, quality: str) -> None:
+        """The relay forwards another layer: PLAYING again, with the new quality (once PLAYING was told)."""
+        if playback.play_id in self._reported_quality and self._reported_quality[playback.play_id] != quality:
+            await self._playback_status(playback, c.PlaybackState.PLAYING)
+
     async def _playback_status(self, playback: Playback, status: c.PlaybackState, reason: str = "") -> None:
+        quality = playback.forwarded_quality if status == c.PlaybackState.PLAYING else None
+        if status == c.PlaybackState.PLAYING:
+            self._reported_quality[playback.play_id] = quality
         await media_events().playback_status(
-            c.PlaybackStatus(playback.reply_channel, playback.play_id, playback.publication.stream_id, status, reason)
+            c.PlaybackStatus(
+                playback.reply_channel, playback.play_id, playback.publication.stream_id, status, reason, quality
+            )
         )
 
     async def _end_playback(self, playback: Playback, status: c.PlaybackState, reason: str) -> None:
         self.playbacks.pop(playback.play_id, None)
         self._candidates.pop(playback.play_id, None)
+        self._reported_quality.pop(playback.play_id, None)
         await playback.close()
         await self._playback_status(playback, status, reason)
 
@@ -293,6 +357,14 @@ class MediaWorker:
             raise c.MediaError(c.MediaErrorCode.PLAY_NOT_FOUND, "no such playback")
         await media_events().acked(c.Acked(command["reply_channel"], command["rid"]))
         await self._end_playback(playback, c.PlaybackState.STOPPED, "stopped by the player")
+
+    async def set_quality(self, command: c.SetQualityCommand) -> None:
+        """Change the quality one playback of the asking connection wants."""
+        playback = self.playbacks.get(command["play_id"])
+        if playback is None or playback.reply_channel != command["reply_channel"]:
+            raise c.MediaError(c.MediaErrorCode.PLAY_NOT_FOUND, "no such playback")
+        playback.set_quality(command["quality"])
+        await media_events().acked(c.Acked(command["reply_channel"], command["rid"]))
 
     # --- other commands -------------------------------------------------------------
 
@@ -349,6 +421,9 @@ class MediaWorker:
             await playback.close()
         self.playbacks.clear()
         self._candidates.clear()
+        for speakers in self._speakers.values():
+            speakers.close()
+        self._speakers.clear()
         await wait_for_recordings()
         stats.LIVE_WORKERS.discard(self)
         try:

@@ -1,6 +1,6 @@
 """Python asyncio client SDK of the Room API (docs/protocol.md), named after the reference's Room API.
 
-Its names (SESSION_STATUS, ROOM_EVENT, STREAM_STATUS, ERROR_CODE, PROTOCOL_VERSION) are the Web SDK's.
+Its names (SESSION_STATUS, ROOM_EVENT, STREAM_STATUS, QUALITY, ERROR_CODE, PROTOCOL_VERSION) are the Web SDK's.
 
     conn = await roomapi.connect("ws://127.0.0.1:8000", "alice")
     room = await conn.join("demo")
@@ -11,7 +11,7 @@ Its names (SESSION_STATUS, ROOM_EVENT, STREAM_STATUS, ERROR_CODE, PROTOCOL_VERSI
 """
 
 from roomapi.client import Connection, connect
-from roomapi.constants import ERROR_CODE, PROTOCOL_VERSION, ROOM_EVENT, SESSION_STATUS, STREAM_STATUS
+from roomapi.constants import ERROR_CODE, PROTOCOL_VERSION, QUALITY, ROOM_EVENT, SESSION_STATUS, STREAM_STATUS
 from roomapi.errors import RoomApiError
 from roomapi.objects import Message, Participant, RoomEvent, Stream
 from roomapi.room import Room
@@ -19,6 +19,7 @@ from roomapi.room import Room
 __all__ = [
     "ERROR_CODE",
     "PROTOCOL_VERSION",
+    "QUALITY",
     "ROOM_EVENT",
     "SESSION_STATUS",
     "STREAM_STATUS",

@@ -34,7 +34,8 @@ class ROOM_EVENT:
     STATE: the join succeeded (the room and the others).  JOINED, LEFT, PARTICIPANT_UPDATED: another
     participant joined, left, or dropped / resumed.  PUBLISHED, UNPUBLISHED, STREAM_UPDATED: a stream
     started, ended, or changed its mute flags.  ROOM_UPDATED: a moderator locked, unlocked or resized the
-    room.  MESSAGE: a message to everyone or to you.  CLOSED: the room was finalized (code
+    room.  MESSAGE: a message to everyone or to you.  ACTIVE_SPEAKERS: the streams whose audio is speaking
+    changed (``event.speakers``, loudest first; also ``room.active_speakers``).  CLOSED: the room was finalized (code
     ``room_closed``).  KICKED: a moderator removed you.  FAILED: one of your streams failed (code
     ``stream_failed``); the Web SDK also emits it for a refused join, which this SDK raises instead.
     RECONNECTING: the connection dropped and the SDK is resuming the room; RECONNECTED: resumed (the room
@@ -50,6 +51,7 @@ class ROOM_EVENT:
     STREAM_UPDATED = "STREAM_UPDATED"
     ROOM_UPDATED = "ROOM_UPDATED"
     MESSAGE = "MESSAGE"
+    ACTIVE_SPEAKERS = "ACTIVE_SPEAKERS"
     CLOSED = "CLOSED"
     KICKED = "KICKED"
     FAILED = "FAILED"
@@ -68,6 +70,19 @@ class STREAM_STATUS:
     PLAYING = "PLAYING"
     STOPPED = "STOPPED"
     FAILED = "FAILED"
+
+
+class QUALITY:
+    """The video quality a player wants from a simulcast stream (``play(quality=...)``, ``set_quality``).
+
+    LOW, MEDIUM, HIGH: at most that layer; AUTO: whatever the player's link carries.  ``PlayingStream.quality``
+    is the layer being forwarded (one of the first three).
+    """
+
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    AUTO = "auto"
 
 
 class ERROR_CODE:

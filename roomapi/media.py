@@ -24,7 +24,7 @@ from aiortc import (
 )
 
 from roomapi import recovery
-from roomapi.constants import ERROR_CODE, STREAM_STATUS
+from roomapi.constants import ERROR_CODE, QUALITY, STREAM_STATUS
 from roomapi.errors import RoomApiError
 from roomapi.session import InRoom, Session
 
@@ -236,21 +236,44 @@ class PublishedStream(_StatusMixin):
 
 
 class PlayingStream(_StatusMixin):
-    """A remote stream we play: ``video`` and ``audio`` are aiortc tracks to read frames from."""
+    """A remote stream we play: ``video`` and ``audio`` are aiortc tracks to read frames from.
 
-    def __init__(self, room: InRoom, stream: StreamInfo, pc: RTCPeerConnection) -> None:
+    ``wanted_quality`` is the QUALITY asked for; ``quality`` the layer the relay forwards (``low``, ``medium`` or
+    ``high``; None before video flows), updated by each PLAYING status.
+    """
+
+    def __init__(self, room: InRoom, stream: StreamInfo, pc: RTCPeerConnection, quality: str = QUALITY.AUTO) -> None:
         self.room = room
         self.stream = stream
         self.pc = pc
         self.id = ""
         self.video: MediaStreamTrack | None = None
         self.audio: MediaStreamTrack | None = None
+        self.wanted_quality = quality
+        self.quality: str | None = None
         self._init_status(STREAM_STATUS.NEW)
         self._early: list[dict[str, Any]] = []
         self._recovery: list[asyncio.Task[None]] = []
+        self._quality_waiters: list[tuple[str, asyncio.Future[None]]] = []
 
     def _connection(self) -> Session:
         return self.room.connection
+
+    async def set_quality(self, quality: str) -> None:
+        """Ask for another quality while playing; the layer changes at its next keyframe (see ``quality``)."""
+        await self.room.connection._request("set_quality", play=self.id, quality=quality)
+        self.wanted_quality = quality
+
+    async def wait_for_quality(self, quality: str, timeout: float = 10.0) -> None:
+        """Wait (bounded) until the relay forwards the layer ``quality`` (``low``, ``medium`` or ``high``)."""
+        if self.quality == quality:
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._quality_waiters.append((quality, future))
+        try:
+            await asyncio.wait_for(future, timeout)
+        finally:
+            self._quality_waiters = [w for w in self._quality_waiters if w[1] is not future]
 
     async def stop(self) -> None:
         """Stop playing; the server answers STOPPED."""
@@ -302,6 +325,11 @@ class PlayingStream(_StatusMixin):
         status = str(event.get("status"))
         if status == STREAM_STATUS.STOPPED and self._status == STREAM_STATUS.STOPPED:
             return
+        if status == STREAM_STATUS.PLAYING and event.get("quality"):
+            self.quality = str(event["quality"])
+            for wanted, future in self._quality_waiters:
+                if wanted == self.quality and not future.done():
+                    future.set_result(None)
         self._set_status(status, str(event.get("reason", "")))
         if status in TERMINAL:
             self._closing = asyncio.ensure_future(self._close())
@@ -339,10 +367,15 @@ async def publish(
     return stream
 
 
-async def play(room: InRoom, stream: StreamInfo, ice_servers: list[RTCIceServer] | None = None) -> PlayingStream:
-    """Play a PUBLISHING stream of the room; the result turns PLAYING when media arrives."""
+async def play(
+    room: InRoom, stream: StreamInfo, ice_servers: list[RTCIceServer] | None = None, quality: str = QUALITY.AUTO
+) -> PlayingStream:
+    """Play a PUBLISHING stream of the room; the result turns PLAYING when media arrives.
+
+    ``quality`` (a QUALITY value) caps the layer forwarded from a simulcast stream.
+    """
     pc = RTCPeerConnection(_configuration(room.connection, ice_servers))
-    playing = PlayingStream(room, stream, pc)
+    playing = PlayingStream(room, stream, pc, quality)
 
     @pc.on("track")
     def on_track(track: MediaStreamTrack) -> None:
@@ -358,7 +391,7 @@ async def play(room: InRoom, stream: StreamInfo, ice_servers: list[RTCIceServer]
     connection = room.connection
     connection._add_listener("play_status", playing._on_status)
     connection._add_listener("unpublished", playing._on_unpublished)
-    await _negotiate(playing, "play", "play", stream=stream.id)
+    await _negotiate(playing, "play", "play", stream=stream.id, quality=quality)
     for transceiver in pc.getTransceivers():
         task = recovery.install(transceiver.receiver)
         if task is not None:

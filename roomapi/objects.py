@@ -44,11 +44,14 @@ class Stream:
     room: RoomHandle | None = field(default=None, repr=False, compare=False)
     """The room the stream is in (set when it is reached through a participant)."""
 
-    async def play(self) -> PlayingStream:
-        """Play this stream: ``.video`` / ``.audio`` of the result are tracks to read frames from."""
+    async def play(self, quality: str = "auto") -> PlayingStream:
+        """Play this stream: ``.video`` / ``.audio`` of the result are tracks to read frames from.
+
+        ``quality`` (a QUALITY value) caps the layer of a simulcast stream; change it with ``set_quality``.
+        """
         if self.room is None:
             raise RuntimeError("this stream is not attached to a room")
-        return await play(self.room, self)
+        return await play(self.room, self, quality=quality)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Stream:
@@ -91,12 +94,12 @@ class Participant:
             stream.room = self.room
         return list(self.streams.values())
 
-    async def play(self) -> PlayingStream:
+    async def play(self, quality: str = "auto") -> PlayingStream:
         """Play the participant's first live stream (the reference's ``participant.play``)."""
         streams = self.get_streams()
         if not streams:
             raise RuntimeError(f"{self.login} publishes nothing")
-        return await streams[0].play()
+        return await streams[0].play(quality)
 
     async def send_message(self, text: str) -> Message:
         """Send a private message to this participant; returns the stored message."""
@@ -174,3 +177,5 @@ class RoomEvent:
     """For CLOSED, KICKED and FAILED: why (``room_closed``, ``kicked``, ``stream_failed``)."""
     info: str = ""
     """For CLOSED, KICKED and FAILED: human text (the server's reason)."""
+    speakers: tuple[str, ...] = ()
+    """For ACTIVE_SPEAKERS: the ids of the streams speaking, loudest first."""

@@ -47,6 +47,8 @@ class Room:
         """Every event this room emitted, oldest first (see :meth:`wait_for`)."""
         self.closed = False
         """True once the room ended for this connection (left, kicked or finalized)."""
+        self.active_speakers: list[str] = []
+        """The ids of the streams speaking now, loudest first (ACTIVE_SPEAKERS)."""
         self._callbacks: dict[str, list[RoomCallback]] = {}
         self._consumed: set[int] = set()
         self._waiters: list[tuple[str, EventPredicate | None, asyncio.Future[RoomEvent]]] = []
@@ -249,6 +251,9 @@ class Room:
             self._handle_stream_event(kind, event)
         elif kind == "stream_status":
             self._handle_stream_status(event)
+        elif kind == "active_speakers":
+            self.active_speakers = [str(stream_id) for stream_id in event.get("streams") or []]
+            self._emit(RoomEvent(ROOM_EVENT.ACTIVE_SPEAKERS, kind, event, speakers=tuple(self.active_speakers)))
         elif kind == "room_updated":
             self.info.update(event.get("room") or {})
             self._emit(RoomEvent(ROOM_EVENT.ROOM_UPDATED, kind, event))

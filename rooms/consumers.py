@@ -101,6 +101,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             p.Publish: self._handle_publish,
             p.Unpublish: self._handle_unpublish,
             p.Play: self._handle_play,
+            p.SetQuality: self._handle_set_quality,
             p.Stop: self._handle_stop,
             p.Ice: self._handle_ice,
             p.Mute: self._handle_mute,
@@ -221,7 +222,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
         require_grant(self.grants, p.Grant.CAN_PLAY)
         stream = await db(services.playable_stream)(session.participant_id, command.stream)
         p.validate_sdp(command.sdp)
-        await media.play(session, stream.public_id, command.sdp, command.rid)
+        await media.play(session, stream.public_id, command.sdp, command.quality, command.rid)
+
+    async def _handle_set_quality(self, command: p.SetQuality) -> None:
+        await media.set_quality(self._media_session(), command.play, command.quality, command.rid)
 
     async def _handle_stop(self, command: p.Stop) -> None:
         await media.stop(self._media_session(), command.play, command.rid)

@@ -81,7 +81,7 @@ async def publish(session: MediaSession, kind: str, sdp: str, record: bool, rid:
         raise room_error(exc) from None
 
 
-async def play(session: MediaSession, stream_id: str, sdp: str, rid: c.RequestId) -> None:
+async def play(session: MediaSession, stream_id: str, sdp: str, quality: str, rid: c.RequestId) -> None:
     """Ask the room's worker to answer a player's offer for a stream (services.playable_stream checked it)."""
     command = c.PlayCommand(
         type=c.PLAY,
@@ -90,11 +90,28 @@ async def play(session: MediaSession, stream_id: str, sdp: str, rid: c.RequestId
         stream_id=stream_id,
         play_id=uuid.uuid4().hex,
         sdp=sdp,
+        quality=quality,
         reply_channel=session.reply_channel,
         rid=rid,
     )
     try:
         await media_client().play(command)
+    except c.MediaError as exc:
+        raise room_error(exc) from None
+
+
+async def set_quality(session: MediaSession, play_id: str, quality: str, rid: c.RequestId) -> None:
+    """Change the quality one of the connection's playbacks wants."""
+    command = c.SetQualityCommand(
+        type=c.SET_QUALITY,
+        placement=session.room_id,
+        play_id=play_id,
+        quality=quality,
+        reply_channel=session.reply_channel,
+        rid=rid,
+    )
+    try:
+        await media_client().set_quality(command)
     except c.MediaError as exc:
         raise room_error(exc) from None
 

@@ -102,9 +102,22 @@ class RoomMediaEvents:
     async def playback_status(self, result: c.PlaybackStatus) -> None:
         """A play_status event to the player."""
         data = {
-            "play": result.play_id, "stream": result.stream_id, "status": result.status.value, "reason": result.reason
+            "play": result.play_id,
+            "stream": result.stream_id,
+            "status": result.status.value,
+            "reason": result.reason,
+            "quality": result.quality,
         }
         await _reply(result.reply_channel, p.Event(p.EventType.PLAY_STATUS, data).to_dict())
+
+    async def layers_wanted(self, result: c.LayersWanted) -> None:
+        """Dynacast: a layers_wanted event to the simulcast publisher."""
+        data = {"stream": result.stream_id, "rids": list(result.rids)}
+        await _reply(result.reply_channel, p.Event(p.EventType.LAYERS_WANTED, data).to_dict())
+
+    async def active_speakers(self, result: c.ActiveSpeakers) -> None:
+        """An active_speakers event to the whole room."""
+        await deliver(services.active_speakers(result.placement, list(result.stream_ids)))
 
     async def worker_gone(self, result: c.WorkerGone) -> None:
         """The dead worker's streams FAIL; their publishers may publish again."""

@@ -36,6 +36,7 @@ class CommandType(StrEnum):
     ICE = "ice"
     MUTE = "mute"
     MODERATE = "moderate"
+    SET_QUALITY = "set_quality"
 
 
 class EventType(StrEnum):
@@ -60,6 +61,8 @@ class EventType(StrEnum):
     ROOM_UPDATED = "room_updated"
     ROOM_CLOSED = "room_closed"
     KICKED = "kicked"
+    ACTIVE_SPEAKERS = "active_speakers"
+    LAYERS_WANTED = "layers_wanted"
 
 
 class SessionStatus(StrEnum):
@@ -86,6 +89,15 @@ class PlayStatus(StrEnum):
     STOPPED = "STOPPED"
     UNPUBLISHED = "UNPUBLISHED"
     FAILED = "FAILED"
+
+
+class Quality(StrEnum):
+    """The video quality a player wants (``play``, ``set_quality``); ``play_status.quality``: one of the first three."""
+
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    AUTO = "auto"
 
 
 class ParticipantState(StrEnum):
@@ -439,10 +451,39 @@ class Play(Command):
     type: ClassVar[str] = CommandType.PLAY
     stream: str = ""
     sdp: str = ""
+    quality: str = Quality.AUTO
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any], rid: str | int | None) -> Play:
-        return cls(rid=rid, stream=_string(payload, "stream", max_length=64) or "", sdp=_sdp(payload))
+        return cls(
+            rid=rid,
+            stream=_string(payload, "stream", max_length=64) or "",
+            sdp=_sdp(payload),
+            quality=_quality(payload, required=False),
+        )
+
+
+def _quality(payload: dict[str, Any], *, required: bool) -> str:
+    value = _string(payload, "quality", required=required, max_length=16)
+    if value is None:
+        return Quality.AUTO
+    if value not in tuple(Quality):
+        raise ProtocolError(ErrorCode.INVALID_FIELD, f"'quality' must be one of {', '.join(Quality)}")
+    return value
+
+
+@dataclass(frozen=True)
+class SetQuality(Command):
+    """Change the video quality wanted by one of one's playbacks."""
+
+    type: ClassVar[str] = CommandType.SET_QUALITY
+    play: str = ""
+    quality: str = Quality.AUTO
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any], rid: str | int | None) -> SetQuality:
+        play = _string(payload, "play", max_length=64) or ""
+        return cls(rid=rid, play=play, quality=_quality(payload, required=True))
 
 
 @dataclass(frozen=True)
@@ -534,7 +575,7 @@ class Moderate(Command):
 
 COMMANDS: dict[str, type[Command]] = {
     cls.type: cls
-    for cls in (Hello, Ping, Join, Leave, SendMessage, Publish, Unpublish, Play, Stop, Ice, Mute, Moderate)
+    for cls in (Hello, Ping, Join, Leave, SendMessage, Publish, Unpublish, Play, SetQuality, Stop, Ice, Mute, Moderate)
 }
 
 

@@ -630,6 +630,11 @@ def stream_publishing(
     return outcome
 
 
+def active_speakers(room_id: int, stream_ids: list[str]) -> list[Delivery]:
+    """The relay's speaker detection changed: the whole room hears who speaks (stream ids, loudest first)."""
+    return [Delivery(_event(EventType.ACTIVE_SPEAKERS, streams=list(stream_ids)), group=Room(pk=room_id).group_name)]
+
+
 @transaction.atomic
 def stream_ended(stream_id: str, status: StreamStatus = StreamStatus.UNPUBLISHED, reason: str = "") -> Outcome:
     """A stream stopped (unpublish) or failed; players and the room are told."""

@@ -107,11 +107,11 @@ def downtrack(
     kind: str,
     payload_types: dict[int, int],
     rtx_payload_type: int | None = None,
-    on_keyframe: Callable[[], None] | None = None,
+    on_keyframe: Callable[[int], None] | None = None,
 ) -> tuple[DownTrack, CapturedSenderLink]:
     """A player's DownTrack and the link that captures what it sends."""
     link = CapturedSenderLink(kind)
-    track = DownTrack(kind, link, payload_types, rtx_payload_type, lambda: None, on_keyframe or (lambda: None))
+    track = DownTrack(kind, link, payload_types, rtx_payload_type, lambda: None, on_keyframe or (lambda _layer: None))
     return track, link
 
 
@@ -381,3 +381,57 @@ async def test_publisher_nack_and_rtx_unwrapping() -> None:
     assert [(n - numbers[0]) & 0xFFFF for n in numbers] == [0, 2, 1]
     assert source.packet_loss() == (1, 3)  # counted on arrival; the RTX SSRC is left out
 
+
+
+# --- header extensions ----------------------------------------------------------------------------------------
+
+
+async def test_audio_level_forwarded_under_the_players_id_and_read_at_the_relay() -> None:
+    """The publisher's audio level (its id 1) reaches the player under the player's id (5); the relay reads it."""
+    from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
+    from aiortc.rtp import HeaderExtensionsMap
+
+    source, _ = ingest("audio", [OPUS])
+    levels: list[int] = []
+    source.on_audio_level = levels.append
+    link = CapturedSenderLink("audio")
+    track = DownTrack("audio", link, {111: 111}, None, lambda: None, lambda _layer: None, extension_id=5)
+    source.add(track)
+    plain, _plain_link = downtrack("audio", {111: 111})  # a player that did not negotiate it
+    source.add(plain)
+    packet = rtp(111, 1, 960, b"opus")
+    packet.extensions.audio_level = (True, 42)
+    await publish(source, [packet])
+    assert levels == [42]
+    player_map = HeaderExtensionsMap()
+    player_map.configure(
+        RTCRtpParameters(
+            headerExtensions=[
+                RTCRtpHeaderExtensionParameters(id=5, uri="urn:ietf:params:rtp-hdrext:ssrc-audio-level")
+            ]
+        )
+    )
+    (received,) = [RtpPacket.parse(data, player_map) for data in link.sent]
+    assert received.extensions.audio_level == (True, 42)
+    assert received.payload == b"opus"
+    assert _plain_link.packets()[0].extensions.audio_level is None
+    assert len(_plain_link.sent[0]) == 12 + 4
+
+
+async def test_rtx_of_an_extended_packet_keeps_the_extension_before_the_original_sequence() -> None:
+    """RFC 4588 with a header extension: the OSN follows the extension, the payload follows the OSN."""
+    key, _ = FRAME_STARTS["VP8"]
+    link = CapturedSenderLink("video")
+    track = DownTrack("video", link, {96: 96}, 97, lambda: None, lambda _layer: None, extension_id=3)
+    track.forward(96, 1, 10, 3000, key, True, 0, 0, 0x123456)
+    (sent,) = link.sent
+    assert sent[0] & 0x10 and sent[12:20] == bytes([0xBE, 0xDE, 0, 1, 0x32, 0x12, 0x34, 0x56])  # abs-send-time
+    original = RtpPacket.parse(sent)
+    link.sent.clear()
+    await track.handle_rtcp(nack(track, [original.sequence_number]))
+    (raw,) = link.sent
+    assert raw[12:20] == sent[12:20]
+    repair = RtpPacket.parse(raw)
+    assert repair.ssrc == link.rtx_ssrc and repair.payload_type == 97
+    assert int.from_bytes(repair.payload[:2], "big") == original.sequence_number
+    assert repair.payload[2:] == key

@@ -13,13 +13,13 @@ import pytest
 
 from roomapi import constants as py_sdk
 from rooms import protocol as p
-from rooms.protocol import ErrorCode, EventType, PlayStatus, SessionStatus, StreamStatus
+from rooms.protocol import ErrorCode, EventType, PlayStatus, Quality, SessionStatus, StreamStatus
 
 ROOT = Path(__file__).resolve().parent.parent
 JS_SDK = ROOT / "rooms" / "static" / "rooms" / "roomapi.js"
 DOC = ROOT / "docs" / "protocol.md"
 
-EXPORTED_OBJECTS = ("SESSION_STATUS", "ROOM_EVENT", "STREAM_STATUS", "ERROR_CODE")
+EXPORTED_OBJECTS = ("SESSION_STATUS", "ROOM_EVENT", "STREAM_STATUS", "QUALITY", "ERROR_CODE")
 SDK_ONLY_SESSION_STATUSES = {"NEW", "PENDING", "RECONNECTING"}
 SDK_ONLY_STREAM_STATUSES = {"NEW"}
 SDK_ONLY_ERROR_CODES = {"DISCONNECTED": "disconnected", "TIMEOUT": "timeout",
@@ -28,7 +28,7 @@ SDK_ONLY_ERROR_CODES = {"DISCONNECTED": "disconnected", "TIMEOUT": "timeout",
 # Protocol events that answer one client (replies, session and media statuses) and so are no room event.
 NOT_ROOM_EVENTS = {
     EventType.ESTABLISHED, EventType.FAILED, EventType.PONG, EventType.ACK, EventType.ERROR,
-    EventType.ANSWER, EventType.STREAM_STATUS, EventType.PLAY_STATUS,
+    EventType.ANSWER, EventType.STREAM_STATUS, EventType.PLAY_STATUS, EventType.LAYERS_WANTED,
 }
 ROOM_EVENT_OF = {EventType.ROOM_CLOSED: "CLOSED"}  # else the event's own name
 SDK_ONLY_ROOM_EVENTS = {"FAILED", "RECONNECTING", "RECONNECTED"}
@@ -113,6 +113,11 @@ def test_every_room_event_of_the_protocol_has_its_sdk_event() -> None:
     """ROOM_EVENT: one per protocol event that reaches a room, plus the SDK's FAILED, RECONNECTING and RECONNECTED."""
     expected = {ROOM_EVENT_OF.get(e, e.name) for e in EventType if e not in NOT_ROOM_EVENTS}
     assert set(_names(py_exports(), "ROOM_EVENT")) == expected | SDK_ONLY_ROOM_EVENTS
+
+
+def test_qualities_are_the_servers() -> None:
+    """QUALITY: the protocol's qualities by name and value."""
+    assert _names(py_exports(), "QUALITY") == {q.name: q.value for q in Quality}
 
 
 def test_error_codes_are_the_servers_plus_the_sdks_own() -> None:

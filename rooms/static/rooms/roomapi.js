@@ -4,7 +4,7 @@
  * One ES module, no build step.  It touches no DOM except the display
  * elements it is handed (it creates and owns one <video> inside each).
  * The wire names mirror docs/protocol.md and rooms/protocol.py.  The exported
- * names (PROTOCOL_VERSION, SESSION_STATUS, ROOM_EVENT, STREAM_STATUS, ERROR_CODE)
+ * names (PROTOCOL_VERSION, SESSION_STATUS, ROOM_EVENT, STREAM_STATUS, QUALITY, ERROR_CODE)
  * are the Python SDK's (roomapi/constants.py) too: docs/protocol.md, "SDK names";
  * tests/test_sdk_vocabulary.py keeps them equal.
  *
@@ -40,6 +40,7 @@ export const SESSION_STATUS = Object.freeze({
  * STATE: joined (the room and the others). JOINED, LEFT, PARTICIPANT_UPDATED: another participant joined,
  * left, or dropped / resumed. PUBLISHED, UNPUBLISHED, STREAM_UPDATED: a stream started, ended, or changed
  * its mute flags. ROOM_UPDATED: locked, unlocked or resized. MESSAGE: a message to everyone or to you.
+ * ACTIVE_SPEAKERS: who speaks changed (callback(speakers): [{stream, login}], loudest first).
  * CLOSED: the room was finalized, or you left. KICKED: a moderator removed you. FAILED: the join was
  * refused (the Python SDK raises instead, and emits FAILED when one of your streams fails).
  * RECONNECTING: the connection dropped and the SDK is resuming the room; RECONNECTED: resumed (published
@@ -60,7 +61,37 @@ export const ROOM_EVENT = Object.freeze({
   MESSAGE: "MESSAGE",
   RECONNECTING: "RECONNECTING",
   RECONNECTED: "RECONNECTED",
+  ACTIVE_SPEAKERS: "ACTIVE_SPEAKERS",
 });
+
+/**
+ * The video quality a player wants from a simulcast stream (play({quality}), playing.setQuality()).
+ * LOW, MEDIUM, HIGH cap the layer; AUTO follows the size of the video element (and the player's link).
+ */
+export const QUALITY = Object.freeze({
+  LOW: "low",
+  MEDIUM: "medium",
+  HIGH: "high",
+  AUTO: "auto",
+});
+
+/**
+ * The camera's simulcast layers (publish({simulcast: true})): rids lowest first, as docs/protocol.md requires.
+ * @type {RTCRtpEncodingParameters[]}
+ */
+const SIMULCAST_ENCODINGS = [
+  {rid: "q", scaleResolutionDownBy: 4, maxBitrate: 150_000},
+  {rid: "h", scaleResolutionDownBy: 2, maxBitrate: 500_000},
+  {rid: "f", maxBitrate: 1_500_000},
+];
+
+/** The quality "auto" asks for, from the rendered width of the video element (CSS px x devicePixelRatio). */
+function autoQuality(element) {
+  const width = element ? element.clientWidth * (window.devicePixelRatio || 1) : 0;
+  if (width <= 400) return QUALITY.LOW;
+  if (width <= 800) return QUALITY.MEDIUM;
+  return QUALITY.HIGH;
+}
 
 /**
  * Statuses of a published stream (NEW, PENDING, PUBLISHING, UNPUBLISHED, FAILED) or of a playback
@@ -210,6 +241,8 @@ export const ERROR_CODE = Object.freeze({
  * @property {boolean} [receiveAudio]  accepted for compatibility; publishing is send-only
  * @property {boolean} [screen]        publish getDisplayMedia (kind "screen") instead of the camera
  * @property {MediaStream} [mediaStream]  publish this stream instead of capturing one
+ * @property {boolean} [simulcast]  send the camera in three layers (1/4, 1/2, full resolution); the relay gives
+ *   each player one and pauses the layers nobody wants (layers_wanted)
  */
 
 /**
@@ -518,7 +551,10 @@ class LocalStream extends Emitter {
       this._negotiation = new Negotiation(this._room._connection, this._room._connection._iceServers);
       const pc = this._negotiation.pc;
       for (const track of this._media.getTracks()) {
-        pc.addTransceiver(track, {direction: "sendonly", streams: [this._media]});
+        const init = {direction: "sendonly", streams: [this._media]};
+        if (opts.simulcast && track.kind === "video") init.sendEncodings = SIMULCAST_ENCODINGS.map((e) => ({...e}));
+        const transceiver = pc.addTransceiver(track, init);
+        if (init.sendEncodings) this._simulcastSender = transceiver.sender;
       }
       pc.addEventListener("connectionstatechange", () => {
         if (pc.connectionState !== "failed" || !this._negotiation || this._negotiation.pc !== pc) return;
@@ -581,6 +617,33 @@ class LocalStream extends Emitter {
     if (this._id && (this._audioMuted || this._videoMuted)) {
       this._room._connection._request("mute", {stream: this._id, audio: this._audioMuted, video: this._videoMuted}).catch(() => {});
     }
+  }
+
+  /** @returns {string[]|null} the rids of the simulcast layers being sent (null without simulcast) */
+  activeLayers() {
+    if (!this._simulcastSender) return null;
+    return this._simulcastSender.getParameters().encodings.filter((e) => e.active !== false).map((e) => e.rid);
+  }
+
+  /**
+   * A layers_wanted event: pause the simulcast layers nobody plays, resume the wanted ones (dynacast).
+   * Changes are applied one at a time, in order (setParameters needs the latest getParameters).
+   */
+  _layersWanted(rids) {
+    const sender = this._simulcastSender;
+    if (!sender || !Array.isArray(rids)) return Promise.resolve();
+    this._layersChain = (this._layersChain || Promise.resolve()).then(async () => {
+      if (this._ended) return;
+      const parameters = sender.getParameters();
+      if (!parameters.encodings) return;
+      for (const encoding of parameters.encodings) encoding.active = rids.includes(encoding.rid);
+      try {
+        await sender.setParameters(parameters);
+      } catch (err) {
+        console.warn("roomapi: pausing simulcast layers failed", err);
+      }
+    });
+    return this._layersChain;
   }
 
   /** A stream_status event from the server. */
@@ -681,24 +744,33 @@ class RemoteStream {
   /**
    * Play this stream inside ``display``.
    * @param {HTMLElement} display
+   * @param {{quality?: string}} [options]  quality: a QUALITY value (default AUTO)
    * @returns {PlayingStream}
    */
-  play(display) {
+  play(display, options) {
     const room = this._participant._room;
-    const playing = new PlayingStream(room, this, display);
+    const playing = new PlayingStream(room, this, display, options);
     room._playing.add(playing);
     playing._start();
     return playing;
   }
 }
 
-/** A playback of a remote stream (stream.play / participant.play). */
+/**
+ * A playback of a remote stream (stream.play / participant.play).
+ * Emits its STREAM_STATUS values, and "QUALITY" (callback(playing, quality)) when the relay forwards another
+ * simulcast layer.
+ */
 class PlayingStream extends Emitter {
-  constructor(room, stream, display) {
+  constructor(room, stream, display, options) {
     super();
     this._room = room;
     this._stream = stream;
     this._display = display;
+    this._wantedQuality = (options && options.quality) || QUALITY.AUTO;
+    this._sentQuality = null;
+    this._quality = null;
+    this._resize = null;
     this._status = STREAM_STATUS.NEW;
     this._playId = null;
     this._video = null;
@@ -752,6 +824,52 @@ class PlayingStream extends Emitter {
     return this._stream.isVideoMuted();
   }
 
+  /** @returns {string|null} the layer the relay forwards ("low", "medium", "high"); null before video */
+  quality() {
+    return this._quality;
+  }
+
+  /** @returns {string} the QUALITY asked for */
+  wantedQuality() {
+    return this._wantedQuality;
+  }
+
+  /**
+   * Ask for another quality while playing (AUTO: from the video element's size, followed when it is resized).
+   * @param {string} quality  a QUALITY value
+   * @returns {Promise<void>}
+   */
+  setQuality(quality) {
+    this._wantedQuality = quality;
+    return this._sendQuality();
+  }
+
+  /** The quality to send: the wanted one, or for AUTO the element's. */
+  _qualityToSend() {
+    if (this._wantedQuality !== QUALITY.AUTO) return this._wantedQuality;
+    return autoQuality(this._video || this._display);
+  }
+
+  _sendQuality() {
+    const quality = this._qualityToSend();
+    if (!this._playId || this._ended || quality === this._sentQuality) return Promise.resolve();
+    this._sentQuality = quality;
+    return this._room._connection._request("set_quality", {play: this._playId, quality}).then(
+      () => undefined,
+      (err) => console.warn("roomapi: set_quality failed", err),
+    );
+  }
+
+  _watchSize() {
+    if (this._resize || typeof ResizeObserver === "undefined") return;
+    const target = this._video || this._display;
+    if (!target) return;
+    this._resize = new ResizeObserver(() => {
+      if (this._wantedQuality === QUALITY.AUTO) this._sendQuality();
+    });
+    this._resize.observe(target);
+  }
+
   /** Stop playing; STOPPED follows. */
   stop() {
     if (this._ended) return Promise.resolve();
@@ -790,7 +908,12 @@ class PlayingStream extends Emitter {
       const offer = await pc.createOffer();
       await pc.setLocalDescription(offer);
       await this._negotiation.relayReady();
-      const answer = await this._room._connection._request("play", {stream: this._stream.id(), sdp: pc.localDescription.sdp});
+      this._sentQuality = this._qualityToSend();
+      const answer = await this._room._connection._request("play", {
+        stream: this._stream.id(),
+        sdp: pc.localDescription.sdp,
+        quality: this._sentQuality,
+      });
       if (this._ended) {
         const playId = idOf(answer.play) || answer.pc;
         if (playId) this._room._connection._request("stop", {play: playId}).catch(() => {});
@@ -800,6 +923,8 @@ class PlayingStream extends Emitter {
       this._room._playingById.set(this._playId, this);
       await this._negotiation.answered(answer.pc || this._playId, answer.sdp);
       this._room._connection._replayStatus(this._playId, this);
+      this._watchSize();
+      this._sendQuality();  // AUTO: the element may have been laid out since
     } catch (err) {
       if (this._room._connection.status() === SESSION_STATUS.RECONNECTING) return this._suspend(); // dropped again
       this._fail(err && err.code ? err : {code: ERROR_CODE.MEDIA_FAILED, message: String((err && err.message) || err)});
@@ -810,6 +935,10 @@ class PlayingStream extends Emitter {
   _serverStatus(event) {
     const status = event.status;
     if (status === STREAM_STATUS.PLAYING) {
+      if (event.quality && event.quality !== this._quality) {
+        this._quality = event.quality;
+        this._emit("QUALITY", this, event.quality);
+      }
       this._setStatus(STREAM_STATUS.PLAYING);
     } else if (status === STREAM_STATUS.FAILED) {
       this._fail({code: ERROR_CODE.MEDIA_FAILED, message: event.reason || "the playback failed"});
@@ -865,6 +994,8 @@ class PlayingStream extends Emitter {
 
   _release() {
     this._ended = true;
+    if (this._resize) this._resize.disconnect();
+    this._resize = null;
     if (this._negotiation) this._negotiation.close();
     detachVideo(this._video);
     this._video = null;
@@ -927,14 +1058,14 @@ class Participant {
   /**
    * Play the participant's stream (the camera first, else its first stream).
    * @param {HTMLElement} display
-   * @param {{kind?: "camera"|"screen"}} [options]
+   * @param {{kind?: "camera"|"screen", quality?: string}} [options]  quality: a QUALITY value (default AUTO)
    * @returns {PlayingStream|null} null when nothing is published
    */
   play(display, options) {
     const streams = this.getStreams();
     const kind = options && options.kind;
     const stream = kind ? streams.find((s) => s.kind() === kind) : streams.find((s) => s.kind() === "camera") || streams[0];
-    return stream ? stream.play(display) : null;
+    return stream ? stream.play(display, options) : null;
   }
 
   /**
@@ -968,6 +1099,7 @@ class Room extends Emitter {
     this._history = [];
     /** @type {Map<string, LocalStream>} */
     this._localStreams = new Map();
+    this._activeSpeakers = [];
     /** @type {Set<LocalStream>} */
     this._published = new Set();
     /** @type {Set<PlayingStream>} */
@@ -988,6 +1120,11 @@ class Room extends Emitter {
   /** @returns {WireRoom|null} the room as the server described it */
   info() {
     return this._data;
+  }
+
+  /** @returns {{stream: string, login: string|null}[]} who speaks now, loudest first (ACTIVE_SPEAKERS) */
+  activeSpeakers() {
+    return this._activeSpeakers;
   }
 
   /** @returns {string} this client's login */
@@ -1199,6 +1336,16 @@ class Room extends Emitter {
         const stream = p._streams.get(event.stream.id);
         if (stream) stream._data = event.stream;
         this._emit(ROOM_EVENT.STREAM_UPDATED, p, stream || new RemoteStream(p, event.stream));
+        break;
+      }
+      case "active_speakers": {
+        const owners = new Map();
+        for (const participant of this._participants.values()) {
+          for (const stream of participant.getStreams()) owners.set(stream.id(), participant.name());
+        }
+        for (const id of this._localStreams.keys()) owners.set(id, this.selfName());
+        this._activeSpeakers = (event.streams || []).map((id) => ({stream: id, login: owners.get(id) || null}));
+        this._emit(ROOM_EVENT.ACTIVE_SPEAKERS, this._activeSpeakers);
         break;
       }
       case "room_updated":
@@ -1562,6 +1709,11 @@ class Connection extends Emitter {
       const playing = room && room._playingById.get(id);
       if (playing) playing._serverStatus(event);
       else this._earlyStatus.set(id, event);
+      return;
+    }
+    if (event.type === "layers_wanted") {
+      const stream = room && room._localStreams.get(idOf(event.stream));
+      if (stream) stream._layersWanted(event.rids);
       return;
     }
     if (event.type === "error") {

@@ -1,0 +1,142 @@
+"""Per-player layer choice: a downlink estimate from the player's feedback, and the wanted quality.
+
+The estimate follows the loss part of Google Congestion Control (draft-ietf-rmcat-gcc, section 6): above 10%
+loss the estimate drops by half the loss ratio, below 2% it grows 8% per report, in between it holds.  The
+player's REMB, when it sends one, is used as a congestion signal only: a REMB that *drops* (its delay-based
+estimator saw overuse) well below the rate being forwarded pulls the estimate down to it.  A receiver's REMB never
+exceeds ~1.5x what it receives, so it can neither tell whether a higher layer would fit nor keep up right after
+a step up: its level alone is no signal.  Stepping up to the next layer is a *timed probe without padding*: after
+``hold`` seconds under 2% loss the next layer is tried; loss above 10% within ``PROBE_WINDOW`` seconds of a
+step up sends the player back and doubles ``hold`` (up to ``MAX_HOLD``), a success resets it.  Padding or RTX
+probes were left out: they cost every player's downlink all the time for what a few seconds of a trial layer
+shows as well.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+from media_relay.simulcast import layer_for
+
+logger = logging.getLogger(__name__)
+
+WANTED_QUALITIES = ("low", "medium", "high", "auto")
+"""What a player may ask for: a layer cap ("auto": no cap but the downlink's)."""
+
+HIGH_LOSS = 0.10
+LOW_LOSS = 0.02
+INCREASE = 1.08
+STEP_UP_MARGIN = 1.15
+"""A higher layer is chosen once the estimate exceeds its bitrate by this margin (also what a probe sets)."""
+HOLD = 3.0
+MAX_HOLD = 30.0
+PROBE_WINDOW = 5.0
+REMB_DROP = 0.9
+"""A REMB below this share of the previous one is a drop (GCC's delay-based decrease is 0.85x)."""
+REMB_CONGESTED = 0.75
+"""...and it means congestion only below this share of the forwarded rate (a loaded receiver's estimator
+wobbles around what it gets; a congested one keeps dropping by 0.85x)."""
+
+
+class LayerChooser:
+    """One player's video: which layer to forward, from its wanted quality and its downlink estimate."""
+
+    def __init__(self, quality: str = "auto", on_target: Callable[[int], None] | None = None) -> None:
+        if quality not in WANTED_QUALITIES:
+            raise ValueError(f"quality must be one of {', '.join(WANTED_QUALITIES)}")
+        self.quality = quality
+        self.estimate: float | None = None
+        """Bits per second the player's downlink is believed to carry; None before any feedback."""
+        self.target = -1
+        self.hold = HOLD
+        self._stable_since: float | None = None
+        self._stepped_up_at: float | None = None
+        self._last_remb: float | None = None
+        self._on_target = on_target
+
+    def set_quality(self, quality: str, bitrates: Sequence[float]) -> int:
+        """A new wanted quality; returns the new target layer."""
+        if quality not in WANTED_QUALITIES:
+            raise ValueError(f"quality must be one of {', '.join(WANTED_QUALITIES)}")
+        self.quality = quality
+        return self.choose(bitrates)
+
+    def cap(self, count: int) -> int:
+        """The highest layer the wanted quality allows among ``count``."""
+        return layer_for(self.quality, count)
+
+    def on_loss(self, fraction_lost: float, current: int, bitrates: Sequence[float], now: float) -> int:
+        """A receiver report of the forwarded stream (loss as a fraction 0..1); returns the target layer."""
+        rate = bitrates[current] if 0 <= current < len(bitrates) else 0.0
+        base = self.estimate if self.estimate is not None else rate
+        if fraction_lost > HIGH_LOSS:
+            self._stable_since = None
+            if self._stepped_up_at is not None and now - self._stepped_up_at <= PROBE_WINDOW:
+                self.hold = min(self.hold * 2, MAX_HOLD)
+            self._stepped_up_at = None
+            if rate:
+                base = min(base, rate) if base else rate
+            self.estimate = base * (1 - 0.5 * fraction_lost)
+        elif fraction_lost < LOW_LOSS:
+            if self._stepped_up_at is not None and now - self._stepped_up_at > PROBE_WINDOW:
+                self._stepped_up_at = None
+                self.hold = HOLD  # the last step up held
+            if self._stable_since is None:
+                self._stable_since = now
+            if self.estimate is not None:
+                self.estimate *= INCREASE
+                top = max(bitrates, default=0.0)
+                if top:
+                    self.estimate = min(self.estimate, top * 2)
+            upper = self._next_layer(current, bitrates)
+            if upper is not None and now - self._stable_since >= self.hold:
+                needed = bitrates[upper] * STEP_UP_MARGIN
+                if self.estimate is not None and self.estimate < needed:
+                    self.estimate = needed
+                    self._stepped_up_at = now
+                self._stable_since = now
+        return self.choose(bitrates)
+
+    def on_remb(self, bitrate: float, current: int, bitrates: Sequence[float]) -> int:
+        """The player's REMB: a drop (its delay-based estimator saw overuse) well below what is being forwarded lowers
+        the estimate.  A REMB that merely lags behind a step up (it ramps from the old rate) is no congestion."""
+        rate = bitrates[current] if 0 <= current < len(bitrates) else 0.0
+        dropped = self._last_remb is not None and bitrate < self._last_remb * REMB_DROP
+        self._last_remb = bitrate
+        if dropped and rate and bitrate < rate * REMB_CONGESTED:
+            self.estimate = bitrate if self.estimate is None else min(self.estimate, bitrate)
+            self._stable_since = None
+        return self.choose(bitrates)
+
+    def _next_layer(self, current: int, bitrates: Sequence[float]) -> int | None:
+        cap = self.cap(len(bitrates))
+        for layer in range(max(current, 0) + 1, cap + 1):
+            if bitrates[layer] > 0:
+                return layer
+        return None
+
+    def choose(self, bitrates: Sequence[float]) -> int:
+        """The highest layer within the wanted quality and the estimate (layers seen without media skipped)."""
+        count = len(bitrates)
+        if count == 0:
+            return 0
+        cap = self.cap(count)
+        measured = any(rate > 0 for rate in bitrates)
+        target = None
+        for layer in range(cap, -1, -1):
+            rate = bitrates[layer]
+            if measured and rate <= 0:
+                continue
+            # Hysteresis: a layer above the current one needs the margin, so the choice does not flap.
+            needed = rate * STEP_UP_MARGIN if layer > self.target >= 0 else rate
+            if self.estimate is None or needed <= self.estimate:
+                target = layer
+                break
+        if target is None:  # nothing fits: the lowest layer with media
+            target = next((layer for layer in range(count) if bitrates[layer] > 0 or not measured), 0)
+        if target != self.target:
+            self.target = target
+            if self._on_target is not None:
+                self._on_target(target)
+        return target

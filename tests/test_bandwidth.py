@@ -1,0 +1,112 @@
+"""The per-player layer choice: wanted quality, loss-based estimate, REMB as a congestion signal, timed step-up."""
+
+from __future__ import annotations
+
+import pytest
+
+from media_relay.bandwidth import HOLD, MAX_HOLD, LayerChooser
+
+BITRATES = [150_000.0, 500_000.0, 1_500_000.0]
+
+
+def test_wanted_quality_caps_the_layer() -> None:
+    """Without feedback the wanted quality decides; "auto" means the top layer."""
+    targets: list[int] = []
+    chooser = LayerChooser("auto", on_target=targets.append)
+    assert chooser.choose(BITRATES) == 2
+    assert chooser.set_quality("low", BITRATES) == 0
+    assert chooser.set_quality("medium", BITRATES) == 1
+    assert chooser.set_quality("high", BITRATES) == 2
+    assert targets == [2, 0, 1, 2]
+    with pytest.raises(ValueError):
+        chooser.set_quality("ultra", BITRATES)
+
+
+def test_layers_without_media_are_skipped() -> None:
+    """A layer measured at 0 (paused by the publisher) is never chosen while others carry media."""
+    chooser = LayerChooser("high")
+    assert chooser.choose([150_000.0, 500_000.0, 0.0]) == 1
+    assert chooser.choose([0.0, 0.0, 0.0]) == 2  # nothing measured yet: trust the quality
+
+
+def test_heavy_loss_steps_down_until_it_fits() -> None:
+    """Loss above 10% lowers the estimate from the forwarded rate; the layer follows."""
+    chooser = LayerChooser("auto")
+    now = 0.0
+    assert chooser.on_loss(0.3, 2, BITRATES, now) == 1  # 1.5 Mbit/s * 0.85
+    assert chooser.on_loss(0.4, 1, BITRATES, now + 1) == 0  # 500 kbit/s * 0.8
+    assert chooser.on_loss(0.05, 0, BITRATES, now + 2) == 0  # in between: hold
+
+
+def test_timed_step_up_and_back_off_after_a_failed_probe() -> None:
+    """Under 2% loss for HOLD seconds the next layer is tried; loss right after it doubles the hold."""
+    chooser = LayerChooser("auto")
+    chooser.on_loss(0.5, 2, BITRATES, 0.0)
+    assert chooser.on_loss(0.5, 1, BITRATES, 1.0) == 0
+    t = 2.0
+    assert chooser.on_loss(0.0, 0, BITRATES, t) == 0
+    assert chooser.on_loss(0.0, 0, BITRATES, t + HOLD / 2) == 0
+    assert chooser.on_loss(0.0, 0, BITRATES, t + HOLD) == 1  # the probe
+    assert chooser.on_loss(0.3, 1, BITRATES, t + HOLD + 1) == 0  # it failed
+    assert chooser.hold == 2 * HOLD
+    t += HOLD + 2
+    assert chooser.on_loss(0.0, 0, BITRATES, t) == 0
+    assert chooser.on_loss(0.0, 0, BITRATES, t + HOLD) == 0  # not yet: the hold doubled
+    assert chooser.on_loss(0.0, 0, BITRATES, t + 2 * HOLD) == 1
+    for step in range(1, 12):  # it holds: the hold resets and the top layer follows
+        chooser.on_loss(0.0, chooser.target, BITRATES, t + 2 * HOLD + step)
+    assert chooser.target == 2
+    assert chooser.hold == HOLD
+
+
+def test_backoff_is_bounded() -> None:
+    """Repeated failed probes never push the hold past MAX_HOLD."""
+    chooser = LayerChooser("auto")
+    t = 0.0
+    chooser.on_loss(0.9, 2, BITRATES, t)
+    chooser.on_loss(0.9, 1, BITRATES, t)
+    for _ in range(20):
+        t += chooser.hold
+        chooser.on_loss(0.0, 0, BITRATES, t - chooser.hold)
+        chooser.on_loss(0.0, 0, BITRATES, t)
+        chooser.on_loss(0.9, chooser.target, BITRATES, t + 0.5)
+    assert chooser.hold == MAX_HOLD
+
+
+def test_a_remb_drop_below_the_forwarded_rate_steps_down() -> None:
+    """A REMB that drops under what is forwarded is congestion; one that only lags behind (ramping up after a
+    switch) or stays above changes nothing (it cannot show headroom)."""
+    chooser = LayerChooser("auto")
+    assert chooser.on_remb(3_000_000, 2, BITRATES) == 2
+    assert chooser.estimate is None
+    assert chooser.on_remb(400_000, 2, BITRATES) == 0
+    assert chooser.on_remb(2_000_000, 0, BITRATES) == 0
+    ramping = LayerChooser("auto")
+    for remb in (200_000, 300_000, 400_000, 600_000):  # below the top layer's rate, but rising
+        assert ramping.on_remb(remb, 2, BITRATES) == 2
+
+
+def test_quality_below_the_estimate_wins() -> None:
+    """The relay forwards the highest layer within both the quality and the estimate."""
+    chooser = LayerChooser("low")
+    chooser.estimate = 10_000_000
+    assert chooser.choose(BITRATES) == 0
+    chooser.set_quality("auto", BITRATES)
+    assert chooser.target == 2
+    chooser.estimate = 600_000
+    assert chooser.choose(BITRATES) == 1
+
+
+def test_hysteresis_keeps_the_choice_from_flapping() -> None:
+    """An estimate just above a higher layer's rate does not climb to it; just below the current one, it drops."""
+    chooser = LayerChooser("auto")
+    chooser.estimate = 600_000
+    assert chooser.choose(BITRATES) == 1
+    chooser.estimate = 1_550_000  # above the top layer's 1.5 Mbit/s, but not by the margin
+    assert chooser.choose(BITRATES) == 1
+    chooser.estimate = 1_800_000
+    assert chooser.choose(BITRATES) == 2
+    chooser.estimate = 1_550_000  # staying needs no margin
+    assert chooser.choose(BITRATES) == 2
+    chooser.estimate = 1_400_000
+    assert chooser.choose(BITRATES) == 1
