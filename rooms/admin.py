@@ -17,7 +17,11 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 from django.views.decorators.http import require_POST
 
-from rooms import moderation, webhooks
+from rooms import (
+    moderation,
+    token_admin,  # noqa: F401  (registers RevokedTokenAdmin)
+    webhooks,
+)
 from rooms.api.views import with_counts
 from rooms.exceptions import RoomError
 from rooms.models import (
