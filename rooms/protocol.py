@@ -36,6 +36,7 @@ class CommandType(StrEnum):
     ICE = "ice"
     MUTE = "mute"
     MODERATE = "moderate"
+    HISTORY = "history"
 
 
 class EventType(StrEnum):
@@ -60,6 +61,7 @@ class EventType(StrEnum):
     ROOM_UPDATED = "room_updated"
     ROOM_CLOSED = "room_closed"
     KICKED = "kicked"
+    HISTORY = "history"
 
 
 class SessionStatus(StrEnum):
@@ -524,9 +526,26 @@ class Moderate(Command):
         )
 
 
+@dataclass(frozen=True)
+class History(Command):
+    """A page of older messages: up to ``limit`` before the message ``before`` (absent: the newest)."""
+
+    type: ClassVar[str] = CommandType.HISTORY
+    before: int | None = None
+    limit: int | None = None
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any], rid: str | int | None) -> History:
+        return cls(
+            rid=rid,
+            before=_int(payload, "before", minimum=1, maximum=2**53),
+            limit=_int(payload, "limit", minimum=1, maximum=2**31),
+        )
+
+
 COMMANDS: dict[str, type[Command]] = {
     cls.type: cls
-    for cls in (Hello, Ping, Join, Leave, SendMessage, Publish, Unpublish, Play, Stop, Ice, Mute, Moderate)
+    for cls in (Hello, Ping, Join, Leave, SendMessage, Publish, Unpublish, Play, Stop, Ice, Mute, Moderate, History)
 }
 
 
