@@ -251,7 +251,8 @@ class RoomAdmin(admin.ModelAdmin):
     def get_urls(self) -> list[URLPattern]:
         view = self.admin_site.admin_view
         return [
-            path("<int:room_id>/kick/<str:login>/", view(require_POST(self.kick_view)), name="rooms_room_kick"),
+            # path: a login may contain "/" (finding 9 of issue 11).
+            path("<int:room_id>/kick/<path:login>/", view(require_POST(self.kick_view)), name="rooms_room_kick"),
             path(
                 "<int:room_id>/mute/<str:stream>/<str:track>/",
                 view(require_POST(self.mute_view)),

@@ -679,7 +679,13 @@ def kick(room_id: int, login: str, reason: str = "kicked by a moderator") -> Out
 
 @transaction.atomic
 def update_room(room_id: int, *, locked: bool | None = None, max_participants: int | None = None) -> Outcome:
-    """Lock, unlock or resize an active room; everyone gets ROOM_UPDATED."""
+    """Lock, unlock or resize an active room (at most ROOM_MAX_PARTICIPANTS_LIMIT, for moderators too);
+    everyone gets ROOM_UPDATED."""
+    if max_participants is not None and max_participants > settings.ROOM_MAX_PARTICIPANTS_LIMIT:
+        raise RoomError(
+            ErrorCode.INVALID_FIELD,
+            f"max_participants must be at most {settings.ROOM_MAX_PARTICIPANTS_LIMIT} (ROOM_MAX_PARTICIPANTS_LIMIT)",
+        )
     room = _lock(Room.objects.filter(pk=room_id, finalized_at__isnull=True)).first()
     if room is None:
         raise RoomError(ErrorCode.ROOM_FINISHED, "the room is finished")
