@@ -241,11 +241,12 @@ class OctetLength(Func):
 
 
 def history_for(
-    room: Room, participant: Participant, *, limit: int, before: int | None = None, at_least_one: bool = False
+    room: Room, participant: Participant, *, limit: int | None = None, before: int | None = None,
+    at_least_one: bool = False,
 ) -> HistoryPage:
     """The room's messages ``participant`` may see, older than message ``before`` (None: the newest), oldest
-    first: at most ``limit`` of them and ROOM_HISTORY_MAX_BYTES of text (``at_least_one``: the newest of them
-    even if it alone is larger, so paging always progresses).
+    first: at most ``limit`` (None: ROOM_HISTORY_COUNT) of them and ROOM_HISTORY_MAX_BYTES of text
+    (``at_least_one``: the newest of them even if it alone is larger, so paging always progresses).
 
     A private message belongs to the people who sent and received it: the same
     participant record (kept across a resume) or the same signed-in user.  A
@@ -254,6 +255,7 @@ def history_for(
     visible = Q(to_everyone=True) | Q(sender=participant) | Q(recipients=participant)
     if participant.user_id is not None:
         visible |= Q(sender__user_id=participant.user_id) | Q(recipients__user_id=participant.user_id)
+    limit = settings.ROOM_HISTORY_COUNT if limit is None else limit
     candidates = Message.objects.filter(room=room).filter(visible)
     if before is not None:
         candidates = candidates.filter(pk__lt=before)
