@@ -288,9 +288,8 @@ class WebhookDelivery(models.Model):
 
 
 def _token_revocation_expiry() -> datetime:
-    from rooms.tokens import max_ttl_seconds
-
-    return timezone.now() + timedelta(seconds=max_ttl_seconds())
+    """Fallback expiry of a revocation row (rooms.tokens.revoke sets it explicitly)."""
+    return timezone.now() + timedelta(seconds=max(int(settings.JOIN_TOKEN_MAX_TTL), 1))
 
 
 class RevokedToken(models.Model):

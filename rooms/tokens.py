@@ -133,7 +133,11 @@ def revoke(jti: str, *, room: str = "", reason: str = "") -> bool:
         raise RoomError(ErrorCode.INVALID_FIELD, "jti must be 1..64 characters")
     # The token's own expiry is not stored: the row is kept as long as any token can live.
     _, created = RevokedToken.objects.get_or_create(
-        jti=jti, defaults={"room": room[: p.MAX_NAME_LENGTH], "reason": reason[:200]}
+        jti=jti,
+        defaults={
+            "room": room[: p.MAX_NAME_LENGTH], "reason": reason[:200],
+            "expires_at": datetime.now(UTC) + timedelta(seconds=max_ttl_seconds()),
+        },
     )
     if created:
         logger.info("join token %s of room %r revoked", jti, room)
