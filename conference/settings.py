@@ -323,6 +323,25 @@ WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 8)
 # Seconds to wait for a receiver's answer.
 WEBHOOK_TIMEOUT_SECONDS = env_float("WEBHOOK_TIMEOUT_SECONDS", 10.0)
 
+# --- Tokens, chat volume, retention (docs/security.md "Tokens", "Chat volume", "Other limits") -----------------
+# Longest lifetime of a join token in seconds; a token asked for without one gets this (every token expires).
+JOIN_TOKEN_MAX_TTL = env_int("JOIN_TOKEN_MAX_TTL", 7 * 24 * 3600)
+# Most UTF-8 bytes of message text in a joiner's STATE history (besides ROOM_HISTORY_COUNT); older messages come
+# page by page through the "history" command.
+ROOM_HISTORY_MAX_BYTES = env_int("ROOM_HISTORY_MAX_BYTES", 256 * 1024)
+# Most messages of one "history" page (a larger "limit" is refused with invalid_field).
+ROOM_HISTORY_PAGE_LIMIT = env_int("ROOM_HISTORY_PAGE_LIMIT", 100)
+# Byte budget of one WebSocket connection (token bucket on frame bytes; 0 = unlimited): a frame over it is refused
+# with "rate_limited" and not handled. The burst must hold the largest frame (WS_MAX_FRAME_BYTES).
+WS_RATE_MESSAGE_BYTES_PER_SECOND = env_float("WS_RATE_MESSAGE_BYTES_PER_SECOND", 256 * 1024)
+WS_RATE_MESSAGE_BYTES_BURST = env_float("WS_RATE_MESSAGE_BYTES_BURST", 2 * WS_MAX_FRAME_BYTES)
+# Days a chat message is kept (manage.py cleanup deletes older ones; 0 = forever).
+MESSAGE_RETENTION_DAYS = env_int("MESSAGE_RETENTION_DAYS", 90)
+# Days a finished (succeeded or failed) webhook delivery is kept (manage.py cleanup; 0 = forever).
+WEBHOOK_RETENTION_DAYS = env_int("WEBHOOK_RETENTION_DAYS", 14)
+# Webhook deliveries sent at once by one sender (one per sequence key at a time, so per-room order is kept).
+WEBHOOK_CONCURRENCY = env_int("WEBHOOK_CONCURRENCY", 8)
+
 # --- Production safety (README "Production settings", docs/deployment.md) ------------------------------------
 # With DEBUG off the server refuses to start on the public development key or an empty one: anyone could mint
 # join tokens (any role, any room) and forge sessions with it.

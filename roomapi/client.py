@@ -88,6 +88,8 @@ class Connection:
         """aiortc RTCIceServers of every peer connection: the server's (``established``) unless connect() got some."""
         self.ice_transport_policy: str = "all"
         """``"all"``, or ``"relay"``: peer connections use TURN relay candidates only."""
+        self.limits: dict[str, int] = {}
+        """The size limits the server announced in ``established`` (checked before sending)."""
         self._rids = itertools.count(1)
         self._pending: dict[str | int, asyncio.Future[dict[str, Any]]] = {}
         self._listeners: dict[str, list[Listener]] = {}
@@ -176,8 +178,10 @@ class Connection:
         rid = next(self._rids)
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[rid] = future
+        frame = json.dumps({"type": type, "rid": rid, **fields}, ensure_ascii=False)
+        self._check_frame_size(type, frame)
         try:
-            await self._ws.send(json.dumps({"type": type, "rid": rid, **fields}, ensure_ascii=False))
+            await self._ws.send(frame)
             reply = await asyncio.wait_for(future, self.timeout)
         except ConnectionClosed:
             raise RoomApiError(ERROR_CODE.DISCONNECTED, "the connection closed") from None
@@ -188,6 +192,15 @@ class Connection:
         if reply.get("type") == "error":
             raise RoomApiError(str(reply.get("code", "error")), str(reply.get("message", "")))
         return reply
+
+    def _check_frame_size(self, type: str, frame: str) -> None:
+        """Refuse locally a frame over the announced ``max_frame_bytes`` (the server could drop the connection):
+        ``message_too_large`` for a message, ``frame_too_large`` otherwise."""
+        limit = self.limits.get("max_frame_bytes")
+        if limit is None or len(frame) * 4 <= limit or len(frame.encode("utf-8", "surrogatepass")) <= limit:
+            return
+        code = ERROR_CODE.MESSAGE_TOO_LARGE if type == "send_message" else ERROR_CODE.FRAME_TOO_LARGE
+        raise RoomApiError(code, f"the {type} command is larger than the server's {limit} bytes")
 
     def _add_listener(self, type: str, callback: Listener) -> None:
         """Call ``callback(event)`` for every server frame of ``type`` (``"*"`` for all)."""
@@ -444,5 +457,6 @@ async def connect(
     conn.version = reply.get("version")
     conn.ice_servers = list(ice_servers) if ice_servers is not None else ice_servers_from_wire(reply.get("ice_servers"))
     conn.ice_transport_policy = ice_transport_policy
+    conn.limits = {k: v for k, v in (reply.get("limits") or {}).items() if isinstance(v, int)}
     conn._set_status(SESSION_STATUS.ESTABLISHED)
     return conn

@@ -97,6 +97,7 @@ class ERROR_CODE:
     UNSUPPORTED_VERSION = "unsupported_version"
     INVALID_USERNAME = "invalid_username"
     INVALID_TOKEN = "invalid_token"
+    TOKEN_REVOKED = "token_revoked"
     NOT_ESTABLISHED = "not_established"
     ALREADY_ESTABLISHED = "already_established"
     NOT_JOINED = "not_joined"

@@ -7,7 +7,8 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from roomapi.constants import ALL_ROOM_EVENTS, ROOM_EVENT, STREAM_STATUS
+from roomapi.constants import ALL_ROOM_EVENTS, ERROR_CODE, ROOM_EVENT, STREAM_STATUS
+from roomapi.errors import RoomApiError
 from roomapi.media import PublishedStream, publish
 from roomapi.objects import Message, Participant, RoomEvent, Stream
 from roomapi.resume import Sources
@@ -43,6 +44,8 @@ class Room:
             self._participants[participant.login] = participant
         self.history: list[Message] = [Message.from_dict(m) for m in state.get("history") or []]
         """Messages this participant may see: the joining history, then every message received."""
+        self.history_more: bool = bool(state.get("history_more"))
+        """True when older messages than ``history``'s first exist on the server (see :meth:`load_history`)."""
         self.events: list[RoomEvent] = []
         """Every event this room emitted, oldest first (see :meth:`wait_for`)."""
         self.closed = False
@@ -94,12 +97,34 @@ class Room:
         return stream
 
     async def send_message(self, text: str, to: Iterable[str] | str | None = None) -> Message:
-        """Send ``text`` to everyone, or privately to one login or a list of logins."""
+        """Send ``text`` to everyone, or privately to one login or a list of logins.
+
+        A text over the server's announced ``max_message_bytes`` raises RoomApiError(``message_too_large``)
+        without being sent.
+        """
+        limit = self.connection.limits.get("max_message_bytes")
+        if limit is not None and len(text.encode("utf-8", "surrogatepass")) > limit:
+            raise RoomApiError(ERROR_CODE.MESSAGE_TOO_LARGE, f"the message is larger than {limit} bytes")
         fields: dict[str, Any] = {"text": text}
         if to is not None:
             fields["to"] = [to] if isinstance(to, str) else list(to)
         reply = await self.connection._request("send_message", **fields)
         return Message.from_dict(reply.get("message") or {})
+
+    async def load_history(self, limit: int | None = None) -> list[Message]:
+        """Fetch the page of messages just older than ``history``'s first (``limit`` at most; the server's
+        default when None), put them at the front of ``history`` and return them (oldest first)."""
+        fields: dict[str, Any] = {}
+        oldest = next((m.id for m in self.history if m.id is not None), None)
+        if oldest is not None:
+            fields["before"] = oldest
+        if limit is not None:
+            fields["limit"] = limit
+        reply = await self.connection._request("history", **fields)
+        page = [Message.from_dict(m) for m in reply.get("messages") or []]
+        self.history[:0] = page
+        self.history_more = bool(reply.get("more"))
+        return page
 
     async def leave(self) -> None:
         """Leave the room; the others get LEFT, and the last one out finalizes it."""

@@ -29,6 +29,8 @@ class Session(Protocol):
     """aiortc RTCIceServers for every peer connection: the server's (``established``) or the application's."""
     ice_transport_policy: str
     """``"all"``, or ``"relay"`` for TURN relay candidates only."""
+    limits: dict[str, int]
+    """The size limits the server announced in ``established`` (``max_message_bytes``, ``max_frame_bytes``)."""
     _media: set[Closable]
     """Streams with an open peer connection (closed on disconnect)."""
 

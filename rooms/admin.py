@@ -17,7 +17,11 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 from django.views.decorators.http import require_POST
 
-from rooms import moderation, webhooks
+from rooms import (
+    moderation,
+    token_admin,  # noqa: F401  (registers RevokedTokenAdmin)
+    webhooks,
+)
 from rooms.api.views import with_counts
 from rooms.exceptions import RoomError
 from rooms.models import (
@@ -247,7 +251,8 @@ class RoomAdmin(admin.ModelAdmin):
     def get_urls(self) -> list[URLPattern]:
         view = self.admin_site.admin_view
         return [
-            path("<int:room_id>/kick/<str:login>/", view(require_POST(self.kick_view)), name="rooms_room_kick"),
+            # path: a login may contain "/" (finding 9 of issue 11).
+            path("<int:room_id>/kick/<path:login>/", view(require_POST(self.kick_view)), name="rooms_room_kick"),
             path(
                 "<int:room_id>/mute/<str:stream>/<str:track>/",
                 view(require_POST(self.mute_view)),

@@ -11,7 +11,7 @@ from rooms import protocol as p
 from rooms.exceptions import ErrorCode, RoomError
 from rooms.permissions import grants_for_role
 from rooms.protocol import Role
-from rooms.tokens import verify_token
+from rooms.tokens import ensure_not_revoked, verify_token
 
 
 @dataclass
@@ -50,6 +50,7 @@ def authenticate_hello(command: p.Hello, user: Any = None) -> SessionIdentity:
     """Turn a hello into an identity, or raise ProtocolError (session FAILED)."""
     if command.token is not None:
         token = verify_token(command.token)
+        ensure_not_revoked(token)
         return SessionIdentity(
             login=token.login,
             role=token.role,

@@ -62,6 +62,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         try:
             payload = p.decode_frame(text_data, bytes_data, settings.WS_MAX_FRAME_BYTES)
             rid, kind = p.request_id(payload), payload.get("type")
+            self.limits.check_bytes(len(text_data or ""))
             self.limits.check(kind)
             command = p.parse_command(payload)
             await self._dispatch(command)
@@ -106,6 +107,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             p.Ice: self._handle_ice,
             p.Mute: self._handle_mute,
             p.Moderate: self._handle_moderate,
+            p.History: self._handle_history,
         }
 
     # --- session --------------------------------------------------------------------
@@ -132,6 +134,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             username=self.identity.login,
             session=session,
             ice_servers=ice_servers(session),
+            limits=limits.announced(),
         )
 
     def _require_room(self) -> int:
@@ -194,6 +197,11 @@ class RoomConsumer(AsyncWebsocketConsumer):
         # even if this connection goes away meanwhile; an ack means the channel layer has it.
         await asyncio.shield(deliver(outcome.deliveries))
         await self.reply(command, p.EventType.ACK, message=message)
+
+    async def _handle_history(self, command: p.History) -> None:
+        participant_id = self._require_room()
+        page = await db(services.history_page)(participant_id, command.before, command.limit)
+        await self.reply(command, p.EventType.HISTORY, **page)
 
     # --- media -------------------------------------------------------------------------
 

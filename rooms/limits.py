@@ -1,4 +1,5 @@
-"""Flood control for WebSocket connections: per-connection token buckets and a per-IP connection cap.
+"""Flood control for WebSocket connections: per-connection token buckets (commands, messages, bytes) and a
+per-IP connection cap.
 
 Both are enforced by rooms.consumers.  A command over its budget is refused with
 ``rate_limited`` and the connection stays up; a connection over its address's
@@ -55,16 +56,16 @@ class TokenBucket:
         """True when the bucket never refuses."""
         return self.rate <= 0
 
-    def take(self, now: float | None = None) -> bool:
-        """Take one token if there is one; False when the bucket is empty."""
+    def take(self, now: float | None = None, amount: float = 1.0) -> bool:
+        """Take ``amount`` tokens if there are that many; False (nothing taken) when there are not."""
         if self.unlimited:
             return True
         now = time.monotonic() if now is None else now
         capacity = max(self.burst, 1.0)
         self.tokens = min(capacity, self.tokens + (now - self.updated) * self.rate)
         self.updated = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
+        if self.tokens >= amount:
+            self.tokens -= amount
             return True
         return False
 
@@ -75,6 +76,17 @@ class ConnectionLimits:
     def __init__(self) -> None:
         self.commands = TokenBucket(settings.WS_RATE_COMMANDS_PER_SECOND, settings.WS_RATE_COMMANDS_BURST)
         self.messages = TokenBucket(settings.WS_RATE_MESSAGES_PER_SECOND, settings.WS_RATE_MESSAGES_BURST)
+        self.bytes = TokenBucket(settings.WS_RATE_MESSAGE_BYTES_PER_SECOND, settings.WS_RATE_MESSAGE_BYTES_BURST)
+
+    def check_bytes(self, size: int) -> None:
+        """Charge a frame of ``size`` bytes to the byte budget; raise RoomError(rate_limited) when over it
+        (the frame is then not charged: it is not handled)."""
+        if not self.bytes.take(amount=float(size)):
+            raise RoomError(
+                ErrorCode.RATE_LIMITED,
+                f"too many bytes: at most {self.bytes.rate:g} a second (bursts of {self.bytes.burst:g});"
+                " wait a moment and retry",
+            )
 
     def check(self, kind: Any) -> None:
         """Charge one command of ``kind``; raise RoomError(rate_limited) when over a budget."""
@@ -90,6 +102,11 @@ class ConnectionLimits:
                 f"too many messages: at most {self.messages.rate:g} a second (bursts of {self.messages.burst:g});"
                 " slow down and retry",
             )
+
+
+def announced() -> dict[str, int]:
+    """The size limits ``established`` announces, which the SDKs check before sending."""
+    return {"max_message_bytes": settings.MESSAGE_MAX_BYTES, "max_frame_bytes": settings.WS_MAX_FRAME_BYTES}
 
 
 # --- connections per IP ---------------------------------------------------------------------------

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from rooms.protocol import LIVE_STREAM_STATUSES, ParticipantState, Role, StreamKind, StreamStatus
 
@@ -288,6 +290,31 @@ class WebhookDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event_type} -> {self.endpoint}"
+
+
+
+def _token_revocation_expiry() -> datetime:
+    """Fallback expiry of a revocation row (rooms.tokens.revoke sets it explicitly)."""
+    return timezone.now() + timedelta(seconds=max(int(settings.JOIN_TOKEN_MAX_TTL), 1))
+
+
+class RevokedToken(models.Model):
+    """A join token refused at hello before it expires (rooms.tokens.revoke; REST DELETE or the admin)."""
+
+    jti = models.CharField(max_length=64, unique=True, help_text="The token's jti claim.")
+    room = models.CharField(max_length=128, blank=True, help_text="The room the token was for, when known.")
+    reason = models.CharField(max_length=200, blank=True)
+    revoked_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(
+        default=_token_revocation_expiry, db_index=True,
+        help_text="After this the token has expired anyway and the row may go (manage.py cleanup).",
+    )
+
+    class Meta:
+        ordering = ["-revoked_at"]
+
+    def __str__(self) -> str:
+        return f"{self.jti} ({self.room or 'any room'})"
 
 
 from rooms.recording_models import Recording  # noqa: E402,F401  (registers the model with the rooms app)

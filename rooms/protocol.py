@@ -37,6 +37,7 @@ class CommandType(StrEnum):
     MUTE = "mute"
     MODERATE = "moderate"
     SET_QUALITY = "set_quality"
+    HISTORY = "history"
 
 
 class EventType(StrEnum):
@@ -63,6 +64,7 @@ class EventType(StrEnum):
     KICKED = "kicked"
     ACTIVE_SPEAKERS = "active_speakers"
     LAYERS_WANTED = "layers_wanted"
+    HISTORY = "history"
 
 
 class SessionStatus(StrEnum):
@@ -163,6 +165,7 @@ class ErrorCode(StrEnum):
     UNSUPPORTED_VERSION = "unsupported_version"
     INVALID_USERNAME = "invalid_username"
     INVALID_TOKEN = "invalid_token"
+    TOKEN_REVOKED = "token_revoked"
     NOT_ESTABLISHED = "not_established"
     ALREADY_ESTABLISHED = "already_established"
     NOT_JOINED = "not_joined"
@@ -573,9 +576,28 @@ class Moderate(Command):
         )
 
 
+@dataclass(frozen=True)
+class History(Command):
+    """A page of older messages: up to ``limit`` before the message ``before`` (absent: the newest)."""
+
+    type: ClassVar[str] = CommandType.HISTORY
+    before: int | None = None
+    limit: int | None = None
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any], rid: str | int | None) -> History:
+        return cls(
+            rid=rid,
+            before=_int(payload, "before", minimum=1, maximum=2**53),
+            limit=_int(payload, "limit", minimum=1, maximum=2**31),
+        )
+
+
 COMMANDS: dict[str, type[Command]] = {
     cls.type: cls
-    for cls in (Hello, Ping, Join, Leave, SendMessage, Publish, Unpublish, Play, SetQuality, Stop, Ice, Mute, Moderate)
+    for cls in (
+        Hello, Ping, Join, Leave, SendMessage, Publish, Unpublish, Play, SetQuality, Stop, Ice, Mute, Moderate, History
+    )
 }
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import Func, IntegerField, Q
 from django.utils import timezone
 
 from rooms import protocol as p
@@ -245,12 +245,14 @@ def _join(
         _on_commit(signals.participant_joined, participant=participant)
     others = [x for x in present if x.pk != participant.pk]
     streams = _live_streams_by_participant(room)
+    history = history_for(room, participant, limit=settings.ROOM_HISTORY_COUNT)
     state = _event(
         EventType.STATE,
         room=room_dict(room),
         self={**participant_dict(participant, streams.get(participant.pk, [])), "resume_secret": secret},
         participants=[participant_dict(x, streams.get(x.pk, [])) for x in others],
-        history=[message_dict(m) for m in history_for(room, participant)],
+        history=[message_dict(m) for m in history.messages],
+        history_more=history.more,
         resumed=resumed,
     )
     me = participant_dict(participant, streams.get(participant.pk, []))
@@ -287,8 +289,31 @@ def _live_streams_by_participant(room: Room) -> dict[int, list[Stream]]:
     return result
 
 
-def history_for(room: Room, participant: Participant) -> list[Message]:
-    """The room's recent messages that ``participant`` may see, oldest first.
+@dataclass(frozen=True)
+class HistoryPage:
+    """Messages oldest first, and whether older ones exist."""
+
+    messages: list[Message]
+    more: bool
+
+
+class OctetLength(Func):
+    """The UTF-8 size of a text column in bytes."""
+
+    function = "OCTET_LENGTH"
+    output_field = IntegerField()
+
+    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        return self.as_sql(compiler, connection, template="LENGTH(CAST(%(expressions)s AS BLOB))", **extra)
+
+
+def history_for(
+    room: Room, participant: Participant, *, limit: int | None = None, before: int | None = None,
+    at_least_one: bool = False,
+) -> HistoryPage:
+    """The room's messages ``participant`` may see, older than message ``before`` (None: the newest), oldest
+    first: at most ``limit`` (None: ROOM_HISTORY_COUNT) of them and ROOM_HISTORY_MAX_BYTES of text
+    (``at_least_one``: the newest of them even if it alone is larger, so paging always progresses).
 
     A private message belongs to the people who sent and received it: the same
     participant record (kept across a resume) or the same signed-in user.  A
@@ -297,14 +322,34 @@ def history_for(room: Room, participant: Participant) -> list[Message]:
     visible = Q(to_everyone=True) | Q(sender=participant) | Q(recipients=participant)
     if participant.user_id is not None:
         visible |= Q(sender__user_id=participant.user_id) | Q(recipients__user_id=participant.user_id)
-    ids = (
-        Message.objects.filter(room=room)
-        .filter(visible)
-        .order_by("-sent_at", "-pk")
-        .values_list("pk", flat=True)
-        .distinct()[: settings.ROOM_HISTORY_COUNT]
+    limit = settings.ROOM_HISTORY_COUNT if limit is None else limit
+    candidates = Message.objects.filter(room=room).filter(visible)
+    if before is not None:
+        candidates = candidates.filter(pk__lt=before)
+    sizes = candidates.order_by("-pk").values_list("pk", OctetLength("text")).distinct()[: limit + 1]
+    budget, more = settings.ROOM_HISTORY_MAX_BYTES, False
+    ids: list[int] = []
+    for pk, size in sizes:
+        if len(ids) == limit or (size > budget and (ids or not at_least_one)):
+            more = True
+            break
+        ids.append(pk)
+        budget -= size
+    return HistoryPage(list(Message.objects.filter(pk__in=ids).order_by("pk")), more)
+
+
+def history_page(participant_id: int, before: int | None, limit: int | None) -> dict[str, Any]:
+    """The ``history`` event fields of a page of older messages for a present participant: ``limit``
+    (default ROOM_HISTORY_COUNT, at most ROOM_HISTORY_PAGE_LIMIT) messages before message ``before``."""
+    maximum = settings.ROOM_HISTORY_PAGE_LIMIT
+    if limit is not None and limit > maximum:
+        raise RoomError(ErrorCode.INVALID_FIELD, f"'limit' must be at most {maximum}")
+    participant = Participant.objects.select_related("room").get(pk=participant_id)
+    page = history_for(
+        participant.room, participant, limit=limit or min(settings.ROOM_HISTORY_COUNT, maximum), before=before,
+        at_least_one=True,
     )
-    return list(Message.objects.filter(pk__in=list(ids)).order_by("sent_at", "pk"))
+    return {"messages": [message_dict(m) for m in page.messages], "more": page.more}
 
 
 # --- Leaving, dropping, expiry and finalization ----------------------------------
@@ -718,7 +763,13 @@ def kick(room_id: int, login: str, reason: str = "kicked by a moderator") -> Out
 
 @transaction.atomic
 def update_room(room_id: int, *, locked: bool | None = None, max_participants: int | None = None) -> Outcome:
-    """Lock, unlock or resize an active room; everyone gets ROOM_UPDATED."""
+    """Lock, unlock or resize an active room (at most ROOM_MAX_PARTICIPANTS_LIMIT, for moderators too);
+    everyone gets ROOM_UPDATED."""
+    if max_participants is not None and max_participants > settings.ROOM_MAX_PARTICIPANTS_LIMIT:
+        raise RoomError(
+            ErrorCode.INVALID_FIELD,
+            f"max_participants must be at most {settings.ROOM_MAX_PARTICIPANTS_LIMIT} (ROOM_MAX_PARTICIPANTS_LIMIT)",
+        )
     room = _lock(Room.objects.filter(pk=room_id, finalized_at__isnull=True)).first()
     if room is None:
         raise RoomError(ErrorCode.ROOM_FINISHED, "the room is finished")

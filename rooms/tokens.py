@@ -1,7 +1,13 @@
-"""Signed join tokens (JWT, HS256) minted for external backends, and their verification."""
+"""Signed join tokens (JWT, HS256) minted for external backends, and their verification.
+
+Every token expires (within JOIN_TOKEN_MAX_TTL) and carries a ``jti``; a revoked
+``jti`` (rooms.models.RevokedToken, see ``revoke`` and ``ensure_not_revoked``) is refused at hello.
+"""
 
 from __future__ import annotations
 
+import logging
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,6 +21,10 @@ from rooms.permissions import GRANTS, ROLE_GRANTS
 from rooms.protocol import Role
 
 AUDIENCE = "roomapi"
+#: The longest ``jti`` accepted (ours are 32 hex digits).
+MAX_JTI_LENGTH = 64
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -26,43 +36,70 @@ class JoinToken:
     role: str = Role.PUBLISHER
     grants: frozenset[str] | None = None
     """Explicit grants; None means the role's."""
+    jti: str = ""
+    """The token's unique id (what revocation names)."""
+    expires_at: datetime | None = None
+
+
+def max_ttl_seconds() -> int:
+    """The longest lifetime a token may have (JOIN_TOKEN_MAX_TTL); a token asked for without one gets it."""
+    return max(int(settings.JOIN_TOKEN_MAX_TTL), 1)
+
+
+def token_lifetime(ttl_seconds: int | None) -> int:
+    """The lifetime of a token asked for with ``ttl_seconds`` (None: the maximum); out of range: invalid_field."""
+    if ttl_seconds is None:
+        return max_ttl_seconds()
+    if ttl_seconds <= 0:
+        raise RoomError(ErrorCode.INVALID_FIELD, "ttl_seconds must be positive")
+    if ttl_seconds > max_ttl_seconds():
+        raise RoomError(
+            ErrorCode.INVALID_FIELD, f"ttl_seconds must be at most {max_ttl_seconds()} (JOIN_TOKEN_MAX_TTL)"
+        )
+    return ttl_seconds
 
 
 def mint_token(
     room: str, login: str, *, role: str = Role.PUBLISHER, grants: list[str] | None = None,
     ttl_seconds: int | None = 3600, metadata: dict[str, Any] | None = None,
 ) -> str:
-    """A token that lets ``login`` join ``room`` with a role or explicit grants.
+    """A token that lets ``login`` join ``room`` with a role or explicit grants, for ``ttl_seconds``.
 
     Both names are normalised like the protocol does (``join`` compares the
     normalised room name with the token's).  ``metadata`` rides in the token
-    for the backend's own use; the server does not read it.
+    for the backend's own use; the server does not read it.  ``ttl_seconds`` None means
+    JOIN_TOKEN_MAX_TTL: every token expires.
     """
     room = p.clean_name(room, what="room", max_length=p.MAX_NAME_LENGTH)
     login = p.clean_name(login, what="login", max_length=p.MAX_LOGIN_LENGTH)
-    if ttl_seconds is not None and ttl_seconds <= 0:
-        raise RoomError(ErrorCode.INVALID_FIELD, "ttl_seconds must be positive")
+    lifetime = token_lifetime(ttl_seconds)
     if role not in ROLE_GRANTS:
         raise RoomError(ErrorCode.INVALID_FIELD, f"role must be one of {', '.join(ROLE_GRANTS)}")
     if grants is not None and any(g not in GRANTS for g in grants):
         raise RoomError(ErrorCode.INVALID_FIELD, f"grants must be among {', '.join(GRANTS)}")
     now = datetime.now(UTC)
-    claims: dict[str, Any] = {"aud": AUDIENCE, "iat": now, "sub": login, "room": room, "role": str(role)}
+    claims: dict[str, Any] = {
+        "aud": AUDIENCE, "iat": now, "exp": now + timedelta(seconds=lifetime), "jti": uuid.uuid4().hex,
+        "sub": login, "room": room, "role": str(role),
+    }
     if grants is not None:
         claims["grants"] = sorted(set(grants))
-    if ttl_seconds is not None:
-        claims["exp"] = now + timedelta(seconds=ttl_seconds)
     if metadata:
         claims["metadata"] = metadata
     return jwt.encode(claims, settings.SECRET_KEY, algorithm="HS256")
 
 
 def verify_token(token: str) -> JoinToken:
-    """Verify a token; tampered, expired or malformed tokens are refused with ``invalid_token``."""
+    """Verify a token; tampered, expired, malformed tokens or ones without ``exp`` or ``jti`` are refused
+    with ``invalid_token`` (revocation is checked by ``ensure_not_revoked``, which needs the database)."""
     try:
-        claims = jwt.decode(token, settings.SECRET_KEY, algorithms=["HS256"], audience=AUDIENCE)
+        claims = jwt.decode(
+            token, settings.SECRET_KEY, algorithms=["HS256"], audience=AUDIENCE, options={"require": ["exp", "jti"]}
+        )
     except jwt.ExpiredSignatureError:
         raise RoomError(ErrorCode.INVALID_TOKEN, "the join token has expired") from None
+    except jwt.MissingRequiredClaimError as exc:
+        raise RoomError(ErrorCode.INVALID_TOKEN, f"the join token lacks the '{exc.claim}' claim") from None
     except jwt.InvalidTokenError as exc:
         raise RoomError(ErrorCode.INVALID_TOKEN, f"the join token is invalid ({exc.__class__.__name__})") from None
     login, room, role = claims.get("sub"), claims.get("room"), claims.get("role", Role.PUBLISHER)
@@ -71,4 +108,37 @@ def verify_token(token: str) -> JoinToken:
     grants = claims.get("grants")
     if grants is not None and (not isinstance(grants, list) or any(g not in GRANTS for g in grants)):
         raise RoomError(ErrorCode.INVALID_TOKEN, "the join token carries unknown grants")
-    return JoinToken(login=login, room=room, role=role, grants=frozenset(grants) if grants is not None else None)
+    jti = claims["jti"]
+    if not isinstance(jti, str) or not 0 < len(jti) <= MAX_JTI_LENGTH:
+        raise RoomError(ErrorCode.INVALID_TOKEN, "the join token's jti is not a short string")
+    return JoinToken(
+        login=login, room=room, role=role, grants=frozenset(grants) if grants is not None else None, jti=jti,
+        expires_at=datetime.fromtimestamp(claims["exp"], UTC),
+    )
+
+
+def ensure_not_revoked(token: JoinToken) -> None:
+    """Refuse a revoked token with ``token_revoked`` (synchronous: reads the database)."""
+    from rooms.models import RevokedToken
+
+    if RevokedToken.objects.filter(jti=token.jti).exists():
+        raise RoomError(ErrorCode.TOKEN_REVOKED, "the join token has been revoked")
+
+
+def revoke(jti: str, *, room: str = "", reason: str = "") -> bool:
+    """Revoke the token ``jti`` until it would have expired anyway; False if it was revoked already."""
+    from rooms.models import RevokedToken
+
+    if not 0 < len(jti) <= MAX_JTI_LENGTH:
+        raise RoomError(ErrorCode.INVALID_FIELD, "jti must be 1..64 characters")
+    # The token's own expiry is not stored: the row is kept as long as any token can live.
+    _, created = RevokedToken.objects.get_or_create(
+        jti=jti,
+        defaults={
+            "room": room[: p.MAX_NAME_LENGTH], "reason": reason[:200],
+            "expires_at": datetime.now(UTC) + timedelta(seconds=max_ttl_seconds()),
+        },
+    )
+    if created:
+        logger.info("join token %s of room %r revoked", jti, room)
+    return created

@@ -8,6 +8,8 @@ deliverer POSTs ``{id, type, time, data}`` with ``X-Webhook-Signature:
 sha256=<hex HMAC-SHA256 of the body>``, retries with exponential backoff and
 sends the events of one room in order: a delivery waits until every earlier
 delivery with the same endpoint and room has succeeded or failed for good.
+Each round takes the head of every sequence (never a prefix of the queue, so a
+busy room starves no other) and sends them on WEBHOOK_CONCURRENCY threads.
 Rows are claimed with a conditional UPDATE, so several processes may deliver
 at once without sending an event twice.
 """
@@ -21,12 +23,15 @@ import logging
 import threading
 import urllib.error
 import urllib.request
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connections
+from django.db.models import Min
 from django.utils import timezone
 
 from rooms import signals
@@ -240,25 +245,30 @@ def attempt(delivery: WebhookDelivery) -> bool:
     return delivery.status == WebhookDelivery.Status.SUCCEEDED
 
 
-def _heads(now: datetime) -> tuple[list[WebhookDelivery], datetime | None]:
-    """The first unfinished delivery of each (endpoint, room) sequence that is due, and the next due time."""
-    open_rows = (
-        WebhookDelivery.objects.filter(status__in=(WebhookDelivery.Status.PENDING, WebhookDelivery.Status.SENDING))
-        .select_related("endpoint")
-        .order_by("pk")[:2000]
+#: Most sequences (endpoint, room) looked at in one round; each contributes only its head, so one busy room
+#: cannot crowd the others out (finding 9 of issue 11).
+MAX_HEADS_PER_ROUND = 2000
+_OPEN = (WebhookDelivery.Status.PENDING, WebhookDelivery.Status.SENDING)
+
+
+def _heads(now: datetime, limit: int = MAX_HEADS_PER_ROUND) -> tuple[list[WebhookDelivery], datetime | None]:
+    """The first unfinished delivery of each (endpoint, room) sequence that is due (at most ``limit``, oldest
+    sequences first), and the next due time.  One row per sequence is read, however long its queue."""
+    open_rows = WebhookDelivery.objects.filter(status__in=_OPEN)
+    sequences = (
+        open_rows.exclude(sequence_key="").order_by().values("endpoint_id", "sequence_key").annotate(head=Min("pk"))
     )
-    seen: set[tuple[int, str]] = set()
+    sequenced = sorted(group["head"] for group in sequences)[:MAX_HEADS_PER_ROUND]
+    single = open_rows.filter(sequence_key="").order_by("pk").values_list("pk", flat=True)[:MAX_HEADS_PER_ROUND]
+    head_ids = sorted([*sequenced, *single])[:MAX_HEADS_PER_ROUND]
     due: list[WebhookDelivery] = []
     next_due: datetime | None = None
-    for row in open_rows:
-        key = (row.endpoint_id, row.sequence_key or f"#{row.pk}")
-        if key in seen:
-            continue
-        seen.add(key)
+    for row in open_rows.filter(pk__in=head_ids).select_related("endpoint").order_by("pk"):
         sending = row.status == WebhookDelivery.Status.SENDING
         when = (row.claimed_until if sending else row.next_attempt_at) or now
         if when <= now:
-            due.append(row)
+            if len(due) < limit:
+                due.append(row)
         elif next_due is None or when < next_due:
             next_due = when
     return due, next_due
@@ -273,17 +283,57 @@ def _claim(delivery: WebhookDelivery, now: datetime) -> bool:
     return taken == 1
 
 
-def deliver_due() -> tuple[int, datetime | None]:
-    """Attempt every due delivery once; return how many were attempted and when the next one is due."""
-    attempted = 0
+_pool_lock = threading.Lock()
+_pool: ThreadPoolExecutor | None = None
+_in_flight: set[Future[bool]] = set()
+
+
+def _sender_pool() -> ThreadPoolExecutor:
+    """The threads that POST deliveries (WEBHOOK_CONCURRENCY of them, made once per process)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max(settings.WEBHOOK_CONCURRENCY, 1), thread_name_prefix="webhook-sender")
+        return _pool
+
+
+def _send(delivery: WebhookDelivery) -> bool:
+    """Attempt one claimed delivery in a sender thread, then give that thread's database connection back."""
+    try:
+        return attempt(delivery)
+    finally:
+        connections.close_all()
+
+
+def _sent(future: Future[bool]) -> None:
+    with _pool_lock:
+        _in_flight.discard(future)
+    deliverer = _deliverer
+    if deliverer is not None:
+        deliverer.wakeup.set()  # a slot is free: look for more work
+
+
+def deliver_due(wait: bool = True) -> tuple[int, datetime | None]:
+    """Attempt every due sequence head once, up to WEBHOOK_CONCURRENCY at a time (one per sequence, so the
+    events of one room keep their order and a slow receiver holds up only its own sequences); return how
+    many were started and when the next one is due.  ``wait``: return once they are all done."""
     now = timezone.now()
-    due, next_due = _heads(now)
+    with _pool_lock:
+        free = max(settings.WEBHOOK_CONCURRENCY, 1) - len(_in_flight)
+    due, next_due = _heads(now, limit=max(free, 0))
+    pool = _sender_pool()
+    started: list[Future[bool]] = []
     for delivery in due:
         if not _claim(delivery, now):
             continue
-        attempt(delivery)
-        attempted += 1
-    return attempted, next_due
+        future = pool.submit(_send, delivery)
+        with _pool_lock:
+            _in_flight.add(future)
+        future.add_done_callback(_sent)
+        started.append(future)
+    if wait:
+        futures_wait(started)
+    return len(started), next_due
 
 
 class Deliverer(threading.Thread):
@@ -299,7 +349,7 @@ class Deliverer(threading.Thread):
             self.wakeup.clear()
             wait = IDLE_WAIT_SECONDS
             try:
-                attempted, next_due = deliver_due()
+                attempted, next_due = deliver_due(wait=False)
                 if attempted:
                     wait = 0.0
                 elif next_due is not None:

@@ -28,7 +28,7 @@ SDK_ONLY_ERROR_CODES = {"DISCONNECTED": "disconnected", "TIMEOUT": "timeout",
 # Protocol events that answer one client (replies, session and media statuses) and so are no room event.
 NOT_ROOM_EVENTS = {
     EventType.ESTABLISHED, EventType.FAILED, EventType.PONG, EventType.ACK, EventType.ERROR,
-    EventType.ANSWER, EventType.STREAM_STATUS, EventType.PLAY_STATUS, EventType.LAYERS_WANTED,
+    EventType.ANSWER, EventType.STREAM_STATUS, EventType.PLAY_STATUS, EventType.LAYERS_WANTED, EventType.HISTORY,
 }
 ROOM_EVENT_OF = {EventType.ROOM_CLOSED: "CLOSED"}  # else the event's own name
 SDK_ONLY_ROOM_EVENTS = {"FAILED", "RECONNECTING", "RECONNECTED"}

@@ -406,7 +406,7 @@ def test_history_privacy() -> None:
 
     def texts(outcome: services.JoinOutcome) -> list[str]:
         participant = Participant.objects.get(pk=outcome.participant_id)
-        return [m.text for m in services.history_for(participant.room, participant)]
+        return [m.text for m in services.history_for(participant.room, participant).messages]
 
     assert texts(alice) == ["public", "for bob", "carol to alice"]
     assert texts(bob) == ["public", "for bob"]

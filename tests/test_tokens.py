@@ -27,7 +27,7 @@ async def _hello_fails(token: str) -> dict[str, object]:
 
 
 def _claims(**extra: object) -> dict[str, object]:
-    return {"aud": AUDIENCE, "sub": "eve", "room": "r", "role": "publisher", **extra}
+    return {"aud": AUDIENCE, "sub": "eve", "room": "r", "role": "publisher", "jti": "t1", **extra}
 
 
 async def test_valid_token_joins_with_role_and_grants() -> None:

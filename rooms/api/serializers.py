@@ -15,8 +15,6 @@ from rooms.models import Message, Participant, Room, Stream
 from rooms.permissions import GRANTS, ROLE_GRANTS
 from rooms.protocol import LIVE_STREAM_STATUSES, ParticipantState, Role
 
-MAX_TOKEN_TTL_SECONDS = 366 * 24 * 3600
-
 
 def _clean(value: str, what: str, max_length: int) -> str:
     try:
@@ -208,11 +206,10 @@ class TokenRequestSerializer(serializers.Serializer):
     grants = serializers.ListField(child=serializers.ChoiceField(choices=list(GRANTS)), required=False)
     ttl_seconds = serializers.IntegerField(
         min_value=1,
-        max_value=MAX_TOKEN_TTL_SECONDS,
         required=False,
         allow_null=True,
         default=3600,
-        help_text="Lifetime in seconds; null for a token that never expires.",
+        help_text="Lifetime in seconds, at most JOIN_TOKEN_MAX_TTL; null for that maximum (every token expires).",
     )
     metadata = serializers.DictField(required=False, help_text="Free JSON kept in the token.")
 
@@ -228,7 +225,8 @@ class TokenSerializer(serializers.Serializer):
     login = serializers.CharField()
     role = serializers.CharField()
     grants = serializers.ListField(child=serializers.CharField())
-    expires_at = serializers.DateTimeField(allow_null=True)
+    expires_at = serializers.DateTimeField()
+    jti = serializers.CharField(help_text="The token's id: DELETE /api/rooms/<room>/tokens/<jti> revokes it.")
 
 
 class ErrorSerializer(serializers.Serializer):

@@ -13,9 +13,10 @@ ROOM = "rooms/<str:room_name>"
 urlpatterns = [
     *router.urls,
     path(f"{ROOM}/tokens", views.TokenView.as_view(), name="room-tokens"),
+    path(f"{ROOM}/tokens/<str:jti>", views.TokenRevocationView.as_view(), name="room-token-revoke"),
     path(f"{ROOM}/participants", views.ParticipantViewSet.as_view({"get": "list"}), name="participant-list"),
     path(
-        f"{ROOM}/participants/<str:login>/kick",
+        f"{ROOM}/participants/<path:login>/kick",  # path: a login may contain "/" (sent as %2F)
         views.ParticipantViewSet.as_view({"post": "kick"}),
         name="participant-kick",
     ),

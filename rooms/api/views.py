@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -47,7 +47,7 @@ from rooms.dispatch import deliver
 from rooms.exceptions import ErrorCode, RoomError
 from rooms.models import Message, Room, Stream
 from rooms.protocol import LIVE_STREAM_STATUSES, ModerationAction, ParticipantState, StreamStatus
-from rooms.tokens import mint_token
+from rooms.tokens import mint_token, revoke, token_lifetime, verify_token
 
 logger = logging.getLogger(__name__)
 
@@ -395,11 +395,12 @@ class TokenView(RoomAPIMixin, APIView):
         form = TokenRequestSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
-        ttl = data.get("ttl_seconds")
+        ttl = token_lifetime(data.get("ttl_seconds"))
         grants = data.get("grants")
         token = mint_token(
             room, data["login"], role=data["role"], grants=grants, ttl_seconds=ttl, metadata=data.get("metadata")
         )
+        claims = verify_token(token)
         from rooms.permissions import grants_for_role
 
         body = {
@@ -408,6 +409,18 @@ class TokenView(RoomAPIMixin, APIView):
             "login": data["login"],
             "role": data["role"],
             "grants": sorted(set(grants)) if grants is not None else sorted(grants_for_role(data["role"])),
-            "expires_at": (datetime.now(UTC) + timedelta(seconds=ttl)) if ttl else None,
+            "expires_at": claims.expires_at,
+            "jti": claims.jti,
         }
         return Response(TokenSerializer(body).data, status=status.HTTP_201_CREATED)
+
+
+class TokenRevocationView(RoomAPIMixin, APIView):
+    """Revoke one join token of a room before it expires."""
+
+    @extend_schema(responses={204: None, 400: ROOM_ERRORS[400]})
+    def delete(self, request: Request, room_name: str, jti: str) -> Response:
+        """Revoke the token whose ``jti`` this is: a later hello with it fails with ``token_revoked``
+        (connections already established with it stay; kick them to remove them). Idempotent."""
+        revoke(jti, room=room_name, reason=f"REST ({getattr(request.auth, 'name', 'api key')})")
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -25,7 +25,6 @@ import roomapi
 from roomapi import RoomApiError
 from rooms.models import Message, Room
 from tests.roomclient import RoomClient
-from tests.security.hostile import pending
 from tests.servers import DaphneServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -43,7 +42,6 @@ def fill(room_name: str, count: int, size: int) -> list[int]:
     return [m.pk for m in messages]
 
 
-@pytest.mark.xfail(strict=True, reason=pending("finding 7, STATE history bounded in bytes"))
 async def test_state_history_is_bounded_in_bytes() -> None:
     """Finding 7: a room holding 50 messages of 100 KiB: a joiner's STATE carries the newest of them within a
     byte bound (not 5 MiB), and says there are more."""
@@ -60,7 +58,6 @@ async def test_state_history_is_bounded_in_bytes() -> None:
         await client.close()
 
 
-@pytest.mark.xfail(strict=True, reason=pending("finding 7, the history command"))
 async def test_older_messages_come_page_by_page() -> None:
     """Finding 7: `history` pages back from the oldest message of STATE: each page at most `limit` messages,
     oldest first, `more` false on the last; together with STATE every message exactly once."""
@@ -84,7 +81,6 @@ async def test_older_messages_come_page_by_page() -> None:
         await client.close()
 
 
-@pytest.mark.xfail(strict=True, reason=pending("finding 7, a per-connection byte budget"))
 async def test_a_connection_has_a_byte_budget(settings: Any) -> None:
     """Finding 7: over WS_RATE_MESSAGE_BYTES_* a message is refused with rate_limited (not stored); small
     messages still pass while the budget refills."""
@@ -100,7 +96,6 @@ async def test_a_connection_has_a_byte_budget(settings: Any) -> None:
     await alice.close()
 
 
-@pytest.mark.xfail(strict=True, reason=pending("finding 7, message retention"))
 def test_expired_messages_are_deleted(settings: Any) -> None:
     """Finding 7: `manage.py cleanup` deletes messages older than MESSAGE_RETENTION_DAYS, keeps younger ones."""
     settings.MESSAGE_RETENTION_DAYS = 30
@@ -118,7 +113,6 @@ def server(transactional_db: Any) -> Iterator[DaphneServer]:
         yield running
 
 
-@pytest.mark.xfail(strict=True, reason=pending("finding 9, SDKs check the message size before sending"))
 async def test_an_oversized_message_is_refused_locally_and_the_user_stays(server: DaphneServer) -> None:
     """Finding 9: the SDK refuses a 3 MiB message with message_too_large before sending it (daphne would drop
     the connection); the user stays in the room and can go on chatting."""

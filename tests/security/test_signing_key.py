@@ -20,7 +20,6 @@ from rest_framework.test import APIClient
 from rooms.models import APIKey
 from rooms.tokens import mint_token
 from tests.roomclient import RoomClient
-from tests.security.hostile import pending
 from tests.servers import ROOT, DaphneServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -85,7 +84,6 @@ def test_check_deploy_is_clean_with_the_documented_production_environment() -> N
     assert "no issues" in result.stdout, result.stdout
 
 
-@pytest.mark.xfail(strict=True, reason=pending("finding 2, join tokens always expire"))
 def test_tokens_always_expire() -> None:
     """Finding 2: a token asked for without a lifetime still gets an `exp` within the maximum TTL (REST and
     mint_token); a token signed without `exp` is refused at hello with invalid_token."""
@@ -101,7 +99,6 @@ def test_tokens_always_expire() -> None:
     assert claims["exp"] <= datetime.now(UTC).timestamp() + 31 * 24 * 3600
 
 
-@pytest.mark.xfail(strict=True, reason=pending("finding 2, join tokens always expire"))
 async def test_a_token_without_exp_is_refused() -> None:
     """Finding 2: a hand-signed token with no `exp` (what ttl_seconds null minted) fails the session."""
     forever = jwt.encode(
@@ -115,7 +112,6 @@ async def test_a_token_without_exp_is_refused() -> None:
     await client.close()
 
 
-@pytest.mark.xfail(strict=True, reason=pending("finding 2, token jti and revocation"))
 async def test_a_revoked_token_is_refused() -> None:
     """Finding 2: a minted token carries a `jti`; after DELETE /api/rooms/<room>/tokens/<jti> a hello with it
     fails with token_revoked (before, it was accepted)."""
@@ -136,3 +132,27 @@ async def test_a_revoked_token_is_refused() -> None:
     reply = await client.request({"type": "hello", "version": 1, "token": token})
     assert reply["type"] == "failed" and reply["code"] == "token_revoked", reply
     await client.close()
+
+
+def test_a_token_is_revoked_in_the_admin() -> None:
+    """Finding 2: a staff user pastes a token into the admin's "Revoked tokens" add form; the token is then
+    refused with token_revoked (hello checks through rooms.tokens.ensure_not_revoked)."""
+    from django.contrib.auth.models import User
+    from django.test import Client
+
+    from rooms.exceptions import RoomError
+    from rooms.models import RevokedToken
+    from rooms.tokens import ensure_not_revoked, verify_token
+
+    token = mint_token("r", "erin", role="moderator")
+    ensure_not_revoked(verify_token(token))
+    staff = Client()
+    staff.force_login(User.objects.create_superuser("admin", "admin@example.com", "pw"))
+    added = staff.post("/admin/rooms/revokedtoken/add/", {"token": token, "reason": "leaked"})
+    assert added.status_code == 302, added.content.decode()[-2000:]
+    row = RevokedToken.objects.get()
+    assert (row.jti, row.room, row.reason) == (verify_token(token).jti, "r", "leaked")
+    with pytest.raises(RoomError) as refused:
+        ensure_not_revoked(verify_token(token))
+    assert refused.value.code == "token_revoked"
+    assert staff.get(f"/admin/rooms/revokedtoken/{row.pk}/change/").status_code == 200

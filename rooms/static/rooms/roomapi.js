@@ -121,6 +121,7 @@ export const ERROR_CODE = Object.freeze({
   UNSUPPORTED_VERSION: "unsupported_version",
   INVALID_USERNAME: "invalid_username",
   INVALID_TOKEN: "invalid_token",
+  TOKEN_REVOKED: "token_revoked",
   NOT_ESTABLISHED: "not_established",
   ALREADY_ESTABLISHED: "already_established",
   NOT_JOINED: "not_joined",
@@ -258,6 +259,11 @@ export const ERROR_CODE = Object.freeze({
 // --- Helpers ---------------------------------------------------------------------
 
 /** A tiny event emitter whose on() chains. */
+/** @param {string} text @returns {number} its size in UTF-8 bytes */
+function utf8Length(text) {
+  return new TextEncoder().encode(text).length;
+}
+
 class Emitter {
   constructor() {
     /** @type {Map<string, Function[]>} */
@@ -1097,6 +1103,7 @@ class Room extends Emitter {
     this._participants = new Map();
     /** @type {WireMessage[]} */
     this._history = [];
+    this._historyMore = false;
     /** @type {Map<string, LocalStream>} */
     this._localStreams = new Map();
     this._activeSpeakers = [];
@@ -1177,9 +1184,36 @@ class Room extends Emitter {
    * @returns {Promise<WireMessage>}
    */
   sendMessage(text, to) {
+    const limit = this._connection._limits.max_message_bytes;
+    if (limit !== undefined && utf8Length(text) > limit) {
+      return Promise.reject({code: ERROR_CODE.MESSAGE_TOO_LARGE, message: `the message is larger than ${limit} bytes`});
+    }
     const fields = {text};
     if (to && to.length) fields.to = to;
     return this._connection._request("send_message", fields).then((reply) => reply.message);
+  }
+
+  /** @returns {boolean} true when older messages than getHistory()'s first exist (see loadHistory) */
+  hasMoreHistory() {
+    return this._historyMore;
+  }
+
+  /**
+   * Fetch the page of messages just older than getHistory()'s first and put them at its front.
+   * @param {number} [limit]  at most this many (the server's default when absent)
+   * @returns {Promise<WireMessage[]>} the page, oldest first
+   */
+  loadHistory(limit) {
+    const fields = {};
+    const oldest = this._history.find((m) => m.id !== undefined && m.id !== null);
+    if (oldest) fields.before = oldest.id;
+    if (limit !== undefined) fields.limit = limit;
+    return this._connection._request("history", fields).then((reply) => {
+      const page = reply.messages || [];
+      this._history.unshift(...page);
+      this._historyMore = Boolean(reply.more);
+      return page;
+    });
   }
 
   /**
@@ -1218,6 +1252,7 @@ class Room extends Emitter {
       this._self = state.self;
       this._history = state.history || [];
       for (const m of this._history) this._messageIds.add(m.id);
+      this._historyMore = Boolean(state.history_more);
       for (const p of state.participants || []) this._participants.set(p.login, new Participant(this, p));
       this._joined = true;
       this._emit(ROOM_EVENT.STATE, this);
@@ -1402,6 +1437,8 @@ class Connection extends Emitter {
     this._sessionId = null;
     this._info = null;
     this._nextRid = 1;
+    /** @type {{max_message_bytes?: number, max_frame_bytes?: number}} size limits announced by `established` */
+    this._limits = {};
     /** @type {Map<number, {resolve: Function, reject: Function, timer: number}>} */
     this._pending = new Map();
     /** @type {Map<string, object>} statuses that arrived before their answer */
@@ -1484,6 +1521,7 @@ class Connection extends Emitter {
           this._username = reply.username;
           this._sessionId = reply.session;
           if (!this._options.iceServers) this._iceServers = Array.isArray(reply.ice_servers) ? reply.ice_servers : [];
+          this._limits = reply.limits || {};
           this._startPinger(ws);
           this._setStatus(SESSION_STATUS.ESTABLISHED);
         },
@@ -1672,12 +1710,19 @@ class Connection extends Emitter {
         return;
       }
       const rid = this._nextRid++;
+      const frame = JSON.stringify({type, rid, ...fields});
+      const limit = this._limits.max_frame_bytes;
+      if (limit !== undefined && frame.length * 3 > limit && utf8Length(frame) > limit) {
+        const code = type === "send_message" ? ERROR_CODE.MESSAGE_TOO_LARGE : ERROR_CODE.FRAME_TOO_LARGE;
+        reject({code, message: `the ${type} command is larger than the server's ${limit} bytes`});
+        return;
+      }
       const timer = setTimeout(() => {
         this._pending.delete(rid);
         reject({code: ERROR_CODE.TIMEOUT, message: `no reply to ${type}`});
       }, this._timeout);
       this._pending.set(rid, {resolve, reject, timer});
-      this._ws.send(JSON.stringify({type, rid, ...fields}));
+      this._ws.send(frame);
     });
   }
 
