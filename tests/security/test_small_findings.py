@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -182,10 +183,10 @@ def test_old_delivered_webhooks_are_deleted(settings: Any) -> None:
     assert set(WebhookDelivery.objects.values_list("pk", flat=True)) == {recent.pk, waiting.pk}
 
 
-def test_production_sends_hsts_and_redirects_to_https(transactional_db: Any) -> None:
+def test_production_sends_hsts_and_redirects_to_https(transactional_db: Any, collected_static: Path) -> None:
     """Finding 9: a real daphne with the documented production environment (behind its proxy on 127.0.0.1)
     answers HTTPS requests with Strict-Transport-Security and redirects plain HTTP to HTTPS."""
-    env = {**PRODUCTION_ENV, "ALLOWED_HOSTS": "127.0.0.1"}
+    env = {**PRODUCTION_ENV, "ALLOWED_HOSTS": "127.0.0.1", "STATIC_ROOT": str(collected_static)}
     with DaphneServer(env) as server:
         secure = requests.get(f"{server.http_url}/conference/", headers={"X-Forwarded-Proto": "https"},
                               timeout=10, allow_redirects=False)
