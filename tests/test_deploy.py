@@ -42,6 +42,10 @@ from tests.servers import ROOT, free_port, subprocess_database_url
 
 WAIT = 20.0
 START_TIMEOUT = 150.0
+# The stack starts in the setup of the first test that uses it (module fixture), and pytest-timeout counts setup:
+# under load the start alone (migrate, five Python processes, nginx) takes most of the default 120 s, which then
+# ran out inside the media test's DTLS handshake. Bound each test by the stack's start plus its own waits.
+pytestmark = pytest.mark.timeout(START_TIMEOUT + 6 * WAIT)
 CAP = 2  # WS_MAX_CONNECTIONS_PER_IP of the stack
 
 

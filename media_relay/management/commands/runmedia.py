@@ -21,6 +21,12 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         import uvloop
 
+        # The worker's own lines (start, channel, failed commands) at INFO even under LOG_LEVEL=WARNING: they go to
+        # the console handler, which supervisord captures (deploy/supervisord.conf, runmedia-N.log).
+        relay = logging.getLogger("media_relay")
+        if relay.getEffectiveLevel() > logging.INFO:
+            relay.setLevel(logging.INFO)
+
         from media_relay.worker import MediaWorker
 
         async def main() -> None:
