@@ -151,6 +151,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             max_participants=command.max_participants,
             role=self.identity.role,
             user_id=self.identity.user_id,
+            grants=self.identity.grants,
         )
         self.participant_id, self.room_id, self.group = outcome.participant_id, outcome.room_id, outcome.group
         self.room_name = command.room
