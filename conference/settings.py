@@ -310,6 +310,19 @@ RECORDING_MIX_FPS = env_int("RECORDING_MIX_FPS", 15)
 RECORDING_MIX_AFTER_END = env_str("RECORDING_MIX_AFTER_END", "freeze")
 # Seconds the mix waits for per-stream files still being finalized.
 RECORDING_MIX_WAIT_SECONDS = env_float("RECORDING_MIX_WAIT_SECONDS", 30.0)
+# Caps on recording (issue 11; docs/security.md "Recording"). 0 = no cap. A cap reached stops that stream's
+# recording (the file is closed and plays; the row says why); the call goes on.
+RECORDING_MAX_SECONDS = env_float("RECORDING_MAX_SECONDS", 4 * 3600.0)
+RECORDING_MAX_BYTES = env_int("RECORDING_MAX_BYTES", 2 * 1024**3)
+# Free space the recordings disk keeps: no recording starts, and running ones stop, below it.
+RECORDING_MIN_FREE_BYTES = env_int("RECORDING_MIN_FREE_BYTES", 1024**3)
+# Days a recording (row and file) is kept; `manage.py cleanup` deletes older ones. 0 = keep forever.
+RECORDING_RETENTION_DAYS = env_int("RECORDING_RETENTION_DAYS", 30)
+# The font of the names drawn on the mix; the default (scripts/system-deps.sh installs it) covers CJK.
+RECORDING_MIX_FONT = env_str("RECORDING_MIX_FONT", "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc")
+# A mix is killed after RECORDING_MIX_TIMEOUT_BASE + RECORDING_MIX_TIMEOUT_FACTOR x its media seconds.
+RECORDING_MIX_TIMEOUT_BASE = env_float("RECORDING_MIX_TIMEOUT_BASE", 60.0)
+RECORDING_MIX_TIMEOUT_FACTOR = env_float("RECORDING_MIX_TIMEOUT_FACTOR", 10.0)
 
 # --- Access -------------------------------------------------------------------
 # Guests may join with just a login (the reference's behaviour); off = tokens only.

@@ -296,3 +296,5 @@ class RecordingFinished:
     failure: str = ""
     detail: str = ""
     """The writer's last words, for a reason when the file turns out empty."""
+    stopped: str = ""
+    """Why the relay stopped a good recording early (a cap of media_relay.recording.limits reached)."""

@@ -160,6 +160,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             user_id=self.identity.user_id,
             resume_secret=self.identity.resume_secret,
             token_subject=self.identity.token_subject,
+            grants=self.identity.grants,
         )
         self.participant_id, self.room_id, self.group = outcome.participant_id, outcome.room_id, outcome.group
         if outcome.superseded_channel:  # taken over from a connection that died unseen: its media goes first

@@ -127,5 +127,6 @@ class RoomMediaEvents:
     async def recording_finished(self, result: c.RecordingFinished) -> None:
         """The recording row becomes DONE or FAILED from what its file holds."""
         await db(store.finish_stream_recording)(
-            result.token, failure=result.failure, first_packet_at=result.first_packet_at, detail=result.detail
+            result.token, failure=result.failure, first_packet_at=result.first_packet_at, detail=result.detail,
+            stopped=result.stopped,
         )

@@ -25,8 +25,9 @@ from rooms import protocol as p
 from rooms import signals
 from rooms.exceptions import ErrorCode, RoomError
 from rooms.models import Message, Participant, Room, Stream
+from rooms.permissions import grants_for_role, require_grant
 from rooms.presenters import message_dict, participant_dict, room_dict, stream_dict
-from rooms.protocol import EventType, ParticipantState, Role, StreamStatus
+from rooms.protocol import EventType, Grant, ParticipantState, Role, StreamStatus
 
 logger = logging.getLogger(__name__)
 
@@ -179,6 +180,7 @@ def join(
     user_id: int | None = None,
     resume_secret: str | None = None,
     token_subject: str | None = None,
+    grants: frozenset[str] | None = None,
 ) -> JoinOutcome:
     """Join ``room_name`` as ``login``, creating the room if needed.
 
@@ -186,14 +188,15 @@ def join(
     this connection proves to be that participant (:func:`proves_identity`):
     a dropped one is then resumed, and one that still looks connected is taken
     over, with its resume secret only.  A full or locked room refuses
-    newcomers.  The joiner's STATE carries a new resume secret.
+    newcomers.  The joiner's STATE carries a new resume secret.  Creating a recorded room needs
+    ``can_record`` (``grants``: the token's explicit grants, else the role's).
     """
     sweep_expired()
     claim = Claim(resume_secret=resume_secret, token_subject=token_subject, user_id=user_id)
     for attempt in range(3):
         try:
             with transaction.atomic():
-                return _join(login, room_name, channel_name, record, max_participants, role, claim)
+                return _join(login, room_name, channel_name, record, max_participants, role, claim, grants)
         except IntegrityError:
             # Two joins raced to create the room or to take the login: retry once
             # so the loser sees the winner's row and gets the proper answer.
@@ -210,10 +213,14 @@ def _join(
     max_participants: int | None,
     role: str | None,
     claim: Claim,
+    grants: frozenset[str] | None,
 ) -> JoinOutcome:
     room = _active_room_for_update(room_name)
     created = room is None
     if room is None:
+        if record:
+            creator_role = role or Role.MODERATOR
+            require_grant(grants if grants is not None else grants_for_role(creator_role), Grant.CAN_RECORD)
         room = _create_room(room_name, record, max_participants)
     present = list(_lock(room.participants.filter(state__in=PRESENT)))
     existing = next((x for x in present if x.login == login), None)

@@ -26,7 +26,6 @@ from media_relay.recording.probe import FileInfo
 
 logger = logging.getLogger(__name__)
 
-FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
 
 
 class MixError(Exception):
@@ -85,7 +84,8 @@ def build_command(inputs: list[MixInput], duration: float, output: Path, workdir
                 text_file = workdir / f"name-{slot}.txt"
                 text_file.write_text(item.label or f"stream {slot + 1}", encoding="utf-8")
                 labels.append(
-                    f"drawtext=fontfile='{_escape(FONT)}':textfile='{_escape(str(text_file))}':"
+                    f"drawtext=fontfile='{_escape(settings.RECORDING_MIX_FONT)}':"
+                    f"textfile='{_escape(str(text_file))}':expansion=none:"
                     f"x={x + 8}:y={y + height - 28}:fontsize=18:fontcolor=white:box=1:boxcolor=black@0.6:boxborderw=4"
                 )
         graph.append(f"[{last}]{','.join(labels) if labels else 'null'},format=yuv420p[vout]")
@@ -109,6 +109,11 @@ def build_command(inputs: list[MixInput], duration: float, output: Path, workdir
     return command
 
 
+def watchdog_seconds(duration: float) -> float:
+    """How long a mix of ``duration`` media seconds may run before it is killed (proportional to the media)."""
+    return settings.RECORDING_MIX_TIMEOUT_BASE + settings.RECORDING_MIX_TIMEOUT_FACTOR * duration
+
+
 def run_mix(inputs: list[MixInput], duration: float, output: Path, on_progress: Callable[[float], None]) -> None:
     """Mix ``inputs`` into ``output`` (blocking); ``on_progress`` gets the percent done at most twice a second."""
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -124,7 +129,14 @@ def run_mix(inputs: list[MixInput], duration: float, output: Path, on_progress: 
         last_reported = 0.0
         assert process.stdout is not None
         # A stalled graph must not spin forever: kill ffmpeg past a generous bound and fail the mix.
-        watchdog = threading.Timer(60.0 + 20.0 * duration, process.kill)
+        timeout = watchdog_seconds(duration)
+        killed = threading.Event()
+
+        def kill() -> None:
+            killed.set()
+            process.kill()
+
+        watchdog = threading.Timer(timeout, kill)
         watchdog.daemon = True
         watchdog.start()
         for line in process.stdout:
@@ -137,6 +149,8 @@ def run_mix(inputs: list[MixInput], duration: float, output: Path, on_progress: 
         code = process.wait()
         watchdog.cancel()
         reader.join(5)
+    if killed.is_set():
+        raise MixError(f"the mix took longer than {timeout:.0f} s for {duration:.1f} s of media and was stopped")
     if code != 0:
         detail = " | ".join(line.strip() for line in errors if line.strip())
         raise MixError(f"ffmpeg failed (exit code {code}): {detail[-1500:]}")

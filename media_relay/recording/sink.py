@@ -21,6 +21,7 @@ from aiortc.rtp import RtpPacket
 
 from media_relay.contract import RecordingFinished, RecordingFormat, RecordingTarget
 from media_relay.port import media_events
+from media_relay.recording.limits import RecordingLimits, disk_refusal, limit_reached
 from media_relay.recording.writer import RtpFileWriter, TrackSpec, container_for
 from media_relay.rtp import build_packet, keyframe_start
 
@@ -31,6 +32,7 @@ logger = logging.getLogger(__name__)
 
 SUPPORTED = {"VP8", "VP9", "H264", "OPUS", "PCMU", "PCMA"}
 SSRC = {"video": 0x5EC0_0001, "audio": 0x5EC0_0002}
+LIMIT_CHECK_INTERVAL = 1.0
 
 _tasks: set[asyncio.Task[Any]] = set()
 
@@ -87,6 +89,14 @@ class RecordingSink:
         self.writer.request_stop()
 
     async def _run(self) -> None:
+        limits = RecordingLimits.from_settings()
+        refusal = await asyncio.to_thread(disk_refusal, limits, self.writer.path.parent)
+        if refusal:
+            logger.warning("recording %s: %s", self.token, refusal)
+            self._stop.set()
+            self.writer.close_socket()
+            await _finished(RecordingFinished(self.token, failure=refusal))
+            return
         try:
             await self.writer.start()
         except Exception as exc:
@@ -100,7 +110,7 @@ class RecordingSink:
         assert process is not None
         exited = asyncio.ensure_future(process.wait())
         stop = asyncio.ensure_future(self._stop.wait())
-        await asyncio.wait({exited, stop}, return_when=asyncio.FIRST_COMPLETED)
+        stopped = await self._watch_limits(limits, {exited, stop})
         failure = ""
         if not self._stop.is_set() and process.returncode == 0:
             stop.cancel()
@@ -124,9 +134,23 @@ class RecordingSink:
         await _finished(
             RecordingFinished(
                 self.token, failure=failure, first_packet_at=self.first_packet_at,
-                detail=" | ".join(self.writer.stderr_tail)[-300:],
+                detail=" | ".join(self.writer.stderr_tail)[-300:], stopped=stopped,
             )
         )
+
+    async def _watch_limits(self, limits: RecordingLimits, ends: set[asyncio.Future[Any]]) -> str:
+        """Wait for the writer's end or a stop; stop the recording when a cap is reached (its reason)."""
+        while True:
+            done, _ = await asyncio.wait(ends, timeout=LIMIT_CHECK_INTERVAL, return_when=asyncio.FIRST_COMPLETED)
+            if done:
+                return ""
+            seconds = time.time() - self.first_packet_at if self.first_packet_at is not None else 0.0
+            reason = await asyncio.to_thread(limit_reached, limits, self.writer.path, seconds)
+            if reason:
+                logger.info("recording %s: %s", self.token, reason)
+                self.close()
+                await asyncio.wait(ends, return_when=asyncio.FIRST_COMPLETED)
+                return reason
 
 
 async def _finished(result: RecordingFinished) -> None:

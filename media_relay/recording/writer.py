@@ -1,5 +1,8 @@
 """The per-stream writer: an ffmpeg process remuxing RTP from loopback UDP into a Matroska/WebM file.
 
+ffmpeg binds its RTP and RTCP sockets to 127.0.0.1 only (``-localaddr``): nobody
+outside the host can feed a recording or end it with an RTCP BYE.
+
 The relay keeps the encoded packets; ffmpeg depacketizes them (VP8, VP9, H.264,
 Opus, G.711) and writes them with ``-c copy`` (G.711 alone is transcoded to
 Opus, which WebM requires).  One process per recording: a crash of the writer
@@ -32,6 +35,7 @@ MAX_PENDING = 4000
 READY_TIMEOUT = 10.0
 STOP_TIMEOUT = 15.0
 PR_SET_PDEATHSIG = 1
+LOOPBACK = "127.0.0.1"
 
 
 @dataclass
@@ -86,7 +90,7 @@ def _port_pair_free(port: int) -> bool:
     for candidate in (port, port + 1):
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
             try:
-                sock.bind(("0.0.0.0", candidate))
+                sock.bind((LOOPBACK, candidate))
             except OSError:
                 return False
     return True
@@ -95,7 +99,7 @@ def _port_pair_free(port: int) -> bool:
 def _port_taken(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         try:
-            sock.bind(("0.0.0.0", port))
+            sock.bind((LOOPBACK, port))
         except OSError as exc:
             return exc.errno == errno.EADDRINUSE
     return False
@@ -153,7 +157,7 @@ class RtpFileWriter:
             "-protocol_whitelist", "file,udp,rtp",
             "-analyzeduration", "3000000", "-probesize", "5000000",
             "-reorder_queue_size", "500",
-            "-f", "sdp", "-i", str(sdp_path),
+            "-localaddr", LOOPBACK, "-f", "sdp", "-i", str(sdp_path),
             "-map", "0", "-c:v", "copy", *audio_codec,
             "-f", fmt, "-cluster_time_limit", "1000", "-cluster_size_limit", "524288", "-flush_packets", "1",
             "-y", str(self.path),
@@ -221,7 +225,7 @@ class RtpFileWriter:
         if track is None:
             return
         try:
-            self._sock.sendto(data, ("127.0.0.1", track.port))
+            self._sock.sendto(data, (LOOPBACK, track.port))
         except (BlockingIOError, InterruptedError):
             self.dropped += 1
         except OSError as exc:

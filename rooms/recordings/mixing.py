@@ -26,6 +26,7 @@ from rooms.recordings.store import mixed_file_name, send_finished
 
 logger = logging.getLogger(__name__)
 
+# One mix at a time per process: a mix is CPU-bound and its watchdog (mixer.watchdog_seconds) bounds it.
 _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recording-mix")
 _lock = threading.Lock()
 
@@ -69,7 +70,7 @@ def mix_room(room_id: int, recording_id: int | None = None) -> Recording:
         mixed.save()
     try:
         inputs = _gather_inputs(room)
-        duration = _room_duration(room, inputs)
+        duration = media_timeline(inputs)
         output = mixed.path
         assert output is not None
         logger.info("mixing room %s: %d inputs, %.1f s", room.pk, len(inputs), duration)
@@ -128,8 +129,13 @@ def _gather_inputs(room: Room) -> list[MixInput]:
     return inputs
 
 
-def _room_duration(room: Room, inputs: list[MixInput]) -> float:
-    ends = max(i.offset + i.info.duration for i in inputs)
-    if room.finalized_at is not None:
-        return max(0.5, (room.finalized_at - room.created_at).total_seconds(), ends)
-    return max(0.5, ends)
+def media_timeline(inputs: list[MixInput]) -> float:
+    """Shift the inputs so the mix starts at the first media; its duration ends with the last media.
+
+    The room's idle time before the first stream and after the last one is not mixed, so the
+    mix's work (and its watchdog) is proportional to the media, not to how long the room stayed open.
+    """
+    start = min(i.offset for i in inputs)
+    for item in inputs:
+        item.offset -= start
+    return max(0.5, max(i.offset + i.info.duration for i in inputs))

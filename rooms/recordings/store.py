@@ -54,9 +54,12 @@ def create_stream_recording(stream_id: str, recording_format: RecordingFormat) -
 
 
 def finish_stream_recording(
-    public_id: str, *, failure: str = "", first_packet_at: float | None = None, detail: str = ""
+    public_id: str, *, failure: str = "", first_packet_at: float | None = None, detail: str = "", stopped: str = ""
 ) -> Recording:
-    """Read the file back and mark the recording done (or failed with a reason)."""
+    """Read the file back and mark the recording done (or failed with a reason).
+
+    ``stopped``: why the relay ended a good recording early (a cap); kept as the reason of a DONE row.
+    """
     recording = Recording.objects.select_related("room").get(public_id=public_id)
     if first_packet_at is not None:
         started = datetime.fromtimestamp(first_packet_at, tz=UTC)
@@ -75,7 +78,7 @@ def finish_stream_recording(
         recording.status = Recording.Status.FAILED
         recording.reason = "no media was recorded" + (f" ({detail})" if detail else "")
     else:
-        recording.status, recording.reason = Recording.Status.DONE, ""
+        recording.status, recording.reason = Recording.Status.DONE, stopped
     if info is not None:
         recording.duration, recording.size = info.duration, info.size
     recording.progress = 100.0

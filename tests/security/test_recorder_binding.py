@@ -11,11 +11,9 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-import pytest
 from django.conf import settings as django_settings
 
 from media_relay.recording.writer import RtpFileWriter, TrackSpec
-from tests.security.hostile import pending
 
 #: The media range docs/deployment.md tells operators to open in their firewall.
 DOCUMENTED_MEDIA_RANGE = (40000, 40100)
@@ -39,7 +37,6 @@ def udp_sockets() -> dict[int, set[str]]:
 IPV4_LOOPBACK = "0100007F"  # 127.0.0.1 in /proc/net/udp (little-endian hex)
 
 
-@pytest.mark.xfail(strict=True, reason=pending("finding 5, recorder bound to loopback"))
 async def test_writer_sockets_are_bound_to_loopback_only(tmp_path: Path) -> None:
     """Finding 5: every UDP port of a running ffmpeg writer (RTP and RTCP of each track) is bound to 127.0.0.1,
     never to 0.0.0.0 or ::, so nobody outside can end or feed a recording."""

@@ -9,6 +9,7 @@ from typing import Any
 from django.core.management.base import BaseCommand
 
 from rooms import retention
+from rooms.recordings import retention as recording_retention
 
 logger = logging.getLogger(__name__)
 
@@ -17,13 +18,14 @@ STEPS: list[tuple[str, Callable[[], int]]] = [
     ("messages", retention.delete_expired_messages),
     ("webhook deliveries", retention.delete_old_webhook_deliveries),
     ("token revocations", retention.delete_expired_revocations),
+    ("recordings", recording_retention.delete_expired_recordings),
 ]
 
 
 class Command(BaseCommand):
     """Run every cleanup step; a failing step is logged and the others still run."""
 
-    help = "Delete data past its retention (messages, webhook deliveries, expired token revocations)."
+    help = "Delete data past its retention (messages, webhook deliveries, expired token revocations, recordings)."
 
     def handle(self, *args: Any, **options: Any) -> None:
         failed = False
