@@ -71,15 +71,15 @@ async def test_two_processes_serve_one_room(cluster: tuple[DaphneServer, DaphneS
 
 
 async def test_resume_on_the_other_process(cluster: tuple[DaphneServer, DaphneServer]) -> None:
-    """A login that dropped on one process resumes on the other within ROOM_IDLE_TIMEOUT."""
+    """A login that dropped on one process resumes on the other within ROOM_IDLE_TIMEOUT (with its resume secret)."""
     first, second = cluster
     alice = await roomapi.connect(first.ws_url, "alice")
     room_a = await alice.join("move")
     bob = await roomapi.connect(first.ws_url, "bob")
-    await bob.join("move")
+    secret = (await bob.join("move")).resume_secret
     await bob.disconnect()
     await room_a.wait_for(ROOM_EVENT.PARTICIPANT_UPDATED, timeout=WAIT)
-    bob = await roomapi.connect(second.ws_url, "bob")
+    bob = await roomapi.connect(second.ws_url, "bob", resume_secret=secret)
     room_b = await bob.join("move")
     assert room_b.resumed
     back = await room_a.wait_for(ROOM_EVENT.PARTICIPANT_UPDATED, timeout=WAIT)
