@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks.procs import cpu_seconds, free_port
+from benchmarks.procs import cpu_seconds, free_port, production_environment
 
 logger = logging.getLogger(__name__)
 
@@ -198,7 +198,7 @@ def server_environment(db: Database, extra: dict[str, str]) -> dict[str, str]:
         "DJANGO_SETTINGS_MODULE": "conference.settings",
         "DATABASE_URL": db.url,
         "REDIS_URL": db.redis_url,
-        "DEBUG": "false",
+        **production_environment(),
         "LOG_LEVEL": "WARNING",
         "PYTHONUNBUFFERED": "1",
         **BENCH_LIMITS,

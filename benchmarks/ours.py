@@ -19,7 +19,7 @@ import websockets
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 
 from benchmarks.media import PacketTrack, PlayerCounter, Probe, install_counter
-from benchmarks.procs import free_port, pinned, stop_process
+from benchmarks.procs import free_port, pinned, production_environment, stop_process
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ class OurServer:
             "DJANGO_SETTINGS_MODULE": "conference.settings",
             "DATABASE_URL": f"sqlite:///{self.workdir / 'bench.sqlite3'}",
             "MEDIA_MODE": "inprocess",
-            "DEBUG": "false",
+            **production_environment(),
             "LOG_LEVEL": "WARNING",
             "PYTHONUNBUFFERED": "1",
         })

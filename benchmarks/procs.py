@@ -60,3 +60,11 @@ def stop_process(process: subprocess.Popen[bytes] | None, timeout: float = 10.0)
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=timeout)
 
+
+
+def production_environment() -> dict[str, str]:
+    """DEBUG off as in production, with a throwaway signing key (the server refuses the default one) and plain
+    HTTP on loopback (no HTTPS redirect)."""
+    import secrets
+
+    return {"DEBUG": "false", "SECRET_KEY": secrets.token_urlsafe(50), "SECURE_SSL_REDIRECT": "false"}
