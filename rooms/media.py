@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from channels.db import database_sync_to_async
 
+from media_relay import candidates
 from media_relay import contract as c
 from media_relay.client import media_client
 from rooms import services
@@ -52,6 +54,15 @@ def room_error(exc: c.MediaError) -> RoomError:
     return RoomError(error_code(exc.code), exc.message)
 
 
+@contextmanager
+def relay_errors() -> Iterator[None]:
+    """Raise the relay's errors inside the block as the Room API's errors."""
+    try:
+        yield
+    except c.MediaError as exc:
+        raise room_error(exc) from None
+
+
 @dataclass(frozen=True)
 class MediaSession:
     """Who asks: the connection's room, participant and channel (replies go there)."""
@@ -62,7 +73,11 @@ class MediaSession:
 
 
 async def publish(session: MediaSession, kind: str, sdp: str, record: bool, rid: c.RequestId) -> None:
-    """Open a PENDING stream and ask the room's worker to answer the offer; the stream FAILS if none can."""
+    """Open a PENDING stream and ask the room's worker to answer the offer; the stream FAILS if none can.
+
+    An offer whose candidates the relay refuses is refused before any stream exists."""
+    with relay_errors():
+        candidates.screen_offer(sdp)
     stream = await db(services.create_stream)(session.participant_id, kind, record)
     command = c.PublishCommand(
         type=c.PUBLISH,
@@ -94,10 +109,8 @@ async def play(session: MediaSession, stream_id: str, sdp: str, quality: str, ri
         reply_channel=session.reply_channel,
         rid=rid,
     )
-    try:
+    with relay_errors():
         await media_client().play(command)
-    except c.MediaError as exc:
-        raise room_error(exc) from None
 
 
 async def set_quality(session: MediaSession, play_id: str, quality: str, rid: c.RequestId) -> None:
@@ -110,10 +123,8 @@ async def set_quality(session: MediaSession, play_id: str, quality: str, rid: c.
         reply_channel=session.reply_channel,
         rid=rid,
     )
-    try:
+    with relay_errors():
         await media_client().set_quality(command)
-    except c.MediaError as exc:
-        raise room_error(exc) from None
 
 
 async def stop(session: MediaSession, play_id: str, rid: c.RequestId) -> None:
@@ -121,10 +132,8 @@ async def stop(session: MediaSession, play_id: str, rid: c.RequestId) -> None:
     command = c.StopCommand(
         type=c.STOP, placement=session.room_id, play_id=play_id, reply_channel=session.reply_channel, rid=rid
     )
-    try:
+    with relay_errors():
         await media_client().stop(command)
-    except c.MediaError as exc:
-        raise room_error(exc) from None
 
 
 async def ice(
@@ -143,10 +152,8 @@ async def ice(
         reply_channel=session.reply_channel,
         rid=rid,
     )
-    try:
+    with relay_errors():
         await media_client().ice(command)
-    except c.MediaError as exc:
-        raise room_error(exc) from None
 
 
 async def participant_gone(room_id: int | None, participant_id: int) -> None:

@@ -24,9 +24,11 @@ from typing import Any
 
 import pytest
 from aiortc import RTCPeerConnection
+from asgiref.sync import sync_to_async
 
 import roomapi
 from roomapi import STREAM_STATUS, RoomApiError
+from rooms.models import Stream
 from tests.media_sources import CounterVideoTrack
 from tests.security.hostile import RawClient, host_candidate, recvonly_offer, with_candidates
 from tests.servers import DaphneServer
@@ -211,7 +213,7 @@ async def test_pending_peer_connections_are_capped_per_room(transactional_db: An
 
 async def test_a_publish_offer_to_loopback_is_refused(transactional_db: Any) -> None:
     """Finding 4: a publish offer whose only candidate is this server's Redis is refused with candidate_refused;
-    the participant can publish a good offer next."""
+    no stream row is created for it (nobody sees a FAILED stream); the participant can publish a good offer next."""
     with serve() as server:
         mallory = await mallory_in(server, "pubreflect")
         pc = RTCPeerConnection()
@@ -222,5 +224,6 @@ async def test_a_publish_offer_to_loopback_is_refused(transactional_db: Any) -> 
         bad = with_candidates(without_candidates(good), [host_candidate("127.0.0.1", 6379)])
         refused = await mallory.request({"type": "publish", "kind": "camera", "sdp": bad})
         assert refused["type"] == "error" and refused["code"] == "candidate_refused", refused
+        assert await sync_to_async(Stream.objects.filter(participant__login="mallory").count)() == 0
         assert (await mallory.request({"type": "publish", "kind": "camera", "sdp": good}))["type"] == "answer"
         await mallory.close()
