@@ -23,13 +23,14 @@ import aiortc.rtcrtpsender
 from aiortc.codecs import is_rtx
 from aiortc.rtcdtlstransport import RTCDtlsTransport, State
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpHeaderExtensionParameters
-from aiortc.rtcrtpreceiver import RTCRtpReceiver, StreamStatistics
+from aiortc.rtcrtpreceiver import NackGenerator, RTCRtpReceiver, StreamStatistics
 from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 from aiortc.rtp import (
     RTCP_PSFB_APP,
     RTCP_PSFB_PLI,
     RTCP_RTPFB_NACK,
+    RTP_HISTORY_SIZE,
     AnyRtcpPacket,
     RtcpPsfbPacket,
     RtcpRtpfbPacket,
@@ -174,6 +175,24 @@ def _bounded(receiver: RTCRtpReceiver, name: str) -> dict[int, Any]:
     return table
 
 
+class BoundedNackGenerator(NackGenerator):
+    """aiortc's NACK generator with bounded work per packet.
+
+    aiortc's marks every sequence number between the highest seen and a new packet's as missing, one at a
+    time: a publisher jumping 30,000 ahead costs 30,000 steps per packet and NACKs packets that never existed.
+    A jump past the history aiortc tracks (RTP_HISTORY_SIZE) is a restart of the sequence: nothing is missing.
+    """
+
+    def add(self, packet: RtpPacket) -> bool:
+        if self.max_seq is not None:
+            ahead = (packet.sequence_number - self.max_seq) & 0xFFFF
+            if RTP_HISTORY_SIZE < ahead < 0x8000:
+                self.missing.clear()
+                self.max_seq = packet.sequence_number
+                return False
+        return bool(super().add(packet))
+
+
 class ReceiverLink:
     """An aiortc RTCRtpReceiver whose RTP the relay handles itself: the state feedback needs, and its RTCP outlet.
 
@@ -191,8 +210,11 @@ class ReceiverLink:
         """RTX SSRC -> the SSRC of the media it repairs."""
         self.active_ssrc: dict[int, Any] = _bounded(receiver, prefix + "active_ssrc")
         """SSRC -> when it was last heard (aiortc's getSynchronizationSources)."""
-        self.nack_generator: Any = getattr(receiver, prefix + "nack_generator")
-        """aiortc's NackGenerator for video, None for audio."""
+        self.nack_generator: NackGenerator | None = None
+        """The receiver's NackGenerator for video (bounded), None for audio."""
+        if getattr(receiver, prefix + "nack_generator") is not None:
+            self.nack_generator = BoundedNackGenerator()
+            setattr(receiver, prefix + "nack_generator", self.nack_generator)
 
     @property
     def rtcp_ssrc(self) -> int | None:

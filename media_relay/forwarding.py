@@ -29,7 +29,7 @@ from typing import Any, Protocol
 from aiortc import clock
 from aiortc.codecs import is_rtx
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
-from aiortc.rtcrtpreceiver import NackGenerator, StreamStatistics
+from aiortc.rtcrtpreceiver import StreamStatistics
 from aiortc.rtp import (
     RTCP_PSFB_APP,
     RTCP_PSFB_FIR,
@@ -45,7 +45,7 @@ from aiortc.rtp import (
     unwrap_rtx,
 )
 
-from media_relay.aiortc_compat import Binding, ReceiverLink, SenderLink
+from media_relay.aiortc_compat import Binding, BoundedNackGenerator, ReceiverLink, SenderLink
 from media_relay.rtp import (
     RTP_EXTENDED_BYTE,
     RTP_HEADER,
@@ -348,7 +348,7 @@ class Ingest:
         self.layer_map: LayerMap | None = LayerMap(rids) if kind == "video" and rids and len(rids) > 1 else None
         """The simulcast layers (None: one stream)."""
         count = len(self.layer_map.layers) if self.layer_map is not None else 1
-        self._layer_nacks = [NackGenerator() for _ in range(count)] if self.layer_map is not None else []
+        self._layer_nacks = [BoundedNackGenerator() for _ in range(count)] if self.layer_map is not None else []
         self._last_pli = [0.0] * count
         self._pli_pending: list[asyncio.TimerHandle | None] = [None] * count
         # aiortc's receiver state that feedback needs, read once (the hot path skips the link).
@@ -475,7 +475,7 @@ class Ingest:
             self._remote_streams.pop(replaced, None)
             self._active_ssrc.pop(replaced, None)
             if not repair:
-                self._layer_nacks[layer.index] = NackGenerator()
+                self._layer_nacks[layer.index] = BoundedNackGenerator()
         logger.debug("simulcast layer %s (%d) on SSRC %d%s", layer.rid, layer.index, packet.ssrc, " (RTX)" * repair)
         return layer
 

@@ -383,6 +383,32 @@ async def test_publisher_nack_and_rtx_unwrapping() -> None:
 
 
 
+class CountingSet(set[int]):
+    """A set that counts its ``add`` calls (the work a NACK generator does per packet)."""
+
+    adds = 0
+
+    def add(self, value: int) -> None:
+        self.adds += 1
+        super().add(value)
+
+
+async def test_a_sequence_jump_costs_the_nack_generator_bounded_work() -> None:
+    """A hostile publisher's sequence jump of 30,000 is a restart, not 30,000 missing packets: the relay's NACK
+    state records at most the history it can ever repair and NACKs nothing it cannot."""
+    key, inter = FRAME_STARTS["VP8"]
+    link = CapturedReceiverLink("video", [VP8, VP8_RTX], rtx=True)
+    source = Ingest("video", link, lambda _ingest: None, 1.0)
+    generator = link.nack_generator
+    generator.missing = CountingSet()
+    await publish(source, [rtp(96, 1, 0, key, marker=1), rtp(96, 30_001, 3000, inter, marker=1)])
+    assert generator.missing.adds <= HISTORY_SIZE
+    assert generator.max_seq == 30_001
+    await publish(source, [rtp(96, 30_003, 6000, inter, marker=1)])  # a real gap after the jump is still NACKed
+    nacks = [p.lost for p in link.rtcp if isinstance(p, RtcpRtpfbPacket) and p.fmt == RTCP_RTPFB_NACK]
+    assert nacks[-1] == [30_002], nacks
+
+
 # --- header extensions ----------------------------------------------------------------------------------------
 
 
