@@ -1,0 +1,238 @@
+"""WHIP ingest and WHEP playback through a real daphne process, with aiortc peers over plain HTTP.
+
+The WHIP and WHEP clients here are aiortc peer connections whose offers and
+answers travel by urllib (in a thread): no SDK.  A roomapi client in the room
+sees the WHIP publisher join and publish and decodes its frames; a WHEP client
+decodes the frames of a roomapi publisher.  Every refusal status is exercised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+
+import roomapi
+from roomapi import ROOM_EVENT, STREAM_STATUS
+from rooms.tokens import mint_token
+from tests.media_sources import CounterVideoTrack, ToneAudioTrack, body_color, read_counter
+from tests.servers import ROOT, DaphneServer
+from tests.test_media import frames, relay_stats, wait_stats
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+WAIT = 20.0
+SDP = "application/sdp"
+SDPFRAG = "application/trickle-ice-sdpfrag"
+RED = (220, 40, 40)
+
+
+@pytest.fixture
+def server(transactional_db: Any) -> Iterator[DaphneServer]:
+    """A daphne process with the relay in-process (guest mode on, the default)."""
+    with DaphneServer({"MEDIA_CONNECT_TIMEOUT": "4", "ROOM_IDLE_TIMEOUT": "2"}) as srv:
+        yield srv
+
+
+@dataclass
+class Reply:
+    """An HTTP answer: status, headers (lower-case names), body."""
+
+    status: int
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+
+    def json(self) -> dict[str, Any]:
+        """The JSON body of a refusal."""
+        return dict(json.loads(self.body))
+
+
+def http(method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> Reply:
+    """One HTTP request with urllib; 4xx/5xx are answers, not exceptions."""
+    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=WAIT) as response:
+            return Reply(response.status, {k.lower(): v for k, v in response.headers.items()}, response.read())
+    except urllib.error.HTTPError as exc:
+        return Reply(exc.code, {k.lower(): v for k, v in exc.headers.items()}, exc.read())
+
+
+async def ahttp(method: str, url: str, body: bytes | str | None = None, **headers: str) -> Reply:
+    """:func:`http` in a thread (the event loop keeps running the peers)."""
+    data = body.encode() if isinstance(body, str) else body
+    named = {k.replace("_", "-"): v for k, v in headers.items()}
+    return await asyncio.to_thread(http, method, url, data, named)
+
+
+def bearer(token: str) -> dict[str, str]:
+    """The Authorization header of a join token."""
+    return {"Authorization": f"Bearer {token}"}
+
+
+@dataclass
+class WhipClient:
+    """An aiortc peer connection publishing (WHIP) or playing (WHEP) through an HTTP endpoint."""
+
+    pc: RTCPeerConnection
+    reply: Reply | None = None
+    source: CounterVideoTrack | None = None
+    tracks: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def location(self) -> str:
+        """The session resource's path."""
+        assert self.reply is not None
+        return self.reply.headers["location"]
+
+    async def close(self) -> None:
+        """Close the peer connection (no DELETE)."""
+        await self.pc.close()
+
+
+def whip_peer(color: tuple[int, int, int] = RED) -> WhipClient:
+    """A send-only peer with counter-frame VP8 video and Opus audio."""
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    source = CounterVideoTrack(color)
+    video = pc.addTransceiver(source, direction="sendonly")
+    video.setCodecPreferences(
+        [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType in ("video/VP8", "video/rtx")]
+    )
+    audio = pc.addTransceiver(ToneAudioTrack(), direction="sendonly")
+    audio.setCodecPreferences([c for c in RTCRtpSender.getCapabilities("audio").codecs if c.mimeType == "audio/opus"])
+    return WhipClient(pc, source=source)
+
+
+def whep_peer() -> WhipClient:
+    """A receive-only peer for video and audio."""
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    client = WhipClient(pc)
+    pc.addTransceiver("video", direction="recvonly")
+    pc.addTransceiver("audio", direction="recvonly")
+
+    @pc.on("track")
+    def on_track(track: Any) -> None:
+        client.tracks[track.kind] = track
+
+    return client
+
+
+async def negotiate(client: WhipClient, url: str, **headers: str) -> Reply:
+    """POST the peer's offer; on 201 apply the answer."""
+    await client.pc.setLocalDescription(await client.pc.createOffer())
+    client.reply = await ahttp("POST", url, client.pc.localDescription.sdp, Content_Type=SDP, **headers)
+    if client.reply.status == 201:
+        answer = client.reply.body.decode()
+        await client.pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+    return client.reply
+
+
+async def test_whip_publisher_joins_publishes_is_played_and_leaves_on_delete(server: DaphneServer) -> None:
+    """A WHIP client with a join token appears as a participant with a camera stream that roomapi decodes."""
+    bob = await roomapi.connect(server.ws_url, "bob")
+    room = await bob.join("whip-live")
+    publisher = whip_peer()
+    token = mint_token("whip-live", "encoder")
+    reply = await negotiate(publisher, f"{server.http_url}/whip/whip-live", **bearer(token))
+    assert reply.status == 201, reply.body
+    assert reply.headers["content-type"].startswith(SDP)
+    assert reply.headers["location"].startswith("/whip/whip-live/")
+    assert reply.headers["etag"].startswith('"')
+    assert reply.headers["access-control-allow-origin"] == "*"
+    joined = await room.wait_for(ROOM_EVENT.JOINED, lambda e: e.participant.login == "encoder", timeout=WAIT)
+    assert joined.participant.login == "encoder"
+    published = await room.wait_for(ROOM_EVENT.PUBLISHED, timeout=WAIT)
+    assert published.stream is not None and published.stream.kind == "camera"
+    assert published.stream.video_codec == "VP8" and published.stream.audio_codec == "opus"
+    play = await published.stream.play()
+    await play.wait_for(STREAM_STATUS.PLAYING, timeout=WAIT)
+    received = await frames(play.video, 30)
+    numbers = [read_counter(frame) for frame in received]
+    assert numbers == sorted(numbers) and numbers[-1] > 0
+    assert all(abs(a - b) < 50 for a, b in zip(body_color(received[-1]), RED, strict=True))
+    assert len(await frames(play.audio, 5)) == 5
+
+    # The moderator (bob opened the room) mutes its video like any other stream: no more frames reach the player.
+    await bob._request("moderate", action="mute", stream=published.stream.id, video=True)
+    await room.wait_for(ROOM_EVENT.STREAM_UPDATED, timeout=WAIT)
+    await asyncio.sleep(0.5)  # frames already in flight drain
+    with pytest.raises(TimeoutError):
+        await frames(play.video, 60, timeout=2)
+    await bob._request("moderate", action="mute", stream=published.stream.id, video=False)
+    assert len(await frames(play.video, 5)) == 5
+
+    deleted = await ahttp("DELETE", server.http_url + publisher.location)
+    assert deleted.status == 200
+    left = await room.wait_for(ROOM_EVENT.LEFT, lambda e: e.participant.login == "encoder", timeout=WAIT)
+    assert left.participant.login == "encoder"
+    await play.wait_for(STREAM_STATUS.UNPUBLISHED, timeout=WAIT)
+    again = await ahttp("DELETE", server.http_url + publisher.location)
+    assert again.status == 404 and again.json()["code"] == "session_not_found"
+    await publisher.close()
+    await bob.disconnect()
+    await wait_stats(server, lambda s: s["peer_connections"] == 0 and s["publications"] == 0, WAIT)
+
+
+async def test_whep_plays_a_roomapi_stream_with_trickle_and_delete(server: DaphneServer) -> None:
+    """A WHEP client plays ann's stream by her login; PATCH trickles, DELETE stops; bad PATCHes are refused."""
+    ann = await roomapi.connect(server.ws_url, "ann")
+    room = await ann.join("whep-live")
+    source = CounterVideoTrack((40, 200, 40))
+    published = await room.publish(video=source, audio=ToneAudioTrack())
+    await published.wait_for(STREAM_STATUS.PUBLISHING, timeout=WAIT)
+    viewer = whep_peer()
+    reply = await negotiate(viewer, f"{server.http_url}/whep/whep-live/ann")
+    assert reply.status == 201, reply.body
+    assert reply.headers["location"].startswith("/whep/whep-live/ann/")
+    resource, etag = server.http_url + viewer.location, reply.headers["etag"]
+
+    # Trickle: one of the offer's own candidates again, then the end of candidates.
+    offer = viewer.pc.localDescription.sdp
+    candidate = next(line for line in offer.splitlines() if line.startswith("a=candidate:"))
+    fragment = f"a=ice-ufrag:{_ufrag(offer)}\r\nm=video 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\n{candidate}\r\na=end-of-candidates\r\n"
+    patched = await ahttp("PATCH", resource, fragment, Content_Type=SDPFRAG, If_Match=etag)
+    assert patched.status == 204, patched.body
+    wrong_type = await ahttp("PATCH", resource, fragment, Content_Type="text/plain", If_Match=etag)
+    assert wrong_type.status == 415
+    restart = await ahttp("PATCH", resource, fragment, Content_Type=SDPFRAG, If_Match="*")
+    assert restart.status == 422 and "restart" in restart.json()["message"]
+    stale = await ahttp("PATCH", resource, fragment, Content_Type=SDPFRAG, If_Match='"other"')
+    assert stale.status == 412
+    garbage = await ahttp("PATCH", resource, "not sdp at all", Content_Type=SDPFRAG)
+    assert garbage.status == 422
+
+    async def first_frames() -> list[Any]:
+        while "video" not in viewer.tracks:
+            await asyncio.sleep(0.05)
+        return await frames(viewer.tracks["video"], 30)
+
+    received = await asyncio.wait_for(first_frames(), WAIT)
+    numbers = [read_counter(frame) for frame in received]
+    assert numbers == sorted(numbers) and source.count - numbers[-1] < 45
+    assert body_color(received[-1])[1] > 150  # ann's green
+    stats = await asyncio.to_thread(relay_stats, server)
+    assert stats["playbacks"] == 1
+    assert room.get_participants() == []  # the viewer is not shown in the room
+
+    deleted = await ahttp("DELETE", resource)
+    assert deleted.status == 200
+    await wait_stats(server, lambda s: s["playbacks"] == 0, WAIT)
+    assert (await ahttp("DELETE", resource)).status == 404
+    assert (await ahttp("PATCH", resource, fragment, Content_Type=SDPFRAG)).status == 404
+    await viewer.close()
+    await ann.disconnect()
+
+
+def _ufrag(sdp: str) -> str:
+    return next(line.split(":", 1)[1] for line in sdp.splitlines() if line.startswith("a=ice-ufrag:"))
