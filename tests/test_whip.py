@@ -236,3 +236,221 @@ async def test_whep_plays_a_roomapi_stream_with_trickle_and_delete(server: Daphn
 
 def _ufrag(sdp: str) -> str:
     return next(line.split(":", 1)[1] for line in sdp.splitlines() if line.startswith("a=ice-ufrag:"))
+
+
+async def test_refusals_have_their_status_and_say_why(server: DaphneServer) -> None:
+    """401, 403, 404, 405, 409, 415 and 422, each with a JSON body naming the reason; nothing breaks."""
+    bob = await roomapi.connect(server.ws_url, "bob")
+    room = await bob.join("refusals")
+    whip, offer = f"{server.http_url}/whip/refusals", await _offer()
+    token = mint_token("refusals", "encoder")
+
+    async def post(url: str, body: str = offer, content_type: str = SDP, **headers: str) -> Reply:
+        return await ahttp("POST", url, body, Content_Type=content_type, **headers)
+
+    cases: list[tuple[Reply, int, str]] = [
+        (await post(whip, Authorization="Basic Zm9vOmJhcg=="), 401, "invalid_token"),
+        (await post(whip, **bearer("not-a-token")), 401, "invalid_token"),
+        (await post(whip), 401, "invalid_token"),  # a guest without ?login=
+        (await post(whip, **bearer(mint_token("elsewhere", "encoder"))), 403, "forbidden"),
+        (await post(whip, **bearer(mint_token("refusals", "watcher", role="viewer"))), 403, "forbidden"),
+        (await post(whip + "?login=somebody", **bearer(token)), 403, "forbidden"),
+        (await post(f"{server.http_url}/whep/refusals/bob", **bearer(mint_token("refusals", "x", grants=["can_chat"]))),
+         403, "forbidden"),
+        (await post(f"{server.http_url}/whep/nowhere/bob"), 404, "room_not_found"),
+        (await post(f"{server.http_url}/whep/refusals/nobody"), 404, "stream_not_found"),
+        (await post(whip + "?login=bob"), 409, "login_taken"),
+        (await post(whip, content_type="text/plain", **bearer(token)), 415, "unsupported_media_type"),
+        (await post(whip, "hello", **bearer(token)), 422, "invalid_sdp"),
+        (await post(whip, "v=0\r\no=- 0 0 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n", **bearer(token)), 422, "invalid_sdp"),
+        (await post(whip + "?login=%07bell"), 422, "invalid_username"),
+        (await ahttp("GET", whip), 405, "method_not_allowed"),
+        (await ahttp("DELETE", whip + "/forged-session-id"), 404, "session_not_found"),
+    ]
+    for reply, status, code in cases:
+        assert (reply.status, reply.json()["code"]) == (status, code), reply.body
+        assert reply.json()["message"]
+    assert cases[0][0].headers["www-authenticate"].startswith("Bearer")
+    assert cases[10][0].headers["accept-post"] == SDP
+    await room.send_message("the room survives")
+    await room.wait_for(ROOM_EVENT.MESSAGE, timeout=WAIT)
+    assert room.get_participants() == []
+    await bob.disconnect()
+    stats = await asyncio.to_thread(relay_stats, server)
+    assert stats["publications"] == 0 and stats["peer_connections"] == 0
+
+
+async def _offer() -> str:
+    client = whip_peer()
+    await client.pc.setLocalDescription(await client.pc.createOffer())
+    sdp = str(client.pc.localDescription.sdp)
+    await client.close()
+    return sdp
+
+
+@pytest.fixture
+def strict_server(transactional_db: Any) -> Iterator[DaphneServer]:
+    """No guests, no in-process media worker (and none running), STUN and TURN configured, one connection per IP."""
+    env = {
+        "ROOMS_GUEST_MODE": "false", "MEDIA_MODE": "workers", "ICE_STUN_URLS": "stun:198.18.0.1:3478",
+        "TURN_URLS": "turn:198.18.0.1:3478?transport=udp", "TURN_SECRET": "whip-test-secret",
+        "WS_MAX_CONNECTIONS_PER_IP": "1", "WS_MAX_CONNECTIONS_EXEMPT": "",
+    }
+    with DaphneServer(env) as srv:
+        yield srv
+
+
+async def test_preflight_links_guest_mode_caps_and_no_media_worker(strict_server: DaphneServer) -> None:
+    """OPTIONS carries the ICE servers as Link headers; no guests (401); the per-IP cap (429); no worker (503)."""
+    whip = f"{strict_server.http_url}/whip/strict"
+    preflight = await ahttp("OPTIONS", whip)
+    assert preflight.status == 204
+    assert preflight.headers["access-control-allow-methods"] == "POST, PATCH, DELETE, OPTIONS"
+    assert "Authorization" in preflight.headers["access-control-allow-headers"]
+    links = preflight.headers["link"]
+    assert '<stun:198.18.0.1:3478>; rel="ice-server"' in links
+    assert '<turn:198.18.0.1:3478?transport=udp>; rel="ice-server"; username="' in links
+    assert 'credential-type="password"' in links
+    offer = await _offer()
+    guest = await ahttp("POST", whip + "?login=guest", offer, Content_Type=SDP)
+    assert guest.status == 401 and "guest" in guest.json()["message"]
+    token = mint_token("strict", "encoder")
+    holder = await roomapi.connect(strict_server.ws_url, token=mint_token("strict", "holder"))
+    capped = await ahttp("POST", whip, offer, Content_Type=SDP, **bearer(token))
+    assert capped.status == 429 and capped.json()["code"] == "rate_limited", capped.body
+    await holder.disconnect()
+
+    async def unavailable() -> Reply:
+        while True:  # the closed WebSocket's place is given back asynchronously
+            reply = await ahttp("POST", whip, offer, Content_Type=SDP, **bearer(token))
+            if reply.status != 429:
+                return reply
+            await asyncio.sleep(0.2)
+
+    reply = await asyncio.wait_for(unavailable(), WAIT)
+    assert reply.status == 503 and reply.json()["code"] == "media_unavailable", reply.body
+    assert reply.headers["retry-after"]
+
+
+async def test_relay_caps_answer_429(transactional_db: Any) -> None:
+    """A relay cap (pending peer connections of a room) refuses a WHIP offer with 429; the session is undone."""
+    with DaphneServer({"MEDIA_MAX_PENDING_PER_ROOM": "1", "MEDIA_CONNECT_TIMEOUT": "10"}) as server:
+        first = whip_peer()  # its answer is never applied: it stays connecting
+        await first.pc.setLocalDescription(await first.pc.createOffer())
+        first.reply = await ahttp(
+            "POST", f"{server.http_url}/whip/capped?login=one", first.pc.localDescription.sdp, Content_Type=SDP
+        )
+        assert first.reply.status == 201, first.reply.body
+        second = whip_peer()
+        await second.pc.setLocalDescription(await second.pc.createOffer())
+        refused = await ahttp(
+            "POST", f"{server.http_url}/whip/capped?login=two", second.pc.localDescription.sdp, Content_Type=SDP
+        )
+        assert refused.status == 429 and refused.json()["code"] == "too_many_pending", refused.body
+        await ahttp("DELETE", server.http_url + first.location)
+        for client in (first, second):
+            await client.close()
+        await wait_stats(server, lambda s: s["peer_connections"] == 0 and s["publications"] == 0, WAIT)
+
+
+async def test_sessions_end_when_their_peer_closes_without_delete(server: DaphneServer) -> None:
+    """A WHIP publisher and a WHEP viewer that close their peer connection (no DELETE) are cleaned up."""
+    bob = await roomapi.connect(server.ws_url, "bob")
+    room = await bob.join("closing")
+    publisher = whip_peer()
+    assert (await negotiate(publisher, f"{server.http_url}/whip/closing?login=encoder")).status == 201
+    await room.wait_for(ROOM_EVENT.PUBLISHED, timeout=WAIT)
+    viewer = whep_peer()
+    assert (await negotiate(viewer, f"{server.http_url}/whep/closing/encoder")).status == 201
+    await wait_stats(server, lambda s: s["playbacks"] == 1, WAIT)
+    await viewer.close()
+    await wait_stats(server, lambda s: s["playbacks"] == 0, WAIT)
+    assert (await ahttp("DELETE", server.http_url + viewer.location)).status == 404
+    await publisher.close()
+    await room.wait_for(ROOM_EVENT.LEFT, lambda e: e.participant.login == "encoder", timeout=WAIT)
+    await wait_stats(server, lambda s: s["peer_connections"] == 0 and s["publications"] == 0, WAIT)
+    assert (await ahttp("DELETE", server.http_url + publisher.location)).status == 404
+    await bob.disconnect()
+
+
+async def test_a_killed_whip_client_is_cleaned_up(server: DaphneServer) -> None:
+    """A WHIP client process killed outright (no DELETE, no DTLS close): ICE consent expires, it leaves."""
+    bob = await roomapi.connect(server.ws_url, "bob")
+    room = await bob.join("vanish")
+    baseline = await asyncio.to_thread(relay_stats, server)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.test_whip", f"{server.http_url}/whip/vanish?login=ghost"],
+        cwd=ROOT, stdout=subprocess.PIPE, env={**os.environ, "DJANGO_SETTINGS_MODULE": "conference.settings"},
+    )
+    try:
+        await room.wait_for(ROOM_EVENT.PUBLISHED, lambda e: e.participant.login == "ghost", timeout=WAIT)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+    # aioice checks consent every ~5 s and gives up after 6 misses: ~30 s.
+    left = await room.wait_for(ROOM_EVENT.LEFT, lambda e: e.participant.login == "ghost", timeout=60)
+    assert left.participant.login == "ghost"
+    stats = await wait_stats(server, lambda s: s["peer_connections"] == 0 and s["publications"] == 0, WAIT)
+    assert stats["udp_sockets"] <= baseline["udp_sockets"]
+    await bob.disconnect()
+
+
+def _gstreamer_pipelines() -> tuple[str, str]:
+    video = (
+        "videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240,framerate=30/1 ! videoconvert"
+        " ! queue ! vp8enc deadline=1 keyframe-max-dist=30 ! rtpvp8pay pt=96 ssrc=2 ! queue"
+        " ! application/x-rtp,media=video,encoding-name=VP8,payload=96"
+    )
+    audio = (
+        "audiotestsrc is-live=true wave=sine ! audioconvert ! audioresample ! queue ! opusenc ! rtpopuspay pt=111"
+        " ssrc=1 ! queue ! application/x-rtp,media=audio,encoding-name=OPUS,payload=111"
+    )
+    return video, audio
+
+
+@pytest.mark.skipif(not os.path.exists("/usr/bin/whip-client"), reason="needs simple-whip-client (scripts/system-deps.sh)")
+async def test_gstreamer_whip_client_publishes(server: DaphneServer) -> None:
+    """GStreamer's webrtcbin through simple-whip-client (trickling its candidates by PATCH) publishes VP8 + Opus."""
+    bob = await roomapi.connect(server.ws_url, "bob")
+    room = await bob.join("gstreamer")
+    video, audio = _gstreamer_pipelines()
+    token = mint_token("gstreamer", "gst")
+    process = subprocess.Popen(
+        ["whip-client", "-u", f"{server.http_url}/whip/gstreamer", "-t", token, "-V", video, "-A", audio, "-o"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    try:
+        published = await room.wait_for(ROOM_EVENT.PUBLISHED, lambda e: e.participant.login == "gst", timeout=WAIT)
+        assert published.stream is not None and published.stream.video_codec == "VP8"
+        play = await published.stream.play()
+        received = await frames(play.video, 30)
+        assert received[-1].width == 320 and received[-1].height == 240
+        assert len(await frames(play.audio, 5)) == 5
+    finally:
+        process.send_signal(signal.SIGINT)  # whip-client DELETEs its session on the way out
+        try:
+            output = process.communicate(timeout=10)[0].decode(errors="replace")
+        except subprocess.TimeoutExpired:
+            process.kill()
+            output = process.communicate()[0].decode(errors="replace")
+    await room.wait_for(ROOM_EVENT.LEFT, lambda e: e.participant.login == "gst", timeout=WAIT)
+    assert "DELETE" in output or "Tearing down" in output or output
+    await bob.disconnect()
+    await wait_stats(server, lambda s: s["peer_connections"] == 0 and s["publications"] == 0, WAIT)
+
+
+async def _publish_forever(url: str) -> None:
+    """The killed client of test_a_killed_whip_client_is_cleaned_up: publish, then wait to be killed."""
+    client = whip_peer()
+    reply = await negotiate(client, url)
+    print(reply.status, flush=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        await asyncio.sleep(1)
+
+
+if __name__ == "__main__":
+    import django
+
+    django.setup()
+    asyncio.run(_publish_forever(sys.argv[1]))
