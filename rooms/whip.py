@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import quote
 
 from channels.db import database_sync_to_async
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
@@ -102,15 +103,31 @@ def link_header(servers: list[IceServerDict]) -> str:
     return ", ".join(links)
 
 
-def _ice_links(response: HttpResponse) -> HttpResponse:
-    links = link_header(ice_servers(f"whip-{uuid.uuid4().hex[:12]}"))
+def _ice_links(response: HttpResponse, *, turn: bool = True) -> HttpResponse:
+    servers = ice_servers(f"whip-{uuid.uuid4().hex[:12]}")
+    if not turn:
+        servers = [server for server in servers if "username" not in server]
+    links = link_header(servers)
     if links:
         response["Link"] = links
     return response
 
 
-def _preflight(accept_post: bool) -> HttpResponse:
-    response = _ice_links(_with_cors(HttpResponse(status=204)))
+def _may_relay(request: HttpRequest) -> bool:
+    """Whether a pre-flight may carry TURN credentials: in guest mode (a guest gets them over the WebSocket
+    too), else only with a valid join token (a browser's CORS pre-flight carries none: it gets them in 201)."""
+    if settings.ROOMS_GUEST_MODE:
+        return True
+    try:
+        _authorize(request)
+    except p.ProtocolError:
+        return False
+    return True
+
+
+async def _preflight(request: HttpRequest, accept_post: bool) -> HttpResponse:
+    turn = await database_sync_to_async(_may_relay)(request)
+    response = _ice_links(_with_cors(HttpResponse(status=204)), turn=turn)
     if accept_post:
         response["Accept-Post"] = SDP
     response["Accept-Patch"] = SDPFRAG
@@ -168,7 +185,7 @@ def _authorize(request: HttpRequest) -> sessions.Caller:
 async def whip_endpoint(request: HttpRequest, room: str) -> HttpResponse:
     """WHIP: POST an offer to publish into ``room``; OPTIONS for the pre-flight."""
     if request.method == "OPTIONS":
-        return _preflight(accept_post=True)
+        return await _preflight(request, accept_post=True)
     if request.method != "POST":
         return refusal(405, "method_not_allowed", "use POST (or OPTIONS) on a WHIP endpoint", Allow="POST, OPTIONS")
 
@@ -186,7 +203,7 @@ async def whip_endpoint(request: HttpRequest, room: str) -> HttpResponse:
 async def whep_endpoint(request: HttpRequest, room: str, target: str) -> HttpResponse:
     """WHEP: POST an offer to play stream (or participant) ``target`` of ``room``; OPTIONS for the pre-flight."""
     if request.method == "OPTIONS":
-        return _preflight(accept_post=True)
+        return await _preflight(request, accept_post=True)
     if request.method != "POST":
         return refusal(405, "method_not_allowed", "use POST (or OPTIONS) on a WHEP endpoint", Allow="POST, OPTIONS")
 
@@ -233,7 +250,7 @@ def parse_sdpfrag(text: str) -> tuple[str, list[tuple[str | None, str | None, in
 async def session_resource(request: HttpRequest, room: str, session: str, target: str = "") -> HttpResponse:
     """A WHIP or WHEP session: PATCH trickles candidates, DELETE ends it, OPTIONS for the pre-flight."""
     if request.method == "OPTIONS":
-        return _preflight(accept_post=False)
+        return await _preflight(request, accept_post=False)
     if request.method not in ("PATCH", "DELETE"):
         return refusal(405, "method_not_allowed", "use PATCH or DELETE on a session", Allow="PATCH, DELETE, OPTIONS")
 

@@ -17,6 +17,7 @@ any process.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import secrets
@@ -362,9 +363,19 @@ async def alive(ref: SessionRef) -> bool:
 
 
 async def trickle(ref: SessionRef, candidates: list[tuple[str | None, str | None, int | None]]) -> None:
-    """Hand trickled candidates ((candidate, mid, m-line index); None: end of candidates) to the relay."""
+    """Hand trickled candidates ((candidate, mid, m-line index); None: end of candidates) to the relay.
+
+    When this process runs the session each one waits for the relay's ack, so a refused candidate is an
+    error here; elsewhere they are sent without waiting.
+    """
+    session = local_session(ref)
     for candidate, mid, index in candidates:
-        await media.ice(ref.media_session, ref.pc_id, candidate, mid, index, None)
+        if session is None:
+            await media.ice(ref.media_session, ref.pc_id, candidate, mid, index, None)
+            continue
+        rid = uuid.uuid4().hex
+        send = functools.partial(media.ice, ref.media_session, ref.pc_id, candidate, mid, index, rid)
+        _answer_or_raise(await session.request(rid, send))
 
 
 async def stop(ref: SessionRef) -> None:

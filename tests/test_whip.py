@@ -214,6 +214,8 @@ async def test_whep_plays_a_roomapi_stream_with_trickle_and_delete(server: Daphn
     assert stale.status == 412
     garbage = await ahttp("PATCH", resource, "not sdp at all", Content_Type=SDPFRAG)
     assert garbage.status == 422
+    bogus = await ahttp("PATCH", resource, "a=mid:0\r\na=candidate:bogus\r\n", Content_Type=SDPFRAG)
+    assert bogus.status == 422 and bogus.json()["code"] in ("invalid_field", "candidate_refused"), bogus.body
 
     async def first_frames() -> list[Any]:
         while "video" not in viewer.tracks:
@@ -310,14 +312,15 @@ async def test_preflight_links_guest_mode_caps_and_no_media_worker(strict_server
     assert preflight.status == 204
     assert preflight.headers["access-control-allow-methods"] == "POST, PATCH, DELETE, OPTIONS"
     assert "Authorization" in preflight.headers["access-control-allow-headers"]
-    links = preflight.headers["link"]
-    assert '<stun:198.18.0.1:3478>; rel="ice-server"' in links
+    assert preflight.headers["link"] == '<stun:198.18.0.1:3478>; rel="ice-server"'  # no TURN for strangers
+    token = mint_token("strict", "encoder")
+    links = (await ahttp("OPTIONS", whip, **bearer(token))).headers["link"]
+    assert links.startswith('<stun:198.18.0.1:3478>; rel="ice-server", ')
     assert '<turn:198.18.0.1:3478?transport=udp>; rel="ice-server"; username="' in links
     assert 'credential-type="password"' in links
     offer = await _offer()
     guest = await ahttp("POST", whip + "?login=guest", offer, Content_Type=SDP)
     assert guest.status == 401 and "guest" in guest.json()["message"]
-    token = mint_token("strict", "encoder")
     holder = await roomapi.connect(strict_server.ws_url, token=mint_token("strict", "holder"))
     capped = await ahttp("POST", whip, offer, Content_Type=SDP, **bearer(token))
     assert capped.status == 429 and capped.json()["code"] == "rate_limited", capped.body
