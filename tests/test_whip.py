@@ -372,10 +372,27 @@ async def test_sessions_end_when_their_peer_closes_without_delete(server: Daphne
     await viewer.close()
     await wait_stats(server, lambda s: s["playbacks"] == 0, WAIT)
     assert (await ahttp("DELETE", server.http_url + viewer.location)).status == 404
+    watcher = whep_peer()  # stays: its session ends with the stream it plays
+    assert (await negotiate(watcher, f"{server.http_url}/whep/closing/encoder")).status == 201
+    await wait_stats(server, lambda s: s["playbacks"] == 1, WAIT)
     await publisher.close()
     await room.wait_for(ROOM_EVENT.LEFT, lambda e: e.participant.login == "encoder", timeout=WAIT)
-    await wait_stats(server, lambda s: s["peer_connections"] == 0 and s["publications"] == 0, WAIT)
+    await wait_stats(server, lambda s: s["peer_connections"] <= 1 and s["publications"] == 0, WAIT)
     assert (await ahttp("DELETE", server.http_url + publisher.location)).status == 404
+    assert (await ahttp("DELETE", server.http_url + watcher.location)).status == 404
+    await watcher.close()
+
+    # A publisher whose peer connection never comes up fails after MEDIA_CONNECT_TIMEOUT and leaves.
+    silent = whip_peer()
+    await silent.pc.setLocalDescription(await silent.pc.createOffer())
+    silent.reply = await ahttp("POST", f"{server.http_url}/whip/closing?login=silent", silent.pc.localDescription.sdp,
+                               Content_Type=SDP)
+    assert silent.reply.status == 201
+    await room.wait_for(ROOM_EVENT.JOINED, lambda e: e.participant.login == "silent", timeout=WAIT)
+    await room.wait_for(ROOM_EVENT.LEFT, lambda e: e.participant.login == "silent", timeout=WAIT)
+    assert (await ahttp("DELETE", server.http_url + silent.location)).status == 404
+    await silent.close()
+    await wait_stats(server, lambda s: s["peer_connections"] == 0 and s["publications"] == 0, WAIT)
     await bob.disconnect()
 
 
