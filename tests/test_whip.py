@@ -76,6 +76,11 @@ async def ahttp(method: str, url: str, body: bytes | str | None = None, **header
     return await asyncio.to_thread(http, method, url, data, named)
 
 
+def by(login: str) -> Any:
+    """A wait_for predicate: the event is about participant ``login``."""
+    return lambda event: event.participant is not None and event.participant.login == login
+
+
 def bearer(token: str) -> dict[str, str]:
     """The Authorization header of a join token."""
     return {"Authorization": f"Bearer {token}"}
@@ -150,8 +155,8 @@ async def test_whip_publisher_joins_publishes_is_played_and_leaves_on_delete(ser
     assert reply.headers["location"].startswith("/whip/whip-live/")
     assert reply.headers["etag"].startswith('"')
     assert reply.headers["access-control-allow-origin"] == "*"
-    joined = await room.wait_for(ROOM_EVENT.JOINED, lambda e: e.participant.login == "encoder", timeout=WAIT)
-    assert joined.participant.login == "encoder"
+    joined = await room.wait_for(ROOM_EVENT.JOINED, by("encoder"), timeout=WAIT)
+    assert joined.participant is not None and joined.participant.login == "encoder"
     published = await room.wait_for(ROOM_EVENT.PUBLISHED, timeout=WAIT)
     assert published.stream is not None and published.stream.kind == "camera"
     assert published.stream.video_codec == "VP8" and published.stream.audio_codec == "opus"
@@ -174,8 +179,8 @@ async def test_whip_publisher_joins_publishes_is_played_and_leaves_on_delete(ser
 
     deleted = await ahttp("DELETE", server.http_url + publisher.location)
     assert deleted.status == 200
-    left = await room.wait_for(ROOM_EVENT.LEFT, lambda e: e.participant.login == "encoder", timeout=WAIT)
-    assert left.participant.login == "encoder"
+    left = await room.wait_for(ROOM_EVENT.LEFT, by("encoder"), timeout=WAIT)
+    assert left.participant is not None and left.participant.login == "encoder"
     await play.wait_for(STREAM_STATUS.UNPUBLISHED, timeout=WAIT)
     again = await ahttp("DELETE", server.http_url + publisher.location)
     assert again.status == 404 and again.json()["code"] == "session_not_found"
@@ -376,7 +381,7 @@ async def test_sessions_end_when_their_peer_closes_without_delete(server: Daphne
     assert (await negotiate(watcher, f"{server.http_url}/whep/closing/encoder")).status == 201
     await wait_stats(server, lambda s: s["playbacks"] == 1, WAIT)
     await publisher.close()
-    await room.wait_for(ROOM_EVENT.LEFT, lambda e: e.participant.login == "encoder", timeout=WAIT)
+    await room.wait_for(ROOM_EVENT.LEFT, by("encoder"), timeout=WAIT)
     await wait_stats(server, lambda s: s["peer_connections"] <= 1 and s["publications"] == 0, WAIT)
     assert (await ahttp("DELETE", server.http_url + publisher.location)).status == 404
     assert (await ahttp("DELETE", server.http_url + watcher.location)).status == 404
@@ -388,8 +393,8 @@ async def test_sessions_end_when_their_peer_closes_without_delete(server: Daphne
     silent.reply = await ahttp("POST", f"{server.http_url}/whip/closing?login=silent", silent.pc.localDescription.sdp,
                                Content_Type=SDP)
     assert silent.reply.status == 201
-    await room.wait_for(ROOM_EVENT.JOINED, lambda e: e.participant.login == "silent", timeout=WAIT)
-    await room.wait_for(ROOM_EVENT.LEFT, lambda e: e.participant.login == "silent", timeout=WAIT)
+    await room.wait_for(ROOM_EVENT.JOINED, by("silent"), timeout=WAIT)
+    await room.wait_for(ROOM_EVENT.LEFT, by("silent"), timeout=WAIT)
     assert (await ahttp("DELETE", server.http_url + silent.location)).status == 404
     await silent.close()
     await wait_stats(server, lambda s: s["peer_connections"] == 0 and s["publications"] == 0, WAIT)
@@ -406,13 +411,13 @@ async def test_a_killed_whip_client_is_cleaned_up(server: DaphneServer) -> None:
         cwd=ROOT, stdout=subprocess.PIPE, env={**os.environ, "DJANGO_SETTINGS_MODULE": "conference.settings"},
     )
     try:
-        await room.wait_for(ROOM_EVENT.PUBLISHED, lambda e: e.participant.login == "ghost", timeout=WAIT)
+        await room.wait_for(ROOM_EVENT.PUBLISHED, by("ghost"), timeout=WAIT)
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait(10)
     # aioice checks consent every ~5 s and gives up after 6 misses: ~30 s.
-    left = await room.wait_for(ROOM_EVENT.LEFT, lambda e: e.participant.login == "ghost", timeout=60)
-    assert left.participant.login == "ghost"
+    left = await room.wait_for(ROOM_EVENT.LEFT, by("ghost"), timeout=60)
+    assert left.participant is not None and left.participant.login == "ghost"
     stats = await wait_stats(server, lambda s: s["peer_connections"] == 0 and s["publications"] == 0, WAIT)
     assert stats["udp_sockets"] <= baseline["udp_sockets"]
     await bob.disconnect()
