@@ -248,6 +248,36 @@ def _ufrag(sdp: str) -> str:
     return next(line.split(":", 1)[1] for line in sdp.splitlines() if line.startswith("a=ice-ufrag:"))
 
 
+async def test_a_recorded_room_records_the_whip_stream(transactional_db: Any, tmp_path: Any) -> None:
+    """In a recorded room the WHIP publisher's stream is recorded like any other: a DONE VP8 + Opus file."""
+    from asgiref.sync import sync_to_async
+
+    from rooms.recording_models import Recording
+
+    with DaphneServer({"RECORDINGS_DIR": str(tmp_path)}) as server:
+        bob = await roomapi.connect(server.ws_url, "bob")
+        room = await bob.join("whip-recorded", record=True)
+        publisher = whip_peer()
+        assert (await negotiate(publisher, f"{server.http_url}/whip/whip-recorded?login=encoder")).status == 201
+        published = await room.wait_for(ROOM_EVENT.PUBLISHED, by("encoder"), timeout=WAIT)
+        assert published.stream is not None
+        await asyncio.sleep(2)
+        assert (await ahttp("DELETE", server.http_url + publisher.location)).status == 200
+        await publisher.close()
+
+        stream_id = published.stream.id
+
+        def finished() -> list[Recording]:
+            return list(Recording.objects.filter(stream__public_id=stream_id, status=Recording.Status.DONE))
+
+        deadline = time.monotonic() + WAIT
+        while not (done := await sync_to_async(finished)()) and time.monotonic() < deadline:
+            await asyncio.sleep(0.3)
+        assert done and done[0].participant_login == "encoder"
+        assert (done[0].video_codec, done[0].audio_codec) == ("vp8", "opus") and (done[0].size or 0) > 0
+        await bob.disconnect()
+
+
 async def test_refusals_have_their_status_and_say_why(server: DaphneServer) -> None:
     """401, 403, 404, 405, 409, 415 and 422, each with a JSON body naming the reason; nothing breaks."""
     bob = await roomapi.connect(server.ws_url, "bob")
