@@ -185,7 +185,7 @@ def _authorize(request: HttpRequest) -> sessions.Caller:
 async def whip_endpoint(request: HttpRequest, room: str) -> HttpResponse:
     """WHIP: POST an offer to publish into ``room``; OPTIONS for the pre-flight."""
     if request.method == "OPTIONS":
-        return await _preflight(request, accept_post=True)
+        return await _guarded(lambda: _preflight(request, accept_post=True))
     if request.method != "POST":
         return refusal(405, "method_not_allowed", "use POST (or OPTIONS) on a WHIP endpoint", Allow="POST, OPTIONS")
 
@@ -203,7 +203,7 @@ async def whip_endpoint(request: HttpRequest, room: str) -> HttpResponse:
 async def whep_endpoint(request: HttpRequest, room: str, target: str) -> HttpResponse:
     """WHEP: POST an offer to play stream (or participant) ``target`` of ``room``; OPTIONS for the pre-flight."""
     if request.method == "OPTIONS":
-        return await _preflight(request, accept_post=True)
+        return await _guarded(lambda: _preflight(request, accept_post=True))
     if request.method != "POST":
         return refusal(405, "method_not_allowed", "use POST (or OPTIONS) on a WHEP endpoint", Allow="POST, OPTIONS")
 
@@ -250,7 +250,7 @@ def parse_sdpfrag(text: str) -> tuple[str, list[tuple[str | None, str | None, in
 async def session_resource(request: HttpRequest, room: str, session: str, target: str = "") -> HttpResponse:
     """A WHIP or WHEP session: PATCH trickles candidates, DELETE ends it, OPTIONS for the pre-flight."""
     if request.method == "OPTIONS":
-        return await _preflight(request, accept_post=False)
+        return await _guarded(lambda: _preflight(request, accept_post=False))
     if request.method not in ("PATCH", "DELETE"):
         return refusal(405, "method_not_allowed", "use PATCH or DELETE on a session", Allow="PATCH, DELETE, OPTIONS")
 

@@ -400,9 +400,10 @@ async def test_sessions_end_when_their_peer_closes_without_delete(server: Daphne
     room = await bob.join("closing")
     publisher = whip_peer()
     assert (await negotiate(publisher, f"{server.http_url}/whip/closing?login=encoder")).status == 201
-    await room.wait_for(ROOM_EVENT.PUBLISHED, timeout=WAIT)
-    viewer = whep_peer()
-    assert (await negotiate(viewer, f"{server.http_url}/whep/closing/encoder")).status == 201
+    published = await room.wait_for(ROOM_EVENT.PUBLISHED, timeout=WAIT)
+    assert published.stream is not None
+    viewer = whep_peer()  # by stream id this time
+    assert (await negotiate(viewer, f"{server.http_url}/whep/closing/{published.stream.id}")).status == 201
     await wait_stats(server, lambda s: s["playbacks"] == 1, WAIT)
     await viewer.close()
     await wait_stats(server, lambda s: s["playbacks"] == 0, WAIT)
@@ -428,6 +429,16 @@ async def test_sessions_end_when_their_peer_closes_without_delete(server: Daphne
     assert (await ahttp("DELETE", server.http_url + silent.location)).status == 404
     await silent.close()
     await wait_stats(server, lambda s: s["peer_connections"] == 0 and s["publications"] == 0, WAIT)
+
+    # A moderator's kick ends the session like a DELETE.
+    kicked = whip_peer()
+    assert (await negotiate(kicked, f"{server.http_url}/whip/closing?login=kicked")).status == 201
+    await room.wait_for(ROOM_EVENT.PUBLISHED, by("kicked"), timeout=WAIT)
+    await bob._request("moderate", action="kick", login="kicked")
+    await room.wait_for(ROOM_EVENT.LEFT, by("kicked"), timeout=WAIT)
+    await wait_stats(server, lambda s: s["publications"] == 0, WAIT)
+    assert (await ahttp("DELETE", server.http_url + kicked.location)).status == 404
+    await kicked.close()
     await bob.disconnect()
 
 
