@@ -152,11 +152,23 @@ class Session:
     answered: bool = False
     _pending: dict[str, asyncio.Future[dict[str, Any]]] = field(default_factory=dict)
     _reader: asyncio.Task[None] | None = None
+    _refresher: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
-        """Get a channel and start reading it."""
+        """Get a channel and start reading it (and, like a WebSocket consumer, re-joining the room group)."""
         self.channel = await get_channel_layer().new_channel()
         self._reader = asyncio.ensure_future(self._read())
+        self._refresher = asyncio.ensure_future(self._refresh_group())
+
+    async def _refresh_group(self) -> None:
+        """Re-join the room group now and then: a restarted Redis forgets group memberships."""
+        while not self.ended:
+            await asyncio.sleep(settings.WS_GROUP_REFRESH_SECONDS)
+            if self.group and not self.ended:
+                try:
+                    await get_channel_layer().group_add(self.group, self.channel)
+                except Exception:
+                    logger.warning("refreshing a WHIP session's room group failed", exc_info=True)
 
     async def _read(self) -> None:
         layer = get_channel_layer()
@@ -233,9 +245,9 @@ class Session:
         finally:
             if self.slot is not None:
                 await self.slot.release()
-            reader = self._reader
-            if reader is not None and reader is not asyncio.current_task():
-                reader.cancel()
+            for task in (self._reader, self._refresher):
+                if task is not None and task is not asyncio.current_task():
+                    task.cancel()
 
     def ref(self, ufrag: str) -> SessionRef:
         """The reference its resource URL carries."""
