@@ -204,6 +204,8 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     # No validator badge: Swagger UI would fetch it from validator.swagger.io.
     "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
+    # The WHIP/WHEP endpoints are plain async views: this hook lists them (docs/whip-whep.md).
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "rooms.whip_schema.add_whip_whep"],
 }
 
 LOGGING = {

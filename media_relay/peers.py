@@ -50,6 +50,9 @@ logger = logging.getLogger(__name__)
 
 Callback = Callable[..., Awaitable[None]]
 
+REMOTE_CLOSED = "the peer closed its connection"
+"""The reason a session ends when its remote peer closed the connection (DTLS close_notify): not a failure."""
+
 
 def rtc_configuration() -> RTCConfiguration:
     """ICE servers from MEDIA_ICE_SERVERS; always an explicit list (never aiortc's public STUN)."""
@@ -160,6 +163,8 @@ class PeerSession:
             self._watchdog.cancel()
         if state == "failed" and not self.closed:
             await self._on_failed("peer connection failed (ICE or DTLS)")
+        elif state == "closed" and not self.closed:  # closed by the remote peer, not by us: it left
+            await self._on_failed(REMOTE_CLOSED)
         elif state == "connected":
             await self.connected()
 

@@ -23,7 +23,7 @@ from django.conf import settings
 
 from media_relay import aiortc_compat, candidates, stats
 from media_relay import contract as c
-from media_relay.peers import Playback, Publication
+from media_relay.peers import REMOTE_CLOSED, Playback, Publication
 from media_relay.port import media_events
 from media_relay.reaper import reap_dead_workers
 from media_relay.recording.sink import recording_format, start_recording, wait_for_recordings
@@ -209,7 +209,8 @@ class MediaWorker:
         sdp, offered = candidates.screen_offer(command["sdp"])
 
         async def failed(reason: str) -> None:
-            await self._end_publication(stream_id, c.PublicationStatus.FAILED, reason)
+            status = c.PublicationStatus.UNPUBLISHED if reason == REMOTE_CLOSED else c.PublicationStatus.FAILED
+            await self._end_publication(stream_id, status, reason)
 
         reply_channel = command["reply_channel"]
 
@@ -297,7 +298,8 @@ class MediaWorker:
         async def failed(reason: str) -> None:
             playback = self.playbacks.get(play_id)
             if playback is not None:
-                await self._end_playback(playback, c.PlaybackState.FAILED, reason)
+                status = c.PlaybackState.STOPPED if reason == REMOTE_CLOSED else c.PlaybackState.FAILED
+                await self._end_playback(playback, status, reason)
 
         playback = Playback(
             play_id,

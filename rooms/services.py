@@ -645,6 +645,30 @@ def playable_stream(participant_id: int, stream_id: str) -> Stream:
     return stream
 
 
+def stream_to_watch(room_name: str, stream_or_login: str) -> Stream:
+    """A PUBLISHING stream of an active room for a viewer outside it (WHEP): by stream id, or a present
+    participant's login (its camera, else its newest live stream); refused with room_not_found,
+    stream_not_found or stream_not_publishing."""
+    room = Room.objects.filter(name=room_name, finalized_at__isnull=True).first()
+    if room is None:
+        raise RoomError(ErrorCode.ROOM_NOT_FOUND, f"no active room '{room_name}'")
+    streams = Stream.objects.select_related("participant", "participant__room").filter(participant__room=room)
+    stream = streams.filter(public_id=stream_or_login).first()
+    if stream is None:
+        by_login = streams.filter(
+            participant__login=stream_or_login, participant__state__in=PRESENT, status__in=LIVE
+        ).order_by("-pk")
+        stream = by_login.filter(kind=p.StreamKind.CAMERA).first() or by_login.first()
+    if stream is None:
+        raise RoomError(ErrorCode.STREAM_NOT_FOUND, f"no stream or publishing participant '{stream_or_login}' here")
+    if stream.status != StreamStatus.PUBLISHING:
+        raise RoomError(
+            ErrorCode.STREAM_NOT_PUBLISHING,
+            f"the requested stream must be in the active state PUBLISHING (it is {stream.status})",
+        )
+    return stream
+
+
 @transaction.atomic
 def stream_publishing(
     stream_id: str, *, has_audio: bool, has_video: bool, audio_codec: str, video_codec: str

@@ -10,6 +10,13 @@ from schemathesis.checks import not_a_server_error
 
 from rooms.models import APIKey
 
+
+@schemathesis.serializer("application/sdp", "application/trickle-ice-sdpfrag")
+def sdp_text(ctx: object, value: object) -> bytes:
+    """The WHIP/WHEP bodies (rooms.whip_schema) are SDP text."""
+    return value if isinstance(value, bytes) else str(value).encode("utf-8", "surrogatepass")
+
+
 schema = schemathesis.openapi.from_wsgi("/api/schema/?format=json", get_wsgi_application())
 
 
