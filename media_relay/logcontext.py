@@ -3,8 +3,9 @@
 The consumer, the services and the media workers set the context with :func:`bind` (context variables follow
 each asyncio task and ``sync_to_async`` call, so concurrent connections never mix); :class:`ContextFilter`
 copies it onto every record.  LOG_FORMAT=json picks :class:`JsonFormatter` (python-json-logger): one JSON
-object a line with ``time``, ``level``, ``logger``, ``message`` and ``room`` / ``participant`` / ``request_id``
-when known.  It lives in media_relay, the lowest layer, so every layer may bind context.
+object a line with ``time``, ``level``, ``logger``, ``message`` and ``room`` / ``participant`` (name, login),
+``room_id`` / ``participant_id`` and ``request_id`` when known.  It lives in media_relay, the lowest layer, so
+every layer may bind context.
 """
 
 from __future__ import annotations
@@ -18,16 +19,18 @@ from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter as _BaseJsonFormatter
 
-room_var: ContextVar[str | None] = ContextVar("log_room", default=None)
-participant_var: ContextVar[str | None] = ContextVar("log_participant", default=None)
-request_id_var: ContextVar[str | None] = ContextVar("log_request_id", default=None)
-
-_VARS = {"room": room_var, "participant": participant_var, "request_id": request_id_var}
+#: The fields: the room's name and the participant's login (daphne), their database ids (daphne and media
+#: workers, which know only ids), the request id of the command being handled.
+_VARS: dict[str, ContextVar[str | None]] = {
+    name: ContextVar(f"log_{name}", default=None)
+    for name in ("room", "participant", "room_id", "participant_id", "request_id")
+}
 FIELDS = tuple(_VARS)
 
 
 def bind(**values: Any) -> None:
-    """Set context fields (room, participant, request_id) for the rest of the current task; None clears one."""
+    """Set context fields (room, participant, room_id, participant_id, request_id) for the rest of the current
+    task; None clears one."""
     for name, value in values.items():
         _VARS[name].set(None if value is None else str(value))
 
