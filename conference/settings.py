@@ -422,6 +422,8 @@ LOGGING["handlers"] = {
     }
 }
 LOGGING["filters"] = {"context": {"()": "media_relay.logcontext.ContextFilter"}}
+# Every HTTP request's log records carry its id (nginx's X-Request-ID, else a new one), echoed in the answer.
+MIDDLEWARE.insert(1, "conference.request_id.RequestIdMiddleware")
 # Seconds a media worker's published counters (Redis hash per worker) live without a refresh: /metrics drops a
 # worker that stopped publishing after this.
 MEDIA_METRICS_TTL = env_int("MEDIA_METRICS_TTL", 30)

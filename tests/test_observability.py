@@ -166,14 +166,12 @@ def test_dashboard_metrics_exist(client: Any) -> None:
     dashboard = json.loads(DASHBOARD.read_text())
     exprs = [target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])]
     assert len(exprs) >= 10
-    exposed = set()
-    for name, _labels in scrape(client):
-        exposed.add(name)
-    # Families with no sample until a worker reports: their names as /metrics prints them once one does.
-    from rooms.metrics import WORKER_COUNTERS, WORKER_GAUGES
-
-    exposed |= {f"conference_media_worker_{name}_total" for name, _ in WORKER_COUNTERS}
-    exposed |= {f"conference_media_worker_{name}" for name, _ in WORKER_GAUGES}
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    text = response.content.decode()
+    # Sample names, and the families declared with no sample yet (errors before the first one, media workers before
+    # one reports): their TYPE line names them as they will be sampled.
+    exposed = {name for name, _labels in samples(text)} | set(re.findall(r"^# TYPE (\S+) ", text, re.M))
     functions = {"sum", "rate", "irate", "increase", "by", "without", "histogram_quantile", "max", "min", "avg",
                  "count", "clamp_min", "on", "ignoring", "le", "worker", "code", "status", "queue", "state", "and",
                  "or", "unless", "offset", "topk", "deriv", "delta", "instance"}
@@ -183,3 +181,25 @@ def test_dashboard_metrics_exist(client: Any) -> None:
         assert names, expr
         for name in names:
             assert name in exposed, f"{name} (in {expr!r}) is not in /metrics"
+
+
+def test_http_requests_get_a_request_id(client: Any) -> None:
+    """nginx's X-Request-ID (or a new id) is echoed and bound while Django handles the request."""
+    from django.http import HttpRequest, HttpResponse
+    from django.test import RequestFactory
+
+    from conference.request_id import RequestIdMiddleware
+    from media_relay.logcontext import current
+
+    assert client.get("/healthz", HTTP_X_REQUEST_ID="abc-123")["X-Request-ID"] == "abc-123"
+    made = client.get("/healthz", HTTP_X_REQUEST_ID="bad id\n<script>")["X-Request-ID"]
+    assert re.fullmatch(r"[0-9a-f]{32}", made)
+    seen: dict[str, str] = {}
+
+    def view(request: HttpRequest) -> HttpResponse:
+        seen.update(current())
+        return HttpResponse("ok")
+
+    response = RequestIdMiddleware(view)(RequestFactory().get("/", HTTP_X_REQUEST_ID="r-9"))
+    assert seen == {"request_id": "r-9"} and response["X-Request-ID"] == "r-9"  # type: ignore[index]
+    assert "request_id" not in current()
