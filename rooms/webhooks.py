@@ -339,6 +339,8 @@ def deliver_due(wait: bool = True) -> tuple[int, datetime | None]:
 
 #: A round waits in the worker for a retry due within this many seconds; a later one becomes a deferred task.
 ROUND_HORIZON_SECONDS = 1.0
+#: Seconds before a round that broke (database error) is tried again.
+RETRY_ROUND_SECONDS = 10.0
 _slot_free = threading.Event()
 
 
@@ -372,6 +374,15 @@ def run_round() -> int:
                 assert next_due is not None
                 enqueue_once(deliver_webhooks, run_after=next_due)
                 return sent
+    except Exception:
+        # The database went away mid-round (the task is marked failed): queue another round for later, if it can
+        # be queued at all; otherwise the next event or worker start queues one.
+        logger.exception("webhook delivery round failed; another is queued in %.0f s", RETRY_ROUND_SECONDS)
+        try:
+            enqueue_once(deliver_webhooks, run_after=timezone.now() + timedelta(seconds=RETRY_ROUND_SECONDS))
+        except Exception:
+            logger.warning("could not queue the next webhook round")
+        raise
     finally:
         connections.close_all()
 
