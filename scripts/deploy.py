@@ -9,9 +9,9 @@ deploy/supervisord.conf and writes them to --out (docs/deployment.md says where 
 
 ``run`` does what an operator does, as the current user, on loopback ports: migrate, collectstatic, a
 self-signed certificate (manage.py makecert), the rendered files in a state directory, supervisord from the
-virtualenv (daphne x --daphnes, runmedia x --workers, runtasks x --task-workers) and Debian's nginx (scripts/system-deps.sh) in front:
-http://HOST:PORT and https://HOST:TLS_PORT. It runs until SIGINT/SIGTERM, then stops nginx and supervisord
-(which stops its programs).
+virtualenv (daphne x --daphnes, runmedia x --workers, runtasks x --task-workers) and Debian's nginx
+(scripts/system-deps.sh) in front: http://HOST:PORT and https://HOST:TLS_PORT. It runs until SIGINT/SIGTERM,
+then stops nginx and supervisord (which stops its programs).
 """
 
 from __future__ import annotations
