@@ -9,7 +9,7 @@ PORT ?= 8000
 # spare, so the server answers frame_too_large up to 2 MiB and daphne closes (1009) above (docs/operations.md).
 DAPHNE_WS_LIMITS ?= --websocket-max-message-size 2097152 --websocket-max-frame-size 2097152
 
-.PHONY: run run-cluster test lint bench bench-load system-deps migrate run-worker makecert clean
+.PHONY: run run-cluster test lint bench bench-load system-deps migrate run-worker run-tasks makecert clean
 .PHONY: static sdk image image-test
 
 $(VENV)/.runtime: requirements.txt
@@ -29,8 +29,11 @@ migrate: $(VENV)/.runtime
 static: $(VENV)/.runtime
 	STATIC_MANIFEST=true $(PY) manage.py collectstatic --noinput -v0
 
-## Serve the site with daphne on http://$(HOST):$(PORT) (SQLite, in-memory layer, in-process media).
+## Serve the site with daphne on http://$(HOST):$(PORT) (SQLite, in-memory layer, in-process media), and the task
+## worker beside it (manage.py runtasks: webhook deliveries, room mixes; stopped with daphne; docs/operations.md).
 run: migrate static
+	$(PY) manage.py runtasks --worker-id make-run & worker=$$!; \
+	trap 'kill $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT INT TERM; \
 	STATIC_MANIFEST=true $(VENV)/bin/daphne -b $(HOST) -p $(PORT) $(DAPHNE_WS_LIMITS) conference.asgi:application
 
 ## The production stack here: Debian's nginx on $(PORT) (HTTP) and $(TLS_PORT) (HTTPS, self-signed) in front of
@@ -45,6 +48,10 @@ run-cluster: $(VENV)/.runtime
 ## A separate media worker (MEDIA_MODE=workers); run one per core.
 run-worker: migrate
 	$(PY) manage.py runmedia
+
+## The task worker alone (webhook deliveries, room mixes), e.g. beside `daphne` started by hand.
+run-tasks: migrate
+	$(PY) manage.py runtasks --worker-id tasks-1
 
 ## System packages the tests use: Chromium (browser tests) and FFmpeg (recording).
 system-deps:

@@ -393,3 +393,41 @@ TURN_SECRET = env_str("TURN_SECRET", "")
 TURN_TTL = env_int("TURN_TTL", 6 * 3600)
 # Seconds between the relay's NACKs for publisher packets still missing (media_relay/recovery.py); 0 = NACK once.
 MEDIA_NACK_RETRY_SECONDS = env_float("MEDIA_NACK_RETRY_SECONDS", 0.05)
+
+# --- Background tasks, logs and worker metrics (issue 14; docs/operations.md "Background tasks") ----------------
+# Webhook deliveries and room mixes are tasks of Django's task framework (the django-tasks backport), stored in
+# the database by django-tasks-db and run by `manage.py runtasks` (a separate process: supervisord's task-worker,
+# `make run` starts one beside daphne). They survive a restart of any process.
+INSTALLED_APPS += ["django_tasks", "django_tasks_db"]
+TASKS = {
+    "default": {
+        "BACKEND": "django_tasks_db.DatabaseBackend",
+        "QUEUES": ["webhooks", "mixes"],
+    }
+}
+# Seconds between the task worker's looks at an empty queue.
+TASK_WORKER_INTERVAL = env_float("TASK_WORKER_INTERVAL", 0.5)
+# "text" (one readable line) or "json" (one JSON object a line with time, level, logger, message and the room,
+# participant and request id when known: media_relay/logcontext.py).
+LOG_FORMAT = env_str("LOG_FORMAT", "text")
+if LOG_FORMAT not in ("text", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be text or json, not {LOG_FORMAT!r}")
+LOGGING["formatters"] = {
+    "plain": {"()": "media_relay.logcontext.TextFormatter"},
+    "json": {"()": "media_relay.logcontext.JsonFormatter"},
+}
+LOGGING["handlers"] = {
+    "console": {
+        "class": "logging.StreamHandler",
+        "formatter": "json" if LOG_FORMAT == "json" else "plain",
+        "filters": ["context"],
+    }
+}
+LOGGING["filters"] = {"context": {"()": "media_relay.logcontext.ContextFilter"}}
+# Every HTTP request's log records carry its id (nginx's X-Request-ID, else a new one), echoed in the answer.
+MIDDLEWARE.insert(1, "conference.request_id.RequestIdMiddleware")
+# Seconds a media worker's published counters (Redis hash per worker) live without a refresh: /metrics drops a
+# worker that stopped publishing after this.
+MEDIA_METRICS_TTL = env_int("MEDIA_METRICS_TTL", 30)
+# Seconds between a media worker's publications of its counters.
+MEDIA_METRICS_INTERVAL = env_float("MEDIA_METRICS_INTERVAL", 5.0)

@@ -3,7 +3,8 @@
 #   web     daphne on 0.0.0.0:${PORT:-8000} (migrates first unless MIGRATE=false); behind a proxy set
 #           TRUSTED_PROXIES to its address or network (never --proxy-headers)
 #   media   one media relay worker (manage.py runmedia); run one container per core
-#   worker  the background deliverer of webhooks (manage.py runwebhooks)
+#   worker  the task worker (manage.py runtasks): webhook deliveries, room mixes; give each a fixed
+#           --worker-id so a restarted one re-runs what it was running
 #   anything else is run as a command (e.g. "python manage.py createsuperuser")
 set -eu
 cd /srv/rooms
@@ -20,7 +21,7 @@ case "$role" in
     exec "$PY" manage.py runmedia "$@"
     ;;
   worker)
-    exec "$PY" manage.py runwebhooks "$@"
+    exec "$PY" manage.py runtasks "$@"
     ;;
   *)
     exec "$role" "$@"

@@ -301,10 +301,12 @@ class DownTrack:
     async def handle_rtcp(self, packet: AnyRtcpPacket) -> None:
         """The player's feedback: NACKs answered here, keyframe requests go upstream, reports feed the estimate."""
         if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
+            STATS.nacks_received += 1
             for sequence in packet.lost:
                 self.retransmit(sequence)
             return
         if isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
+            STATS.plis_received += 1
             self.request_keyframe(self.layer if self.layer >= 0 else self.target)
             return
         if self.on_feedback is not None:
@@ -405,10 +407,13 @@ class Ingest:
             codec = self._codecs[apt]
         nacks = self._layer_nacks[index] if layer is not None else self._nack_generator
         if nacks is not None and nacks.add(packet):
+            STATS.nacks_sent += 1
             await self.link.send_nack(packet.ssrc, sorted(nacks.missing))
         if not packet.payload:
             return
         self.packets_received += 1
+        STATS.packets_received += 1
+        STATS.bytes_received += len(packet.payload)
         if layer is not None:
             layer.octets += len(packet.payload)
             top = index == len(self.layer_map.layers) - 1  # type: ignore[union-attr]
@@ -553,6 +558,7 @@ class Ingest:
         if ssrc is None:
             return
         self._last_pli[layer] = time.monotonic()
+        STATS.plis_sent += 1
         task = asyncio.ensure_future(self.link.send_pli(ssrc))
         task.add_done_callback(_log_failure)
 

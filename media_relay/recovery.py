@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 
+from media_relay.stats import STATS
+
 if TYPE_CHECKING:
     from media_relay.forwarding import Ingest
 
@@ -38,6 +40,7 @@ async def retry_nacks(ingest: Ingest, interval: float | None = None) -> None:
         ssrc = ingest.media_ssrc
         if generator.missing and ssrc is not None:
             try:
+                STATS.nacks_sent += 1
                 await ingest.link.send_nack(ssrc, sorted(generator.missing))
             except ConnectionError:
                 return

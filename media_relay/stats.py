@@ -26,6 +26,17 @@ class RelayStats:
     bytes_forwarded: int = 0
     publications_opened: int = 0
     playbacks_opened: int = 0
+    packets_received: int = 0
+    """RTP packets with payload received from publishers (RTX unwrapped, padding left out)."""
+    bytes_received: int = 0
+    nacks_sent: int = 0
+    """RTCP NACKs sent to publishers for missing packets."""
+    nacks_received: int = 0
+    """RTCP NACKs received from players (answered from the history)."""
+    plis_sent: int = 0
+    """Keyframe requests (PLI) sent to publishers."""
+    plis_received: int = 0
+    """Keyframe requests (PLI/FIR) received from players."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +66,12 @@ class RelayFigures:
     bytes_forwarded: int
     publications_opened: int
     playbacks_opened: int
+    packets_received: int
+    bytes_received: int
+    nacks_sent: int
+    nacks_received: int
+    plis_sent: int
+    plis_received: int
     peer_connections: int
     publications: int
     playbacks: int
@@ -105,6 +122,12 @@ def relay_figures() -> RelayFigures:
         bytes_forwarded=STATS.bytes_forwarded,
         publications_opened=STATS.publications_opened,
         playbacks_opened=STATS.playbacks_opened,
+        packets_received=STATS.packets_received,
+        bytes_received=STATS.bytes_received,
+        nacks_sent=STATS.nacks_sent,
+        nacks_received=STATS.nacks_received,
+        plis_sent=STATS.plis_sent,
+        plis_received=STATS.plis_received,
         peer_connections=sum(1 for pc in list(PEER_CONNECTIONS) if pc.connectionState != "closed"),
         publications=sum(w.publications for w in workers),
         playbacks=sum(w.playbacks for w in workers),

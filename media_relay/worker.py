@@ -21,7 +21,7 @@ from typing import Any
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from media_relay import aiortc_compat, candidates, stats
+from media_relay import aiortc_compat, candidates, logcontext, stats
 from media_relay import contract as c
 from media_relay.peers import REMOTE_CLOSED, Playback, Publication
 from media_relay.port import media_events
@@ -158,6 +158,9 @@ class MediaWorker:
             )
 
     async def _handle(self, message: c.Command, lock: asyncio.Lock) -> None:
+        # This command's task logs with its room id (placement), participant id and request id (LOG_FORMAT=json).
+        logcontext.bind(room_id=message.get("placement"), participant_id=message.get("participant_id"),
+                        request_id=message.get("rid"))
         async with lock:
             try:
                 await self._route(message)

@@ -18,6 +18,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from media_relay import logcontext
 from rooms import limits, media, metrics, services
 from rooms import protocol as p
 from rooms.auth import SessionIdentity, authenticate_hello
@@ -48,6 +49,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.limits = limits.ConnectionLimits()
         self.connection_slot = await limits.acquire_connection(self.scope)
         await self.accept()
+        self._counted = True
+        metrics.websocket_opened()
         self._refresher = asyncio.ensure_future(self._refresh_group())
         if self.connection_slot is None:  # this address holds WS_MAX_CONNECTIONS_PER_IP already
             # An error frame first: daphne does not pass a close reason on to the client.
@@ -62,6 +65,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         try:
             payload = p.decode_frame(text_data, bytes_data, settings.WS_MAX_FRAME_BYTES)
             rid, kind = p.request_id(payload), payload.get("type")
+            logcontext.bind(request_id=rid)  # this connection's task: its log records carry the command's rid
             self.limits.check_bytes(len(text_data or ""))
             self.limits.check(kind)
             command = p.parse_command(payload)
@@ -126,6 +130,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self.close(code=4001)
             return
         session = uuid.uuid4().hex
+        logcontext.bind(participant=self.identity.login)
         await self.reply(
             command,
             p.EventType.ESTABLISHED,
@@ -167,6 +172,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await media.participant_gone(outcome.room_id, outcome.participant_id)
             await self.channel_layer.send(outcome.superseded_channel, {"type": "room.superseded"})
         self.room_name = command.room
+        logcontext.bind(room=command.room, room_id=outcome.room_id, participant_id=outcome.participant_id)
+        logger.info("%s joined room %s", self.identity.login, command.room)
         self.grants = self.identity.grants_for(outcome.state["self"]["role"])
         outcome.state["self"]["grants"] = sorted(self.grants)
         await self.channel_layer.group_add(outcome.group, self.channel_name)
@@ -189,6 +196,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         await media.participant_gone(self.room_id, participant_id)
         self.participant_id = self.room_id = self.group = self.room_name = None
         self.grants = frozenset()
+        logcontext.bind(room=None, room_id=None, participant_id=None)
 
     async def _handle_send_message(self, command: p.SendMessage) -> None:
         participant_id = self._require_room()
@@ -282,6 +290,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self.channel_layer.group_discard(self.group, self.channel_name)
         self.participant_id = self.room_id = self.group = self.room_name = None
         self.grants = frozenset()
+        logcontext.bind(room=None, room_id=None, participant_id=None)
 
     async def media_reply(self, message: MediaReply) -> None:
         """A reply of the media relay to one of this connection's commands."""
@@ -300,6 +309,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
                     logger.warning("refreshing the room group failed", exc_info=True)
 
     async def disconnect(self, code: int) -> None:
+        if getattr(self, "_counted", False):
+            self._counted = False
+            metrics.websocket_closed()
         refresher = getattr(self, "_refresher", None)
         if refresher is not None:
             refresher.cancel()
@@ -325,7 +337,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
     # --- helpers ------------------------------------------------------------------------------
 
     async def send_event(self, event: dict[str, Any]) -> None:
-        """Encode and send one event."""
+        """Encode and send one event (errors, and failed sessions, are counted by code for /metrics)."""
+        if event.get("type") in (p.EventType.ERROR, p.EventType.FAILED) and event.get("code"):
+            metrics.count_error(str(event["code"]))
         await self.send(text_data=p.encode(event))
 
     async def reply(self, command: p.Command, kind: str, **fields: Any) -> None:

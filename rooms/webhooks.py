@@ -1,10 +1,10 @@
-"""Webhooks: signed event notifications to external endpoints, delivered off the event loop.
+"""Webhooks: signed event notifications to external endpoints, delivered by the task worker.
 
 Signal receivers (run after commit, in the committing thread) only store one
-:class:`~rooms.models.WebhookDelivery` row per subscribed endpoint and wake the
-deliverer: a daemon thread started lazily in whichever process sent the event
-(daphne or a media worker), so ``make run`` needs no extra process.  The
-deliverer POSTs ``{id, type, time, data}`` with ``X-Webhook-Signature:
+:class:`~rooms.models.WebhookDelivery` row per subscribed endpoint and enqueue
+a delivery round, the durable task :func:`deliver_webhooks` (rooms.tasks),
+unless one is already waiting; the task worker (``manage.py runtasks``) runs
+it, never daphne or a media worker.  A round POSTs ``{id, type, time, data}`` with ``X-Webhook-Signature:
 sha256=<hex HMAC-SHA256 of the body>``, retries with exponential backoff and
 sends the events of one room in order: a delivery waits until every earlier
 delivery with the same endpoint and room has succeeded or failed for good.
@@ -21,6 +21,7 @@ import hmac
 import json
 import logging
 import threading
+import time
 import urllib.error
 import urllib.request
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -33,16 +34,17 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connections
 from django.db.models import Min
 from django.utils import timezone
+from django_tasks import task
 
 from rooms import signals
 from rooms.models import WebhookDelivery, WebhookEndpoint
 from rooms.presenters import iso, message_dict, participant_dict, room_dict, stream_dict
+from rooms.tasks import WEBHOOK_QUEUE, enqueue_once
 
 logger = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-Webhook-Signature"
 MAX_BACKOFF_SECONDS = 3600.0
-IDLE_WAIT_SECONDS = 5.0
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -276,7 +278,8 @@ def _heads(now: datetime, limit: int = MAX_HEADS_PER_ROUND) -> tuple[list[Webhoo
 
 def _claim(delivery: WebhookDelivery, now: datetime) -> bool:
     """Take a delivery for this process; False when another process took it first."""
-    lease = now + timedelta(seconds=settings.WEBHOOK_TIMEOUT_SECONDS * 3 + 30)
+    # Past the lease a delivery whose sender died (a killed task worker) is due again.
+    lease = now + timedelta(seconds=settings.WEBHOOK_TIMEOUT_SECONDS * 2 + 10)
     taken = WebhookDelivery.objects.filter(pk=delivery.pk, status=delivery.status, attempts=delivery.attempts).update(
         status=WebhookDelivery.Status.SENDING, claimed_until=lease
     )
@@ -308,9 +311,7 @@ def _send(delivery: WebhookDelivery) -> bool:
 def _sent(future: Future[bool]) -> None:
     with _pool_lock:
         _in_flight.discard(future)
-    deliverer = _deliverer
-    if deliverer is not None:
-        deliverer.wakeup.set()  # a slot is free: look for more work
+    _slot_free.set()  # a slot is free: look for more work
 
 
 def deliver_due(wait: bool = True) -> tuple[int, datetime | None]:
@@ -336,52 +337,63 @@ def deliver_due(wait: bool = True) -> tuple[int, datetime | None]:
     return len(started), next_due
 
 
-class Deliverer(threading.Thread):
-    """The background thread that sends queued deliveries."""
-
-    def __init__(self) -> None:
-        super().__init__(name="webhook-deliverer", daemon=True)
-        self.wakeup = threading.Event()
-        self.stopping = threading.Event()
-
-    def run(self) -> None:
-        while not self.stopping.is_set():
-            self.wakeup.clear()
-            wait = IDLE_WAIT_SECONDS
-            try:
-                attempted, next_due = deliver_due(wait=False)
-                if attempted:
-                    wait = 0.0
-                elif next_due is not None:
-                    wait = min(wait, max((next_due - timezone.now()).total_seconds(), 0.01))
-            except Exception:
-                logger.exception("webhook delivery round failed")
-            finally:
-                connections.close_all()  # hold no connection while idle
-            if wait:
-                self.wakeup.wait(wait)
+#: A round waits in the worker for a retry due within this many seconds; a later one becomes a deferred task.
+ROUND_HORIZON_SECONDS = 1.0
+#: Seconds before a round that broke (database error) is tried again.
+RETRY_ROUND_SECONDS = 10.0
+_slot_free = threading.Event()
 
 
-_lock = threading.Lock()
-_deliverer: Deliverer | None = None
+@task(queue_name=WEBHOOK_QUEUE)
+def deliver_webhooks() -> int:
+    """The webhook task: one delivery round in the task worker (see :func:`run_round`)."""
+    return run_round()
+
+
+def run_round() -> int:
+    """Send every due delivery, WEBHOOK_CONCURRENCY at a time, until none is due within ROUND_HORIZON_SECONDS
+    and none is in flight; enqueue a deferred round for the next retry; return how many were sent."""
+    sent = 0
+    try:
+        while True:
+            _slot_free.clear()
+            started, next_due = deliver_due(wait=False)
+            sent += started
+            if started:
+                continue
+            with _pool_lock:
+                busy = bool(_in_flight)
+            delay = None if next_due is None else max((next_due - timezone.now()).total_seconds(), 0.0)
+            if busy:
+                _slot_free.wait(min(delay if delay is not None else 1.0, 1.0))
+            elif delay is None:
+                return sent
+            elif delay <= ROUND_HORIZON_SECONDS:
+                time.sleep(max(delay, 0.01))
+            else:
+                assert next_due is not None
+                enqueue_once(deliver_webhooks, run_after=next_due)
+                return sent
+    except Exception:
+        # The database went away mid-round (the task is marked failed): queue another round for later, if it can
+        # be queued at all; otherwise the next event or worker start queues one.
+        logger.exception("webhook delivery round failed; another is queued in %.0f s", RETRY_ROUND_SECONDS)
+        try:
+            enqueue_once(deliver_webhooks, run_after=timezone.now() + timedelta(seconds=RETRY_ROUND_SECONDS))
+        except Exception:
+            logger.warning("could not queue the next webhook round")
+        raise
+    finally:
+        connections.close_all()
 
 
 def wake() -> None:
-    """Start the deliverer thread if needed and have it look for work now."""
-    global _deliverer
-    with _lock:
-        if _deliverer is None or not _deliverer.is_alive():
-            _deliverer = Deliverer()
-            _deliverer.start()
-        _deliverer.wakeup.set()
+    """Have the task worker look for due deliveries now (enqueue a round unless one is waiting to start)."""
+    enqueue_once(deliver_webhooks)
 
 
 def stop(timeout: float = 5.0) -> None:
-    """Stop the deliverer thread (tests, shutdown)."""
-    global _deliverer
-    with _lock:
-        thread, _deliverer = _deliverer, None
-    if thread is not None:
-        thread.stopping.set()
-        thread.wakeup.set()
-        thread.join(timeout)
+    """Wait (at most ``timeout`` seconds) for this process's sends in flight (tests, shutdown)."""
+    with _pool_lock:
+        pending = list(_in_flight)
+    futures_wait(pending, timeout=timeout)

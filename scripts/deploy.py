@@ -9,9 +9,9 @@ deploy/supervisord.conf and writes them to --out (docs/deployment.md says where 
 
 ``run`` does what an operator does, as the current user, on loopback ports: migrate, collectstatic, a
 self-signed certificate (manage.py makecert), the rendered files in a state directory, supervisord from the
-virtualenv (daphne x --daphnes, runmedia x --workers) and Debian's nginx (scripts/system-deps.sh) in front:
-http://HOST:PORT and https://HOST:TLS_PORT. It runs until SIGINT/SIGTERM, then stops nginx and supervisord
-(which stops its programs).
+virtualenv (daphne x --daphnes, runmedia x --workers, runtasks x --task-workers) and Debian's nginx
+(scripts/system-deps.sh) in front: http://HOST:PORT and https://HOST:TLS_PORT. It runs until SIGINT/SIGTERM,
+then stops nginx and supervisord (which stops its programs).
 """
 
 from __future__ import annotations
@@ -75,6 +75,7 @@ def values_from(args: argparse.Namespace, conf_dir: Path) -> dict[str, str]:
         "DAPHNES": str(args.daphnes),
         "DAPHNE_PORT": str(args.daphne_port),
         "WORKERS": str(args.workers),
+        "TASK_WORKERS": str(args.task_workers),
         "RUN_DIR": str(args.run_dir),
         "LOG_DIR": str(args.log_dir),
     }
@@ -200,8 +201,9 @@ def run(args: argparse.Namespace) -> int:
             wait_http(f"http://127.0.0.1:{port}/healthz", supervisord)
         front = subprocess.Popen([nginx, "-c", str(state / "conf" / "nginx-main.conf"), "-p", str(state)])
         wait_http(f"http://{args.host}:{args.port}/healthz", front)
-        logger.info("serving http://%s:%d and https://%s:%d (nginx -> daphne %s, %d media workers); state in %s",
-                    args.host, args.port, args.host, args.tls_port, daphne_ports, args.workers, state)
+        logger.info("serving http://%s:%d and https://%s:%d (nginx -> daphne %s, %d media workers, %d task "
+                    "workers); state in %s", args.host, args.port, args.host, args.tls_port, daphne_ports,
+                    args.workers, args.task_workers, state)
         while not stopping and supervisord.poll() is None and front.poll() is None:
             time.sleep(0.5)
     except RuntimeError as exc:
@@ -223,6 +225,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--daphnes", type=int, default=2, help="daphne processes")
     common.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="media workers (one per core)")
+    common.add_argument("--task-workers", type=int, default=1,
+                        help="task workers (manage.py runtasks: webhook deliveries, room mixes)")
     common.add_argument("--venv", type=Path, default=ROOT / ".venv", help="the virtualenv with daphne, supervisord")
     common.add_argument("--app-dir", type=Path, default=ROOT, help="the checkout the processes run from")
     common.add_argument("--server-name", default="_", help="nginx server_name")

@@ -51,3 +51,13 @@ def collected_static(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.servers import collect_static
 
     return collect_static(tmp_path_factory.mktemp("static"))
+
+
+# --- Background tasks (issue 14) --------------------------------------------------------------------------------
+@pytest.fixture
+def task_worker(transactional_db: None) -> Iterator[object]:
+    """The task worker (webhook rounds, room mixes) running on a thread of the test for the test's duration."""
+    from tests.task_worker import running_worker
+
+    with running_worker() as worker:
+        yield worker

@@ -93,7 +93,7 @@ def test_rendered_production_config_passes_nginx_t(tmp_path: Path) -> None:
     site = (out / "nginx.conf").read_text()
     assert site.count("server 127.0.0.1:800") == 3 and "return 301 https://$host$request_uri;" in site
     supervisord = (out / "supervisord.conf").read_text()
-    assert "numprocs=3" in supervisord and "[program:worker]" in supervisord
+    assert "numprocs=3" in supervisord and "[program:task-worker]" in supervisord and "runtasks" in supervisord
     compose = deploy.parse_args(["render", "--out", str(tmp_path / "compose"), "--upstream", "web-1:8000",
                                  "--upstream", "web-2:8000"])
     deploy.render(compose, tmp_path / "compose")
@@ -159,7 +159,8 @@ def stack(django_db_setup: Any, django_db_blocker: Any, collected_static: Path,
         database_url = subprocess_database_url()
     env = dict(os.environ, DATABASE_URL=database_url, STATIC_ROOT=str(collected_static),
                RECORDINGS_DIR=str(recordings), WS_MAX_CONNECTIONS_PER_IP=str(CAP), ROOM_IDLE_TIMEOUT="2",
-               LOG_LEVEL="WARNING", PYTHONUNBUFFERED="1")
+               LOG_LEVEL="WARNING", PYTHONUNBUFFERED="1", MEDIA_METRICS_INTERVAL="1", LOG_FORMAT="json",
+               TASK_WORKER_INTERVAL="0.2")
     env.pop("TEST_DB_NAME", None)
     log = (state / "deploy.log").open("wb")
     process = subprocess.Popen(
@@ -285,6 +286,104 @@ def get(stack: Stack, path: str, *, source: str = "127.0.0.1", headers: dict[str
         conn.close()
 
 
+def metric_samples(stack: Stack) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """/metrics through nginx (from loopback), parsed."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    status, _, body = get(stack, "/metrics")
+    assert status == 200
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(body.decode()) for sample in family.samples}
+
+
+async def test_metrics_show_each_media_worker(stack: Stack) -> None:
+    """The runmedia workers' counters reach /metrics (through Redis), labelled by worker: packets and bytes in and
+    out, NACK/PLI counters and peers of the worker serving a live room."""
+    ann = await roomapi.connect(f"ws://127.0.0.1:{stack.port}", "mia")
+    ben = await roomapi.connect(f"ws://127.0.0.1:{stack.port}", "max")
+    try:
+        room_a, room_b = await ann.join("deploy-metrics"), await ben.join("deploy-metrics")
+        stream = await room_a.publish(video=CounterVideoTrack(), audio=ToneAudioTrack())
+        await stream.wait_for(STREAM_STATUS.PUBLISHING, timeout=WAIT)
+        participant = room_b.get_participant("mia")
+        if participant is None or not participant.get_streams():
+            await room_b.wait_for(ROOM_EVENT.PUBLISHED, published_by("mia"), timeout=WAIT)
+            participant = room_b.get_participant("mia")
+        assert participant is not None
+        play = await participant.get_streams()[0].play()
+        await asyncio.wait_for(play.video.recv(), WAIT)
+        deadline = time.monotonic() + 3 * WAIT
+        while True:
+            figures = await asyncio.to_thread(metric_samples, stack)
+            serving = [labels[0][1] for (name, labels), value in figures.items()
+                       if name == "conference_media_worker_packets_forwarded_total" and value > 50]
+            if serving and figures[("conference_media_worker_peer_connections", (("worker", serving[0]),))] >= 2:
+                break
+            assert time.monotonic() < deadline, {k: v for k, v in figures.items() if "worker" in k[0]}
+            await asyncio.sleep(0.5)
+    finally:
+        await ann.disconnect()
+        await ben.disconnect()
+    assert figures[("conference_media_workers_reporting", ())] == 2
+    workers = {labels[0][1] for (name, labels) in figures if name == "conference_media_worker_packets_received_total"}
+    assert workers == {"media-1", "media-2"}
+    worker = (("worker", serving[0]),)
+    assert figures[("conference_media_worker_packets_received_total", worker)] > 50
+    assert figures[("conference_media_worker_bytes_received_total", worker)] > 0
+    assert figures[("conference_media_worker_bytes_forwarded_total", worker)] > 0
+    for name in ("nacks_sent", "nacks_received", "plis_sent", "plis_received"):
+        assert (f"conference_media_worker_{name}_total", worker) in figures
+    assert figures[("conference_media_worker_plis_sent_total", worker)] >= 0
+    assert figures[("conference_websocket_connections", ())] >= 0
+
+
+def test_task_worker_delivers_webhooks(stack: Stack, django_db_blocker: Any) -> None:
+    """The stack's task worker (supervisord's task-worker) delivers a room's webhooks; daphne only queues them."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    received: list[dict[str, Any]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with django_db_blocker.unblock():
+            from django.db import connections
+
+            from rooms.models import WebhookEndpoint
+
+            WebhookEndpoint.objects.create(url=f"http://127.0.0.1:{server.server_address[1]}/hook", secret="x",
+                                           events=["room_started"])
+            connections.close_all()
+
+        async def join() -> None:
+            conn = await roomapi.connect(f"ws://127.0.0.1:{stack.port}", "wes")
+            try:
+                await conn.join("deploy-webhooks")
+            finally:
+                await conn.disconnect()
+
+        asyncio.run(join())
+        deadline = time.monotonic() + 3 * WAIT
+        while not any(event["data"]["room"]["name"] == "deploy-webhooks" for event in received):
+            assert time.monotonic() < deadline, (stack.state / "log" / "task-worker-1.log").read_text()[-3000:]
+            time.sleep(0.2)
+    finally:
+        server.shutdown()
+        server.server_close()
+    log = (stack.state / "log" / "task-worker-1.log").read_text()
+    assert "deliver_webhooks" in log or "rooms.webhooks" in log, log[-2000:]
+
+
 def test_forged_forwarded_for_does_not_pass_for_loopback(stack: Stack) -> None:
     """/metrics is open to loopback only: a remote client claiming 127.0.0.1 in X-Forwarded-For stays remote."""
     assert get(stack, "/metrics")[0] == 200
@@ -333,11 +432,11 @@ def test_tls_block_serves_the_site(stack: Stack) -> None:
 
 
 def test_supervisord_runs_every_program(stack: Stack) -> None:
-    """supervisorctl reports both daphne processes, both media workers and the webhook worker RUNNING."""
+    """supervisorctl reports both daphne processes, both media workers and the task worker RUNNING."""
     result = subprocess.run([str(ROOT / ".venv" / "bin" / "supervisorctl"), "-c",
                              str(stack.state / "conf" / "supervisord.conf"), "status"],
                             capture_output=True, text=True, timeout=60)
     states = dict(line.split()[:2] for line in result.stdout.splitlines() if line.strip())
-    expected = {f"daphne:daphne-{port}" for port in stack.daphne_ports} | {"runmedia:runmedia-1",
-                                                                           "runmedia:runmedia-2", "worker"}
+    expected = {f"daphne:daphne-{port}" for port in stack.daphne_ports} | {
+        "runmedia:runmedia-1", "runmedia:runmedia-2", "task-worker:task-worker-1"}
     assert {name for name, state in states.items() if state == "RUNNING"} == expected, result.stdout

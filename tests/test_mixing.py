@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from django.utils import timezone
 from rooms.models import Participant, Room
 from rooms.recording_models import Recording
 from rooms.recordings.mixing import enqueue_mix, mix_room
+from tests.task_worker import running_worker, wait_task
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -25,6 +27,14 @@ def recordings_dir(settings: Any, tmp_path: Path) -> Path:
     settings.RECORDINGS_DIR = tmp_path / "records"
     settings.RECORDING_MIX_WAIT_SECONDS = 0.5
     return settings.RECORDINGS_DIR
+
+
+def wait_for_status(recording: Recording, status: str, timeout: float = 60.0) -> None:
+    """Poll the recording's row until it has ``status`` (bounded)."""
+    deadline = time.monotonic() + timeout
+    while Recording.objects.get(pk=recording.pk).status != status:
+        assert time.monotonic() < deadline, f"{recording.public_id} never became {status}"
+        time.sleep(0.1)
 
 
 def make_room(name: str, duration: float) -> Room:
@@ -94,8 +104,10 @@ def test_missing_inputs_fail_with_a_clear_reason_and_can_be_rerun() -> None:
 
     write_file(first, "red", 2.5, 440)
     write_file(second, "blue", 2.0, 660)
-    pk = enqueue_mix(room.pk, mixed.pk).result(timeout=60)
-    assert pk == mixed.pk
+    result = enqueue_mix(room.pk, mixed.pk)
+    with running_worker():
+        wait_task(result)
+    assert result.return_value == mixed.pk
     mixed.refresh_from_db()
     assert mixed.status == Recording.Status.DONE, mixed.reason
     assert mixed.reason == "" and mixed.progress == 100.0 and mixed.file_exists
@@ -174,6 +186,7 @@ def test_admin_rerun_action_queues_the_mix(admin_client: Any) -> None:
         "/admin/rooms/recording/", {"action": "rerun_mix", "_selected_action": [mixed.pk]}
     )
     assert response.status_code == 302
-    enqueue_mix(room.pk, mixed.pk).result(timeout=60)  # queued after the admin's job: both have run
+    with running_worker():  # runs the admin's job
+        wait_for_status(mixed, Recording.Status.DONE)
     mixed.refresh_from_db()
     assert mixed.status == Recording.Status.DONE, mixed.reason

@@ -256,8 +256,9 @@ def _room(name: str) -> Room:
     return Room.objects.get(name=name)
 
 
-async def test_recorded_room_is_mixed_into_one_grid() -> None:
-    """A recorded room with three publishers: one mixed file, the media's duration, three tiles, audible."""
+async def test_recorded_room_is_mixed_into_one_grid(task_worker: object) -> None:
+    """A recorded room with three publishers: the task worker mixes one file, the media's duration, three tiles,
+    audible."""
 
     async def scenario() -> None:
         clients = [Client("alice"), Client("bob"), Client("carol")]

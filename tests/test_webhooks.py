@@ -1,4 +1,7 @@
-"""Webhooks: a real local HTTP receiver checks signatures, per-room order, retries and the delivery log."""
+"""Webhooks: a real local HTTP receiver checks signatures, per-room order, retries and the delivery log.
+
+Deliveries go out through the task worker (tests/task_worker.py runs django-tasks-db's worker loop in the test);
+tests/test_tasks.py kills and restarts real worker processes."""
 
 from __future__ import annotations
 
@@ -48,8 +51,8 @@ class Receiver:
 
 
 @pytest.fixture
-def receiver(settings: Any) -> Iterator[Receiver]:
-    """A running receiver; short retry backoff; the deliverer stopped afterwards."""
+def receiver(settings: Any, task_worker: object) -> Iterator[Receiver]:
+    """A running receiver and the task worker that delivers to it; short retry backoff."""
     settings.WEBHOOK_RETRY_BASE_SECONDS = 0.05
     settings.WEBHOOK_TIMEOUT_SECONDS = 5
     state = Receiver()

@@ -1,6 +1,9 @@
 """The room mix job: after a recorded room ends, its per-stream recordings become one mixed recording.
 
-The job runs in a worker thread: it picks the room's per-stream rows, places
+The job is a durable task (:func:`mix_task`, queue "mixes", rooms.tasks) run by
+the task worker (``manage.py runtasks``), off daphne and the media workers: a
+mix queued or running when a process stops runs (again) once a worker is up.
+It picks the room's per-stream rows, places
 each file at its offset on the room's timeline, runs the relay's mix graph
 (media_relay.recording.mixer) and keeps the progress, the result or the
 failure's reason on the mixed Recording; a failed mix can be re-run.
@@ -11,23 +14,21 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections, connection
 from django.utils import timezone
+from django_tasks import task
 
 from media_relay.recording.mixer import MixError, MixInput, run_mix
 from media_relay.recording.probe import probe
 from rooms.models import Room
 from rooms.recording_models import Recording
 from rooms.recordings.store import mixed_file_name, send_finished
+from rooms.tasks import MIX_QUEUE
 
 logger = logging.getLogger(__name__)
 
-# One mix at a time per process: a mix is CPU-bound and its watchdog (mixer.watchdog_seconds) bounds it.
-_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recording-mix")
 _lock = threading.Lock()
 
 
@@ -37,24 +38,27 @@ def on_room_finished(sender: Any, room: Room, **kwargs: Any) -> None:
         enqueue_mix(room.pk)
 
 
-def enqueue_mix(room_id: int, recording_id: int | None = None) -> Future[int | None]:
-    """Run (or re-run) the mix of a room in the background; the future gives the mixed Recording's pk."""
-    return _executor.submit(_job, room_id, recording_id)
+def enqueue_mix(room_id: int, recording_id: int | None = None) -> Any:
+    """Queue the (re-)mix of a room for the task worker; the task result's id names the row in the task table."""
+    return mix_task.enqueue(room_id, recording_id)
 
 
-def _job(room_id: int, recording_id: int | None) -> int | None:
-    close_old_connections()
+@task(queue_name=MIX_QUEUE)
+def mix_task(room_id: int, recording_id: int | None = None) -> int | None:
+    """The mix task (one at a time per worker: a mix is CPU-bound and its watchdog bounds it); the mixed
+    Recording's pk, None when the room is gone or the job broke (the Recording then says why)."""
     try:
         return mix_room(room_id, recording_id).pk
+    except Room.DoesNotExist:
+        logger.warning("mix of room %s skipped: the room no longer exists", room_id)
+        return None
     except Exception:
         logger.exception("mixing room %s failed", room_id)
         return None
-    finally:
-        connection.close()
 
 
 def mix_room(room_id: int, recording_id: int | None = None) -> Recording:
-    """Mix a finished room's per-stream recordings into one file (blocking; call from a worker)."""
+    """Mix a finished room's per-stream recordings into one file (blocking; the task worker calls it)."""
     room = Room.objects.get(pk=room_id)
     with _lock:
         if recording_id is not None:

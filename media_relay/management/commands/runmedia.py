@@ -27,6 +27,7 @@ class Command(BaseCommand):
         if relay.getEffectiveLevel() > logging.INFO:
             relay.setLevel(logging.INFO)
 
+        from media_relay.metrics_publisher import publish_forever
         from media_relay.worker import MediaWorker
 
         async def main() -> None:
@@ -34,6 +35,8 @@ class Command(BaseCommand):
             await worker.start()
             logger.info("media worker %s listening on %s", worker.worker_id, worker.channel)
             task = asyncio.ensure_future(worker.run())
+            # Its counters into Redis for daphne's /metrics (media_relay/metrics_publisher.py).
+            publisher = asyncio.ensure_future(publish_forever(worker.worker_id))
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, task.cancel)
@@ -41,5 +44,8 @@ class Command(BaseCommand):
                 await task
             except asyncio.CancelledError:
                 pass
+            finally:
+                publisher.cancel()
+                await asyncio.gather(publisher, return_exceptions=True)
 
         uvloop.run(main())

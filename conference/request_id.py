@@ -1,0 +1,58 @@
+"""A request id for every HTTP request: in each log record (LOG_FORMAT=json: ``request_id``) and the answer.
+
+nginx passes its ``$request_id`` as ``X-Request-ID`` (deploy/rooms-locations.conf); without one (``make run``) a
+random id is made.  The id is bound in the request's context (media_relay.logcontext), so everything logged while
+Django handles the request carries it, and it is sent back in the ``X-Request-ID`` header.  WebSocket commands get
+theirs from the command's ``rid`` (rooms/consumers.py).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.http import HttpRequest
+from django.http.response import HttpResponseBase
+
+from media_relay import logcontext
+
+HEADER = "X-Request-ID"
+_VALID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def request_id_of(request: HttpRequest) -> str:
+    """The proxy's id when it is a sane token, else a fresh one."""
+    given = request.headers.get(HEADER, "")
+    return given if _VALID.match(given) else uuid.uuid4().hex
+
+
+class RequestIdMiddleware:
+    """Binds the request id for the request's log records and echoes it in the answer (sync and async)."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase | Awaitable[HttpResponseBase]]) -> None:
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase | Awaitable[HttpResponseBase]:
+        if self.is_async:
+            return self._acall(request)
+        rid = request_id_of(request)
+        with logcontext.bound(request_id=rid):
+            response = self.get_response(request)
+        assert isinstance(response, HttpResponseBase)
+        response[HEADER] = rid
+        return response
+
+    async def _acall(self, request: HttpRequest) -> HttpResponseBase:
+        rid = request_id_of(request)
+        with logcontext.bound(request_id=rid):
+            response = await self.get_response(request)  # type: ignore[misc]
+        response[HEADER] = rid
+        return response
