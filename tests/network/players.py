@@ -1,0 +1,135 @@
+"""Chromium pages of the network tests: a Web SDK publisher and players that sample their own getStats().
+
+Every page imports the SDK from the server (``/static/rooms/roomapi.js``).  A player samples its inbound video
+every 100 ms into ``window.samples`` (time, framesDecoded, frameWidth, videoWidth, freezeCount,
+totalFreezesDuration); :func:`figures` turns a window of samples into what the tests assert.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+SAMPLE_MS = 100
+
+PUBLISH_JS = """
+async ({url, login, room, width, height}) => {
+  const api = await import("/static/rooms/roomapi.js");
+  const display = document.createElement("div");
+  display.style.width = "320px";
+  document.body.appendChild(display);
+  return await new Promise((resolve, reject) => {
+    setTimeout(() => reject(new Error("publishing took over 45 s")), 45000);
+    api.connect({urlServer: url, username: login}).on(api.SESSION_STATUS.ESTABLISHED, (session) => {
+      session.join({name: room}).on(api.ROOM_EVENT.STATE, (joined) => {
+        const options = {
+          display,
+          constraints: {audio: false, video: {width: {exact: width}, height: {exact: height}, frameRate: 30}},
+          simulcast: true,
+        };
+        const stream = joined.publish(options);
+        window.published = stream;
+        stream.on(api.STREAM_STATUS.PUBLISHING, () => resolve(stream.id()));
+        stream.on(api.STREAM_STATUS.FAILED, () => reject(new Error(JSON.stringify(stream.getInfo()))));
+      });
+    });
+  });
+}
+"""
+
+PLAY_JS = """
+async ({url, login, room, publisher, quality}) => {
+  const api = await import("/static/rooms/roomapi.js");
+  const display = document.createElement("div");
+  display.style.width = "1280px";
+  display.style.height = "720px";
+  document.body.appendChild(display);
+  const session = await new Promise((resolve, reject) => {
+    setTimeout(() => reject(new Error("no session within 30 s")), 30000);
+    const connection = api.connect({urlServer: url, username: login});
+    connection.on(api.SESSION_STATUS.ESTABLISHED, resolve);
+    connection.on(api.SESSION_STATUS.FAILED, () => reject(new Error("session failed")));
+  });
+  const joined = await new Promise((resolve) => {
+    const r = session.join({name: room});
+    r.on(api.ROOM_EVENT.STATE, () => resolve(r));
+  });
+  let participant = null;
+  for (let i = 0; i < 450 && !participant; i++) {
+    participant = joined.getParticipants().find((p) => p.name() === publisher && p.getStreams().length);
+    if (!participant) await new Promise((r) => setTimeout(r, 100));
+  }
+  if (!participant) throw new Error(publisher + " published nothing within 45 s");
+  const playing = participant.play(display, {quality});
+  window.playing = playing;
+  window.qualities = [];
+  playing.on("QUALITY", (_p, q) => window.qualities.push([performance.now(), q]));
+  await new Promise((resolve, reject) => {
+    setTimeout(() => reject(new Error("not playing within 30 s")), 30000);
+    playing.on(api.STREAM_STATUS.PLAYING, resolve);
+    playing.on(api.STREAM_STATUS.FAILED, () => reject(new Error(JSON.stringify(playing.getInfo()))));
+  });
+  window.samples = [];
+  const sample = async () => {
+    const report = await playing.getStats();
+    const video = display.querySelector("video");
+    if (report) report.forEach((s) => {
+      if (s.type !== "inbound-rtp" || s.kind !== "video") return;
+      window.samples.push([performance.now(), s.framesDecoded || 0, s.frameWidth || 0,
+        video ? video.videoWidth : 0, s.freezeCount || 0, s.totalFreezesDuration || 0]);
+    });
+  };
+  window.sampler = setInterval(sample, SAMPLE_MS);
+  return performance.now();
+}
+""".replace("SAMPLE_MS", str(SAMPLE_MS))
+
+NOW_JS = "performance.now()"
+SAMPLES_JS = "(since) => window.samples.filter((s) => s[0] >= since)"
+QUALITIES_JS = "window.qualities.map(([t, q]) => [Math.round(t), q])"
+LAST_JS = "window.samples.length ? window.samples[window.samples.length - 1] : null"
+
+
+@dataclass
+class Figures:
+    """What a player decoded within a window of samples."""
+
+    seconds: float
+    fps: float
+    max_gap_ms: float
+    """The longest time framesDecoded did not grow (to within one sample)."""
+    freezes: int
+    """getStats()'s freezeCount within the window."""
+    frozen_ms: float
+    """getStats()'s totalFreezesDuration within the window."""
+    widths: list[int]
+    """Every distinct videoWidth seen, in order."""
+
+    def __str__(self) -> str:
+        return (f"{self.fps:.1f} fps over {self.seconds:.1f} s, longest stall {self.max_gap_ms:.0f} ms, "
+                f"{self.freezes} freezes ({self.frozen_ms:.0f} ms), widths {self.widths}")
+
+
+def figures(samples: list[list[Any]]) -> Figures:
+    """The figures of ``samples`` (from :data:`SAMPLES_JS`), first to last."""
+    if len(samples) < 2:
+        raise AssertionError(f"too few samples: {samples}")
+    first, last = samples[0], samples[-1]
+    seconds = (last[0] - first[0]) / 1000
+    gaps: list[float] = []
+    since = first[0]
+    for before, after in itertools.pairwise(samples):
+        if after[1] > before[1]:
+            gaps.append(after[0] - since)
+            since = after[0]
+    gaps.append(last[0] - since)
+    widths = [int(width) for width, _ in itertools.groupby(s[3] for s in samples)]
+    return Figures(
+        seconds=round(seconds, 2),
+        fps=round((last[1] - first[1]) / seconds, 1) if seconds > 0 else 0.0,
+        max_gap_ms=round(max(gaps), 0),
+        freezes=int(last[4] - first[4]),
+        frozen_ms=round((last[5] - first[5]) * 1000, 0),
+        widths=widths,
+    )
