@@ -38,8 +38,26 @@ async ({url, login, room, width, height}) => {
 }
 """
 
+SAMPLER = """
+const sampled = (playing, display, every) => {
+  const samples = [];
+  const sample = async () => {
+    const report = await playing.getStats();
+    const video = display.querySelector("video");
+    if (report) report.forEach((s) => {
+      if (s.type !== "inbound-rtp" || s.kind !== "video") return;
+      samples.push([performance.now(), s.framesDecoded || 0, s.frameWidth || 0,
+        video ? video.videoWidth : 0, s.freezeCount || 0, s.totalFreezesDuration || 0]);
+    });
+  };
+  setInterval(sample, every);
+  return samples;
+};
+"""
+
 PLAY_JS = """
 async ({url, login, room, publisher, quality}) => {
+SAMPLER
   const api = await import("/static/rooms/roomapi.js");
   const display = document.createElement("div");
   display.style.width = "1280px";
@@ -70,20 +88,52 @@ async ({url, login, room, publisher, quality}) => {
     playing.on(api.STREAM_STATUS.PLAYING, resolve);
     playing.on(api.STREAM_STATUS.FAILED, () => reject(new Error(JSON.stringify(playing.getInfo()))));
   });
-  window.samples = [];
-  const sample = async () => {
-    const report = await playing.getStats();
-    const video = display.querySelector("video");
-    if (report) report.forEach((s) => {
-      if (s.type !== "inbound-rtp" || s.kind !== "video") return;
-      window.samples.push([performance.now(), s.framesDecoded || 0, s.frameWidth || 0,
-        video ? video.videoWidth : 0, s.freezeCount || 0, s.totalFreezesDuration || 0]);
-    });
-  };
-  window.sampler = setInterval(sample, SAMPLE_MS);
+  window.samples = sampled(playing, display, SAMPLE_MS);
   return performance.now();
 }
-""".replace("SAMPLE_MS", str(SAMPLE_MS))
+""".replace("SAMPLE_MS", str(SAMPLE_MS)).replace("SAMPLER", SAMPLER)
+
+CHAT_JS = """
+async ({url, login, room, others}) => {
+SAMPLER
+  const api = await import("/static/rooms/roomapi.js");
+  const until = (emitter, ok, bad, what) => new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(login + ": no " + what + " within 45 s")), 45000);
+    emitter.on(ok, (value) => { clearTimeout(timer); resolve(value); });
+    if (bad) emitter.on(bad, () => { clearTimeout(timer); reject(new Error(login + ": " + what + " failed")); });
+  });
+  const connection = api.connect({urlServer: url, username: login});
+  await until(connection, api.SESSION_STATUS.ESTABLISHED, api.SESSION_STATUS.FAILED, "session");
+  const joined = connection.join({name: room});
+  await until(joined, api.ROOM_EVENT.STATE, api.ROOM_EVENT.FAILED, "room");
+  const own = document.createElement("div");
+  document.body.appendChild(own);
+  const stream = joined.publish({display: own,
+    constraints: {audio: true, video: {width: {exact: 320}, height: {exact: 240}, frameRate: 30}}});
+  await until(stream, api.STREAM_STATUS.PUBLISHING, api.STREAM_STATUS.FAILED, "publishing");
+  window.chat = {samples: {}, started: performance.now()};
+  window.chatPlay = async () => {
+    for (const other of others) {
+      let participant = null;
+      for (let i = 0; i < 450 && !participant; i++) {
+        participant = joined.getParticipants().find((p) => p.name() === other && p.getStreams().length);
+        if (!participant) await new Promise((r) => setTimeout(r, 100));
+      }
+      if (!participant) throw new Error(login + ": " + other + " published nothing within 45 s");
+      const display = document.createElement("div");
+      display.style.width = "320px";
+      display.style.height = "240px";
+      document.body.appendChild(display);
+      const playing = participant.play(display);
+      window.chat.samples[other] = sampled(playing, display, SAMPLE_MS);
+    }
+    return performance.now();
+  };
+  return performance.now();
+}
+""".replace("SAMPLE_MS", str(SAMPLE_MS)).replace("SAMPLER", SAMPLER)
+CHAT_SAMPLES_JS = """(since) => Object.fromEntries(
+  Object.entries(window.chat.samples).map(([who, samples]) => [who, samples.filter((s) => s[0] >= since)]))"""
 
 NOW_JS = "performance.now()"
 SAMPLES_JS = "(since) => window.samples.filter((s) => s[0] >= since)"
@@ -105,6 +155,8 @@ class Figures:
     """getStats()'s totalFreezesDuration within the window."""
     widths: list[int]
     """Every distinct videoWidth seen, in order."""
+    last_frame_age_ms: float
+    """How long before the window's end framesDecoded last grew."""
 
     def __str__(self) -> str:
         return (f"{self.fps:.1f} fps over {self.seconds:.1f} s, longest stall {self.max_gap_ms:.0f} ms, "
@@ -124,6 +176,7 @@ def figures(samples: list[list[Any]]) -> Figures:
             gaps.append(after[0] - since)
             since = after[0]
     gaps.append(last[0] - since)
+    age = last[0] - since
     widths = [int(width) for width, _ in itertools.groupby(s[3] for s in samples)]
     return Figures(
         seconds=round(seconds, 2),
@@ -132,4 +185,5 @@ def figures(samples: list[list[Any]]) -> Figures:
         freezes=int(last[4] - first[4]),
         frozen_ms=round((last[5] - first[5]) * 1000, 0),
         widths=widths,
+        last_frame_age_ms=round(age, 0),
     )
