@@ -17,6 +17,7 @@ import asyncio
 import logging
 import os
 import shutil
+import subprocess
 import threading
 from collections.abc import Coroutine
 from concurrent.futures import Future
@@ -90,6 +91,24 @@ class NamespacedBrowser:
             raise TimeoutError(f"Chromium did not start within {START_TIMEOUT} s in {self.namespace.name}")
         if self._error is not None:
             raise self._error
+
+    def renice(self) -> None:
+        """Give every thread of every process in the namespace the browser's priority (Chromium resets the
+        niceness of the processes it forks; threads started later inherit their creator's)."""
+        if not self.nice:
+            return
+        pids = subprocess.run(["ip", "netns", "pids", self.namespace.name], capture_output=True, text=True,
+                              timeout=10, check=False).stdout.split()
+        for pid in pids:
+            try:
+                tids = os.listdir(f"/proc/{pid}/task")
+            except OSError:
+                continue
+            for tid in tids:
+                try:
+                    os.setpriority(os.PRIO_PROCESS, int(tid), self.nice)
+                except OSError:
+                    pass
 
     def run(self, coroutine: Coroutine[Any, Any, T], timeout: float = CALL_TIMEOUT) -> T:
         """Run ``coroutine`` on the browser's loop and return its result (bounded by ``timeout``)."""

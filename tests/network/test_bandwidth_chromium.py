@@ -87,6 +87,9 @@ def test_capped_player_gets_the_low_layer_and_climbs_back(
             browser.run(page.evaluate(PLAY_JS, {"url": base.replace("http", "ws", 1), "login": login, "room": ROOM,
                                                 "publisher": "pub", "quality": "high"}), timeout=90)
 
+        near.renice()
+        far.renice()
+
         def describe() -> str:
             return f"capped: {last(far, thin)}, uncapped: {last(near, free)}"
 
@@ -94,6 +97,8 @@ def test_capped_player_gets_the_low_layer_and_climbs_back(
         wait_until(lambda: (last(near, free) or [0] * 6)[3] == 1280, SETTLE_SECONDS, describe)
         logger.warning("capped player on the low layer after %.1f s", settled)
         time.sleep(3.0)  # the switch's own keyframe wait is part of settling
+        near.renice()
+        far.renice()
         since = far.run(thin.evaluate(NOW_JS))
         free_since = near.run(free.evaluate(NOW_JS))
         time.sleep(MEASURE_SECONDS)

@@ -53,6 +53,7 @@ def chat(lan: Namespace, server: NamespacedServer, loss: int) -> Report:
                         timeout=60)
             pages[name] = page
         started = {name: browser.run(page.evaluate("window.chatPlay()"), timeout=60) for name, page in pages.items()}
+        browser.renice()
         time.sleep(WARMUP + SECONDS)
         report: Report = {}
         for name, page in pages.items():
