@@ -13,30 +13,6 @@ from typing import Any
 
 SAMPLE_MS = 100
 
-PUBLISH_JS = """
-async ({url, login, room, width, height}) => {
-  const api = await import("/static/rooms/roomapi.js");
-  const display = document.createElement("div");
-  display.style.width = "320px";
-  document.body.appendChild(display);
-  return await new Promise((resolve, reject) => {
-    setTimeout(() => reject(new Error("publishing took over 45 s")), 45000);
-    api.connect({urlServer: url, username: login}).on(api.SESSION_STATUS.ESTABLISHED, (session) => {
-      session.join({name: room}).on(api.ROOM_EVENT.STATE, (joined) => {
-        const options = {
-          display,
-          constraints: {audio: false, video: {width: {exact: width}, height: {exact: height}, frameRate: 30}},
-          simulcast: true,
-        };
-        const stream = joined.publish(options);
-        window.published = stream;
-        stream.on(api.STREAM_STATUS.PUBLISHING, () => resolve(stream.id()));
-        stream.on(api.STREAM_STATUS.FAILED, () => reject(new Error(JSON.stringify(stream.getInfo()))));
-      });
-    });
-  });
-}
-"""
 
 SAMPLER = """
 const sampled = (playing, display, every) => {
@@ -52,6 +28,22 @@ const sampled = (playing, display, every) => {
   };
   setInterval(sample, every);
   return samples;
+};
+"""
+
+SENT_SAMPLER = """
+const sentSampled = (stream, every) => {
+  const sent = {};
+  setInterval(async () => {
+    const report = await stream.getStats();
+    if (report) report.forEach((s) => {
+      if (s.type !== "outbound-rtp" || s.kind !== "video") return;
+      const key = s.rid || "video";
+      (sent[key] = sent[key] || []).push([performance.now(), s.framesEncoded || 0, s.frameWidth || 0,
+        s.frameWidth || 0, 0, 0]);
+    });
+  }, every);
+  return sent;
 };
 """
 
@@ -91,11 +83,12 @@ SAMPLER
   window.samples = sampled(playing, display, SAMPLE_MS);
   return performance.now();
 }
-""".replace("SAMPLE_MS", str(SAMPLE_MS)).replace("SAMPLER", SAMPLER)
+""".replace("SAMPLE_MS", str(SAMPLE_MS)).replace("SENT_SAMPLER", SENT_SAMPLER).replace("SAMPLER", SAMPLER)
 
 CHAT_JS = """
 async ({url, login, room, others}) => {
 SAMPLER
+SENT_SAMPLER
   const api = await import("/static/rooms/roomapi.js");
   const until = (emitter, ok, bad, what) => new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(login + ": no " + what + " within 45 s")), 45000);
@@ -111,7 +104,7 @@ SAMPLER
   const stream = joined.publish({display: own,
     constraints: {audio: true, video: {width: {exact: 320}, height: {exact: 240}, frameRate: 30}}});
   await until(stream, api.STREAM_STATUS.PUBLISHING, api.STREAM_STATUS.FAILED, "publishing");
-  window.chat = {samples: {}, started: performance.now()};
+  window.chat = {samples: {}, started: performance.now(), sent: sentSampled(stream, SAMPLE_MS)};
   window.chatPlay = async () => {
     for (const other of others) {
       let participant = null;
@@ -131,14 +124,47 @@ SAMPLER
   };
   return performance.now();
 }
-""".replace("SAMPLE_MS", str(SAMPLE_MS)).replace("SAMPLER", SAMPLER)
+""".replace("SAMPLE_MS", str(SAMPLE_MS)).replace("SENT_SAMPLER", SENT_SAMPLER).replace("SAMPLER", SAMPLER)
+PUBLISH_JS = """
+async ({url, login, room, width, height}) => {
+SENT_SAMPLER
+  const api = await import("/static/rooms/roomapi.js");
+  const display = document.createElement("div");
+  display.style.width = "320px";
+  document.body.appendChild(display);
+  return await new Promise((resolve, reject) => {
+    setTimeout(() => reject(new Error("publishing took over 45 s")), 45000);
+    api.connect({urlServer: url, username: login}).on(api.SESSION_STATUS.ESTABLISHED, (session) => {
+      session.join({name: room}).on(api.ROOM_EVENT.STATE, (joined) => {
+        const options = {
+          display,
+          constraints: {audio: false, video: {width: {exact: width}, height: {exact: height}, frameRate: 30}},
+          simulcast: true,
+        };
+        const stream = joined.publish(options);
+        window.published = stream;
+        window.sent = sentSampled(stream, SAMPLE_MS);
+        stream.on(api.STREAM_STATUS.PUBLISHING, () => resolve(stream.id()));
+        stream.on(api.STREAM_STATUS.FAILED, () => reject(new Error(JSON.stringify(stream.getInfo()))));
+      });
+    });
+  });
+}
+""".replace("SAMPLE_MS", str(SAMPLE_MS)).replace("SENT_SAMPLER", SENT_SAMPLER)
 CHAT_SAMPLES_JS = """(since) => Object.fromEntries(
   Object.entries(window.chat.samples).map(([who, samples]) => [who, samples.filter((s) => s[0] >= since)]))"""
+CHAT_SENT_JS = "(since) => (window.chat.sent.video || []).filter((s) => s[0] >= since)"
+SENT_JS = "([rid, since]) => (window.sent[rid] || []).filter((s) => s[0] >= since)"
+"""What a publisher encoded (samples for :func:`figures`: time, framesEncoded, frameWidth) of a layer since then."""
 
 NOW_JS = "performance.now()"
 SAMPLES_JS = "(since) => window.samples.filter((s) => s[0] >= since)"
 QUALITIES_JS = "window.qualities.map(([t, q]) => [Math.round(t), q])"
 LAST_JS = "window.samples.length ? window.samples[window.samples.length - 1] : null"
+
+
+STARVED_FPS = 25.0
+"""A publisher that encoded fewer frames per second than this was starved of CPU (its camera gives 30)."""
 
 
 @dataclass
@@ -187,3 +213,14 @@ def figures(samples: list[list[Any]]) -> Figures:
         widths=widths,
         last_frame_age_ms=round(age, 0),
     )
+
+
+def fps_bound(sent: Figures, wanted: float) -> float:
+    """The frame rate to expect from a player: ``wanted``, or 80 % of what the publisher encoded when the machine
+    starved it (the network cannot deliver frames that were never sent)."""
+    return wanted if sent.fps >= STARVED_FPS else min(wanted, 0.8 * sent.fps)
+
+
+def gap_bound(sent: Figures, wanted: float) -> float:
+    """The longest stall to allow a player: ``wanted``, plus the publisher's own longest pause when it was starved."""
+    return wanted if sent.fps >= STARVED_FPS else wanted + sent.max_gap_ms

@@ -19,7 +19,18 @@ import pytest
 
 from tests.network.browser import NamespacedBrowser, require_chromium
 from tests.network.netns import Namespace
-from tests.network.players import LAST_JS, NOW_JS, PLAY_JS, PUBLISH_JS, QUALITIES_JS, SAMPLES_JS, figures
+from tests.network.players import (
+    LAST_JS,
+    NOW_JS,
+    PLAY_JS,
+    PUBLISH_JS,
+    QUALITIES_JS,
+    SAMPLES_JS,
+    SENT_JS,
+    figures,
+    fps_bound,
+    gap_bound,
+)
 from tests.network.scenario import PRIORITY
 from tests.network.servers import NamespacedServer
 
@@ -72,7 +83,11 @@ def test_capped_player_gets_the_low_layer_and_climbs_back(
     hub: tuple[Namespace, Namespace], server: NamespacedServer
 ) -> None:
     """400 kbit/s: videoWidth <= 320 at >= 24 fps, no freeze over 1 s after settling; the uncapped player gets
-    1280; the cap lifted, the capped player climbs above the low layer within 15 s."""
+    1280; the cap lifted, the capped player climbs above the low layer within 15 s.
+
+    When the machine starves the publisher (it encodes under 25 fps), the frame rate and stall bounds are taken
+    relative to what it encoded (tests.network.players.fps_bound, gap_bound).
+    """
     relay, capped = hub
     relay.cap("c0", CAP_KBIT)
     inner = server.url_at("127.0.0.1")
@@ -101,14 +116,17 @@ def test_capped_player_gets_the_low_layer_and_climbs_back(
         far.renice()
         since = far.run(thin.evaluate(NOW_JS))
         free_since = near.run(free.evaluate(NOW_JS))
+        sent_since = near.run(publisher.evaluate(NOW_JS))
         time.sleep(MEASURE_SECONDS)
         low = figures(far.run(thin.evaluate(SAMPLES_JS, since)))
         high = figures(near.run(free.evaluate(SAMPLES_JS, free_since)))
-        logger.warning("capped at %d kbit/s: %s\nuncapped: %s\nqualities: capped %s, uncapped %s", CAP_KBIT, low,
-                       high, far.run(thin.evaluate(QUALITIES_JS)), near.run(free.evaluate(QUALITIES_JS)))
+        sent = figures(near.run(publisher.evaluate(SENT_JS, ["q", sent_since])))
+        logger.warning("capped at %d kbit/s: %s\nuncapped: %s\npublisher's low layer: %s\nqualities: capped %s, "
+                       "uncapped %s", CAP_KBIT, low, high, sent, far.run(thin.evaluate(QUALITIES_JS)),
+                       near.run(free.evaluate(QUALITIES_JS)))
         assert low.widths and max(low.widths) <= 320, f"capped player left the low layer: {low}"
-        assert low.fps >= 24, f"capped player decoded too few frames: {low}"
-        assert low.max_gap_ms <= 1000, f"capped player froze: {low}"
+        assert low.fps >= fps_bound(sent, 24), f"capped player decoded too few frames: {low}; sent: {sent}"
+        assert low.max_gap_ms <= gap_bound(sent, 1000), f"capped player froze: {low}; sent: {sent}"
         assert 1280 in high.widths, f"uncapped player never got the full layer: {high}"
 
         relay.uncap("c0")
