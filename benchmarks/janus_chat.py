@@ -2,7 +2,8 @@
 
 The Janus counterpart of tests/network/chat.py: it joins a VideoRoom as a publisher, publishes the same 30 fps
 counter video (aiortc's VP8 encoder) and tone (Opus), subscribes to the two others, decodes everything with
-plain aiortc receivers, and prints the same JSON line of figures (tests.network.chat.measure) once
+the Python SDK's receivers (roomapi/recovery.py on aiortc: the same clients as ours get; ``--no-recovery``:
+plain aiortc), and prints the same JSON line of figures (tests.network.chat.measure) once
 ``--seconds`` of media have been measured; then it keeps publishing until its standard input closes.
 
     python -m benchmarks.janus_chat --url http://127.0.0.1:PORT/janus --room 4321 --name ann --others bob,cat
@@ -22,6 +23,7 @@ from typing import Any
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 from benchmarks.janus import JanusServer
+from roomapi import recovery
 from tests.media_sources import CounterVideoTrack, ToneAudioTrack
 from tests.network.chat import Watch, consume_audio, consume_video, measure, watch_loop
 
@@ -95,6 +97,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     watches = [Watch(login) for login in others]
     tasks: list[Any] = []
     subscribers: list[RTCPeerConnection] = []
+    retries: list[asyncio.Task[None]] = []
+    recover = not args.no_recovery
     for login, watch in zip(others, watches, strict=True):
         sub = await janus._attach()
         await janus._message(sub, {"request": "join", "ptype": "subscriber", "room": args.room,
@@ -106,6 +110,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         player.on("track", lambda track, tracks=tracks: tracks.__setitem__(track.kind, track))
         await player.setRemoteDescription(RTCSessionDescription(attached["jsep"]["sdp"], "offer"))
         await player.setLocalDescription(await player.createAnswer())
+        if recover:
+            for transceiver in player.getTransceivers():
+                task = recovery.install(transceiver.receiver)
+                if task is not None:
+                    retries.append(task)
         answer = {"type": "answer", "sdp": player.localDescription.sdp, "trickle": False}
         await janus._message(sub, {"request": "start"}, answer)
         await janus._event(sub, "started")
@@ -129,6 +138,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         report["played"][watch.publisher] = data
     print(json.dumps(report), flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    for task in retries:
+        task.cancel()
     await asyncio.gather(*(p.close() for p in [pc, *subscribers]), return_exceptions=True)
     await janus.teardown()
     return report
@@ -145,6 +156,8 @@ def main() -> None:
     parser.add_argument("--bitrate", type=int, default=600_000, help="the room's publisher bitrate cap")
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--no-recovery", action="store_true",
+                        help="plain aiortc receivers (default: the Python SDK's, roomapi/recovery.py, as ours get)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     asyncio.run(run(args))

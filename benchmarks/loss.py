@@ -6,7 +6,8 @@ publishes a 320x240 30 fps counter video (aiortc VP8) and a tone (Opus) and play
 rule drops N % of the UDP packets arriving in the namespace.  "ours": daphne (relay in-process, SQLite, no
 Redis) and participants on the Python SDK (tests/network/chat.py); "janus": Janus 1.1.2's VideoRoom with the
 anchor's configuration (../shared/anchors/janus/) and a room created with the same 600 kbit/s publisher cap,
-participants on plain aiortc (benchmarks/janus_chat.py).  Needs root (ip netns, nft); figures go to
+participants on aiortc with the Python SDK's receivers (benchmarks/janus_chat.py; "janus-aiortc": plain aiortc
+receivers).  Needs root (ip netns, nft); figures go to
 docs/performance.md, "Real networks" (the block between its markers), unless ``--no-doc``.
 """
 
@@ -18,6 +19,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -154,6 +156,10 @@ def _stop(process: subprocess.Popen[bytes] | None) -> None:
         process.wait(timeout=10)
 
 
+def _terminated(signum: int, frame: Any) -> None:
+    raise SystemExit(f"terminated by signal {signum}")
+
+
 def summary(report: Report) -> dict[str, Any]:
     """The row of one run: fps range, streams that froze over 500 ms, longest gap, streams never decoded, audio."""
     streams = [figures for played in report.values() for figures in played.values()]
@@ -197,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.loss", description=__doc__.splitlines()[0])
     parser.add_argument("--losses", type=int, nargs="+", default=[0, 3, 5, 10], help="loss per hop, %%")
     parser.add_argument("--seconds", type=float, default=15.0, help="measured media per run (first 3 s excluded)")
-    parser.add_argument("--servers", nargs="+", default=["ours", "janus"], choices=["ours", "janus"])
+    parser.add_argument("--servers", nargs="+", default=["ours", "janus"], choices=["ours", "janus", "janus-aiortc"],
+                        help="janus-aiortc: Janus with plain aiortc receivers instead of the SDK's")
     parser.add_argument("--no-doc", action="store_true", help=f"do not write {DOC.relative_to(ROOT)}")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
@@ -205,10 +212,11 @@ def main(argv: list[str] | None = None) -> int:
     if reason:
         sys.stderr.write(f"benchmarks.loss skipped: {reason}\n")
         return 0
-    if "janus" in args.servers and not JanusServer.available():
+    if any(s.startswith("janus") for s in args.servers) and not JanusServer.available():
         sys.stderr.write(f"benchmarks.loss: janus or its anchor config ({ANCHOR}) is missing; running ours only\n")
-        args.servers = [s for s in args.servers if s != "janus"]
+        args.servers = [s for s in args.servers if not s.startswith("janus")]
     cleanup_leftovers()
+    signal.signal(signal.SIGTERM, _terminated)  # a stopped run still removes its namespace and servers
     started = time.monotonic()
     load_before = os.getloadavg()
     rows: list[dict[str, Any]] = []
@@ -224,7 +232,8 @@ def main(argv: list[str] | None = None) -> int:
                     lan.drop_udp(loss)
                     module = "tests.network.chat" if name == "ours" else "benchmarks.janus_chat"
                     report = run_chat(lan, None, f"loss-{loss}" if name == "ours" else str(4000 + loss),
-                                      seconds=args.seconds, module=module, url=server.url)
+                                      seconds=args.seconds, module=module, url=server.url,
+                                      recovery=name != "janus-aiortc")
                 finally:
                     lan.drop_udp(0)
                     server.stop()
