@@ -3,11 +3,15 @@ padding probes."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 import pytest
+from aiortc.rtp import RtpPacket
 
 from media_relay.bandwidth import HOLD, MAX_HOLD, MAX_PROBE_HOLD, PROBE_SECONDS, STEP_UP_MARGIN, LayerChooser
+from media_relay.forwarding import DownTrack
+from tests.test_forwarding import FRAME_STARTS, CapturedSenderLink, downtrack, nack
 
 BITRATES = [150_000.0, 500_000.0, 1_500_000.0]
 
@@ -168,3 +172,39 @@ def test_without_a_probe_the_layer_itself_is_tried() -> None:
     t = _on_low_layer(chooser) + 1
     chooser.on_loss(0.0, 0, BITRATES, t)
     assert chooser.on_loss(0.0, 0, BITRATES, t + HOLD) == 1
+
+
+async def _until(predicate: Callable[[], bool], message: str, timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, message
+        await asyncio.sleep(0.02)
+
+
+async def test_a_padding_probe_sends_rtx_copies_and_stops_at_a_nack() -> None:
+    """DownTrack.probe: RTX copies of packets already sent (the player drops them), fresh abs-send-time; a probe
+    without NACKs holds, a NACK fails it at once; one probe at a time; none without RTX."""
+    key, _ = FRAME_STARTS["VP8"]
+    link = CapturedSenderLink("video")
+    track = DownTrack("video", link, {96: 96}, 97, lambda: None, lambda _layer: None, extension_id=3)
+    for index in range(8):
+        track.forward(96, 1, 100 + index, 3000 * index, key if index == 0 else bytes(900), index == 0, 0, 0, 0x123456)
+    sent = {RtpPacket.parse(data).sequence_number: data for data in link.sent}
+    link.sent.clear()
+    outcomes: list[bool] = []
+    assert track.probe(800_000, 0.2, outcomes.append)
+    assert not track.probe(800_000, 0.2, outcomes.append)  # one at a time
+    await _until(lambda: outcomes == [True], f"the probe never ended: {outcomes}")
+    assert not track.probing and link.sent
+    for data in link.sent:
+        padding = RtpPacket.parse(data)
+        assert padding.ssrc == link.rtx_ssrc and padding.payload_type == 97
+        original = int.from_bytes(padding.payload[:2], "big")
+        assert padding.payload[2:] == RtpPacket.parse(sent[original]).payload
+        assert data[16:17] == sent[original][16:17] and data[17:20] != sent[original][17:20]
+    assert track.probe(800_000, 30.0, outcomes.append)
+    await track.handle_rtcp(nack(track, [min(sent)]))
+    await _until(lambda: outcomes == [True, False], f"a NACK did not fail the probe: {outcomes}")
+    plain, _ = downtrack("video", {96: 96})
+    plain.forward(96, 1, 100, 0, key, True, 0)
+    assert not plain.probe(800_000, 0.2, outcomes.append)
