@@ -179,15 +179,15 @@ def summary(report: Report) -> dict[str, Any]:
 def markdown(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| loss per hop | server | video fps (min-max of 6 streams) | streams that froze > 500 ms | longest gap "
-        "| never decoded | latest first frame | audio frames |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| never decoded | latest first frame | audio frames | participants' loops late by up to |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in rows:
         first = f"{row['first_frame_ms'] / 1000:.1f} s" if row["first_frame_ms"] is not None else "-"
         lines.append(
             f"| {row['loss']} % | {row['server']} | {row['fps_min']:.1f}-{row['fps_max']:.1f} | {row['froze']} "
             f"| {row['longest_gap_ms'] / 1000:.2f} s | {row['never']} | {first} "
-            f"| {row['audio_min']}-{row['audio_max']} |"
+            f"| {row['audio_min']}-{row['audio_max']} | {row['stall_ms']:.0f} ms |"
         )
     return "\n".join(lines)
 
