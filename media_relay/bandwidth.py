@@ -9,10 +9,11 @@ a step up: its level alone is no signal.
 
 Stepping up is tried after ``hold`` seconds under 2% loss.  With a prober (the relay's players: RTX padding,
 :meth:`media_relay.forwarding.DownTrack.probe`) the next layer's rate is first *probed with padding* for
-``PROBE_SECONDS``: the player keeps its layer and sees nothing of the probe but RTX copies it drops, the padding
-stops at the first NACK (the link overflowed), and only a probe that held steps the player up.  A failed probe
-doubles ``hold`` up to ``MAX_PROBE_HOLD`` (a few seconds: probing costs the player nothing visible, and a link
-whose cap was lifted is found again soon).  Without a prober the step up is a *timed trial* of the layer itself.
+``PROBE_SECONDS`` at ``PROBE_MARGIN`` times its measured rate: the player keeps its layer and sees nothing of the
+probe but RTX copies it drops, the padding stops at the first NACK (the link overflowed), and only a probe that
+held steps the player up.  A failed probe doubles ``hold`` up to ``MAX_PROBE_HOLD`` (a few seconds: probing costs
+the player nothing visible, and a link whose cap was lifted is found again soon).  Without a prober the step up
+is a *timed trial* of the layer itself.
 Either way, loss above 10% within ``PROBE_WINDOW`` seconds of a step up sends the player back and doubles
 ``hold`` (up to ``MAX_HOLD``), a step up that held resets it.
 """
@@ -41,6 +42,9 @@ HOLD = 3.0
 MAX_HOLD = 30.0
 PROBE_WINDOW = 5.0
 PROBE_SECONDS = 1.5
+PROBE_MARGIN = 1.5
+"""A probe sends this multiple of the next layer's measured (average) rate: a layer's keyframes burst well above
+its average, and a probe at the bare average passes on a link the layer then overflows."""
 """A padding probe lasts this long before the player is stepped up."""
 MAX_PROBE_HOLD = 6.0
 """Failed padding probes double ``hold`` up to this only: they cost the player nothing it would see, and a link
@@ -120,7 +124,8 @@ class LayerChooser:
             if upper is not None and not self._probing and now - self._stable_since >= self.hold:
                 needed = bitrates[upper] * STEP_UP_MARGIN
                 if self.estimate is not None and self.estimate < needed:
-                    if self._prober is not None and self._start_probe(upper, max(needed - rate, 0.0), needed):
+                    padding = max(bitrates[upper] * PROBE_MARGIN - rate, 0.0)
+                    if self._prober is not None and self._start_probe(upper, padding, needed):
                         self._stable_since = now
                         return self.choose(bitrates)
                     self.estimate = needed

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 from aiortc.rtp import RtpPacket
 
-from media_relay.bandwidth import HOLD, MAX_HOLD, MAX_PROBE_HOLD, PROBE_SECONDS, STEP_UP_MARGIN, LayerChooser
+from media_relay.bandwidth import HOLD, MAX_HOLD, MAX_PROBE_HOLD, PROBE_MARGIN, PROBE_SECONDS, LayerChooser
 from media_relay.forwarding import DownTrack
 from tests.test_forwarding import FRAME_STARTS, CapturedSenderLink, downtrack, nack
 
@@ -151,7 +151,7 @@ def test_a_padding_probe_comes_before_stepping_up() -> None:
     assert chooser.on_loss(0.0, 0, BITRATES, t) == 0
     assert chooser.on_loss(0.0, 0, BITRATES, t + HOLD) == 0  # probing, not switching
     padding, seconds = prober.requests[-1]
-    assert padding == pytest.approx(BITRATES[1] * STEP_UP_MARGIN - BITRATES[0]) and seconds == PROBE_SECONDS
+    assert padding == pytest.approx(BITRATES[1] * PROBE_MARGIN - BITRATES[0]) and seconds == PROBE_SECONDS
     assert chooser.on_loss(0.0, 0, BITRATES, t + HOLD + 1) == 0 and len(prober.requests) == 1  # one at a time
     prober.done[-1](False)
     assert chooser.target == 0 and chooser.hold == 2 * HOLD and chooser.probes == [(1, False)]
