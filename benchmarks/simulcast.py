@@ -30,7 +30,7 @@ WIDTHS = {"low": 320, "medium": 640, "high": 1280}
 TIMEOUT = 30.0
 
 PAGE = """<!doctype html><html><body><script>
-window.publish = async (withAudio) => {
+window.publish = async (withAudio, codec) => {
   const stream = await navigator.mediaDevices.getUserMedia(
     {video: {width: {exact: 1280}, height: {exact: 720}, frameRate: 30}});
   const pc = new RTCPeerConnection();
@@ -43,6 +43,13 @@ window.publish = async (withAudio) => {
   const video = pc.addTransceiver(stream.getVideoTracks()[0],
     {direction: "sendonly", streams: [stream], sendEncodings: encodings});
   window.sender = video.sender;
+  if (codec) {
+    // Only this codec (H.264: packetization mode 1, as aiortc takes it) and RTX.
+    const wanted = RTCRtpSender.getCapabilities("video").codecs.filter((c) =>
+      c.mimeType.toLowerCase() === "video/rtx" || (c.mimeType.toLowerCase() === "video/" + codec.toLowerCase()
+        && (codec.toLowerCase() !== "h264" || (c.sdpFmtpLine || "").includes("packetization-mode=1"))));
+    video.setCodecPreferences(wanted);
+  }
   if (withAudio) {
     const ctx = new AudioContext();
     const osc = ctx.createOscillator();
@@ -91,8 +98,10 @@ class SimulcastRig:
         self.switched_at: list[tuple[float, str]] = []
         """When the relay switched a player's layer (any player), and to which quality."""
 
-    async def publish(self, audio: bool = False) -> None:
-        """Open the page, publish three layers (and a silent tone), wait until the publication's media flows."""
+    async def publish(self, audio: bool = False, codec: str = "") -> None:
+        """Open the page, publish three layers (and a silent tone), wait until the publication's media flows.
+
+        ``codec`` ("VP8", "H264", ...): the only video codec the page offers (default: Chromium's choice, VP8)."""
         from media_relay.peers import Publication
         from media_relay.speakers import ActiveSpeakers
 
@@ -107,7 +116,7 @@ class SimulcastRig:
             uuid.uuid4().hex, 1, 1, _failed("publication"), _nothing, speakers=self.speakers,
             on_layers_wanted=self._layers_wanted,
         )
-        offer = await self.page.evaluate("(audio) => window.publish(audio)", audio)
+        offer = await self.page.evaluate("([audio, codec]) => window.publish(audio, codec)", [audio, codec])
         answer = await self.publication.answer(offer)
         await self.page.evaluate("(sdp) => window.answer(sdp)", answer)
         ingest = self.publication.ingests["video"]

@@ -5,11 +5,17 @@ loss the estimate drops by half the loss ratio, below 2% it grows 8% per report,
 player's REMB, when it sends one, is used as a congestion signal only: a REMB that *drops* (its delay-based
 estimator saw overuse) well below the rate being forwarded pulls the estimate down to it.  A receiver's REMB never
 exceeds ~1.5x what it receives, so it can neither tell whether a higher layer would fit nor keep up right after
-a step up: its level alone is no signal.  Stepping up to the next layer is a *timed probe without padding*: after
-``hold`` seconds under 2% loss the next layer is tried; loss above 10% within ``PROBE_WINDOW`` seconds of a
-step up sends the player back and doubles ``hold`` (up to ``MAX_HOLD``), a success resets it.  Padding or RTX
-probes were left out: they cost every player's downlink all the time for what a few seconds of a trial layer
-shows as well.
+a step up: its level alone is no signal.
+
+Stepping up is tried after ``hold`` seconds under 2% loss.  With a prober (the relay's players: RTX padding,
+:meth:`media_relay.forwarding.DownTrack.probe`) the next layer's rate is first *probed with padding* for
+``PROBE_SECONDS`` at ``PROBE_MARGIN`` times its measured rate: the player keeps its layer and sees nothing of the
+probe but RTX copies it drops, the padding stops at the first NACK (the link overflowed), and only a probe that
+held steps the player up.  A failed probe doubles ``hold`` up to ``MAX_PROBE_HOLD`` (a few seconds: probing costs
+the player nothing visible, and a link whose cap was lifted is found again soon).  Without a prober the step up
+is a *timed trial* of the layer itself.
+Either way, loss above 10% within ``PROBE_WINDOW`` seconds of a step up sends the player back and doubles
+``hold`` (up to ``MAX_HOLD``), a step up that held resets it.
 """
 
 from __future__ import annotations
@@ -20,6 +26,9 @@ from collections.abc import Callable, Sequence
 from media_relay.simulcast import layer_for
 
 logger = logging.getLogger(__name__)
+
+Prober = Callable[[float, float, Callable[[bool], None]], bool]
+"""``prober(bitrate, seconds, done)``: send that much padding for that long, then ``done(held)``; False: cannot."""
 
 WANTED_QUALITIES = ("low", "medium", "high", "auto")
 """What a player may ask for: a layer cap ("auto": no cap but the downlink's)."""
@@ -32,6 +41,14 @@ STEP_UP_MARGIN = 1.15
 HOLD = 3.0
 MAX_HOLD = 30.0
 PROBE_WINDOW = 5.0
+PROBE_SECONDS = 1.5
+PROBE_MARGIN = 1.5
+"""A probe sends this multiple of the next layer's measured (average) rate: a layer's keyframes burst well above
+its average, and a probe at the bare average passes on a link the layer then overflows."""
+"""A padding probe lasts this long before the player is stepped up."""
+MAX_PROBE_HOLD = 6.0
+"""Failed padding probes double ``hold`` up to this only: they cost the player nothing it would see, and a link
+whose cap was lifted is found again within a few seconds."""
 REMB_DROP = 0.9
 """A REMB below this share of the previous one is a drop (GCC's delay-based decrease is 0.85x)."""
 REMB_CONGESTED = 0.75
@@ -42,7 +59,12 @@ wobbles around what it gets; a congested one keeps dropping by 0.85x)."""
 class LayerChooser:
     """One player's video: which layer to forward, from its wanted quality and its downlink estimate."""
 
-    def __init__(self, quality: str = "auto", on_target: Callable[[int], None] | None = None) -> None:
+    def __init__(
+        self,
+        quality: str = "auto",
+        on_target: Callable[[int], None] | None = None,
+        prober: Prober | None = None,
+    ) -> None:
         if quality not in WANTED_QUALITIES:
             raise ValueError(f"quality must be one of {', '.join(WANTED_QUALITIES)}")
         self.quality = quality
@@ -54,6 +76,12 @@ class LayerChooser:
         self._stepped_up_at: float | None = None
         self._last_remb: float | None = None
         self._on_target = on_target
+        self._prober = prober
+        self._probing = False
+        self._stepped_up = False
+        self._bitrates: Sequence[float] = ()
+        self.probes: list[tuple[int, bool]] = []
+        """Every finished padding probe: (the layer it was for, whether it held)."""
 
     def set_quality(self, quality: str, bitrates: Sequence[float]) -> int:
         """A new wanted quality; returns the new target layer."""
@@ -68,6 +96,9 @@ class LayerChooser:
 
     def on_loss(self, fraction_lost: float, current: int, bitrates: Sequence[float], now: float) -> int:
         """A receiver report of the forwarded stream (loss as a fraction 0..1); returns the target layer."""
+        self._bitrates = bitrates
+        if self._stepped_up:  # a probe that held stepped up since the last report
+            self._stepped_up, self._stepped_up_at = False, now
         rate = bitrates[current] if 0 <= current < len(bitrates) else 0.0
         base = self.estimate if self.estimate is not None else rate
         if fraction_lost > HIGH_LOSS:
@@ -90,13 +121,38 @@ class LayerChooser:
                 if top:
                     self.estimate = min(self.estimate, top * 2)
             upper = self._next_layer(current, bitrates)
-            if upper is not None and now - self._stable_since >= self.hold:
+            if upper is not None and not self._probing and now - self._stable_since >= self.hold:
                 needed = bitrates[upper] * STEP_UP_MARGIN
                 if self.estimate is not None and self.estimate < needed:
+                    padding = max(bitrates[upper] * PROBE_MARGIN - rate, 0.0)
+                    if self._prober is not None and self._start_probe(upper, padding, needed):
+                        self._stable_since = now
+                        return self.choose(bitrates)
                     self.estimate = needed
                     self._stepped_up_at = now
                 self._stable_since = now
         return self.choose(bitrates)
+
+    def _start_probe(self, layer: int, padding: float, needed: float) -> bool:
+        """Ask the prober for ``padding`` bit/s on top of the forwarded layer; on success the estimate becomes
+        ``needed`` (``layer`` fits), on failure ``hold`` doubles up to MAX_PROBE_HOLD."""
+        assert self._prober is not None
+
+        def done(held: bool) -> None:
+            self._probing = False
+            self.probes.append((layer, held))
+            self._stable_since = None  # the next hold starts at the next report
+            if held:
+                self.estimate = max(self.estimate or 0.0, needed)
+                self._stepped_up = True
+                self.choose(self._bitrates)
+            else:
+                self.hold = min(self.hold * 2, max(MAX_PROBE_HOLD, HOLD))
+
+        if not self._prober(padding, PROBE_SECONDS, done):
+            return False
+        self._probing = True
+        return True
 
     def on_remb(self, bitrate: float, current: int, bitrates: Sequence[float]) -> int:
         """The player's REMB: a drop (its delay-based estimator saw overuse) well below what is being forwarded lowers

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import struct
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -63,6 +64,15 @@ logger = logging.getLogger(__name__)
 
 HISTORY_SIZE = 1024  # a power of two
 HISTORY_MASK = HISTORY_SIZE - 1
+EXTENSION_WORD = struct.Struct("!I")
+PROBE_TICK = 0.02
+"""Padding of a bandwidth probe is sent in bursts this many seconds apart."""
+PROBE_DEPTH = 64
+"""...copying the most recent packets, up to this many back."""
+PROBE_REMB_DROP = 0.9
+"""A REMB below this share of the previous one during a probe fails it."""
+PROBE_DRAIN = 0.3
+"""After the padding, NACKs this long still fail the probe (the queue it built drains)."""
 SWITCH_GUARD = 1024
 """For this many input sequence numbers after a (re)start, older packets of the stream are dropped."""
 NO_EXTENSION = -1
@@ -131,6 +141,9 @@ class DownTrack:
         self.tl0_offset = 0
         self.last_picture_id = -1
         self.last_tl0 = -1
+        self._probe: asyncio.Future[None] | None = None
+        self._probe_failed = False
+        self._last_remb = 0
         self._original_rtcp = link.intercept_rtcp(self.handle_rtcp)
 
     def pause(self) -> None:
@@ -288,20 +301,81 @@ class DownTrack:
         self._nominated, self._route = binding
         return self._route
 
+    def _restamp(self, data: bytes) -> bytes:
+        """A stored video packet with its abs-send-time set to now, as a sender stamps a retransmission: a stale
+        send time would look like a queue building up to the player's delay-based estimator (REMB)."""
+        if self.kind != "video" or not self.extension_id or data[0] != RTP_EXTENDED_BYTE:
+            return data
+        word = abs_send_time_element(self.extension_id, int(time.time() * 262144))
+        return data[:16] + EXTENSION_WORD.pack(word) + data[20:]
+
     def retransmit(self, sequence: int) -> None:
         """Answer a NACK from the history, as RTX when negotiated."""
         data = self.history[sequence & HISTORY_MASK]
         if data is None or packet_sequence(data) != sequence:
             return
         if self.rtx_payload_type is not None:
-            data = wrap_rtx(data, self.rtx_payload_type, self.rtx_sequence, self.rtx_ssrc)
+            data = wrap_rtx(self._restamp(data), self.rtx_payload_type, self.rtx_sequence, self.rtx_ssrc)
             self.rtx_sequence = (self.rtx_sequence + 1) & 0xFFFF
         self._send(data)
+
+    def probe(self, bitrate: float, seconds: float, done: Callable[[bool], None]) -> bool:
+        """Send ``bitrate`` bit/s of padding for ``seconds``: RTX copies of recent packets, which the player drops.
+
+        ``done(True)`` follows when no NACK and no falling REMB came back during the probe (and a short drain
+        after it), ``done(False)`` as soon as one did (the padding stops at once, so the queue it filled drains
+        and the retransmissions get through).  False (and no call) when this track cannot probe: no RTX, nothing sent
+        yet, or a probe already running.
+        """
+        if self.rtx_payload_type is None or self._probe is not None or self.packets_sent == 0:
+            return False
+        self._probe_failed = False
+        self._probe = asyncio.ensure_future(self._pad(bitrate, seconds, done))
+        self._probe.add_done_callback(_log_failure)
+        return True
+
+    @property
+    def probing(self) -> bool:
+        """A padding probe is running."""
+        return self._probe is not None
+
+    async def _pad(self, bitrate: float, seconds: float, done: Callable[[bool], None]) -> None:
+        loop = asyncio.get_running_loop()
+        end = loop.time() + seconds
+        last = loop.time() - PROBE_TICK
+        back = 0
+        try:
+            while loop.time() < end and not self._probe_failed:
+                now = loop.time()
+                budget = bitrate / 8 * min(now - last, 5 * PROBE_TICK)  # a late loop still pads at the rate
+                last = now
+                sent = 0.0
+                misses = 0
+                while sent < budget and misses < PROBE_DEPTH:
+                    sequence = (self.last_sequence - back) & 0xFFFF
+                    back = (back + 1) % PROBE_DEPTH
+                    data = self.history[sequence & HISTORY_MASK]
+                    if data is None or packet_sequence(data) != sequence:
+                        misses += 1
+                        continue
+                    assert self.rtx_payload_type is not None
+                    self._send(wrap_rtx(self._restamp(data), self.rtx_payload_type, self.rtx_sequence, self.rtx_ssrc))
+                    self.rtx_sequence = (self.rtx_sequence + 1) & 0xFFFF
+                    sent += len(data)
+                await asyncio.sleep(PROBE_TICK)
+            if not self._probe_failed:
+                await asyncio.sleep(PROBE_DRAIN)
+            outcome = not self._probe_failed
+        finally:
+            self._probe = None
+        done(outcome)
 
     async def handle_rtcp(self, packet: AnyRtcpPacket) -> None:
         """The player's feedback: NACKs answered here, keyframe requests go upstream, reports feed the estimate."""
         if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
             STATS.nacks_received += 1
+            if self._probe is not None:
+                self._probe_failed = True  # the probe overflowed the player's link: stop it
             for sequence in packet.lost:
                 self.retransmit(sequence)
             return
@@ -320,6 +394,9 @@ class DownTrack:
                 except ValueError:
                     bitrate, ssrcs = 0, []
                 if self.ssrc in ssrcs:
+                    if self._probe is not None and bitrate < self._last_remb * PROBE_REMB_DROP:
+                        self._probe_failed = True  # the player's delay-based estimate fell: a queue is building
+                    self._last_remb = bitrate
                     self.on_feedback(None, float(bitrate))
         await self._original_rtcp(packet)
 

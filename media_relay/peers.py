@@ -437,7 +437,7 @@ class Playback(PeerSession):
 
     def _attach_chooser(self, downtrack: DownTrack, ingest: Ingest) -> None:
         """The video's layer choice: wanted quality and downlink feedback set the target, switches are reported."""
-        chooser = LayerChooser(self.quality, on_target=downtrack.set_target)
+        chooser = LayerChooser(self.quality, on_target=downtrack.set_target, prober=downtrack.probe)
         self._chooser, self._video = chooser, downtrack
         downtrack.target = chooser.choose(ingest.layer_bitrates())
 

@@ -1,10 +1,17 @@
-"""The per-player layer choice: wanted quality, loss-based estimate, REMB as a congestion signal, timed step-up."""
+"""The per-player layer choice: wanted quality, loss-based estimate, REMB as a congestion signal, timed step-up,
+padding probes."""
 
 from __future__ import annotations
 
-import pytest
+import asyncio
+from collections.abc import Callable
 
-from media_relay.bandwidth import HOLD, MAX_HOLD, LayerChooser
+import pytest
+from aiortc.rtp import RtpPacket
+
+from media_relay.bandwidth import HOLD, MAX_HOLD, MAX_PROBE_HOLD, PROBE_MARGIN, PROBE_SECONDS, LayerChooser
+from media_relay.forwarding import DownTrack
+from tests.test_forwarding import FRAME_STARTS, CapturedSenderLink, downtrack, nack
 
 BITRATES = [150_000.0, 500_000.0, 1_500_000.0]
 
@@ -110,3 +117,94 @@ def test_hysteresis_keeps_the_choice_from_flapping() -> None:
     assert chooser.choose(BITRATES) == 2
     chooser.estimate = 1_400_000
     assert chooser.choose(BITRATES) == 1
+
+
+class Prober:
+    """A prober that records its requests; the test decides when each probe ends and how."""
+
+    def __init__(self, accept: bool = True) -> None:
+        self.accept = accept
+        self.requests: list[tuple[float, float]] = []
+        self.done: list[Callable[[bool], None]] = []
+
+    def __call__(self, bitrate: float, seconds: float, done: Callable[[bool], None]) -> bool:
+        if not self.accept:
+            return False
+        self.requests.append((bitrate, seconds))
+        self.done.append(done)
+        return True
+
+
+def _on_low_layer(chooser: LayerChooser) -> float:
+    """Heavy loss brings ``chooser`` down to the low layer; the time of the last report."""
+    chooser.on_loss(0.5, 2, BITRATES, 0.0)
+    assert chooser.on_loss(0.5, 1, BITRATES, 1.0) == 0
+    return 1.0
+
+
+def test_a_padding_probe_comes_before_stepping_up() -> None:
+    """With a prober the next layer's rate is probed with padding first: the layer holds during the probe, a probe
+    that held steps up, a failed one keeps the layer and doubles the hold up to MAX_PROBE_HOLD only."""
+    prober = Prober()
+    chooser = LayerChooser("auto", prober=prober)
+    t = _on_low_layer(chooser) + 1
+    assert chooser.on_loss(0.0, 0, BITRATES, t) == 0
+    assert chooser.on_loss(0.0, 0, BITRATES, t + HOLD) == 0  # probing, not switching
+    padding, seconds = prober.requests[-1]
+    assert padding == pytest.approx(BITRATES[1] * PROBE_MARGIN - BITRATES[0]) and seconds == PROBE_SECONDS
+    assert chooser.on_loss(0.0, 0, BITRATES, t + HOLD + 1) == 0 and len(prober.requests) == 1  # one at a time
+    prober.done[-1](False)
+    assert chooser.target == 0 and chooser.hold == 2 * HOLD and chooser.probes == [(1, False)]
+    for _ in range(5):  # more failures: the hold stays short
+        prober.done[-1](False)
+    assert chooser.hold == MAX_PROBE_HOLD
+    t += 100
+    chooser.on_loss(0.0, 0, BITRATES, t)
+    chooser.on_loss(0.0, 0, BITRATES, t + MAX_PROBE_HOLD)
+    assert len(prober.requests) == 2
+    prober.done[-1](True)
+    assert chooser.target == 1 and chooser.probes[-1] == (1, True)
+
+
+def test_without_a_probe_the_layer_itself_is_tried() -> None:
+    """A prober that cannot probe (no RTX) leaves the timed trial of the next layer."""
+    chooser = LayerChooser("auto", prober=Prober(accept=False))
+    t = _on_low_layer(chooser) + 1
+    chooser.on_loss(0.0, 0, BITRATES, t)
+    assert chooser.on_loss(0.0, 0, BITRATES, t + HOLD) == 1
+
+
+async def _until(predicate: Callable[[], bool], message: str, timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, message
+        await asyncio.sleep(0.02)
+
+
+async def test_a_padding_probe_sends_rtx_copies_and_stops_at_a_nack() -> None:
+    """DownTrack.probe: RTX copies of packets already sent (the player drops them), fresh abs-send-time; a probe
+    without NACKs holds, a NACK fails it at once; one probe at a time; none without RTX."""
+    key, _ = FRAME_STARTS["VP8"]
+    link = CapturedSenderLink("video")
+    track = DownTrack("video", link, {96: 96}, 97, lambda: None, lambda _layer: None, extension_id=3)
+    for index in range(8):
+        track.forward(96, 1, 100 + index, 3000 * index, key if index == 0 else bytes(900), index == 0, 0, 0, 0x123456)
+    sent = {RtpPacket.parse(data).sequence_number: data for data in link.sent}
+    link.sent.clear()
+    outcomes: list[bool] = []
+    assert track.probe(800_000, 0.2, outcomes.append)
+    assert not track.probe(800_000, 0.2, outcomes.append)  # one at a time
+    await _until(lambda: outcomes == [True], f"the probe never ended: {outcomes}")
+    assert not track.probing and link.sent
+    for data in link.sent:
+        padding = RtpPacket.parse(data)
+        assert padding.ssrc == link.rtx_ssrc and padding.payload_type == 97
+        original = int.from_bytes(padding.payload[:2], "big")
+        assert padding.payload[2:] == RtpPacket.parse(sent[original]).payload
+        assert data[16:17] == sent[original][16:17] and data[17:20] != sent[original][17:20]
+    assert track.probe(800_000, 30.0, outcomes.append)
+    await track.handle_rtcp(nack(track, [min(sent)]))
+    await _until(lambda: outcomes == [True, False], f"a NACK did not fail the probe: {outcomes}")
+    plain, _ = downtrack("video", {96: 96})
+    plain.forward(96, 1, 100, 0, key, True, 0)
+    assert not plain.probe(800_000, 0.2, outcomes.append)

@@ -456,7 +456,8 @@ async def test_rtx_of_an_extended_packet_keeps_the_extension_before_the_original
     link.sent.clear()
     await track.handle_rtcp(nack(track, [original.sequence_number]))
     (raw,) = link.sent
-    assert raw[12:20] == sent[12:20]
+    assert raw[12:17] == sent[12:17]  # the same extension, its abs-send-time stamped anew (a sender's retransmission)
+    assert raw[17:20] != sent[17:20]
     repair = RtpPacket.parse(raw)
     assert repair.ssrc == link.rtx_ssrc and repair.payload_type == 97
     assert int.from_bytes(repair.payload[:2], "big") == original.sequence_number

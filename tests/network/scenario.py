@@ -32,10 +32,15 @@ Report = dict[str, dict[str, dict[str, Any]]]
 
 
 def run_chat(
-    namespace: Namespace, server: DaphneServer, room: str, seconds: float = 15.0, codec: str = "VP8",
-    recovery: bool = True,
+    namespace: Namespace, server: DaphneServer | None, room: str, seconds: float = 15.0, codec: str = "VP8",
+    recovery: bool = True, module: str = "tests.network.chat", url: str | None = None,
 ) -> Report:
-    """Run the chat for ``seconds`` of measured media; every viewer's figures per publisher."""
+    """Run the chat for ``seconds`` of measured media; every viewer's figures per publisher.
+
+    ``module`` is the participant's program (benchmarks.janus_chat for Janus) and ``url`` what it connects to
+    (default: the server's WebSocket URL).
+    """
+    target = url or (server.ws_url if server is not None else "")
     env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
     env.pop("DJANGO_SETTINGS_MODULE", None)
     processes: dict[str, subprocess.Popen[str]] = {}
@@ -45,7 +50,7 @@ def run_chat(
             others = ",".join(n for n in PEOPLE if n != name)
             logs[name] = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed in finally
             processes[name] = subprocess.Popen(
-                namespace.wrap([sys.executable, "-m", "tests.network.chat", "--url", server.ws_url, "--room", room,
+                namespace.wrap([sys.executable, "-m", module, "--url", target, "--room", room,
                                 "--name", name, "--others", others, "--color", color, "--codec", codec,
                                 "--seconds", str(seconds), *([] if recovery else ["--no-recovery"])],
                                nice=PRIORITY),

@@ -40,11 +40,15 @@ def namespace_database_url() -> str:
 class NamespacedServer(DaphneServer):
     """A :class:`DaphneServer` whose process runs inside ``namespace``."""
 
-    def __init__(self, namespace: Namespace, env: dict[str, str] | None = None, nice: int = 0) -> None:
+    def __init__(
+        self, namespace: Namespace, env: dict[str, str] | None = None, nice: int = 0, bind: str = "127.0.0.1"
+    ) -> None:
         overrides = {"REDIS_URL": "", "LOG_LEVEL": "WARNING", **(env or {})}
         super().__init__(overrides)
         self.namespace = namespace
         self.nice = nice
+        self.bind = bind
+        """The address daphne listens on ("0.0.0.0": also reachable from namespaces joined to this one)."""
 
     def environment(self) -> dict[str, str]:
         env = super().environment()
@@ -52,7 +56,13 @@ class NamespacedServer(DaphneServer):
         return env
 
     def command(self) -> list[str]:
-        return self.namespace.wrap(super().command(), nice=self.nice)
+        args = super().command()
+        args[args.index("-b") + 1] = self.bind
+        return self.namespace.wrap(args, nice=self.nice)
+
+    def url_at(self, address: str, scheme: str = "http") -> str:
+        """The server's URL at ``address`` (an address of the namespace, as another namespace reaches it)."""
+        return f"{scheme}://{address}:{self.port}"
 
     def healthy(self) -> bool:
         return self.namespace.call(super().healthy, timeout=10)

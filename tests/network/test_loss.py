@@ -6,6 +6,7 @@ each hop (publisher to relay, relay to player) loses N % independently, RTCP and
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 from collections.abc import Callable, Iterator
@@ -24,6 +25,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 SECONDS = 15.0
+RUNS = itertools.count(1)
 SERVER_ENV = {"MEDIA_CONNECT_TIMEOUT": "15", "MEDIA_PUBLISHER_MAX_BITRATE": "600000"}
 """600 kbit/s is plenty for the 320x240 test camera (aiortc's encoder would otherwise climb to 1.5 Mbit/s)."""
 
@@ -37,7 +39,7 @@ def server(lan: Namespace, transactional_db: Any) -> Iterator[NamespacedServer]:
 
 def chat(lan: Namespace, server: NamespacedServer, loss: int) -> Report:
     lan.drop_udp(loss)
-    report = run_chat(lan, server, f"loss-{loss}", seconds=SECONDS)
+    report = run_chat(lan, server, f"loss-{loss}-{next(RUNS)}", seconds=SECONDS)  # a re-run gets a room of its own
     logger.warning("three-way chat at %d%% loss on every hop:\n%s", loss, table(report))
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / f"network-loss-{loss}.json").write_text(json.dumps(report, indent=1))
