@@ -354,6 +354,8 @@ WS_RATE_MESSAGE_BYTES_BURST = env_float("WS_RATE_MESSAGE_BYTES_BURST", 2 * WS_MA
 MESSAGE_RETENTION_DAYS = env_int("MESSAGE_RETENTION_DAYS", 90)
 # Days a finished (succeeded or failed) webhook delivery is kept (manage.py cleanup; 0 = forever).
 WEBHOOK_RETENTION_DAYS = env_int("WEBHOOK_RETENTION_DAYS", 14)
+# Days a finished background-task row (webhook round, mix) is kept; `manage.py cleanup` deletes older ones.
+TASK_RETENTION_DAYS = env_int("TASK_RETENTION_DAYS", 7)
 # Webhook deliveries sent at once by one sender (one per sequence key at a time, so per-room order is kept).
 WEBHOOK_CONCURRENCY = env_int("WEBHOOK_CONCURRENCY", 8)
 

@@ -12,6 +12,8 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
+from django_tasks_db.models import DBTaskResult
+
 from rooms.models import Message, RevokedToken, WebhookDelivery
 
 logger = logging.getLogger(__name__)
@@ -41,4 +43,14 @@ def delete_old_webhook_deliveries() -> int:
 def delete_expired_revocations() -> int:
     """Revoked-token rows whose token has expired anyway (JOIN_TOKEN_MAX_TTL after the revocation)."""
     deleted, _ = RevokedToken.objects.filter(expires_at__lt=timezone.now()).delete()
+    return deleted
+
+
+def delete_finished_task_results() -> int:
+    """Finished (successful or failed) background-task rows older than TASK_RETENTION_DAYS; queued and running
+    ones stay."""
+    days = settings.TASK_RETENTION_DAYS
+    if days <= 0:
+        return 0
+    deleted, _ = DBTaskResult.objects.filter(finished_at__lt=timezone.now() - timedelta(days=days)).delete()
     return deleted

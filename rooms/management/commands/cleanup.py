@@ -18,6 +18,7 @@ STEPS: list[tuple[str, Callable[[], int]]] = [
     ("messages", retention.delete_expired_messages),
     ("webhook deliveries", retention.delete_old_webhook_deliveries),
     ("token revocations", retention.delete_expired_revocations),
+    ("task results", retention.delete_finished_task_results),
     ("recordings", recording_retention.delete_expired_recordings),
 ]
 
@@ -25,7 +26,7 @@ STEPS: list[tuple[str, Callable[[], int]]] = [
 class Command(BaseCommand):
     """Run every cleanup step; a failing step is logged and the others still run."""
 
-    help = "Delete data past its retention (messages, webhook deliveries, expired token revocations, recordings)."
+    help = "Delete data past its retention (messages, webhook deliveries, expired token revocations, task results, recordings)."
 
     def handle(self, *args: Any, **options: Any) -> None:
         failed = False
