@@ -11,7 +11,6 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.utils import timezone
-
 from django_tasks_db.models import DBTaskResult
 
 from rooms.models import Message, RevokedToken, WebhookDelivery

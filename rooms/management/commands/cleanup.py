@@ -26,7 +26,7 @@ STEPS: list[tuple[str, Callable[[], int]]] = [
 class Command(BaseCommand):
     """Run every cleanup step; a failing step is logged and the others still run."""
 
-    help = "Delete data past its retention (messages, webhook deliveries, expired token revocations, task results, recordings)."
+    help = "Delete data past its retention: messages, webhook deliveries, token revocations, task results, recordings."
 
     def handle(self, *args: Any, **options: Any) -> None:
         failed = False
