@@ -391,3 +391,10 @@ TURN_SECRET = env_str("TURN_SECRET", "")
 TURN_TTL = env_int("TURN_TTL", 6 * 3600)
 # Seconds between the relay's NACKs for publisher packets still missing (media_relay/recovery.py); 0 = NACK once.
 MEDIA_NACK_RETRY_SECONDS = env_float("MEDIA_NACK_RETRY_SECONDS", 0.05)
+# Cascading (docs/architecture.md, "Cascading"): a play is placed on its stream's own media worker while that
+# worker serves fewer than MEDIA_CASCADE_AFTER peer connections, else on the least-loaded live worker, which gets
+# one copy of the stream over UDP from MEDIA_CASCADE_HOST (each worker's socket; port 0: any free port).
+# 0 = always the least-loaded worker. Use a LAN address reachable by the other media hosts when they are not local.
+MEDIA_CASCADE_AFTER = env_int("MEDIA_CASCADE_AFTER", 100)
+MEDIA_CASCADE_HOST = env_str("MEDIA_CASCADE_HOST", "127.0.0.1")
+MEDIA_CASCADE_PORT = env_int("MEDIA_CASCADE_PORT", 0)
