@@ -62,7 +62,7 @@ lint: $(VENV)/.dev
 
 ## Benchmarks (not part of `make test`); figures go to docs/performance.md, charts to docs/img/ (benchmarks/charts.py).
 bench: $(VENV)/.dev system-deps
-	$(PY) -m benchmarks && $(PY) -m benchmarks.load && $(PY) -m benchmarks.charts
+	$(PY) -m benchmarks && $(PY) -m benchmarks.cascade && $(PY) -m benchmarks.load && $(PY) -m benchmarks.charts
 
 ## Load and soak alone (issue 7): 1,000 signalling clients, a 10-minute soak, 3-person media rooms (~16 min).
 bench-load: $(VENV)/.dev system-deps

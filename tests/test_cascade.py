@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -17,7 +18,7 @@ import roomapi
 from roomapi import STREAM_STATUS
 from tests.conftest import require_redis
 from tests.media_sources import CounterVideoTrack, read_counter
-from tests.servers import DaphneServer
+from tests.servers import ROOT, DaphneServer
 from tests.test_media_workers import WAIT, MediaWorkerProcess, live_workers
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -143,3 +144,14 @@ async def test_a_killed_worker_fails_only_its_players_who_play_again(cascade_clu
         assert await wait_announced(client, again.id) == origin
     for connection in connections:
         await connection.disconnect()
+
+
+@pytest.mark.timeout(150)
+def test_quick_cascading_benchmark_delivers_frames_to_every_player() -> None:
+    """`python -m benchmarks.cascade --quick`: 4 players over 2 workers all receive frames (no timing checks)."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "benchmarks.cascade", "--quick"], cwd=ROOT, capture_output=True, text=True, timeout=140
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    row = next(line for line in completed.stdout.splitlines() if line.split()[:2] == ["4", "cascade"])
+    assert row.split()[-1] == "4/4", completed.stdout
