@@ -87,6 +87,8 @@ class MediaClient:
         origin = alive.get(str(description.get("worker_id")))
         if origin is None:
             return room_worker
+        if not origin.relay_port:
+            return origin  # it cannot relay: its players stay with it
         threshold = settings.MEDIA_CASCADE_AFTER
         if threshold and origin.load < threshold:
             return origin
