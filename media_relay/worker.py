@@ -45,7 +45,9 @@ class _KeyLock:
 class MediaWorker:
     """Publications and playbacks of the placements pinned to this worker."""
 
-    def __init__(self, worker_id: str | None = None) -> None:
+    def __init__(self, worker_id: str | None = None, *, cascading: bool = True) -> None:
+        self.cascading = cascading
+        """Open a cascading socket (the in-process worker of `make run`, alone by definition, does not)."""
         self.worker_id = worker_id or f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.layer = get_channel_layer()
         self.channel = ""
@@ -87,9 +89,10 @@ class MediaWorker:
         # The default prefix: channels_redis serves all of a process's channels from one key ("specific.<id>!").
         self.channel = await self.layer.new_channel()
         try:
-            self.cascade = await CascadeEndpoint.open(
-                settings.MEDIA_CASCADE_HOST, settings.MEDIA_CASCADE_PORT, self._cascade_control
-            )
+            if self.cascading:
+                self.cascade = await CascadeEndpoint.open(
+                    settings.MEDIA_CASCADE_HOST, settings.MEDIA_CASCADE_PORT, self._cascade_control
+                )
         except OSError:
             logger.exception("the cascading socket could not be opened; this worker plays only its own streams")
         stats.LIVE_WORKERS.add(self)
@@ -618,7 +621,7 @@ async def ensure_inprocess_worker() -> MediaWorker:
                 await registry().withdraw(worker.worker_id)
             except Exception:
                 logger.exception("withdrawing a stale media worker failed")
-    worker = MediaWorker()
+    worker = MediaWorker(cascading=False)
     await worker.start()
     task = loop.create_task(worker.run())
     _inprocess[id(loop)] = (worker, task)
