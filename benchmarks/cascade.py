@@ -148,7 +148,10 @@ async def run(args: argparse.Namespace, redis_url: str) -> list[Result]:
         sys.stdout.flush()
         try:
             result = await measure(server, clip, players, args.warmup, args.seconds)
-            server.cleanup()
+            if args.keep:
+                sys.stdout.write(f"logs kept in {server.workdir}\n")
+            else:
+                server.cleanup()
         except Exception as exc:
             logger.exception("K=%s failed", players)
             result = failed_result(server.name, players, exc)
@@ -170,11 +173,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--players", "-k", type=int, nargs="+", default=[80, 240], help="K values")
     parser.add_argument("--seconds", type=float, default=20.0, help="measurement window per K")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds after every player got a frame")
+    parser.add_argument("--nice", type=int, default=-10, help="niceness of clients and servers (as make bench)")
+    parser.add_argument("--keep", action="store_true", help="keep each run's directory (daphne and worker logs)")
     parser.add_argument("--quick", action="store_true", help="smoke run: K=4, 3 s")
     args = parser.parse_args(argv)
     if args.quick:
         args.players, args.seconds, args.warmup = [4], 3.0, 1.0
     pin_self(CLIENT_CPU)
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, args.nice)  # the servers started later inherit it
+    except OSError as exc:
+        logger.warning("cannot set niceness %s: %s", args.nice, exc)
     redis_server = None
     redis_url = "" if shutil.which("redis-server") else os.environ.get("REDIS_URL", "")
     if not redis_url:
