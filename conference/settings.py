@@ -433,3 +433,10 @@ MIDDLEWARE.insert(1, "conference.request_id.RequestIdMiddleware")
 MEDIA_METRICS_TTL = env_int("MEDIA_METRICS_TTL", 30)
 # Seconds between a media worker's publications of its counters.
 MEDIA_METRICS_INTERVAL = env_float("MEDIA_METRICS_INTERVAL", 5.0)
+# Cascading (docs/architecture.md, "Cascading"): a play is placed on its stream's own media worker while that
+# worker serves fewer than MEDIA_CASCADE_AFTER peer connections, else on the least-loaded live worker, which gets
+# one copy of the stream over UDP from MEDIA_CASCADE_HOST (each worker's socket; port 0: any free port).
+# 0 = always the least-loaded worker. Use a LAN address reachable by the other media hosts when they are not local.
+MEDIA_CASCADE_AFTER = env_int("MEDIA_CASCADE_AFTER", 100)
+MEDIA_CASCADE_HOST = env_str("MEDIA_CASCADE_HOST", "127.0.0.1")
+MEDIA_CASCADE_PORT = env_int("MEDIA_CASCADE_PORT", 0)

@@ -2,7 +2,12 @@
 
 :func:`media_client` places each placement key (rooms passes a room's primary
 key) on one live media worker (pinned for its life, least-loaded first) and
-sends the command to that worker's channel.  Results come back through the
+sends the command to that worker's channel.  Publishes go to the placement's
+worker; a play goes to its stream's worker or, past MEDIA_CASCADE_AFTER peer
+connections there, to the least-loaded live worker, which plays a relayed copy
+(cascading, :mod:`media_relay.cascade`); a peer connection placed away from its
+placement's worker is remembered in the registry, so its later commands (ice,
+stop, set_quality) reach it.  Results come back through the
 :mod:`media_relay.port`, so a caller never waits on the relay.  Failures to
 route raise :class:`~media_relay.contract.MediaError`.
 """
@@ -60,6 +65,46 @@ class MediaClient:
         await self.layer.send(worker.channel, command)
         return True
 
+    async def _send_to_pc(self, pc_id: str, placement: int, command: c.Command) -> bool:
+        """Send to the worker holding a peer connection (one placed away from its placement's worker, or that)."""
+        routed = await registry().routed(pc_id)
+        if routed is not None:
+            for worker in await registry().alive():
+                if worker.worker_id == routed:
+                    await self.layer.send(worker.channel, command)
+                    return True
+        return await self._send(placement, command, place=False)
+
+    async def _place_play(self, command: c.PlayCommand) -> WorkerInfo:
+        """The worker that plays: the stream's own, or (cascading) the least-loaded live one."""
+        room_worker = await self.worker_for(command["placement"])
+        assert room_worker is not None
+        reg = registry()
+        description = await reg.stream(command["stream_id"])
+        if description is None:
+            return room_worker
+        alive = {w.worker_id: w for w in await reg.alive()}
+        origin = alive.get(str(description.get("worker_id")))
+        if origin is None:
+            return room_worker
+        if not origin.relay_port:
+            return origin  # it cannot relay: its players stay with it
+        threshold = settings.MEDIA_CASCADE_AFTER
+        if threshold and origin.load < threshold:
+            return origin
+        candidates_ = [w for w in alive.values() if w is origin or w.relay_port]
+        # Ties go to the origin: a relayed copy costs a little more than a local one.
+        chosen = min(candidates_, key=lambda w: (w.load, w is not origin, w.worker_id))
+        if chosen is not origin:
+            command["origin"] = c.OriginInfo(
+                worker_id=origin.worker_id,
+                channel=origin.channel,
+                host=origin.relay_host,
+                port=origin.relay_port,
+                tracks=list(description.get("tracks") or []),
+            )
+        return chosen
+
     async def _broadcast(self, command: c.Command) -> bool:
         """Send to every live worker; False when the registry is unavailable."""
         try:
@@ -77,25 +122,28 @@ class MediaClient:
         await self._send(command["placement"], command)
 
     async def play(self, command: c.PlayCommand) -> None:
-        """Ask the placement's worker to answer a player's offer (its candidates screened first)."""
+        """Ask the playing worker to answer a player's offer (its candidates screened first)."""
         command["sdp"], _ = candidates.screen_offer(command["sdp"])
-        await self._send(command["placement"], command)
+        worker = await self._place_play(command)
+        if worker.worker_id != await registry().pinned(command["placement"]):
+            await registry().route(command["play_id"], worker.worker_id)
+        await self.layer.send(worker.channel, command)
 
     async def set_quality(self, command: c.SetQualityCommand) -> None:
         """Change a playback's wanted quality; the worker acks or reports play_not_found."""
-        if not await self._send(command["placement"], command, place=False):
+        if not await self._send_to_pc(command["play_id"], command["placement"], command):
             raise c.MediaError(c.MediaErrorCode.PLAY_NOT_FOUND, "no such playback")
 
     async def stop(self, command: c.StopCommand) -> None:
         """Stop a playback; the worker acks or reports play_not_found."""
-        if not await self._send(command["placement"], command, place=False):
+        if not await self._send_to_pc(command["play_id"], command["placement"], command):
             raise c.MediaError(c.MediaErrorCode.PLAY_NOT_FOUND, "no such playback")
 
     async def ice(self, command: c.IceCommand) -> None:
         """Hand a trickled candidate to the peer connection it belongs to (screened first; an mDNS one is dropped)."""
         if not candidates.screen_trickled(command["candidate"]):
             command["candidate"] = None
-        if not await self._send(command["placement"], command, place=False):
+        if not await self._send_to_pc(command["pc_id"], command["placement"], command):
             raise c.MediaError(c.MediaErrorCode.PLAY_NOT_FOUND, "no such peer connection")
 
     async def mute(self, command: c.MuteCommand) -> None:
@@ -103,8 +151,8 @@ class MediaClient:
         await self._broadcast(command)
 
     async def participant_gone(self, command: c.ParticipantGoneCommand) -> None:
-        """Close every peer connection of a participant that left or dropped."""
-        await self._send(command["placement"], command, place=False)
+        """Close every peer connection of a participant that left or dropped (its plays may be on any worker)."""
+        await self._broadcast(command)
 
     async def streams_closed(self, command: c.StreamsClosedCommand) -> None:
         """Close ended publications (and their players) on every live worker; unpin the closed placements."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal, TypedDict
+from typing import Literal, NotRequired, TypedDict
 
 RequestId = str | int | None
 """A client's request id, echoed in the reply that answers it."""
@@ -72,6 +72,31 @@ MUTE: Literal["media.mute"] = "media.mute"
 SET_QUALITY: Literal["media.set_quality"] = "media.set_quality"
 PARTICIPANT_GONE: Literal["media.participant_gone"] = "media.participant_gone"
 STREAMS_CLOSED: Literal["media.streams_closed"] = "media.streams_closed"
+RELAY_TO: Literal["media.relay_to"] = "media.relay_to"
+RELAY_STOP: Literal["media.relay_stop"] = "media.relay_stop"
+RELAY_CLOSED: Literal["media.relay_closed"] = "media.relay_closed"
+
+
+class TrackInfo(TypedDict):
+    """One track of a publication as a playing worker needs it (cascading): its codec and simulcast rids."""
+
+    kind: str
+    mime_type: str
+    clock_rate: int
+    channels: int
+    payload_type: int
+    parameters: dict[str, str | int | None]
+    rids: list[str]
+
+
+class OriginInfo(TypedDict):
+    """Where a stream is published (its origin worker) and what its tracks are (cascading)."""
+
+    worker_id: str
+    channel: str
+    host: str
+    port: int
+    tracks: list[TrackInfo]
 
 
 class PublishCommand(TypedDict):
@@ -101,6 +126,8 @@ class PlayCommand(TypedDict):
     quality: str
     reply_channel: str
     rid: RequestId
+    origin: NotRequired[OriginInfo]
+    """Set when the stream is published on another worker: this worker plays it from a relayed copy."""
 
 
 class SetQualityCommand(TypedDict):
@@ -163,6 +190,37 @@ class StreamsClosedCommand(TypedDict):
     placements: list[int]
 
 
+class RelayToCommand(TypedDict):
+    """Worker to worker (cascading): send one copy of a publication's packets to a playing worker's socket.
+
+    ``feeds``: the playing worker's feed id for each track (kind).
+    """
+
+    type: Literal["media.relay_to"]
+    stream_id: str
+    worker_id: str
+    channel: str
+    host: str
+    port: int
+    feeds: dict[str, int]
+
+
+class RelayStopCommand(TypedDict):
+    """Worker to worker (cascading): the playing worker has no more players of the stream."""
+
+    type: Literal["media.relay_stop"]
+    stream_id: str
+    worker_id: str
+
+
+class RelayClosedCommand(TypedDict):
+    """Worker to worker (cascading): the origin closed the publication (or cannot relay it)."""
+
+    type: Literal["media.relay_closed"]
+    stream_id: str
+    reason: str
+
+
 Command = (
     PublishCommand
     | PlayCommand
@@ -172,6 +230,9 @@ Command = (
     | MuteCommand
     | ParticipantGoneCommand
     | StreamsClosedCommand
+    | RelayToCommand
+    | RelayStopCommand
+    | RelayClosedCommand
 )
 
 

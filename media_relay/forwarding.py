@@ -92,6 +92,29 @@ class PacketSink(Protocol):
     # Optional: ``close()`` is called (synchronously, maybe twice) when the publication closes.
 
 
+class Downstream(Protocol):
+    """What an Ingest fans out to: a player's DownTrack, or a cascading relay to another worker."""
+
+    kind: str
+    target: int
+
+    def forward(
+        self,
+        payload_type: int,
+        marker: int,
+        sequence: int,
+        timestamp: int,
+        payload: bytes,
+        key: bool,
+        ntp: int,
+        layer: int = 0,
+        extension: int = NO_EXTENSION,
+        vp8: Vp8Fields | None = None,
+    ) -> None: ...
+
+    def pause(self) -> None: ...
+
+
 class DownTrack:
     """One player's copy of one publisher track (of one of its layers, for a simulcast video)."""
 
@@ -414,7 +437,7 @@ class Ingest:
     ) -> None:
         self.kind = kind
         self.link = link
-        self.downtracks: list[DownTrack] = []
+        self.downtracks: list[Downstream] = []
         self.sinks: list[PacketSink] = []
         self.enabled = True
         self.media_ssrc: int | None = None
@@ -597,13 +620,13 @@ class Ingest:
             for layer in {downtrack.target for downtrack in self.downtracks} or {0}:
                 self.request_keyframe(layer, immediate=True)
 
-    def add(self, downtrack: DownTrack) -> None:
-        """Start forwarding to a player; ask the publisher for a keyframe of its layer."""
+    def add(self, downtrack: Downstream) -> None:
+        """Start forwarding to a player (or a relay); ask the publisher for a keyframe of its layer."""
         self.downtracks.append(downtrack)
         self.request_keyframe(downtrack.target, immediate=True)
 
-    def remove(self, downtrack: DownTrack) -> None:
-        """Stop forwarding to a player."""
+    def remove(self, downtrack: Downstream) -> None:
+        """Stop forwarding to a player (or a relay)."""
         if downtrack in self.downtracks:
             self.downtracks.remove(downtrack)
 

@@ -215,6 +215,8 @@ class Publication(PeerSession):
         self.on_layers_wanted = on_layers_wanted
         """Dynacast: called with the rids some player (or a recorder) wants, when that set changes."""
         self.layers_wanted: set[str] | None = None
+        self.relays = 0
+        """How many other workers this publication is relayed to (cascading): they may want any layer."""
 
     async def answer(self, offer_sdp: str) -> str:
         """Answer the publisher's offer; install the forward path on each received track.
@@ -265,7 +267,7 @@ class Publication(PeerSession):
         for playback in self.playbacks:
             if "video" in playback.chooser_quality:
                 highest = max(highest, layer_for(playback.chooser_quality["video"], count))
-        if ingest.sinks:
+        if ingest.sinks or self.relays:
             highest = count - 1
         wanted = set(self.rids[: highest + 1])
         if wanted != self.layers_wanted:

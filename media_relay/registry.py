@@ -1,5 +1,9 @@
 """Which media workers are alive, how loaded they are, and which room each serves.
 
+For cascading it also holds each flowing stream's description (its origin
+worker and tracks) and the worker of each peer connection placed away from its
+room's worker.
+
 With Redis (REDIS_URL) the registry is shared by every process; without it a
 process-local registry serves the single process of `make run`.
 """
@@ -31,6 +35,11 @@ class WorkerInfo:
     streams: tuple[str, ...] = ()
     """Public ids of the streams it publishes: what fails if it dies (globally unique, unlike room ids)."""
     rooms: tuple[int, ...] = ()
+    relay_host: str = ""
+    """Where its cascading socket listens (empty: none)."""
+    relay_port: int = 0
+    plays: tuple[tuple[str, str, str], ...] = ()
+    """(play id, stream id, reply channel) of its playbacks: what a reaper FAILS if it dies."""
 
 
 class Registry(Protocol):
@@ -44,6 +53,11 @@ class Registry(Protocol):
     async def unpin(self, room_id: int) -> None: ...
     async def dead(self) -> list[WorkerInfo]: ...
     async def claim(self, worker_id: str) -> bool: ...
+    async def describe_stream(self, stream_id: str, description: dict[str, Any]) -> None: ...
+    async def stream(self, stream_id: str) -> dict[str, Any] | None: ...
+    async def forget_stream(self, stream_id: str) -> None: ...
+    async def route(self, pc_id: str, worker_id: str) -> None: ...
+    async def routed(self, pc_id: str) -> str | None: ...
 
 
 class LocalRegistry:
@@ -52,6 +66,8 @@ class LocalRegistry:
     def __init__(self) -> None:
         self.workers: dict[str, WorkerInfo] = {}
         self.rooms: dict[int, str] = {}
+        self.streams: dict[str, dict[str, Any]] = {}
+        self.routes: dict[str, str] = {}
 
     async def announce(self, info: WorkerInfo) -> None:
         self.workers[info.worker_id] = info
@@ -79,6 +95,21 @@ class LocalRegistry:
     async def claim(self, worker_id: str) -> bool:
         return self.workers.pop(worker_id, None) is not None
 
+    async def describe_stream(self, stream_id: str, description: dict[str, Any]) -> None:
+        self.streams[stream_id] = description
+
+    async def stream(self, stream_id: str) -> dict[str, Any] | None:
+        return self.streams.get(stream_id)
+
+    async def forget_stream(self, stream_id: str) -> None:
+        self.streams.pop(stream_id, None)
+
+    async def route(self, pc_id: str, worker_id: str) -> None:
+        self.routes[pc_id] = worker_id
+
+    async def routed(self, pc_id: str) -> str | None:
+        return self.routes.get(pc_id)
+
 
 
 def _info(worker_id: str, data: dict[str, Any]) -> WorkerInfo:
@@ -89,6 +120,9 @@ def _info(worker_id: str, data: dict[str, Any]) -> WorkerInfo:
         float(data["seen"]),
         tuple(data.get("streams") or ()),
         tuple(data.get("rooms") or ()),
+        str(data.get("relay_host") or ""),
+        int(data.get("relay_port") or 0),
+        tuple(tuple(play) for play in data.get("plays") or ()),  # type: ignore[misc]
     )
 
 
@@ -97,6 +131,9 @@ class RedisRegistry:
 
     WORKERS = "media:workers"
     ROOM = "media:room:{}"
+    STREAM = "media:stream:{}"
+    ROUTE = "media:pc:{}"
+    KEEP = 7 * 86400
 
     def __init__(self, url: str) -> None:
         import redis.asyncio as redis
@@ -121,6 +158,9 @@ class RedisRegistry:
             "seen": info.seen,
             "streams": list(info.streams),
             "rooms": list(info.rooms),
+            "relay_host": info.relay_host,
+            "relay_port": info.relay_port,
+            "plays": [list(play) for play in info.plays],
         }
         await self._client().hset(self.WORKERS, info.worker_id, json.dumps(data))
 
@@ -158,6 +198,23 @@ class RedisRegistry:
     async def claim(self, worker_id: str) -> bool:
         # HDEL answers 1 to exactly one caller: that process cleans up after the dead worker.
         return bool(await self._client().hdel(self.WORKERS, worker_id))
+
+    async def describe_stream(self, stream_id: str, description: dict[str, Any]) -> None:
+        await self._client().set(self.STREAM.format(stream_id), json.dumps(description), ex=self.KEEP)
+
+    async def stream(self, stream_id: str) -> dict[str, Any] | None:
+        raw = await self._client().get(self.STREAM.format(stream_id))
+        return json.loads(raw) if raw else None
+
+    async def forget_stream(self, stream_id: str) -> None:
+        await self._client().delete(self.STREAM.format(stream_id))
+
+    async def route(self, pc_id: str, worker_id: str) -> None:
+        await self._client().set(self.ROUTE.format(pc_id), worker_id, ex=self.KEEP)
+
+    async def routed(self, pc_id: str) -> str | None:
+        value = await self._client().get(self.ROUTE.format(pc_id))
+        return str(value) if value else None
 
 
 

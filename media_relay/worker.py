@@ -16,13 +16,14 @@ import time
 import uuid
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from channels.layers import get_channel_layer
 from django.conf import settings
 
 from media_relay import aiortc_compat, candidates, logcontext, stats
 from media_relay import contract as c
+from media_relay.cascade import Address, CascadeEndpoint, Relay, RelayTrack, RemotePublication, describe_tracks
 from media_relay.peers import REMOTE_CLOSED, Playback, Publication
 from media_relay.port import media_events
 from media_relay.reaper import reap_dead_workers
@@ -44,7 +45,9 @@ class _KeyLock:
 class MediaWorker:
     """Publications and playbacks of the placements pinned to this worker."""
 
-    def __init__(self, worker_id: str | None = None) -> None:
+    def __init__(self, worker_id: str | None = None, *, cascading: bool = True) -> None:
+        self.cascading = cascading
+        """Open a cascading socket (the in-process worker of `make run`, alone by definition, does not)."""
         self.worker_id = worker_id or f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.layer = get_channel_layer()
         self.channel = ""
@@ -58,6 +61,12 @@ class MediaWorker:
         self._speakers: dict[int, ActiveSpeakers] = {}
         self._reported_quality: dict[str, str | None] = {}
         self._stopping = False
+        self.cascade: CascadeEndpoint | None = None
+        """The cascading socket (None: it could not be opened; plays of remote streams are refused)."""
+        self.relays: dict[tuple[str, str], Relay] = {}
+        """Copies of local publications sent to other workers, by (stream id, worker id)."""
+        self.remote: dict[str, RemotePublication] = {}
+        """Publications of other workers played here, by stream id."""
 
     @property
     def load(self) -> int:
@@ -79,14 +88,23 @@ class MediaWorker:
         aiortc_compat.install(settings.MEDIA_UDP_PORTS)
         # The default prefix: channels_redis serves all of a process's channels from one key ("specific.<id>!").
         self.channel = await self.layer.new_channel()
+        try:
+            if self.cascading:
+                self.cascade = await CascadeEndpoint.open(
+                    settings.MEDIA_CASCADE_HOST, settings.MEDIA_CASCADE_PORT, self._cascade_control
+                )
+        except OSError:
+            logger.exception("the cascading socket could not be opened; this worker plays only its own streams")
         stats.LIVE_WORKERS.add(self)
         await self._announce()
 
     async def _announce(self) -> None:
         streams = tuple(self.publications)
         placements = tuple({publication.room_id for publication in self.publications.values()})
+        plays = tuple((p.play_id, p.publication.stream_id, p.reply_channel) for p in self.playbacks.values())
+        host, port = (self.cascade.host, self.cascade.port) if self.cascade is not None else ("", 0)
         await registry().announce(
-            WorkerInfo(self.worker_id, self.channel, self.load, time.time(), streams, placements)
+            WorkerInfo(self.worker_id, self.channel, self.load, time.time(), streams, placements, host, port, plays)
         )
 
     async def run(self) -> None:
@@ -118,6 +136,8 @@ class MediaWorker:
                 for placement in {publication.room_id for publication in self.publications.values()}:
                     await registry().pin(placement, self.worker_id)  # survives a Redis restart
                 await reap_dead_workers()
+                if self.relays or self.remote:
+                    await self._drop_dead_peers({w.worker_id for w in await registry().alive()})
             except Exception:
                 logger.exception("media worker heartbeat failed")
 
@@ -188,6 +208,12 @@ class MediaWorker:
             await self.participant_gone(message)
         elif message["type"] == c.STREAMS_CLOSED:
             await self.streams_closed(message)
+        elif message["type"] == c.RELAY_TO:
+            await self.relay_to(message)
+        elif message["type"] == c.RELAY_STOP:
+            self._stop_relay(message["stream_id"], message["worker_id"])
+        elif message["type"] == c.RELAY_CLOSED:
+            await self._close_remote(message["stream_id"], c.PlaybackState.UNPUBLISHED, message["reason"])
         else:
             logger.warning("unknown media message %r", message.get("type"))
 
@@ -262,6 +288,9 @@ class MediaWorker:
             logger.error("reporting a media result failed", exc_info=task.exception())
 
     async def _media_flowing(self, publication: Publication) -> None:
+        if self.cascade is not None:
+            tracks = describe_tracks(publication.ingests, publication.rids)
+            await registry().describe_stream(publication.stream_id, {"worker_id": self.worker_id, "tracks": tracks})
         flowing = c.PublicationFlowing(publication.stream_id, publication.codec_names(), recording_format(publication))
         target = await media_events().publication_flowing(flowing)
         if target is not None:
@@ -272,9 +301,22 @@ class MediaWorker:
         await self._close_publication(stream_id)
 
     async def _close_publication(self, stream_id: str) -> None:
+        await self._close_remote(stream_id, c.PlaybackState.UNPUBLISHED, "the stream was unpublished")
         publication = self.publications.pop(stream_id, None)
         if publication is None:
             return
+        for worker_id, relay in [(w, r) for (s, w), r in self.relays.items() if s == stream_id]:
+            self._stop_relay(stream_id, worker_id)
+            closed = c.RelayClosedCommand(type=c.RELAY_CLOSED, stream_id=stream_id, reason="the stream was unpublished")
+            try:
+                await self.layer.send(relay.channel, closed)
+            except Exception:
+                logger.exception("telling worker %s that %s closed failed", worker_id, stream_id)
+        if publication.publishing and self.cascade is not None:
+            try:
+                await registry().forget_stream(stream_id)
+            except Exception:
+                logger.exception("forgetting the description of %s failed", stream_id)
         for playback in list(publication.playbacks):
             await self._end_playback(playback, c.PlaybackState.UNPUBLISHED, "the stream was unpublished")
         self._candidates.pop(stream_id, None)
@@ -288,8 +330,11 @@ class MediaWorker:
     # --- play ---------------------------------------------------------------------
 
     async def play(self, command: c.PlayCommand) -> None:
-        """Answer a player's receive-only offer with the publisher's codecs."""
-        publication = self.publications.get(command["stream_id"])
+        """Answer a player's receive-only offer with the publisher's codecs (a remote stream's: cascading)."""
+        publication: Publication | RemotePublication | None = self.publications.get(command["stream_id"])
+        origin = command.get("origin")
+        if publication is None and origin is not None and origin["worker_id"] != self.worker_id:
+            publication = await self._remote_publication(command, origin)
         if publication is None or publication.closed:
             raise c.MediaError(
                 c.MediaErrorCode.STREAM_NOT_PUBLISHING, "the requested stream must be in the active state PUBLISHING"
@@ -306,7 +351,7 @@ class MediaWorker:
 
         playback = Playback(
             play_id,
-            publication,
+            cast(Publication, publication),  # a RemotePublication offers what a Playback uses of a Publication
             command["participant_id"],
             command["reply_channel"],
             failed,
@@ -325,6 +370,7 @@ class MediaWorker:
             self.playbacks.pop(play_id, None)
             self._candidates.pop(play_id, None)
             await playback.close()
+            await self._forget_unplayed(publication)
             raise
         await media_events().answer(
             c.Answer(command["reply_channel"], command["rid"], play_id, publication.stream_id, play_id, sdp)
@@ -354,6 +400,7 @@ class MediaWorker:
         self._reported_quality.pop(playback.play_id, None)
         await playback.close()
         await self._playback_status(playback, status, reason)
+        await self._forget_unplayed(playback.publication)
 
     async def stop(self, command: c.StopCommand) -> None:
         """Stop one playback of the asking connection."""
@@ -370,6 +417,111 @@ class MediaWorker:
             raise c.MediaError(c.MediaErrorCode.PLAY_NOT_FOUND, "no such playback")
         playback.set_quality(command["quality"])
         await media_events().acked(c.Acked(command["reply_channel"], command["rid"]))
+
+    # --- cascading -------------------------------------------------------------------
+
+    async def _remote_publication(self, command: c.PlayCommand, origin: c.OriginInfo) -> RemotePublication:
+        """The local stand-in of another worker's publication; the origin is asked to relay it here."""
+        stream_id = command["stream_id"]
+        remote = self.remote.get(stream_id)
+        if remote is not None and not remote.closed:
+            return remote
+        if self.cascade is None:
+            raise c.MediaError(c.MediaErrorCode.MEDIA_UNAVAILABLE, "this media worker cannot play remote streams")
+        remote = self.remote[stream_id] = RemotePublication(stream_id, command["placement"], origin, self.cascade)
+        relay = c.RelayToCommand(
+            type=c.RELAY_TO,
+            stream_id=stream_id,
+            worker_id=self.worker_id,
+            channel=self.channel,
+            host=self.cascade.host,
+            port=self.cascade.port,
+            feeds=remote.feeds,
+        )
+        await self.layer.send(origin["channel"], relay)
+        return remote
+
+    async def _forget_unplayed(self, publication: Publication | RemotePublication) -> None:
+        """A remote publication without players here: the origin stops relaying it."""
+        if not isinstance(publication, RemotePublication) or publication.playbacks:
+            return
+        if self.remote.get(publication.stream_id) is publication:
+            del self.remote[publication.stream_id]
+        if publication.closed:
+            return
+        publication.close()
+        stop = c.RelayStopCommand(type=c.RELAY_STOP, stream_id=publication.stream_id, worker_id=self.worker_id)
+        try:
+            await self.layer.send(publication.origin["channel"], stop)
+        except Exception:
+            logger.exception("asking the origin to stop relaying %s failed", publication.stream_id)
+
+    async def _close_remote(self, stream_id: str, status: c.PlaybackState, reason: str) -> None:
+        """A remote publication ended (at its origin, or its origin died): its players here end."""
+        remote = self.remote.pop(stream_id, None)
+        if remote is None:
+            return
+        remote.close()
+        for playback in list(remote.playbacks):
+            await self._end_playback(playback, status, reason)
+
+    async def relay_to(self, command: c.RelayToCommand) -> None:
+        """Origin side: send one copy of a publication's packets to another worker."""
+        stream_id, worker_id = command["stream_id"], command["worker_id"]
+        publication = self.publications.get(stream_id)
+        if publication is None or publication.closed or self.cascade is None:
+            closed = c.RelayClosedCommand(
+                type=c.RELAY_CLOSED, stream_id=stream_id, reason="the stream is not published on its media worker"
+            )
+            await self.layer.send(command["channel"], closed)
+            return
+        self._stop_relay(stream_id, worker_id)
+        address: Address = (command["host"], command["port"])
+        tracks = {
+            kind: RelayTrack(kind, feed, self.cascade, address)
+            for kind, feed in command["feeds"].items()
+            if kind in publication.ingests
+        }
+        self.relays[(stream_id, worker_id)] = Relay(stream_id, worker_id, command["channel"], address, tracks)
+        publication.relays += 1
+        for kind, track in tracks.items():
+            publication.ingests[kind].add(track)
+        publication.update_layers_wanted()
+
+    def _stop_relay(self, stream_id: str, worker_id: str) -> None:
+        """Origin side: stop sending a publication's copy to a worker."""
+        relay = self.relays.pop((stream_id, worker_id), None)
+        publication = self.publications.get(stream_id)
+        if relay is None or publication is None:
+            return
+        publication.relays -= 1
+        for kind, track in relay.tracks.items():
+            ingest = publication.ingests.get(kind)
+            if ingest is not None:
+                ingest.remove(track)
+        publication.update_layers_wanted()
+
+    def _cascade_control(self, message: dict[str, Any], address: Address) -> None:
+        """Origin side: a keyframe request from a worker that plays one of our publications."""
+        if message.get("op") != "pli":
+            return
+        stream_id = message.get("stream")
+        if not any(s == stream_id and r.address == address for (s, _), r in self.relays.items()):
+            return
+        publication = self.publications.get(str(stream_id))
+        ingest = publication.ingests.get(str(message.get("kind"))) if publication is not None else None
+        layer = message.get("layer")
+        if ingest is not None and isinstance(layer, int):
+            ingest.request_keyframe(layer)
+
+    async def _drop_dead_peers(self, alive: set[str]) -> None:
+        """Stop relaying to dead workers; FAIL the players of streams whose origin died."""
+        for stream_id, worker_id in [key for key in self.relays if key[1] not in alive]:
+            logger.warning("media worker %s is gone; no longer relaying %s to it", worker_id, stream_id)
+            self._stop_relay(stream_id, worker_id)
+        for stream_id, remote in list(self.remote.items()):
+            if remote.origin["worker_id"] not in alive:
+                await self._close_remote(stream_id, c.PlaybackState.FAILED, "the stream's media worker stopped")
 
     # --- other commands -------------------------------------------------------------
 
@@ -422,9 +574,13 @@ class MediaWorker:
                 await self._end_publication(stream_id, c.PublicationStatus.FAILED, "the media worker stopped")
             except Exception:
                 logger.exception("closing publication %s failed", stream_id)
+        for stream_id in list(self.remote):
+            await self._close_remote(stream_id, c.PlaybackState.FAILED, "the media worker stopped")
         for playback in list(self.playbacks.values()):
             await playback.close()
         self.playbacks.clear()
+        if self.cascade is not None:
+            self.cascade.close()
         self._candidates.clear()
         for speakers in self._speakers.values():
             speakers.close()
@@ -470,7 +626,7 @@ async def ensure_inprocess_worker() -> MediaWorker:
                 await registry().withdraw(worker.worker_id)
             except Exception:
                 logger.exception("withdrawing a stale media worker failed")
-    worker = MediaWorker()
+    worker = MediaWorker(cascading=False)
     await worker.start()
     task = loop.create_task(worker.run())
     _inprocess[id(loop)] = (worker, task)

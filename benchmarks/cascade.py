@@ -1,0 +1,209 @@
+"""`python -m benchmarks.cascade`: 1 publisher to K players spread over 2 media workers (cascading).
+
+daphne (MEDIA_MODE=workers) and two `manage.py runmedia` workers share a throwaway
+redis-server (REDIS_URL only when no redis-server binary is installed).  MEDIA_CASCADE_AFTER=0 places every
+play on the least-loaded worker, so half the players play the stream on the
+publisher's worker and half play the copy relayed to the other worker.  The
+measurement (players' frames, latency from the publisher's send to a player's
+receive) is the K sweep's (:mod:`benchmarks.runner`); the relay CPU is both
+workers' together.  Figures go to docs/performance.md ("Cascading") by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import uvloop
+
+from benchmarks.media import encode_clip
+from benchmarks.ours import ROOT, OurServer
+from benchmarks.procs import CLIENT_CPU, RELAY_CPU, cpu_seconds, free_port, pin_self, pinned, stop_process
+from benchmarks.report import text_table
+from benchmarks.runner import Result, failed_result, measure
+
+logger = logging.getLogger("benchmarks.cascade")
+
+WORKERS = 2
+
+
+class ThrowawayRedis:
+    """A redis-server on a free port, no persistence (when REDIS_URL is not given)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.workdir = Path(tempfile.mkdtemp(prefix="bench-redis-"))
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        """Start it and wait (bounded) until it answers."""
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("no REDIS_URL and no redis-server binary: cascading needs Redis")
+        self.process = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.workdir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )
+        import redis
+
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                redis.Redis(port=self.port, socket_timeout=1).ping()
+                return
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        stop_process(self.process)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+class CascadeServer(OurServer):
+    """daphne for signalling and two media workers, each pinned to its own CPU; plays spread by load."""
+
+    name = "cascade"
+
+    def __init__(self, redis_url: str) -> None:
+        super().__init__()
+        self.redis_url = redis_url
+        self.workers: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def pid(self) -> int:
+        """The first media worker (the runner samples it with py-spy when profiling)."""
+        return self.workers[0].pid if self.workers else super().pid
+
+    def cpu_seconds(self) -> float:
+        """CPU time of both media workers (the relay of this setup)."""
+        return sum(cpu_seconds(worker.pid) for worker in self.workers)
+
+    def environment(self) -> dict[str, str]:
+        env = super().environment()
+        env.update({"MEDIA_MODE": "workers", "REDIS_URL": self.redis_url, "MEDIA_CASCADE_AFTER": "0"})
+        return env
+
+    async def start(self) -> None:
+        """Flush the registry, start daphne (unpinned: signalling only) and the workers (CPU 0 and 1)."""
+        import redis
+
+        client = redis.Redis.from_url(self.redis_url)
+        for key in client.scan_iter("media:*"):
+            client.delete(key)
+        await super().start()
+        env = self.environment()
+        for index in range(WORKERS):
+            log = (self.workdir / f"runmedia-{index}.log").open("ab")
+            self.workers.append(subprocess.Popen(
+                pinned([sys.executable, "manage.py", "runmedia", "--worker-id", f"bench-w{index}"],
+                       cpu=(RELAY_CPU + index) % max(os.cpu_count() or 1, 1)),
+                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            ))
+        deadline = time.monotonic() + 60
+        while len(client.hkeys("media:workers")) < WORKERS:
+            if time.monotonic() > deadline or any(w.poll() is not None for w in self.workers):
+                raise RuntimeError("media workers did not start; see " + str(self.workdir))
+            await asyncio.sleep(0.2)
+
+    def _health(self) -> None:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2) as response:
+            response.read()
+
+    async def stop(self) -> None:
+        for worker in self.workers:
+            await asyncio.to_thread(stop_process, worker)
+        self.workers.clear()
+        await super().stop()
+
+    def describe(self) -> str:
+        return (
+            f"daphne (signalling) + {WORKERS} `runmedia` workers pinned to CPUs 0 and 1, MEDIA_MODE=workers, "
+            "Redis channel layer and registry, MEDIA_CASCADE_AFTER=0 (plays on the least-loaded worker), SQLite"
+        )
+
+
+async def run(args: argparse.Namespace, redis_url: str) -> list[Result]:
+    """Each K in turn."""
+    clip = await asyncio.to_thread(encode_clip, 300)
+    results = []
+    for players in args.players:
+        server = CascadeServer(redis_url)
+        sys.stdout.write(f"K={players} cascade: connecting...\n")
+        sys.stdout.flush()
+        try:
+            result = await measure(server, clip, players, args.warmup, args.seconds)
+            if args.keep:
+                sys.stdout.write(f"logs kept in {server.workdir}\n")
+            else:
+                server.cleanup()
+        except Exception as exc:
+            logger.exception("K=%s failed", players)
+            result = failed_result(server.name, players, exc)
+        results.append(result)
+        sys.stdout.write(
+            f"K={players}: {result.frames_per_s:.0f}/{result.expected_frames_per_s:.0f} frames/s, relay "
+            f"{result.relay_cpu * 100:.1f}% CPU (2 workers), {result.us_per_packet:.1f} us/pkt, latency p50 "
+            f"{result.latency_p50_ms:.1f} ms p99 {result.latency_p99_ms:.1f} ms"
+            + (f" [{result.error}]" if result.error else "") + "\n"
+        )
+        sys.stdout.flush()
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the sweep and print the table."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.cascade", description=__doc__)
+    parser.add_argument("--players", "-k", type=int, nargs="+", default=[80, 240], help="K values")
+    parser.add_argument("--seconds", type=float, default=20.0, help="measurement window per K")
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds after every player got a frame")
+    parser.add_argument("--nice", type=int, default=-10, help="niceness of clients and servers (as make bench)")
+    parser.add_argument("--keep", action="store_true", help="keep each run's directory (daphne and worker logs)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: K=4, 3 s")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.players, args.seconds, args.warmup = [4], 3.0, 1.0
+    pin_self(CLIENT_CPU)
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, args.nice)  # the servers started later inherit it
+    except OSError as exc:
+        logger.warning("cannot set niceness %s: %s", args.nice, exc)
+    redis_server = None
+    redis_url = "" if shutil.which("redis-server") else os.environ.get("REDIS_URL", "")
+    if not redis_url:
+        redis_server = ThrowawayRedis()
+        redis_server.start()
+        redis_url = redis_server.url
+    try:
+        results = uvloop.run(run(args, redis_url))
+    finally:
+        if redis_server is not None:
+            redis_server.stop()
+    sys.stdout.write("\n" + text_table(results) + "\n")
+    for result in results:
+        full = result.frames_per_s >= 0.95 * result.expected_frames_per_s
+        sys.stdout.write(
+            f"K={result.players}: full frame rate {'met' if full else 'missed'}, p99 added latency "
+            f"{result.latency_p99_ms:.1f} ms ({'met' if result.latency_p99_ms < 20 else 'missed'}: target < 20 ms)\n"
+        )
+    return 1 if any(r.error and r.connected == 0 for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
