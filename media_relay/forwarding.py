@@ -443,6 +443,8 @@ class Ingest:
         self.media_ssrc: int | None = None
         self.codec: RTCRtpCodecParameters | None = None
         self.packets_received = 0
+        self.bytes_received = 0
+        """RTP payload bytes received (RTX unwrapped, padding left out)."""
         self.on_first_packet: Callable[[Ingest], None] | None = on_first_packet
         self.on_audio_level: Callable[[int], None] | None = None
         """Called with each audio packet's level (-dBov, 0..127) when the publisher sends the extension."""
@@ -512,6 +514,7 @@ class Ingest:
         if not packet.payload:
             return
         self.packets_received += 1
+        self.bytes_received += len(packet.payload)
         STATS.packets_received += 1
         STATS.bytes_received += len(packet.payload)
         if layer is not None:

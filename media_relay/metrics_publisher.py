@@ -13,6 +13,7 @@ once its hash expires.  This module knows nothing of rooms (import-linter).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import time
@@ -21,11 +22,13 @@ from typing import Any
 
 from django.conf import settings
 
-from media_relay.stats import relay_figures
+from media_relay.stats import LIVE_WORKERS, PlacementFigures, local_placement_figures, relay_figures
 
 logger = logging.getLogger(__name__)
 
 KEY = "media:metrics:{}"
+PLACEMENTS = "media:placements:{}"
+"""A hash per worker: placement key -> its PlacementFigures as JSON (the admin's per-room media figures)."""
 WORKERS = "media:metrics:workers"
 
 #: The figures published (RelayFigures fields); counters only grow while the worker lives.
@@ -52,7 +55,22 @@ async def publish(client: Any, worker_id: str) -> None:
         pipe.hset(key, mapping=snapshot(worker_id))
         pipe.expire(key, ttl)
         pipe.sadd(WORKERS, worker_id)
+        placements = PLACEMENTS.format(worker_id)
+        pipe.delete(placements)
+        rows = placement_snapshot()
+        if rows:
+            pipe.hset(placements, mapping=rows)
+            pipe.expire(placements, ttl)
         await pipe.execute()
+
+
+def placement_snapshot() -> dict[str, str]:
+    """This process's per-placement figures as the hash fields to publish."""
+    rows: dict[str, str] = {}
+    for worker in list(LIVE_WORKERS):
+        for placement, figures in worker.placement_figures().items():
+            rows[str(placement)] = json.dumps(asdict(figures))
+    return rows
 
 
 async def publish_forever(worker_id: str) -> None:
@@ -79,7 +97,7 @@ async def publish_forever(worker_id: str) -> None:
 
 
 async def _withdraw(client: Any, worker_id: str) -> None:
-    await client.delete(KEY.format(worker_id))
+    await client.delete(KEY.format(worker_id), PLACEMENTS.format(worker_id))
     await client.srem(WORKERS, worker_id)
 
 
@@ -110,3 +128,28 @@ def read_all(url: str, timeout: float = 2.0) -> dict[str, dict[str, float]]:
         return found
     finally:
         client.close()
+
+
+def placement_figures(placement: int, timeout: float = 2.0) -> dict[str, PlacementFigures]:
+    """What every live media worker relays for ``placement``, by worker id: this process's own workers, then the
+    ``runmedia`` workers' published figures (blocking; Redis errors leave those out)."""
+    found = local_placement_figures(placement)
+    url = settings.REDIS_URL
+    if not url:
+        return found
+    import redis
+
+    client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=timeout, socket_connect_timeout=timeout)
+    try:
+        ids = sorted(str(worker_id) for worker_id in client.smembers(WORKERS) if worker_id not in found)
+        pipe = client.pipeline(transaction=False)
+        for worker_id in ids:
+            pipe.hget(PLACEMENTS.format(worker_id), str(placement))
+        for worker_id, row in zip(ids, pipe.execute(), strict=True):
+            if row:
+                found[worker_id] = PlacementFigures(**json.loads(row))
+    except redis.RedisError as exc:
+        logger.warning("media workers' figures unavailable: %s", exc)
+    finally:
+        client.close()
+    return found

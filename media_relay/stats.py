@@ -50,10 +50,27 @@ class WorkerFigures:
     packets_expected: int = 0
 
 
+@dataclass(frozen=True)
+class PlacementFigures:
+    """What one media worker relays for one placement key (a room, to the layer above) right now."""
+
+    publications: int = 0
+    playbacks: int = 0
+    bitrate_in: int = 0
+    """Bits per second received from the placement's publishers over the last heartbeat interval."""
+    packets_lost: int = 0
+    """RTP packets lost from the placement's live publications (RTX left out)."""
+    packets_expected: int = 0
+
+
 class LiveWorker(Protocol):
     """A media worker as the figures see it."""
 
+    worker_id: str
+
     def figures(self) -> WorkerFigures: ...
+
+    def placement_figures(self) -> dict[int, PlacementFigures]: ...
 
 
 @dataclass(frozen=True)
@@ -136,3 +153,13 @@ def relay_figures() -> RelayFigures:
         udp_sockets=open_udp_sockets(),
         asyncio_tasks=tasks,
     )
+
+
+def local_placement_figures(placement: int) -> dict[str, PlacementFigures]:
+    """What this process's media workers relay for ``placement``, by worker id (workers with none left out)."""
+    found = {}
+    for worker in list(LIVE_WORKERS):
+        figures = worker.placement_figures().get(placement)
+        if figures is not None:
+            found[worker.worker_id] = figures
+    return found

@@ -67,6 +67,8 @@ class MediaWorker:
         """Copies of local publications sent to other workers, by (stream id, worker id)."""
         self.remote: dict[str, RemotePublication] = {}
         """Publications of other workers played here, by stream id."""
+        self._bytes_sample: tuple[float, dict[int, int]] = (time.monotonic(), {})
+        self._bitrates: dict[int, int] = {}
 
     @property
     def load(self) -> int:
@@ -82,6 +84,40 @@ class MediaWorker:
                 lost += ingest_lost
                 expected += ingest_expected
         return stats.WorkerFigures(len(self.publications), len(self.playbacks), lost, expected)
+
+    def placement_figures(self) -> dict[int, stats.PlacementFigures]:
+        """What this worker relays for each placement: publications, playbacks, inbound bitrate, loss."""
+        rows: dict[int, list[int]] = {}
+        for publication in list(self.publications.values()):
+            row = rows.setdefault(publication.room_id, [0, 0, 0, 0])
+            row[0] += 1
+            for ingest in list(publication.ingests.values()):
+                lost, expected = ingest.packet_loss()
+                row[2] += lost
+                row[3] += expected
+        for playback in list(self.playbacks.values()):
+            rows.setdefault(_placement(playback), [0, 0, 0, 0])[1] += 1
+        return {
+            placement: stats.PlacementFigures(
+                publications, playbacks, self._bitrates.get(placement, 0), lost, expected
+            )
+            for placement, (publications, playbacks, lost, expected) in rows.items()
+        }
+
+    def _sample_bitrates(self) -> None:
+        """Inbound bits per second of each placement since the previous sample (called by the heartbeat)."""
+        now = time.monotonic()
+        received: dict[int, int] = {}
+        for publication in list(self.publications.values()):
+            octets = sum(ingest.bytes_received for ingest in list(publication.ingests.values()))
+            received[publication.room_id] = received.get(publication.room_id, 0) + octets
+        then, before = self._bytes_sample
+        elapsed = now - then
+        self._bitrates = {
+            placement: max(0, int(8 * (octets - before.get(placement, octets)) / elapsed))
+            for placement, octets in received.items()
+        } if elapsed > 0 else {}
+        self._bytes_sample = (now, received)
 
     async def start(self) -> None:
         """Get a channel and announce this worker."""
@@ -131,6 +167,7 @@ class MediaWorker:
     async def _heartbeat(self) -> None:
         while True:
             await asyncio.sleep(HEARTBEAT_SECONDS)
+            self._sample_bitrates()
             try:
                 await self._announce()
                 for placement in {publication.room_id for publication in self.publications.values()}:

@@ -17,6 +17,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 from django.views.decorators.http import require_POST
 
+from media_relay.metrics_publisher import placement_figures
 from rooms import (
     moderation,
     token_admin,  # noqa: F401  (registers RevokedTokenAdmin)
@@ -120,9 +121,12 @@ class RoomAdmin(admin.ModelAdmin):
         "finalized_at",
         "live_panel",
         "streams_panel",
+        "media_panel",
         "messages_panel",
     )
-    readonly_fields = ("name", "created_at", "finalized_at", "live_panel", "streams_panel", "messages_panel")
+    readonly_fields = (
+        "name", "created_at", "finalized_at", "live_panel", "streams_panel", "media_panel", "messages_panel"
+    )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Room]:
         return with_counts(super().get_queryset(request)).distinct()
@@ -188,6 +192,32 @@ class RoomAdmin(admin.ModelAdmin):
             ),
         )
         return format_html("<table><tr><th>login</th><th>role</th><th>state</th><th></th></tr>{}</table>", rows)
+
+    @admin.display(description="media now")
+    def media_panel(self, room: Room) -> SafeString:
+        """What each media worker relays for the room: its peer connections, inbound bitrate and loss."""
+        by_worker = placement_figures(room.pk) if room.is_active else {}
+        if not by_worker:
+            return format_html("<em>no media</em>")
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    worker,
+                    f.publications,
+                    f.playbacks,
+                    f"{f.bitrate_in / 1000:.0f}",
+                    f"{100 * f.packets_lost / f.packets_expected:.1f}" if f.packets_expected else "-",
+                )
+                for worker, f in sorted(by_worker.items())
+            ),
+        )
+        return format_html(
+            "<table><tr><th>worker</th><th>publications</th><th>playbacks</th><th>kbit/s in</th>"
+            "<th>loss %</th></tr>{}</table>",
+            rows,
+        )
 
     @admin.display(description="streams now")
     def streams_panel(self, room: Room) -> SafeString:

@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,16 +18,21 @@ from typing import Any
 
 import pytest
 import redis
+from channels.db import database_sync_to_async as db
 
 import roomapi
 from roomapi import ROOM_EVENT, STREAM_STATUS
+from rooms.models import Room
 from tests.conftest import require_redis
 from tests.media_sources import CounterVideoTrack, read_counter
 from tests.servers import ROOT, DaphneServer
+from tests.test_admin import staff_client
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 WAIT = 20.0
+# A row of the admin's "media now" table: worker, publications, playbacks, kbit/s in, loss %.
+MEDIA_ROW = re.compile(r"<tr><td>(w\d)</td><td>(\d+)</td><td>(\d+)</td><td>(\d+)</td><td>([\d.-]+)</td></tr>")
 
 
 class MediaWorkerProcess:
@@ -70,7 +76,7 @@ def cluster(transactional_db: Any) -> Iterator[tuple[DaphneServer, redis.Redis]]
     client.delete("media:workers")
     for key in client.scan_iter("media:room:*"):
         client.delete(key)
-    server = DaphneServer({"MEDIA_MODE": "workers"})
+    server = DaphneServer({"MEDIA_MODE": "workers", "MEDIA_METRICS_INTERVAL": "1"})
     server.start()
     workers = [MediaWorkerProcess(server.environment(), f"w{i}") for i in (1, 2)]
     try:
@@ -143,3 +149,29 @@ async def test_a_dead_worker_fails_its_streams_and_clients_publish_again(cluster
     assert read_counter(frame) >= 0
     await pub.disconnect()
     await sub.disconnect()
+
+
+async def test_the_admin_room_page_shows_the_rooms_media_per_worker(cluster: Any) -> None:
+    """Issue 14: the admin's room page shows, per media worker, the room's publications, playbacks, inbound
+    bitrate and loss, as the runmedia workers published them through Redis."""
+    server, _client = cluster
+    _room, pub, sub = await publish_and_play(server, "figures", "fay", "gus")
+    try:
+        admin = await db(staff_client)()
+        room = await db(Room.objects.get)(name="figures")
+        deadline = time.monotonic() + WAIT
+        rows: list[tuple[str, ...]] = []
+        while time.monotonic() < deadline:
+            page = await db(admin.get)(f"/admin/rooms/room/{room.pk}/change/")
+            assert page.status_code == 200
+            rows = MEDIA_ROW.findall(page.content.decode())
+            if rows and int(rows[0][3]) > 0:
+                break
+            await asyncio.sleep(0.5)
+        assert len(rows) == 1, rows
+        worker, publications, playbacks, kbits, _loss = rows[0]
+        assert worker in ("w1", "w2") and (publications, playbacks) == ("1", "1"), rows
+        assert int(kbits) > 0, rows
+    finally:
+        await pub.disconnect()
+        await sub.disconnect()
