@@ -6,7 +6,7 @@
  */
 import {connect, ERROR_CODE, ROOM_EVENT, SESSION_STATUS} from "./roomapi.js";
 import {defaultServerUrl, getRoomName, inviteUrl} from "./page/address.js";
-import {ChatLog, Composer, Invite, showHistory} from "./page/chat.js";
+import {ChatLog, Composer, EarlierMessages, Invite, showHistory} from "./page/chat.js";
 import {LocalControls} from "./page/controls.js";
 import {Devices} from "./page/devices.js";
 import {$, announce, pageParam, setStatus} from "./page/dom.js";
@@ -48,8 +48,22 @@ export function startRoomPage(config) {
     elements: {recipient: $("recipient"), message: $("message"), send: $("sendBtn")},
   });
   const invite = new Invite();
+  const earlier = new EarlierMessages({chat, room: () => room, button: $("loadEarlierBtn")});
+  /** True once the relay reported active speakers in this room: its events drive the highlight then. */
+  let relaySpeakers = false;
+  const showSpeakers = (speakers) => {
+    relaySpeakers = true;
+    const names = new Set(speakers.map((s) => s.login).filter(Boolean));
+    for (const slot of stage.all()) if (slot.name()) stage.setSpeaking(slot.name(), names.has(slot.name()));
+    $("localTile").dataset.speaking = String(Boolean(room && names.has(room.selfName())));
+  };
   const panel = new ParticipantsPanel({room: () => room, onError: fail, onDone: () => fail("")});
-  const monitor = new StatsMonitor({stage, local: () => local.stream, onLocalLevel: (level) => devices.showLevel(level)});
+  const monitor = new StatsMonitor({
+    stage,
+    local: () => local.stream,
+    onLocalLevel: (level) => devices.showLevel(level),
+    levelsSpeak: () => !relaySpeakers,
+  });
   const onVideo = (video) => devices.applySink(video);
   if (config.grid) config.grid.onVideo = onVideo;
   else for (const slot of stage.all()) slot.hooks.onVideo = onVideo;
@@ -100,6 +114,9 @@ export function startRoomPage(config) {
     setReconnecting(false);
     stage.clear();
     room = null;
+    relaySpeakers = false;
+    $("localTile").dataset.speaking = "false";
+    earlier.update();
     local.reset();
     monitor.stop();
     composer.refreshRecipients();
@@ -126,6 +143,7 @@ export function startRoomPage(config) {
         invite.show(inviteUrl(r.name()));
         setJoined(true);
         showHistory(chat, r);
+        earlier.update();
         if (participants.length > 0) {
           chat.system(t("participants_line", {names: participants.map((p) => p.name()).join(",")}));
           for (const p of participants) stage.install(p);
@@ -181,6 +199,7 @@ export function startRoomPage(config) {
         panel.render();
       })
       .on(ROOM_EVENT.ROOM_UPDATED, () => panel.render())
+      .on(ROOM_EVENT.ACTIVE_SPEAKERS, (speakers) => showSpeakers(speakers))
       .on(ROOM_EVENT.CLOSED, () => onLeft())
       .on(ROOM_EVENT.KICKED, () => {
         chat.system(t("you_were_removed"));
@@ -263,7 +282,7 @@ export function startRoomPage(config) {
     moderate: (action, fields) => panel.act(action, fields),
     /** Show or hide the reconnect banner (for an SDK that reconnects by itself). */
     setReconnecting,
-    /** Feed the speaking highlight (the relay's active-speaker events will call this). */
+    /** Set the speaking highlight of a participant's tile (the relay's ACTIVE_SPEAKERS events drive it). */
     setSpeaking: (name, speaking) => stage.setSpeaking(name, speaking),
     get room() {
       return room;

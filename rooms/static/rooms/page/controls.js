@@ -4,7 +4,6 @@
  */
 import {STREAM_STATUS} from "../roomapi.js";
 import {$, setStatus} from "./dom.js";
-import {replaceTrack} from "./sdk-gaps.js";
 import {t} from "./strings.js";
 
 const LIVE = [STREAM_STATUS.PUBLISHING, STREAM_STATUS.PENDING];
@@ -38,12 +37,13 @@ export class LocalControls {
     this.update();
   }
 
-  /** Publish the camera and microphone. */
+  /** Publish the camera and microphone, the camera in three simulcast layers (each player gets the one it fits). */
   publish() {
     if (!this.room()) return;
     this.stream = this.room().publish({
       display: $("localDisplay"),
       constraints: this.constraints ? this.constraints() : {audio: true, video: true},
+      simulcast: true,
       record: false,
       receiveVideo: false,
       receiveAudio: false,
@@ -58,7 +58,7 @@ export class LocalControls {
       .on(STREAM_STATUS.PUBLISHING, show)
       .on(STREAM_STATUS.UNPUBLISHED, show)
       .on(STREAM_STATUS.FAILED, show);
-    this.update();
+    show(this.stream); // PENDING was emitted before these handlers were attached
   }
 
   /**
@@ -75,7 +75,7 @@ export class LocalControls {
     const media = await navigator.mediaDevices.getUserMedia(wanted);
     const track = media.getTracks()[0];
     try {
-      await replaceTrack(stream, track);
+      await stream.replaceTrack(track);
     } catch (err) {
       track.stop();
       this.onFailed(t("switch_failed", {reason: (err && err.message) || err}));
