@@ -70,7 +70,7 @@ def stats_row(page: RoomPage) -> dict[str, str]:
     )
 
 
-def scenario(lan: Namespace, server: NamespacedServer) -> dict[str, Any]:
+def scenario(namespace: Namespace, server: NamespacedServer) -> dict[str, Any]:
     """Run in a thread inside the namespace: two pages, the mark before, during and after the loss."""
     figures: dict[str, Any] = {"loss_pct": LOSS}
     with sync_playwright() as driver:
@@ -92,7 +92,7 @@ def scenario(lan: Namespace, server: NamespacedServer) -> dict[str, Any]:
             figures["before"] = wait_mark(ben, ("good",), "before the loss")
             figures["stats_before"] = stats_row(ben)
 
-            lan.drop_udp(LOSS)
+            namespace.drop_udp(LOSS)
             figures["during"] = wait_mark(ben, ("fair", "poor"), f"at {LOSS}% loss")
             ben.page.wait_for_timeout(3000)
             figures["stats_during"] = stats_row(ben)
@@ -100,7 +100,7 @@ def scenario(lan: Namespace, server: NamespacedServer) -> dict[str, Any]:
             figures["layer_during"] = ben.page.locator("#remote .layer").get_attribute("data-layer")
             ben.screenshot("video-chat-loss-desktop")
 
-            lan.drop_udp(0)
+            namespace.drop_udp(0)
             figures["after"] = wait_mark(ben, ("good",), "after the loss ended")
             figures["stats_after"] = stats_row(ben)
         finally:
