@@ -3,6 +3,7 @@
  * and a device switch while publishing (the new track replaces the old one, nobody re-joins).
  */
 import {STREAM_STATUS} from "../roomapi.js";
+import {CALL_VIDEO} from "./devices.js";
 import {$, setStatus} from "./dom.js";
 import {t} from "./strings.js";
 
@@ -70,8 +71,8 @@ export class LocalControls {
   async switchDevice(kind, deviceId) {
     const stream = this.stream;
     if (!stream || stream.status() !== STREAM_STATUS.PUBLISHING) return null;
-    const constraint = deviceId ? {deviceId: {exact: deviceId}} : true;
-    const wanted = kind === "camera" ? {video: constraint} : {audio: constraint};
+    const device = deviceId ? {deviceId: {exact: deviceId}} : {};
+    const wanted = kind === "camera" ? {video: {...device, ...CALL_VIDEO}} : {audio: deviceId ? device : true};
     const media = await navigator.mediaDevices.getUserMedia(wanted);
     const track = media.getTracks()[0];
     try {

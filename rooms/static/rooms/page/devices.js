@@ -17,6 +17,13 @@ function load() {
   }
 }
 
+
+/**
+ * The camera in a call: 1280x720 where the camera has it. Chromium sends as many simulcast layers as the
+ * picture allows (three from 960x540 up; a 320x240 picture gets one), so the pages ask for HD.
+ */
+export const CALL_VIDEO = Object.freeze({width: {ideal: 1280}, height: {ideal: 720}});
+
 /** A level meter on an audio track: RMS of the waveform, 0..1, on a <meter>. */
 class LevelMeter {
   constructor(meter) {
@@ -109,8 +116,8 @@ export class Devices {
   /** getUserMedia constraints for the chosen camera and microphone (``preview``: a small, light picture). */
   constraints(preview = false) {
     const pick = (id, extra) => (id || extra ? {...(id ? {deviceId: {ideal: id}} : {}), ...extra} : true);
-    const small = preview ? {width: {ideal: 320}, height: {ideal: 240}, frameRate: {ideal: 15}} : null;
-    return {audio: pick(this.choice.microphone), video: pick(this.choice.camera, small)};
+    const size = preview ? {width: {ideal: 320}, height: {ideal: 240}, frameRate: {ideal: 15}} : CALL_VIDEO;
+    return {audio: pick(this.choice.microphone), video: pick(this.choice.camera, size)};
   }
 
   /** Start the preview (before joining) and fill the pickers. */
