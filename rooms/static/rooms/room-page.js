@@ -90,7 +90,7 @@ export function startRoomPage(config) {
     });
   }
 
-  /** The reconnect banner. The SDK has no reconnection yet: when it emits a RECONNECTING status, it shows. */
+  /** The reconnect banner: shown from the session's RECONNECTING until the room's RECONNECTED (or the end). */
   const setReconnecting = (on) => {
     $("reconnectBanner").hidden = !on;
   };
@@ -199,6 +199,16 @@ export function startRoomPage(config) {
         panel.render();
       })
       .on(ROOM_EVENT.ROOM_UPDATED, () => panel.render())
+      .on(ROOM_EVENT.RECONNECTED, (r) => {
+        // Resumed without a click: the SDK re-publishes and re-plays the same stream objects.
+        setReconnecting(false);
+        showHistory(chat, r, {header: false}); // messages sent while away (those shown already are skipped)
+        earlier.update();
+        for (const p of r.getParticipants()) stage.install(p); // who joined meanwhile (the others keep their slots)
+        composer.refreshRecipients();
+        panel.render();
+        announce(t("reconnected_self"));
+      })
       .on(ROOM_EVENT.ACTIVE_SPEAKERS, (speakers) => showSpeakers(speakers))
       .on(ROOM_EVENT.CLOSED, () => onLeft())
       .on(ROOM_EVENT.KICKED, () => {
@@ -251,7 +261,7 @@ export function startRoomPage(config) {
     const iceTransportPolicy = new URLSearchParams(location.search).get("relay") === "1" ? "relay" : "all";
     const session = connect({urlServer: $("url").value, username, iceTransportPolicy});
     connection = session;
-    if (SESSION_STATUS.RECONNECTING) session.on(SESSION_STATUS.RECONNECTING, () => setReconnecting(true));
+    session.on(SESSION_STATUS.RECONNECTING, () => setReconnecting(true));
     session
       .on(SESSION_STATUS.ESTABLISHED, (s) => {
         setStatus($("status"), s.status());

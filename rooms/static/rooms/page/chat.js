@@ -125,11 +125,12 @@ export class ChatLog {
  * Show the room's join history (the SDK's getHistory(): messages this reader may see, oldest first).
  * @param {ChatLog} chat
  * @param {object} room  the SDK's Room
+ * @param {{header?: boolean}} [options]  header: the "earlier messages: N" line first (not after a resume)
  */
-export function showHistory(chat, room) {
+export function showHistory(chat, room, {header = true} = {}) {
   const history = room.getHistory() || [];
   if (!history.length) return;
-  chat.system(t("chat_history", {count: history.length}));
+  if (header) chat.system(t("chat_history", {count: history.length}));
   for (const m of history) chat.message(fromWire(m, room.selfName()));
 }
 

@@ -19,10 +19,10 @@ function load() {
 
 
 /**
- * The camera in a call: 1280x720 where the camera has it. Chromium sends as many simulcast layers as the
- * picture allows (three from 960x540 up; a 320x240 picture gets one), so the pages ask for HD.
+ * The camera in a call: 960x540 where the camera has it, the least picture Chromium sends three simulcast
+ * layers of (a 320x240 one gets one layer); three encodings of 720p cost a busy machine too much.
  */
-export const CALL_VIDEO = Object.freeze({width: {ideal: 1280}, height: {ideal: 720}});
+export const CALL_VIDEO = Object.freeze({width: {ideal: 960}, height: {ideal: 540}});
 
 /** A level meter on an audio track: RMS of the waveform, 0..1, on a <meter>. */
 class LevelMeter {
