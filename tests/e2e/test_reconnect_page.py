@@ -174,11 +174,13 @@ def test_a_page_resumes_with_media_after_its_websocket_is_cut(
     assert alice.page.evaluate("window.sessionLog") == ["RECONNECTING", "room:RECONNECTING"]
     expect(alice.el("reconnectBanner")).to_be_visible()
     expect(alice.el("reconnectBanner")).to_have_text("Connection lost: reconnecting…")
+    expect(alice.el("status")).to_have_text("RECONNECTING")
     alice.screenshot("conference-reconnecting-desktop")
     proxy.restore()
 
     alice.page.wait_for_function("window.sessionLog.includes('room:RECONNECTED')", timeout=30_000)
     expect(alice.el("reconnectBanner")).to_be_hidden()
+    expect(alice.el("status")).to_have_text("ESTABLISHED")
     # ESTABLISHED is not emitted again (the page joins on it), DISCONNECTED never came
     assert alice.page.evaluate("window.sessionLog") == ["RECONNECTING", "room:RECONNECTING", "room:RECONNECTED"]
     expect(alice.el("localStatus")).to_have_text("PUBLISHING", timeout=20_000)

@@ -201,6 +201,7 @@ export function startRoomPage(config) {
       .on(ROOM_EVENT.ROOM_UPDATED, () => panel.render())
       .on(ROOM_EVENT.RECONNECTED, (r) => {
         // Resumed without a click: the SDK re-publishes and re-plays the same stream objects.
+        if (connection) setStatus($("status"), connection.status());
         setReconnecting(false);
         showHistory(chat, r, {header: false}); // messages sent while away (those shown already are skipped)
         earlier.update();
@@ -261,7 +262,10 @@ export function startRoomPage(config) {
     const iceTransportPolicy = new URLSearchParams(location.search).get("relay") === "1" ? "relay" : "all";
     const session = connect({urlServer: $("url").value, username, iceTransportPolicy});
     connection = session;
-    session.on(SESSION_STATUS.RECONNECTING, () => setReconnecting(true));
+    session.on(SESSION_STATUS.RECONNECTING, (s) => {
+      setStatus($("status"), s.status());
+      setReconnecting(true);
+    });
     session
       .on(SESSION_STATUS.ESTABLISHED, (s) => {
         setStatus($("status"), s.status());
