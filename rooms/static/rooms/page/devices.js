@@ -19,10 +19,11 @@ function load() {
 
 
 /**
- * The camera in a call: 960x540 where the camera has it, the least picture Chromium sends three simulcast
- * layers of (a 320x240 one gets one layer); three encodings of 720p cost a busy machine too much.
+ * The camera in a call: 640x480, the browsers' usual default. Chromium sends as many simulcast layers as the
+ * picture allows (two at 640x480, three from 960x540 up, one at 320x240); more pixels cost a busy machine
+ * (three pages in one test browser) more than the tests can bear.
  */
-export const CALL_VIDEO = Object.freeze({width: {ideal: 960}, height: {ideal: 540}});
+export const CALL_VIDEO = Object.freeze({width: {ideal: 640}, height: {ideal: 480}});
 
 /** A level meter on an audio track: RMS of the waveform, 0..1, on a <meter>. */
 class LevelMeter {
