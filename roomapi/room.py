@@ -126,6 +126,13 @@ class Room:
         self.history_more = bool(reply.get("more"))
         return page
 
+    async def moderate(self, action: str, **fields: Any) -> None:
+        """A moderator action (needs the ``can_moderate`` grant): ``lock``, ``unlock``, ``set_max_participants``
+        (``max_participants=``), ``mute`` (``stream=``, ``audio=``, ``video=``), ``unpublish`` (``stream=``),
+        ``kick`` (``login=``) or ``finalize``; raises RoomApiError (``forbidden``, ``stream_not_found``, ...)
+        when refused. The Web SDK's ``room.moderate(action, fields)``."""
+        await self.connection._request("moderate", **fields, action=action)
+
     async def leave(self) -> None:
         """Leave the room; the others get LEFT, and the last one out finalizes it."""
         if self.closed:

@@ -235,11 +235,32 @@ async def test_listeners_and_request_hook(server: DaphneServer) -> None:
 async def test_moderator_finalize_closes_the_room(server: DaphneServer) -> None:
     """A room the moderator finalizes emits CLOSED (room_closed) to the others."""
     alice = await roomapi.connect(server.ws_url, "alice")
-    await alice.join("end")
+    room_a = await alice.join("end")
     bob = await roomapi.connect(server.ws_url, "bob")
     room_b = await bob.join("end")
-    await alice._request("moderate", action="finalize")
+    await room_a.moderate("finalize")
     closed = await room_b.wait_for(ROOM_EVENT.CLOSED, timeout=WAIT)
     assert closed.code == "room_closed" and room_b.closed
+    await alice.disconnect()
+    await bob.disconnect()
+
+
+async def test_moderate_lock_limit_kick_and_refusal(server: DaphneServer) -> None:
+    """room.moderate: lock and a new limit reach the others (ROOM_UPDATED), a kick reaches its target (KICKED);
+    a participant without can_moderate is refused with forbidden and stays in the room."""
+    alice = await roomapi.connect(server.ws_url, "alice")
+    room_a = await alice.join("mod")
+    bob = await roomapi.connect(server.ws_url, "bob")
+    room_b = await bob.join("mod")
+    await room_a.moderate("lock")
+    await room_b.wait_for(ROOM_EVENT.ROOM_UPDATED, lambda e: e.data["room"]["locked"] is True, timeout=WAIT)
+    await room_a.moderate("set_max_participants", max_participants=7)
+    await room_b.wait_for(ROOM_EVENT.ROOM_UPDATED, lambda e: e.data["room"]["max_participants"] == 7, timeout=WAIT)
+    with pytest.raises(RoomApiError) as refused:
+        await room_b.moderate("unlock")
+    assert refused.value.code == "forbidden" and not room_b.closed
+    await room_a.moderate("kick", login="bob")
+    await room_b.wait_for(ROOM_EVENT.KICKED, timeout=WAIT)
+    assert room_b.closed
     await alice.disconnect()
     await bob.disconnect()

@@ -64,6 +64,8 @@ DESKTOP: ViewportSize = {"width": 1280, "height": 800}
 PHONE: ViewportSize = {"width": 390, "height": 844}
 WAIT_MS = 15_000
 MEDIA_WAIT_MS = 20_000
+PUBLISH_WAIT_MS = 45_000
+"""A page's own camera: three simulcast encodings to start on a machine that may be busy."""
 PAGE_LOAD_MS = 45_000
 
 
@@ -230,10 +232,16 @@ class RoomPage:
         expect(self.el("status")).to_have_text("ESTABLISHED", timeout=WAIT_MS)
         if publish:
             try:
-                expect(self.el("localStatus")).to_have_text("PUBLISHING", timeout=MEDIA_WAIT_MS)
+                expect(self.el("localStatus")).to_have_text("PUBLISHING", timeout=PUBLISH_WAIT_MS)
             except AssertionError as exc:
                 info = self.el("failedInfo").inner_text()
-                raise AssertionError(f"{exc}\nfailedInfo: {info!r}; console: {self.console[-10:]}") from None
+                stream = self.page.evaluate(
+                    "() => { const p = window.conferencePage || window.videoChatPage || window.screenSharingPage;"
+                    " const s = p && p.localStream; return s ? s.status() : null; }"
+                )
+                raise AssertionError(
+                    f"{exc}\nfailedInfo: {info!r}; the SDK's stream: {stream}; console: {self.console[-10:]}"
+                ) from None
 
     def leave(self) -> None:
         """Press Leave and wait until the page is out of the room."""

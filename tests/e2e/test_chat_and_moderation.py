@@ -1,5 +1,5 @@
-"""Chat and moderation on the Conference page: history at join, server times, images, unread counter,
-copying the invite, and a moderator's actions from the page reaching the others."""
+"""Chat and moderation on the Conference page: history at join, "load earlier", server times, images, unread
+counter, copying the invite, and a moderator's actions from the page reaching the others."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from collections.abc import Callable
 import pytest
 from playwright.sync_api import Locator, expect
 
+from tests.e2e.bots import BotCrowd
 from tests.e2e.conftest import WAIT_MS, RoomPage
+from tests.servers import DaphneServer
 
 pytestmark = pytest.mark.django_db
 
@@ -55,6 +57,38 @@ def test_history_shown_at_join_in_local_time(pair: dict[str, RoomPage]) -> None:
         sent_at,
     )
     assert line.locator("time").inner_text() == local
+
+
+def test_load_earlier_pages_through_the_history(open_page: Callable[..., RoomPage], server: DaphneServer) -> None:
+    """75 messages before Rita comes: her log opens with the newest 50 and a "Load earlier" button; each click
+    puts the next older page (20) above them, oldest first, until there is nothing older and the button goes."""
+    writer = BotCrowd(server.ws_url, "long-history", ["wanda"], publish=False, messages=75)
+    writer.start()
+    try:
+        assert writer.ready.wait(90) and writer.error is None, writer.error
+        rita = open_page("/conference/?roomName=long-history")
+        rita.join("rita", publish=False)
+        lines = rita.page.locator("#chat .chat-line[data-id]")
+        button = rita.el("loadEarlierBtn")
+        expect(lines).to_have_count(50, timeout=WAIT_MS)
+        expect(rita.chat_line("chat", "earlier messages: 50")).to_have_count(1)
+        expect(button).to_be_visible()
+        button.click()
+        expect(lines).to_have_count(70, timeout=WAIT_MS)
+        expect(rita.page.locator("#announcer")).to_contain_text("20 earlier messages loaded")
+        expect(button).to_be_visible()
+        button.click()
+        expect(lines).to_have_count(75, timeout=WAIT_MS)
+        expect(button).to_be_hidden()
+        texts = lines.locator(".chat-text").all_inner_texts()
+        assert texts == [f"message {n}" for n in range(1, 76)], texts
+        # The history's header line stays above every message.
+        first = rita.page.locator("#chat .chat-line").first
+        expect(first).to_have_text(re.compile("earlier messages: 50$"))
+        rita.leave()
+        rita.close()
+    finally:
+        writer.stop()
 
 
 def test_image_message_is_an_image_and_other_urls_stay_text(pair: dict[str, RoomPage]) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.conftest import MEDIA_WAIT_MS, WAIT_MS, RoomPage
+from tests.e2e.conftest import MEDIA_WAIT_MS, PAGE_LOAD_MS, WAIT_MS, RoomPage
 
 pytestmark = pytest.mark.django_db
 
@@ -96,7 +96,7 @@ def test_preview_pickers_and_switch_mid_call(open_page: Callable[..., RoomPage])
     ben.screenshot("video-chat-after-switch")
     # The choice is remembered: a new tab of the same browser profile starts with the second camera.
     again = ann.context.new_page()
-    again.goto(ann.page.url)
+    again.goto(ann.page.url, timeout=PAGE_LOAD_MS)
     expect(again.locator("#cameraSelect")).to_have_value(second or "", timeout=WAIT_MS)
     again.close()
     ann.leave()

@@ -1,5 +1,6 @@
 """The Conference page with nine people (one page, eight Python SDK clients): grid, pages, speaker layout,
-pin, who is speaking (a tone against silence), connection quality and the stats panel."""
+pin, who is speaking (a tone against silence, from the relay's active speakers), connection quality, the
+forwarded layer and the stats panel."""
 
 from __future__ import annotations
 
@@ -65,6 +66,20 @@ def test_speaking_highlight_follows_the_tone(nine: RoomPage) -> None:
         expect(tile(nine, login)).to_have_attribute("data-speaking", "false")
 
 
+def test_speaking_highlight_follows_the_relays_active_speakers(crowd: BotCrowd, nine: RoomPage) -> None:
+    """The relay's ACTIVE_SPEAKERS events drive the highlight: the speaker muting its microphone leaves the
+    relay's list and loses the highlight; unmuting brings both back."""
+    speaking = "(login) => window.conferencePage.room.activeSpeakers().some((s) => s.login === login)"
+    crowd.set_audio_muted(SPEAKER, True)
+    nine.page.wait_for_function(f"(login) => !({speaking})(login)", arg=SPEAKER, timeout=MEDIA_WAIT_MS)
+    expect(tile(nine, SPEAKER)).to_have_attribute("data-speaking", "false", timeout=MEDIA_WAIT_MS)
+    crowd.set_audio_muted(SPEAKER, False)
+    nine.page.wait_for_function(speaking, arg=SPEAKER, timeout=2 * MEDIA_WAIT_MS)  # a busy relay may be slow
+    expect(tile(nine, SPEAKER)).to_have_attribute("data-speaking", "true", timeout=MEDIA_WAIT_MS)
+    for login in ("bot1", "bot5", "bot8"):
+        expect(tile(nine, login)).to_have_attribute("data-speaking", "false")
+
+
 def test_speaker_layout_and_pin(nine: RoomPage) -> None:
     """Speaker view puts the speaking tile first and large; a pinned tile takes its place; unpin returns."""
     nine.el("layoutBtn").click()
@@ -108,6 +123,9 @@ def test_quality_marks_and_stats_panel(nine: RoomPage) -> None:
     expect(row.locator("td").nth(0)).to_have_text("VP8")
     expect(row.locator("td").nth(1)).to_have_text("160×120")
     assert int(row.locator("td").nth(3).inner_text()) > 0
+    # A one-layer stream (the Python SDK sends no simulcast) is forwarded as its one layer, "high".
+    expect(row.locator("td").nth(7)).to_have_text("high")
+    expect(nine.page.locator("#participant1 .layer")).to_have_attribute("data-layer", "high")
     nine.screenshot("conference-nine-stats")
 
 

@@ -154,8 +154,9 @@ def frames_rise(page: RoomPage, display: str, timeout_s: float = 30.0) -> None:
 def test_a_page_resumes_with_media_after_its_websocket_is_cut(
     open_page: Callable[..., RoomPage], proxy: CuttableProxy, server: DaphneServer
 ) -> None:
-    """Cut alice's WebSocket for 3 s: her page resumes without a click, publishes and plays again, bob plays
-    her new stream, frames rise on both pages, and bob's log says disconnected/reconnected, never left."""
+    """Cut alice's WebSocket for 3 s: her page shows the reconnect banner, resumes without a click (the banner
+    goes), publishes and plays again, bob plays her new stream, frames rise on both pages, and bob's log says
+    disconnected/reconnected, never left."""
     alice = open_page("/conference/?roomName=cut-page")
     bob = open_page("/conference/?roomName=cut-page")
     alice.el("url").fill(f"ws://127.0.0.1:{proxy.port}")
@@ -171,9 +172,15 @@ def test_a_page_resumes_with_media_after_its_websocket_is_cut(
     proxy.cut()
     time.sleep(CUT_SECONDS)
     assert alice.page.evaluate("window.sessionLog") == ["RECONNECTING", "room:RECONNECTING"]
+    expect(alice.el("reconnectBanner")).to_be_visible()
+    expect(alice.el("reconnectBanner")).to_have_text("Connection lost: reconnecting…")
+    expect(alice.el("status")).to_have_text("RECONNECTING")
+    alice.screenshot("conference-reconnecting-desktop")
     proxy.restore()
 
     alice.page.wait_for_function("window.sessionLog.includes('room:RECONNECTED')", timeout=30_000)
+    expect(alice.el("reconnectBanner")).to_be_hidden()
+    expect(alice.el("status")).to_have_text("ESTABLISHED")
     # ESTABLISHED is not emitted again (the page joins on it), DISCONNECTED never came
     assert alice.page.evaluate("window.sessionLog") == ["RECONNECTING", "room:RECONNECTING", "room:RECONNECTED"]
     expect(alice.el("localStatus")).to_have_text("PUBLISHING", timeout=20_000)

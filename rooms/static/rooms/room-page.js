@@ -6,7 +6,7 @@
  */
 import {connect, ERROR_CODE, ROOM_EVENT, SESSION_STATUS} from "./roomapi.js";
 import {defaultServerUrl, getRoomName, inviteUrl} from "./page/address.js";
-import {ChatLog, Composer, Invite, showHistory} from "./page/chat.js";
+import {ChatLog, Composer, EarlierMessages, Invite, showHistory} from "./page/chat.js";
 import {LocalControls} from "./page/controls.js";
 import {Devices} from "./page/devices.js";
 import {$, announce, pageParam, setStatus} from "./page/dom.js";
@@ -48,8 +48,22 @@ export function startRoomPage(config) {
     elements: {recipient: $("recipient"), message: $("message"), send: $("sendBtn")},
   });
   const invite = new Invite();
+  const earlier = new EarlierMessages({chat, room: () => room, button: $("loadEarlierBtn")});
+  /** True once the relay reported active speakers in this room: its events drive the highlight then. */
+  let relaySpeakers = false;
+  const showSpeakers = (speakers) => {
+    relaySpeakers = true;
+    const names = new Set(speakers.map((s) => s.login).filter(Boolean));
+    for (const slot of stage.all()) if (slot.name()) stage.setSpeaking(slot.name(), names.has(slot.name()));
+    $("localTile").dataset.speaking = String(Boolean(room && names.has(room.selfName())));
+  };
   const panel = new ParticipantsPanel({room: () => room, onError: fail, onDone: () => fail("")});
-  const monitor = new StatsMonitor({stage, local: () => local.stream, onLocalLevel: (level) => devices.showLevel(level)});
+  const monitor = new StatsMonitor({
+    stage,
+    local: () => local.stream,
+    onLocalLevel: (level) => devices.showLevel(level),
+    levelsSpeak: () => !relaySpeakers,
+  });
   const onVideo = (video) => devices.applySink(video);
   if (config.grid) config.grid.onVideo = onVideo;
   else for (const slot of stage.all()) slot.hooks.onVideo = onVideo;
@@ -76,7 +90,7 @@ export function startRoomPage(config) {
     });
   }
 
-  /** The reconnect banner. The SDK has no reconnection yet: when it emits a RECONNECTING status, it shows. */
+  /** The reconnect banner: shown from the session's RECONNECTING until the room's RECONNECTED (or the end). */
   const setReconnecting = (on) => {
     $("reconnectBanner").hidden = !on;
   };
@@ -100,6 +114,9 @@ export function startRoomPage(config) {
     setReconnecting(false);
     stage.clear();
     room = null;
+    relaySpeakers = false;
+    $("localTile").dataset.speaking = "false";
+    earlier.update();
     local.reset();
     monitor.stop();
     composer.refreshRecipients();
@@ -126,6 +143,7 @@ export function startRoomPage(config) {
         invite.show(inviteUrl(r.name()));
         setJoined(true);
         showHistory(chat, r);
+        earlier.update();
         if (participants.length > 0) {
           chat.system(t("participants_line", {names: participants.map((p) => p.name()).join(",")}));
           for (const p of participants) stage.install(p);
@@ -181,6 +199,18 @@ export function startRoomPage(config) {
         panel.render();
       })
       .on(ROOM_EVENT.ROOM_UPDATED, () => panel.render())
+      .on(ROOM_EVENT.RECONNECTED, (r) => {
+        // Resumed without a click: the SDK re-publishes and re-plays the same stream objects.
+        if (connection) setStatus($("status"), connection.status());
+        setReconnecting(false);
+        showHistory(chat, r, {header: false}); // messages sent while away (those shown already are skipped)
+        earlier.update();
+        for (const p of r.getParticipants()) stage.install(p); // who joined meanwhile (the others keep their slots)
+        composer.refreshRecipients();
+        panel.render();
+        announce(t("reconnected_self"));
+      })
+      .on(ROOM_EVENT.ACTIVE_SPEAKERS, (speakers) => showSpeakers(speakers))
       .on(ROOM_EVENT.CLOSED, () => onLeft())
       .on(ROOM_EVENT.KICKED, () => {
         chat.system(t("you_were_removed"));
@@ -232,7 +262,10 @@ export function startRoomPage(config) {
     const iceTransportPolicy = new URLSearchParams(location.search).get("relay") === "1" ? "relay" : "all";
     const session = connect({urlServer: $("url").value, username, iceTransportPolicy});
     connection = session;
-    if (SESSION_STATUS.RECONNECTING) session.on(SESSION_STATUS.RECONNECTING, () => setReconnecting(true));
+    session.on(SESSION_STATUS.RECONNECTING, (s) => {
+      setStatus($("status"), s.status());
+      setReconnecting(true);
+    });
     session
       .on(SESSION_STATUS.ESTABLISHED, (s) => {
         setStatus($("status"), s.status());
@@ -263,7 +296,7 @@ export function startRoomPage(config) {
     moderate: (action, fields) => panel.act(action, fields),
     /** Show or hide the reconnect banner (for an SDK that reconnects by itself). */
     setReconnecting,
-    /** Feed the speaking highlight (the relay's active-speaker events will call this). */
+    /** Set the speaking highlight of a participant's tile (the relay's ACTIVE_SPEAKERS events drive it). */
     setSpeaking: (name, speaking) => stage.setSpeaking(name, speaking),
     get room() {
       return room;

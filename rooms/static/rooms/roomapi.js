@@ -530,6 +530,34 @@ class LocalStream extends Emitter {
     });
   }
 
+  /**
+   * Send ``track`` instead of the published track of the same kind (a camera or microphone switch mid-call),
+   * without renegotiating: the others keep playing the same stream and decode the new picture or sound.
+   * The stream's MediaStream (the preview) takes the new track and the mute flag carries over; the old track
+   * is stopped (unless the application passed its own ``mediaStream``). Before the stream is published (or
+   * while it reconnects) only the MediaStream changes, and the next negotiation sends the new track.
+   * @param {MediaStreamTrack} track  an "audio" or "video" track
+   * @returns {Promise<void>}
+   */
+  async replaceTrack(track) {
+    if (this._ended) throw {code: ERROR_CODE.INVALID_FIELD, message: "the stream is not live"};
+    const media = this._media;
+    const old = media ? media.getTracks().find((t) => t.kind === track.kind) || null : null;
+    track.enabled = track.kind === "audio" ? !this._audioMuted : !this._videoMuted;
+    const pc = this._negotiation && this._negotiation.pc;
+    if (pc) {
+      const transceiver = pc.getTransceivers().find((t) => (t.sender.track || t.receiver.track).kind === track.kind);
+      if (!transceiver) throw {code: ERROR_CODE.INVALID_FIELD, message: `the stream sends no ${track.kind}`};
+      await transceiver.sender.replaceTrack(track);
+    }
+    if (media) {
+      if (old) media.removeTrack(old);
+      media.addTrack(track);
+    }
+    if (track.kind === "video") track.addEventListener("ended", () => this.stop());
+    if (old && !this._options.mediaStream) old.stop();
+  }
+
   /** Stop publishing: UNPUBLISHED follows from the server. */
   stop() {
     if (this._ended) return Promise.resolve();
@@ -1191,6 +1219,21 @@ class Room extends Emitter {
     const fields = {text};
     if (to && to.length) fields.to = to;
     return this._connection._request("send_message", fields).then((reply) => reply.message);
+  }
+
+  /**
+   * A moderator action (docs/protocol.md, "Moderation"; needs the ``can_moderate`` grant): "lock", "unlock",
+   * "set_max_participants" ({max_participants}), "mute" ({stream, audio?, video?}), "unpublish" ({stream}),
+   * "kick" ({login}) or "finalize". The others see its effect as room events (ROOM_UPDATED, STREAM_UPDATED,
+   * UNPUBLISHED, LEFT, CLOSED).
+   * Rejects with {code, message}: FORBIDDEN for someone who may not moderate, STREAM_NOT_FOUND,
+   * PARTICIPANT_NOT_FOUND, INVALID_FIELD ...
+   * @param {"lock"|"unlock"|"set_max_participants"|"mute"|"unpublish"|"kick"|"finalize"} action
+   * @param {{max_participants?: number, stream?: string, audio?: boolean, video?: boolean, login?: string}} [fields]
+   * @returns {Promise<void>}
+   */
+  moderate(action, fields) {
+    return this._connection._request("moderate", {...(fields || {}), action}).then(() => undefined);
   }
 
   /** @returns {boolean} true when older messages than getHistory()'s first exist (see loadHistory) */

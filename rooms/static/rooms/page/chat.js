@@ -2,7 +2,7 @@
  * The chat: the log of lines "HH:MM name - text" (server times in local time, images from data: URLs),
  * the join history, the unread counter while the chat is hidden, the composer and the invite link.
  */
-import {$, el} from "./dom.js";
+import {$, announce, el} from "./dom.js";
 import {t} from "./strings.js";
 
 /** A message token shown as an image: only data: URLs of raster images, base64. */
@@ -51,12 +51,14 @@ export class ChatLog {
    * @param {string} text
    * @param {{kind?: string, note?: string, time?: string|Date, id?: number, counts?: boolean}} [options]
    *   kind: "system", "self", "private", "self chat-private" or "" (others); note: the private marker;
-   *   time: the server's sent_at; id: the server's message id; counts: whether it counts as unread.
+   *   time: the server's sent_at; id: the server's message id; counts: whether it counts as unread;
+   *   before: insert the line before this one (an older message) instead of at the end.
+   * @returns {HTMLElement|null} the line (null when message ``id`` is shown already)
    */
   add(name, text, options = {}) {
-    const {kind = "", note = "", time, id, counts = true} = options;
+    const {kind = "", note = "", time, id, counts = true, before = null} = options;
     if (id !== undefined && id !== null) {
-      if (this.shown.has(id)) return;
+      if (this.shown.has(id)) return null;
       this.shown.add(id);
     }
     const line = el(
@@ -69,12 +71,21 @@ export class ChatLog {
       messageBody(text, name),
     );
     if (note) line.dataset.note = note;
+    if (id !== undefined && id !== null) line.dataset.id = String(id);
+    if (before) {
+      // An older line (load earlier): the reader's place in the log stays where it was.
+      const height = this.element.scrollHeight;
+      this.element.insertBefore(line, before);
+      this.element.scrollTop += this.element.scrollHeight - height;
+      return line;
+    }
     this.element.appendChild(line);
     this.element.scrollTop = this.element.scrollHeight;
     if (counts && this.hidden) {
       this.unread += 1;
       this.onUnread(this.unread);
     }
+    return line;
   }
 
   /** A system line from "chat". */
@@ -82,12 +93,17 @@ export class ChatLog {
     this.add("chat", text, {kind: "system", counts: false});
   }
 
-  /** A server message (live or from the history) as the reader sees it. */
-  message({from, text, isPrivate, to, sentAt, id, self}) {
+  /** A server message (live or from the history) as the reader sees it; ``before``: see add(). */
+  message({from, text, isPrivate, to, sentAt, id, self}, before = null) {
     const kind = self ? (isPrivate ? "self chat-private" : "self") : isPrivate ? "private" : "";
     let note = "";
     if (isPrivate) note = self ? t("chat_private_to", {names: (to || []).join(", ")}) : t("chat_private_to_you");
-    this.add(from, text, {kind, note, time: sentAt, id, counts: !self});
+    return this.add(from, text, {kind, note, time: sentAt, id, counts: !self, before});
+  }
+
+  /** The line of the oldest server message shown, or null. */
+  oldestMessage() {
+    return this.element.querySelector(".chat-line[data-id]");
   }
 
   /** Show or hide the log's card; showing resets the unread count. */
@@ -109,22 +125,71 @@ export class ChatLog {
  * Show the room's join history (the SDK's getHistory(): messages this reader may see, oldest first).
  * @param {ChatLog} chat
  * @param {object} room  the SDK's Room
+ * @param {{header?: boolean}} [options]  header: the "earlier messages: N" line first (not after a resume)
  */
-export function showHistory(chat, room) {
+export function showHistory(chat, room, {header = true} = {}) {
   const history = room.getHistory() || [];
   if (!history.length) return;
-  chat.system(t("chat_history", {count: history.length}));
-  const self = room.selfName();
-  for (const m of history) {
-    chat.message({
-      from: m.from || t("server"),
-      text: m.text,
-      isPrivate: m.to !== null && m.to !== undefined,
-      to: m.to,
-      sentAt: m.sent_at,
-      id: m.id,
-      self: m.from === self,
-    });
+  if (header) chat.system(t("chat_history", {count: history.length}));
+  for (const m of history) chat.message(fromWire(m, room.selfName()));
+}
+
+/** A history message of the SDK (WireMessage) as ChatLog.message() takes it. */
+function fromWire(m, self) {
+  return {
+    from: m.from || t("server"),
+    text: m.text,
+    isPrivate: m.to !== null && m.to !== undefined,
+    to: m.to,
+    sentAt: m.sent_at,
+    id: m.id,
+    self: m.from === self,
+  };
+}
+
+/**
+ * "Load earlier": pages through the server's history (the SDK's loadHistory()) while it has more,
+ * putting each page above the oldest message shown.
+ */
+export class EarlierMessages {
+  /**
+   * @param {{chat: ChatLog, room: function(): object|null, button: HTMLButtonElement|null, pageSize?: number,
+   *          onError?: function(string): void}} options
+   */
+  constructor({chat, room, button, pageSize = 20, onError}) {
+    this.chat = chat;
+    this.room = room;
+    this.button = button;
+    this.pageSize = pageSize;
+    this.onError = onError || ((text) => chat.system(text));
+    if (button) button.addEventListener("click", () => this.load());
+    this.update();
+  }
+
+  /** Show the button while the room has older messages than those shown. */
+  update() {
+    if (!this.button) return;
+    const room = this.room();
+    this.button.hidden = !(room && room.hasMoreHistory());
+    this.button.disabled = false;
+  }
+
+  /** Fetch one page of older messages and show it at the top of the log. */
+  async load() {
+    const room = this.room();
+    if (!room || !this.button) return;
+    this.button.disabled = true;
+    try {
+      const page = await room.loadHistory(this.pageSize);
+      if (room !== this.room()) return;
+      const oldest = this.chat.oldestMessage() || this.chat.element.firstChild;
+      for (const m of page) this.chat.message(fromWire(m, room.selfName()), oldest);
+      announce(t("chat_loaded_earlier", {count: page.length}));
+    } catch (err) {
+      this.onError(t("load_earlier_failed", {reason: (err && err.message) || err}));
+    } finally {
+      this.update();
+    }
   }
 }
 

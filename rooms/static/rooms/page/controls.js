@@ -3,8 +3,8 @@
  * and a device switch while publishing (the new track replaces the old one, nobody re-joins).
  */
 import {STREAM_STATUS} from "../roomapi.js";
+import {CALL_VIDEO} from "./devices.js";
 import {$, setStatus} from "./dom.js";
-import {replaceTrack} from "./sdk-gaps.js";
 import {t} from "./strings.js";
 
 const LIVE = [STREAM_STATUS.PUBLISHING, STREAM_STATUS.PENDING];
@@ -38,12 +38,13 @@ export class LocalControls {
     this.update();
   }
 
-  /** Publish the camera and microphone. */
+  /** Publish the camera and microphone, the camera in three simulcast layers (each player gets the one it fits). */
   publish() {
     if (!this.room()) return;
     this.stream = this.room().publish({
       display: $("localDisplay"),
       constraints: this.constraints ? this.constraints() : {audio: true, video: true},
+      simulcast: true,
       record: false,
       receiveVideo: false,
       receiveAudio: false,
@@ -58,7 +59,7 @@ export class LocalControls {
       .on(STREAM_STATUS.PUBLISHING, show)
       .on(STREAM_STATUS.UNPUBLISHED, show)
       .on(STREAM_STATUS.FAILED, show);
-    this.update();
+    show(this.stream); // PENDING was emitted before these handlers were attached
   }
 
   /**
@@ -70,12 +71,12 @@ export class LocalControls {
   async switchDevice(kind, deviceId) {
     const stream = this.stream;
     if (!stream || stream.status() !== STREAM_STATUS.PUBLISHING) return null;
-    const constraint = deviceId ? {deviceId: {exact: deviceId}} : true;
-    const wanted = kind === "camera" ? {video: constraint} : {audio: constraint};
+    const device = deviceId ? {deviceId: {exact: deviceId}} : {};
+    const wanted = kind === "camera" ? {video: {...device, ...CALL_VIDEO}} : {audio: deviceId ? device : true};
     const media = await navigator.mediaDevices.getUserMedia(wanted);
     const track = media.getTracks()[0];
     try {
-      await replaceTrack(stream, track);
+      await stream.replaceTrack(track);
     } catch (err) {
       track.stop();
       this.onFailed(t("switch_failed", {reason: (err && err.message) || err}));

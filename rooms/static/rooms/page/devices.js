@@ -17,6 +17,14 @@ function load() {
   }
 }
 
+
+/**
+ * The camera in a call: 640x480, the browsers' usual default. Chromium sends as many simulcast layers as the
+ * picture allows (two at 640x480, three from 960x540 up, one at 320x240); more pixels cost a busy machine
+ * (three pages in one test browser) more than the tests can bear.
+ */
+export const CALL_VIDEO = Object.freeze({width: {ideal: 640}, height: {ideal: 480}});
+
 /** A level meter on an audio track: RMS of the waveform, 0..1, on a <meter>. */
 class LevelMeter {
   constructor(meter) {
@@ -109,8 +117,8 @@ export class Devices {
   /** getUserMedia constraints for the chosen camera and microphone (``preview``: a small, light picture). */
   constraints(preview = false) {
     const pick = (id, extra) => (id || extra ? {...(id ? {deviceId: {ideal: id}} : {}), ...extra} : true);
-    const small = preview ? {width: {ideal: 320}, height: {ideal: 240}, frameRate: {ideal: 15}} : null;
-    return {audio: pick(this.choice.microphone), video: pick(this.choice.camera, small)};
+    const size = preview ? {width: {ideal: 320}, height: {ideal: 240}, frameRate: {ideal: 15}} : CALL_VIDEO;
+    return {audio: pick(this.choice.microphone), video: pick(this.choice.camera, size)};
   }
 
   /** Start the preview (before joining) and fill the pickers. */

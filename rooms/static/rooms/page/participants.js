@@ -5,7 +5,6 @@
  */
 import {ERROR_CODE} from "../roomapi.js";
 import {$, el} from "./dom.js";
-import {moderate} from "./sdk-gaps.js";
 import {t} from "./strings.js";
 
 /** The participant's camera stream (else its first), or null. */
@@ -43,7 +42,7 @@ export class ParticipantsPanel {
   act(action, fields) {
     const room = this.room();
     if (!room) return Promise.resolve(false);
-    return moderate(room, action, fields).then(
+    return room.moderate(action, fields).then(
       () => {
         this.onDone(action);
         this.render();

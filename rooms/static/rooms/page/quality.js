@@ -1,7 +1,8 @@
 /**
  * What getStats() tells about each played stream, sampled every second: a connection quality per tile
  * (good / fair / poor from loss, round-trip time, jitter and bitrate), the received audio level that drives
- * the speaking highlight, and the stats panel (codec, resolution, fps, bitrate, loss, RTT, jitter, layer).
+ * the speaking highlight until the relay reports active speakers, and the stats panel (codec, resolution,
+ * fps, bitrate, loss, RTT, jitter, the simulcast layer forwarded).
  */
 import {el, $} from "./dom.js";
 import {t} from "./strings.js";
@@ -46,10 +47,13 @@ export class StatsMonitor {
    * @param {{stage: {all: function(): object[], setSpeaking: function(string, boolean): void}, interval?: number,
    *          onLevel?: function(string, number): void, local?: function(): object|null,
    *          onLocalLevel?: function(number): void}} options
-   *   ``local``: the published stream, whose microphone level goes to ``onLocalLevel``.
+   *   ``local``: the published stream, whose microphone level goes to ``onLocalLevel``;
+   *   ``levelsSpeak``: whether received audio levels drive the speaking highlight (false once the relay
+   *   reports active speakers: its events drive it then).
    */
-  constructor({stage, interval = 1000, onLevel, local, onLocalLevel}) {
+  constructor({stage, interval = 1000, onLevel, local, onLocalLevel, levelsSpeak}) {
     this.stage = stage;
+    this.levelsSpeak = levelsSpeak || (() => true);
     this.local = local;
     this.onLocalLevel = onLocalLevel;
     this.interval = interval;
@@ -136,7 +140,7 @@ export class StatsMonitor {
       const level = dDuration > 0 ? Math.sqrt(Math.max(0, dEnergy) / dDuration) : count(now.audio, "audioLevel");
       tile.dataset.level = level.toFixed(3);
       if (this.onLevel) this.onLevel(slot.name(), level);
-      this.stage.setSpeaking(slot.name(), tile.dataset.audioMuted !== "true" && level >= SPEAKING_LEVEL);
+      if (this.levelsSpeak()) this.stage.setSpeaking(slot.name(), tile.dataset.audioMuted !== "true" && level >= SPEAKING_LEVEL);
     }
     const v = now.video || {};
     const cell = (text) => el("td", {}, text);
@@ -151,7 +155,7 @@ export class StatsMonitor {
       cell(`${lossPct.toFixed(1)}`),
       cell(rttMs === null ? "—" : `${Math.round(rttMs)}`),
       cell(`${Math.round(jitterMs)}`),
-      cell("—"),
+      cell(typeof playing.quality === "function" && playing.quality() ? t(`layer_${playing.quality()}`) : "—"),
     );
   }
 }

@@ -4,7 +4,7 @@
  * slots (the two-person pages); Grid makes a tile per participant and lays them out (grid or speaker, pin,
  * screen shares large, pages beyond ``pageSize``).
  */
-import {STREAM_STATUS} from "../roomapi.js";
+import {QUALITY, STREAM_STATUS} from "../roomapi.js";
 import {el, setStatus} from "./dom.js";
 import {t} from "./strings.js";
 
@@ -24,6 +24,7 @@ export function toggleFullscreen(element) {
 function decorate(tile, nameOf, {pin} = {}) {
   const label = tile.querySelector(".tile-label") || tile.appendChild(el("div", {className: "tile-label"}));
   if (!tile.querySelector(".quality")) label.append(el("span", {className: "quality", "data-quality": "unknown", hidden: true}));
+  if (!tile.querySelector(".layer")) label.append(el("span", {className: "layer", "data-layer": "", hidden: true}));
   if (!tile.querySelector(".mic-flag")) tile.append(el("span", {className: "mic-flag"}, t("mic_off")));
   if (tile.querySelector(".tile-actions")) return;
   const actions = el("div", {className: "tile-actions"});
@@ -52,6 +53,16 @@ export function setQuality(tile, quality) {
   mark.dataset.quality = quality;
   mark.textContent = t(`quality_${quality}`);
   mark.title = t("quality_title", {quality: t(`quality_${quality}`)});
+}
+
+/** Show the simulcast layer the relay forwards to this tile ("low", "medium", "high"; null: none). */
+export function setLayer(tile, layer) {
+  const badge = tile && tile.querySelector(".layer");
+  if (!badge) return;
+  badge.hidden = !layer;
+  badge.dataset.layer = layer || "";
+  badge.textContent = layer ? t(`layer_${layer}`) : "";
+  badge.title = layer ? t("layer_title", {layer: t(`layer_${layer}`)}) : "";
 }
 
 /**
@@ -96,6 +107,7 @@ export class Slot {
       setStatus(part.status, "NONE");
       this.setMuted(kind, false, false);
       setQuality(this.tileOf(kind), "unknown");
+      setLayer(this.tileOf(kind), null);
       this.tileOf(kind).dataset.speaking = "false";
       if (this.tileOf(kind).relabel) this.tileOf(kind).relabel();
     }
@@ -120,14 +132,17 @@ export class Slot {
     this.stopKind(kind);
     const part = this.parts.displays[kind];
     this.setMuted(kind, stream.isAudioMuted(), stream.isVideoMuted());
-    const playing = stream.play(part.display);
+    // AUTO: the relay forwards the simulcast layer that fits the video element's size (and the link).
+    const playing = stream.play(part.display, {quality: QUALITY.AUTO});
     this.playing[kind] = playing;
     const show = (s) => {
       if (this.playing[kind] !== playing) return;
       setStatus(part.status, s.status());
+      setLayer(this.tileOf(kind), s.status() === STREAM_STATUS.PLAYING ? s.quality() : null);
       if (s.status() === STREAM_STATUS.PLAYING && this.hooks.onVideo && s.getVideo()) this.hooks.onVideo(s.getVideo());
     };
     playing
+      .on("QUALITY", show)
       .on(STREAM_STATUS.PENDING, show)
       .on(STREAM_STATUS.PLAYING, show)
       .on(STREAM_STATUS.STOPPED, show)
@@ -147,6 +162,7 @@ export class Slot {
       setStatus(part.status, "NONE");
       this.setMuted(kind, false, false);
       setQuality(this.tileOf(kind), "unknown");
+      setLayer(this.tileOf(kind), null);
     }
     if (this.hooks.onChange) this.hooks.onChange();
   }
@@ -203,7 +219,7 @@ export class SlotSet {
     for (const slot of this.slots) slot.clear();
   }
 
-  /** Who speaks now (the same entry point for audio levels and, later, the relay's active-speaker events). */
+  /** Who speaks now (from the relay's active-speaker events, or from received audio levels). */
   setSpeaking(name, speaking) {
     const slot = this.of(name);
     if (slot) slot.setSpeaking(speaking);
@@ -344,7 +360,7 @@ export class Grid {
     this.render();
   }
 
-  /** Who speaks now: from received audio levels today, from the relay's active-speaker events later. */
+  /** Who speaks now (from the relay's active-speaker events, or from received audio levels). */
   setSpeaking(name, speaking) {
     const slot = this.slots.get(name);
     if (!slot) return;
