@@ -21,7 +21,7 @@ from django.conf import settings
 from rooms import limits, media, metrics, services
 from rooms import protocol as p
 from rooms.auth import SessionIdentity, authenticate_hello
-from rooms.delivery import deliver
+from rooms.delivery import deliver, event_message, serve_batched
 from rooms.dispatch import deliver_outcome, schedule_expiry
 from rooms.exceptions import ErrorCode, RoomError
 from rooms.media_events import MediaReply
@@ -46,6 +46,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     async def connect(self) -> None:
         self.limits = limits.ConnectionLimits()
+        serve_batched()
         self.connection_slot = await limits.acquire_connection(self.scope)
         await self.accept()
         self._refresher = asyncio.ensure_future(self._refresh_group())
@@ -263,13 +264,14 @@ class RoomConsumer(AsyncWebsocketConsumer):
     # --- channel-layer events ------------------------------------------------------------
 
     async def room_event(self, message: dict[str, Any]) -> None:
-        """A room event from the service layer (rooms.dispatch)."""
+        """A room event from the service layer (rooms.delivery): sent as the JSON text it was encoded to once."""
         if message.get("exclude") and message["exclude"] == self.channel_name:
             return
-        event = message["event"]
-        await self.send_event(event)
-        kind = event.get("type")
-        if kind == p.EventType.ROOM_CLOSED and event.get("room", {}).get("id") == self.room_id:
+        if "text" not in message:  # from a process that still sends the event itself
+            message = event_message(message["event"], message.get("exclude"))
+        await self.send(text_data=message["text"])
+        kind = message.get("kind")
+        if kind == p.EventType.ROOM_CLOSED and message.get("room_id") == self.room_id:
             if self.group:
                 await self.channel_layer.group_discard(self.group, self.channel_name)
             self.participant_id = self.room_id = self.group = self.room_name = None
