@@ -21,7 +21,7 @@ from django.conf import settings
 from rooms import limits, media, metrics, services
 from rooms import protocol as p
 from rooms.auth import SessionIdentity, authenticate_hello
-from rooms.delivery import deliver, event_message, serve_batched
+from rooms.delivery import deliver, event_message, hub, serve_batched
 from rooms.dispatch import deliver_outcome, schedule_expiry
 from rooms.exceptions import ErrorCode, RoomError
 from rooms.media_events import MediaReply
@@ -49,7 +49,6 @@ class RoomConsumer(AsyncWebsocketConsumer):
         serve_batched()
         self.connection_slot = await limits.acquire_connection(self.scope)
         await self.accept()
-        self._refresher = asyncio.ensure_future(self._refresh_group())
         if self.connection_slot is None:  # this address holds WS_MAX_CONNECTIONS_PER_IP already
             # An error frame first: daphne does not pass a close reason on to the client.
             await self.send_event(p.error_event(ErrorCode.RATE_LIMITED, limits.TOO_MANY_CONNECTIONS))
@@ -170,7 +169,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.room_name = command.room
         self.grants = self.identity.grants_for(outcome.state["self"]["role"])
         outcome.state["self"]["grants"] = sorted(self.grants)
-        await self.channel_layer.group_add(outcome.group, self.channel_name)
+        await hub().add(outcome.group, self)
         await self.send_event(
             p.Event(p.EventType.STATE, {k: v for k, v in outcome.state.items() if k != "type"}).to_dict(command.rid)
         )
@@ -186,7 +185,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     async def _forget_room(self, participant_id: int) -> None:
         if self.group:
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+            await hub().discard(self.group, self)
         await media.participant_gone(self.room_id, participant_id)
         self.participant_id = self.room_id = self.group = self.room_name = None
         self.grants = frozenset()
@@ -273,7 +272,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         kind = message.get("kind")
         if kind == p.EventType.ROOM_CLOSED and message.get("room_id") == self.room_id:
             if self.group:
-                await self.channel_layer.group_discard(self.group, self.channel_name)
+                await hub().discard(self.group, self)
             self.participant_id = self.room_id = self.group = self.room_name = None
         elif kind == p.EventType.KICKED and self.participant_id is not None:
             await self._forget_room(self.participant_id)
@@ -281,7 +280,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
     async def room_superseded(self, message: dict[str, Any]) -> None:
         """Another connection resumed this one's participant with its secret: forget the room, touch nothing."""
         if self.group:
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+            await hub().discard(self.group, self)
         self.participant_id = self.room_id = self.group = self.room_name = None
         self.grants = frozenset()
 
@@ -291,29 +290,16 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     # --- lifecycle ------------------------------------------------------------------------
 
-    async def _refresh_group(self) -> None:
-        """Re-join the room group now and then: a restarted Redis forgets group memberships."""
-        while True:
-            await asyncio.sleep(settings.WS_GROUP_REFRESH_SECONDS)
-            if self.group:
-                try:
-                    await self.channel_layer.group_add(self.group, self.channel_name)
-                except Exception:
-                    logger.warning("refreshing the room group failed", exc_info=True)
-
     async def disconnect(self, code: int) -> None:
-        refresher = getattr(self, "_refresher", None)
-        if refresher is not None:
-            refresher.cancel()
         if self.connection_slot is not None:
             await self.connection_slot.release()
         participant_id = self.participant_id
         if participant_id is None:
             return
         try:
+            if self.group:  # first: this closed connection gets nothing more
+                await hub().discard(self.group, self)
             outcome = await db(services.drop)(participant_id, self.channel_name)
-            if self.group:
-                await self.channel_layer.group_discard(self.group, self.channel_name)
             if outcome.disconnected_at is not None:  # else another connection has the participant now
                 await media.participant_gone(self.room_id, participant_id)
             await deliver_outcome(outcome)

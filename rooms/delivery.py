@@ -1,10 +1,18 @@
 """Hand service deliveries to the channel layer: room groups and single connections.
 
 Each event is encoded to JSON text once, here, and the channel-layer message carries that text: every
-recipient's consumer sends it as it is (no per-recipient encoding, no database).  Presence deliveries of big rooms
-(``Delivery.coalesce``) are batched per room group for ROOM_PRESENCE_BATCH_WINDOW seconds into one ``presence``
-event, in the process that serves the WebSockets (see :func:`serve_batched`); any other event for that group
-first flushes the batch, so a room's events keep their order.
+recipient's consumer sends it as it is (no per-recipient encoding, no database).
+
+A room group's event crosses Redis **once per server process**, not once per member: each process's
+:class:`RoomHub` is the one member of the channel-layer group ``<room group>.hub`` for the rooms it has
+connections in, and hands every event to its local consumers itself (no per-consumer channel-layer message, no
+per-message ``close_old_connections`` of the consumer's dispatch).  Events for one connection (replies of the
+relay, ``kicked``, ``stream_status``) still go to its own channel.
+
+Presence deliveries of big rooms (``Delivery.coalesce``) are batched per room group for
+ROOM_PRESENCE_BATCH_WINDOW seconds into one ``presence`` event, in the process that serves the WebSockets (see
+:func:`serve_batched`); any other event for that group first flushes the batch, so a room's events keep their
+order.
 """
 
 from __future__ import annotations
@@ -13,7 +21,7 @@ import asyncio
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from channels.layers import get_channel_layer
 from django.conf import settings
@@ -39,6 +47,114 @@ def event_message(event: dict[str, Any], exclude: str | None = None) -> dict[str
     if kind == p.EventType.ROOM_CLOSED:
         message["room_id"] = event.get("room", {}).get("id")
     return message
+
+
+def hub_group(group: str) -> str:
+    """The channel-layer group of the processes with members in room group ``group``."""
+    return f"{group}.hub"
+
+
+class Member(Protocol):
+    """A local connection in a room: rooms.consumers.RoomConsumer."""
+
+    channel_name: str
+
+    async def room_event(self, message: dict[str, Any]) -> None: ...
+
+
+class RoomHub:
+    """This process's room groups: one channel-layer membership per group, local fan-out to its members."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.members: dict[str, dict[str, Member]] = {}
+        self.channel = ""
+        self._receiver: asyncio.Task[None] | None = None
+        self._refresher: asyncio.Task[None] | None = None
+        self._started = asyncio.Lock()
+
+    async def _start(self) -> None:
+        async with self._started:
+            if self._receiver is not None:
+                return
+            layer = get_channel_layer()
+            assert layer is not None
+            self.channel = await layer.new_channel()  # "specific.": read by the same loop as the consumers
+            self._receiver = asyncio.ensure_future(self._receive(layer))
+            self._refresher = asyncio.ensure_future(self._refresh(layer))
+
+    async def add(self, group: str, member: Member) -> None:
+        """``member`` is in ``group`` now (this process joins the group's hub group with its first member)."""
+        await self._start()
+        local = self.members.setdefault(group, {})
+        first = not local
+        local[member.channel_name] = member
+        if first:
+            layer = get_channel_layer()
+            assert layer is not None
+            await layer.group_add(hub_group(group), self.channel)
+
+    async def discard(self, group: str, member: Member) -> None:
+        """``member`` left ``group`` (the process leaves the hub group with its last member)."""
+        local = self.members.get(group)
+        if not local or local.pop(member.channel_name, None) is None:
+            return
+        if not local:
+            del self.members[group]
+            layer = get_channel_layer()
+            if layer is not None and self.channel:
+                await layer.group_discard(hub_group(group), self.channel)
+
+    async def _receive(self, layer: Any) -> None:
+        while True:
+            try:
+                message = await layer.receive(self.channel)
+                await self.dispatch(message)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("room hub: dispatching an event failed")
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Hand one group event to each local member but the excluded one."""
+        local = self.members.get(message.get("group", ""))
+        if not local:
+            return
+        exclude = message.get("exclude")
+        for channel, member in list(local.items()):
+            if channel == exclude:
+                continue
+            try:
+                await member.room_event(message)
+            except Exception:
+                logger.exception("room hub: delivering to %s failed", channel)
+
+    async def _refresh(self, layer: Any) -> None:
+        """Re-join the hub groups now and then: a restarted Redis forgets group memberships."""
+        while True:
+            await asyncio.sleep(settings.WS_GROUP_REFRESH_SECONDS)
+            for group in list(self.members):
+                try:
+                    await layer.group_add(hub_group(group), self.channel)
+                except Exception:
+                    logger.warning("refreshing the room hub's group failed", exc_info=True)
+
+
+_hub: RoomHub | None = None
+
+
+def hub() -> RoomHub:
+    """This process's room hub (one per event loop)."""
+    global _hub
+    loop = asyncio.get_running_loop()
+    if _hub is None or _hub.loop is not loop:
+        _hub = RoomHub(loop)
+    return _hub
+
+
+async def group_send(layer: Any, group: str, message: dict[str, Any]) -> None:
+    """Send a room event to every process with members in ``group``."""
+    await layer.group_send(hub_group(group), {**message, "group": group})
 
 
 @dataclass
@@ -90,7 +206,7 @@ class PresenceBatcher:
             fields["viewers"] = batch.viewers
         layer = get_channel_layer()
         if layer is not None:
-            await layer.group_send(group, event_message(p.Event(p.EventType.PRESENCE, fields).to_dict()))
+            await group_send(layer, group, event_message(p.Event(p.EventType.PRESENCE, fields).to_dict()))
 
 
 batcher = PresenceBatcher()
@@ -121,6 +237,6 @@ async def deliver(deliveries: Iterable[Delivery]) -> None:
         message = layer_message(delivery)
         if delivery.group:
             await batcher.flush(delivery.group)
-            await layer.group_send(delivery.group, message)
+            await group_send(layer, delivery.group, message)
         for channel in delivery.channels:
             await layer.send(channel, message)

@@ -26,7 +26,7 @@ from rooms import signals
 from rooms.exceptions import ErrorCode, RoomError
 from rooms.models import Message, Participant, Room, Stream
 from rooms.permissions import grants_for_role, require_grant
-from rooms.presenters import message_dict, participant_dict, room_dict, stream_dict
+from rooms.presenters import message_dict, participant_dict, participant_row_dict, room_dict, stream_dict
 from rooms.protocol import EventType, Grant, ParticipantState, Role, StreamStatus
 
 logger = logging.getLogger(__name__)
@@ -304,14 +304,18 @@ def _join(
         _on_commit(signals.participant_joined, participant=participant)
         count = Headcount(count.present + 1, count.viewers + is_audience(participant))
     listed = room.participants.filter(state__in=PRESENT).exclude(role=Role.VIEWER).exclude(pk=participant.pk)
-    others = list(listed.order_by("joined_at", "pk"))
+    # Plain rows, not model instances: a big room lists hundreds (docs/performance.md, "Large rooms").
+    others = listed.order_by("joined_at", "pk").values_list("pk", "login", "state", "role", "joined_at")
     streams = _live_streams_by_participant(room)
     history = history_for(room, participant, limit=settings.ROOM_HISTORY_COUNT)
     state = _event(
         EventType.STATE,
         room={**room_dict(room), "viewers": count.viewers},
         self={**participant_dict(participant, streams.get(participant.pk, [])), "resume_secret": secret},
-        participants=[participant_dict(x, streams.get(x.pk, [])) for x in others],
+        participants=[
+            participant_row_dict(login, state, role, joined_at, streams.get(pk, []))
+            for pk, login, state, role, joined_at in others
+        ],
         history=[message_dict(m) for m in history.messages],
         history_more=history.more,
         resumed=resumed,
