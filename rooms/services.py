@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import logging
 import secrets
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -242,7 +243,7 @@ def join(
     newcomers.  The joiner's STATE carries a new resume secret.  Creating a recorded room needs
     ``can_record`` (``grants``: the token's explicit grants, else the role's).
     """
-    sweep_expired()
+    _sweep_now_and_then()
     claim = Claim(resume_secret=resume_secret, token_subject=token_subject, user_id=user_id)
     for attempt in range(3):
         try:
@@ -273,9 +274,19 @@ def _join(
             creator_role = role or Role.MODERATOR
             require_grant(grants if grants is not None else grants_for_role(creator_role), Grant.CAN_RECORD)
         room = _create_room(room_name, record, max_participants)
-    # The room's lock serialises joins: only the login's own row is locked, the others are read (listed, counted).
-    existing = _lock(room.participants.filter(state__in=PRESENT, login=login)).first()
-    count = headcount(room)
+    # The room's lock serialises presence changes: the others are read, not locked, as plain rows (a big room
+    # lists hundreds): the listed ones (everyone but viewers) and the login's own; viewers are counted.
+    present = room.participants.filter(state__in=PRESENT)
+    rows = list(
+        present.filter(~Q(role=Role.VIEWER) | Q(login=login))
+        .order_by("joined_at", "pk")
+        .values_list("pk", "login", "state", "role", "joined_at")
+    )
+    listed = [row for row in rows if row[3] != Role.VIEWER]
+    mine = next((row[0] for row in rows if row[1] == login), None)
+    existing = _lock(Participant.objects.filter(pk=mine)).get() if mine is not None else None
+    viewers = present.filter(role=Role.VIEWER).count()
+    count = Headcount(len(listed) + viewers, viewers)
     resumed = False
     outcome = JoinOutcome()
     secret = secrets.token_urlsafe(24)
@@ -303,9 +314,6 @@ def _join(
         )
         _on_commit(signals.participant_joined, participant=participant)
         count = Headcount(count.present + 1, count.viewers + is_audience(participant))
-    listed = room.participants.filter(state__in=PRESENT).exclude(role=Role.VIEWER).exclude(pk=participant.pk)
-    # Plain rows, not model instances: a big room lists hundreds (docs/performance.md, "Large rooms").
-    others = listed.order_by("joined_at", "pk").values_list("pk", "login", "state", "role", "joined_at")
     streams = _live_streams_by_participant(room)
     history = history_for(room, participant, limit=settings.ROOM_HISTORY_COUNT)
     state = _event(
@@ -313,8 +321,9 @@ def _join(
         room={**room_dict(room), "viewers": count.viewers},
         self={**participant_dict(participant, streams.get(participant.pk, [])), "resume_secret": secret},
         participants=[
-            participant_row_dict(login, state, role, joined_at, streams.get(pk, []))
-            for pk, login, state, role, joined_at in others
+            participant_row_dict(name, status, kind, joined_at, streams.get(pk, []))
+            for pk, name, status, kind, joined_at in listed
+            if pk != participant.pk
         ],
         history=[message_dict(m) for m in history.messages],
         history_more=history.more,
@@ -538,6 +547,18 @@ def expire(participant_id: int, disconnected_at: datetime | None) -> Outcome:
     _mark_left(participant, outcome)
     _finalize_if_empty(room, outcome)
     return outcome
+
+
+_last_sweep = 0.0
+
+
+def _sweep_now_and_then() -> None:
+    """:func:`sweep_expired` at most once a second per process (a join must not pay a query for it each time)."""
+    global _last_sweep
+    now = time.monotonic()
+    if now - _last_sweep >= 1.0:
+        _last_sweep = now
+        sweep_expired()
 
 
 def sweep_expired(now: datetime | None = None) -> Outcome:
