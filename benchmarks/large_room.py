@@ -120,7 +120,9 @@ class Result:
     @property
     def us_per_message(self) -> float:
         """Server CPU per delivered broadcast message (us)."""
-        return self.broadcast_cpu_s * 1e6 / self.broadcast_deliveries if self.broadcast_deliveries else float("nan")
+        if not self.broadcast_deliveries or self.broadcast_cpu_s <= 0:  # none, or the server was still catching up
+            return float("nan")
+        return self.broadcast_cpu_s * 1e6 / self.broadcast_deliveries
 
 
 def _profile_start(pid: int, path: Path, seconds: float) -> subprocess.Popen[bytes] | None:
@@ -178,6 +180,7 @@ async def run_scenario(db: Database, args: argparse.Namespace, clients: int, vie
         publishers = {s["username"] for s in specs if not s["viewer"]}
         joined_ok = {specs[i]["username"] for i, x in enumerate(latencies) if x is not None}
         must_know = publishers & joined_ok
+        viewers_joined = len(joined_ok - publishers)
         missing = extra = wrong_count = 0
         examples: list[str] = []
         for entry in report:
@@ -189,7 +192,7 @@ async def run_scenario(db: Database, args: argparse.Namespace, clients: int, vie
             if lacking and len(examples) < 5:
                 examples.append(f"{entry['username']} lacks {sorted(lacking)[:3]}")
             extra += len({k for k in known if k.startswith("v")})
-            if viewers and entry["viewers"] is not None and entry["viewers"] != viewers:
+            if viewers and entry["viewers"] != viewers_joined:
                 wrong_count += 1
         # Announced joins: publisher i is announced to the i clients before it (viewers are counted instead).
         index = {s["username"]: i for i, s in enumerate(specs)}
@@ -267,7 +270,9 @@ def verdict(r: Result) -> str:
         return "met" if ok else "MISSED"
 
     worst = max(r.broadcast_last_ms, default=float("nan"))
-    cpu = min(r.us_per_notice, r.us_per_message) if r.viewers == 0 else r.us_per_message
+    # The issue's "~300 us today": daphne CPU over the 300 joins per presence notice delivered; with an audience
+    # (few notices) the broadcast's CPU per delivered message.
+    cpu = r.us_per_notice if r.viewers == 0 else r.us_per_message
     return (f"Targets: join p99 < {TARGET_JOIN_P99_MS:g} ms in every hundred: worst {r.worst_p99:.0f} ms, "
             f"{mark(r.worst_p99 < TARGET_JOIN_P99_MS)}; broadcast to all within {TARGET_BROADCAST_MS:g} ms: worst "
             f"{worst:.0f} ms, {mark(worst < TARGET_BROADCAST_MS and not r.broadcast_lost)}; CPU per delivered "

@@ -32,6 +32,8 @@ from rooms.services import Delivery
 logger = logging.getLogger(__name__)
 
 ROOM_EVENT = "room.event"
+AUDIENCE_COUNT_WINDOW = 1.0
+"""Seconds a batch holding only a new audience count waits (at least): a webinar's count need not move faster."""
 
 
 def layer_message(delivery: Delivery) -> dict[str, Any]:
@@ -161,6 +163,7 @@ async def group_send(layer: Any, group: str, message: dict[str, Any]) -> None:
 class _Batch:
     changes: list[dict[str, Any]] = field(default_factory=list)
     viewers: int | None = None
+    due: float | None = None
 
 
 class PresenceBatcher:
@@ -176,8 +179,6 @@ class PresenceBatcher:
         batch = self.pending.get(delivery.group)
         if batch is None:
             batch = self.pending[delivery.group] = _Batch()
-            loop = asyncio.get_running_loop()
-            loop.call_later(settings.ROOM_PRESENCE_BATCH_WINDOW, self._flush_later, delivery.group)
         event = delivery.event
         if event.get("type") == p.EventType.PRESENCE:
             batch.changes.extend(event.get("changes", ()))
@@ -185,8 +186,18 @@ class PresenceBatcher:
                 batch.viewers = event["viewers"]
         else:
             batch.changes.append({"event": event["type"], "participant": event["participant"]})
+        # A flush timer per batch: the window, or for a batch that only counts the audience (so far) a longer one;
+        # the first change brings it forward.  A timer that finds its batch sent already finds nothing to send.
+        window = settings.ROOM_PRESENCE_BATCH_WINDOW
+        due = asyncio.get_running_loop().time() + (window if batch.changes else max(window, AUDIENCE_COUNT_WINDOW))
+        if batch.due is None or due < batch.due:
+            batch.due = due
+            asyncio.get_running_loop().call_at(due, self._flush_later, delivery.group, batch)
 
-    def _flush_later(self, group: str) -> None:
+    def _flush_later(self, group: str, batch: _Batch) -> None:
+        late = batch.due is not None and batch.due <= asyncio.get_running_loop().time() + 0.05
+        if self.pending.get(group) is not batch or not late:
+            return  # sent already, or brought forward and due later
         task = asyncio.ensure_future(self.flush(group))
         self._tasks.add(task)
         task.add_done_callback(self._done)
