@@ -33,13 +33,6 @@ logger = logging.getLogger(__name__)
 db = database_sync_to_async
 
 
-def db_parallel(func: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
-    """``db`` in a pool thread of its own instead of the one database thread every ``db`` call queues on: a
-    join that waits on PostgreSQL does not hold up the rest (the room's row lock still orders a room's joins).
-    For the join path (hello, join) of big rooms (docs/performance.md, "Large rooms")."""
-    return database_sync_to_async(func, thread_sensitive=False)  # type: ignore[no-any-return]
-
-
 class RoomConsumer(AsyncWebsocketConsumer):
     """One client connection: a session that may be in one room at a time."""
 
@@ -123,7 +116,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if self.identity is not None:
             raise RoomError(ErrorCode.ALREADY_ESTABLISHED, "the session is already established")
         try:
-            self.identity = await db_parallel(authenticate_hello)(command, self.scope.get("user"))
+            self.identity = await db(authenticate_hello)(command, self.scope.get("user"))
         except p.ProtocolError as exc:
             await self.send_event(
                 p.Event(
@@ -157,7 +150,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if self.participant_id is not None:
             raise RoomError(ErrorCode.ALREADY_JOINED, f"already in room '{self.room_name}'; leave it first")
         self.identity.check_room(command.room)
-        outcome = await db_parallel(services.join)(
+        outcome = await db(services.join)(
             self.identity.login,
             command.room,
             self.channel_name,
