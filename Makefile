@@ -70,11 +70,12 @@ lint: $(VENV)/.dev
 ## Benchmarks (not part of `make test`); figures go to docs/performance.md, charts to docs/img/ (benchmarks/charts.py).
 ## benchmarks.loss (the chat under UDP loss, ours and Janus) needs root for its network namespace; skipped elsewhere.
 bench: $(VENV)/.dev system-deps
-	$(PY) -m benchmarks && $(PY) -m benchmarks.cascade && $(PY) -m benchmarks.load && $(PY) -m benchmarks.loss && $(PY) -m benchmarks.charts
+	$(PY) -m benchmarks && $(PY) -m benchmarks.cascade && $(PY) -m benchmarks.load && $(PY) -m benchmarks.large_room && $(PY) -m benchmarks.loss && $(PY) -m benchmarks.charts
 
-## Load and soak alone (issue 7): 1,000 signalling clients, a 10-minute soak, 3-person media rooms (~16 min).
+## Load and soak alone (issue 7): 1,000 signalling clients, a 10-minute soak, 3-person media rooms (~16 min);
+## then one large room (issue 13): 300 clients, then 1,000 (990 viewers) joining one room at 20/s (~3 min).
 bench-load: $(VENV)/.dev system-deps
-	$(PY) -m benchmarks.load && $(PY) -m benchmarks.charts
+	$(PY) -m benchmarks.load && $(PY) -m benchmarks.large_room && $(PY) -m benchmarks.charts
 
 ## The SDKs as packages in dist/: the roomapi wheel and sdist (pyproject.toml), the npm tarball (package.json).
 sdk: $(VENV)/.dev

@@ -226,6 +226,10 @@ ROOM_MAX_PARTICIPANTS = env_int("ROOM_MAX_PARTICIPANTS", 10)
 ROOM_MAX_PARTICIPANTS_LIMIT = env_int("ROOM_MAX_PARTICIPANTS_LIMIT", 500)
 # Largest message text in bytes (UTF-8).
 MESSAGE_MAX_BYTES = env_int("MESSAGE_MAX_BYTES", 1024 * 1024)
+# Big rooms: from this many present participants on (0 = never), joined/left/participant_updated events and audience
+# count changes within ROOM_PRESENCE_BATCH_WINDOW seconds reach the room as one batched "presence" event.
+ROOM_PRESENCE_BATCH_THRESHOLD = env_int("ROOM_PRESENCE_BATCH_THRESHOLD", 50)
+ROOM_PRESENCE_BATCH_WINDOW = env_float("ROOM_PRESENCE_BATCH_WINDOW", 0.25)
 # How many recent messages a joiner receives.
 ROOM_HISTORY_COUNT = env_int("ROOM_HISTORY_COUNT", 50)
 # Largest WebSocket frame accepted; bigger frames are refused with an error.

@@ -32,7 +32,9 @@ class ROOM_EVENT:
     """Events a joined room emits to the callbacks given to ``room.on`` (and to ``room.wait_for``).
 
     STATE: the join succeeded (the room and the others).  JOINED, LEFT, PARTICIPANT_UPDATED: another
-    participant joined, left, or dropped / resumed.  PUBLISHED, UNPUBLISHED, STREAM_UPDATED: a stream
+    participant joined, left, or dropped / resumed (one each, also when a big room batches them).  PRESENCE: a
+    batched ``presence`` event was applied (after its JOINED/LEFT/PARTICIPANT_UPDATED); ``event.viewers`` and
+    ``room.viewers`` give the audience count.  PUBLISHED, UNPUBLISHED, STREAM_UPDATED: a stream
     started, ended, or changed its mute flags.  ROOM_UPDATED: a moderator locked, unlocked or resized the
     room.  MESSAGE: a message to everyone or to you.  ACTIVE_SPEAKERS: the streams whose audio is speaking
     changed (``event.speakers``, loudest first; also ``room.active_speakers``).  CLOSED: the room was finalized (code
@@ -46,6 +48,7 @@ class ROOM_EVENT:
     JOINED = "JOINED"
     LEFT = "LEFT"
     PARTICIPANT_UPDATED = "PARTICIPANT_UPDATED"
+    PRESENCE = "PRESENCE"
     PUBLISHED = "PUBLISHED"
     UNPUBLISHED = "UNPUBLISHED"
     STREAM_UPDATED = "STREAM_UPDATED"

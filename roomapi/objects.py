@@ -179,3 +179,5 @@ class RoomEvent:
     """For CLOSED, KICKED and FAILED: human text (the server's reason)."""
     speakers: tuple[str, ...] = ()
     """For ACTIVE_SPEAKERS: the ids of the streams speaking, loudest first."""
+    viewers: int | None = None
+    """For PRESENCE: the room's audience count (also ``room.viewers``)."""

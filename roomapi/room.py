@@ -38,6 +38,8 @@ class Room:
         self.resumed: bool = bool(state.get("resumed"))
         self.resume_secret: str | None = state["self"].get("resume_secret")
         """This participant's secret for resuming after a drop (``connect(..., resume_secret=...)``)."""
+        self.viewers: int = int(self.info.get("viewers") or 0)
+        """The room's audience: how many viewers are present (they are counted, never listed)."""
         self._participants: dict[str, Participant] = {}
         for raw in state.get("participants") or []:
             participant = Participant.from_dict(raw, self)
@@ -177,6 +179,7 @@ class Room:
         self.grants = list(state["self"].get("grants", []))
         self.resumed = bool(state.get("resumed"))
         self.resume_secret = state["self"].get("resume_secret")
+        self.viewers = int(self.info.get("viewers") or 0)
         present: dict[str, Participant] = {}
         for raw in state.get("participants") or []:
             participant = self._participants.get(str(raw["login"]))
@@ -275,6 +278,8 @@ class Room:
         elif kind == "participant_updated":
             participant = self._participant(event["participant"])
             self._emit(RoomEvent(ROOM_EVENT.PARTICIPANT_UPDATED, kind, event, participant=participant))
+        elif kind == "presence":
+            self._handle_presence(event)
         elif kind == "message":
             message = Message.from_dict(event.get("message") or {})
             self.history.append(message)
@@ -297,6 +302,24 @@ class Room:
             self._close()
             reason = str(event.get("reason", ""))
             self._emit(RoomEvent(ROOM_EVENT.KICKED, kind, event, participant=self.me, code="kicked", info=reason))
+
+    def _handle_presence(self, event: dict[str, Any]) -> None:
+        """A batched ``presence`` event: each change applied as if it came alone (one JOINED, LEFT or
+        PARTICIPANT_UPDATED per change that changes something; none about this participant), then PRESENCE."""
+        for change in event.get("changes") or []:
+            kind, data = change.get("event"), change.get("participant") or {}
+            login = str(data.get("login", ""))
+            if not login or login == self.me.login:
+                continue
+            if kind == "joined" and login in self._participants:
+                self._participants[login].update(data)  # listed already (a state that came after the join)
+                continue
+            if kind == "left" and login not in self._participants:
+                continue  # never listed: it left before this participant's state
+            self._handle({"type": kind, "participant": data})
+        if event.get("viewers") is not None:
+            self.viewers = int(event["viewers"])
+        self._emit(RoomEvent(ROOM_EVENT.PRESENCE, "presence", event, viewers=self.viewers))
 
     def _handle_stream_event(self, kind: str, event: dict[str, Any]) -> None:
         participant = self._participant({k: v for k, v in event["participant"].items() if k != "streams"})

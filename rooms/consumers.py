@@ -22,7 +22,7 @@ from media_relay import logcontext
 from rooms import limits, media, metrics, services
 from rooms import protocol as p
 from rooms.auth import SessionIdentity, authenticate_hello
-from rooms.delivery import deliver
+from rooms.delivery import deliver, event_message, hub, serve_batched
 from rooms.dispatch import deliver_outcome, schedule_expiry
 from rooms.exceptions import ErrorCode, RoomError
 from rooms.media_events import MediaReply
@@ -47,11 +47,11 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     async def connect(self) -> None:
         self.limits = limits.ConnectionLimits()
+        serve_batched()
         self.connection_slot = await limits.acquire_connection(self.scope)
         await self.accept()
         self._counted = True
         metrics.websocket_opened()
-        self._refresher = asyncio.ensure_future(self._refresh_group())
         if self.connection_slot is None:  # this address holds WS_MAX_CONNECTIONS_PER_IP already
             # An error frame first: daphne does not pass a close reason on to the client.
             await self.send_event(p.error_event(ErrorCode.RATE_LIMITED, limits.TOO_MANY_CONNECTIONS))
@@ -176,7 +176,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         logger.info("%s joined room %s", self.identity.login, command.room)
         self.grants = self.identity.grants_for(outcome.state["self"]["role"])
         outcome.state["self"]["grants"] = sorted(self.grants)
-        await self.channel_layer.group_add(outcome.group, self.channel_name)
+        await hub().add(outcome.group, self)
         await self.send_event(
             p.Event(p.EventType.STATE, {k: v for k, v in outcome.state.items() if k != "type"}).to_dict(command.rid)
         )
@@ -192,7 +192,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     async def _forget_room(self, participant_id: int) -> None:
         if self.group:
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+            await hub().discard(self.group, self)
         await media.participant_gone(self.room_id, participant_id)
         self.participant_id = self.room_id = self.group = self.room_name = None
         self.grants = frozenset()
@@ -271,15 +271,16 @@ class RoomConsumer(AsyncWebsocketConsumer):
     # --- channel-layer events ------------------------------------------------------------
 
     async def room_event(self, message: dict[str, Any]) -> None:
-        """A room event from the service layer (rooms.dispatch)."""
+        """A room event from the service layer (rooms.delivery): sent as the JSON text it was encoded to once."""
         if message.get("exclude") and message["exclude"] == self.channel_name:
             return
-        event = message["event"]
-        await self.send_event(event)
-        kind = event.get("type")
-        if kind == p.EventType.ROOM_CLOSED and event.get("room", {}).get("id") == self.room_id:
+        if "text" not in message:  # from a process that still sends the event itself
+            message = event_message(message["event"], message.get("exclude"))
+        await self.send(text_data=message["text"])
+        kind = message.get("kind")
+        if kind == p.EventType.ROOM_CLOSED and message.get("room_id") == self.room_id:
             if self.group:
-                await self.channel_layer.group_discard(self.group, self.channel_name)
+                await hub().discard(self.group, self)
             self.participant_id = self.room_id = self.group = self.room_name = None
         elif kind == p.EventType.KICKED and self.participant_id is not None:
             await self._forget_room(self.participant_id)
@@ -287,7 +288,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
     async def room_superseded(self, message: dict[str, Any]) -> None:
         """Another connection resumed this one's participant with its secret: forget the room, touch nothing."""
         if self.group:
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+            await hub().discard(self.group, self)
         self.participant_id = self.room_id = self.group = self.room_name = None
         self.grants = frozenset()
         logcontext.bind(room=None, room_id=None, participant_id=None)
@@ -298,32 +299,19 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     # --- lifecycle ------------------------------------------------------------------------
 
-    async def _refresh_group(self) -> None:
-        """Re-join the room group now and then: a restarted Redis forgets group memberships."""
-        while True:
-            await asyncio.sleep(settings.WS_GROUP_REFRESH_SECONDS)
-            if self.group:
-                try:
-                    await self.channel_layer.group_add(self.group, self.channel_name)
-                except Exception:
-                    logger.warning("refreshing the room group failed", exc_info=True)
-
     async def disconnect(self, code: int) -> None:
         if getattr(self, "_counted", False):
             self._counted = False
             metrics.websocket_closed()
-        refresher = getattr(self, "_refresher", None)
-        if refresher is not None:
-            refresher.cancel()
         if self.connection_slot is not None:
             await self.connection_slot.release()
         participant_id = self.participant_id
         if participant_id is None:
             return
         try:
+            if self.group:  # first: this closed connection gets nothing more
+                await hub().discard(self.group, self)
             outcome = await db(services.drop)(participant_id, self.channel_name)
-            if self.group:
-                await self.channel_layer.group_discard(self.group, self.channel_name)
             if outcome.disconnected_at is not None:  # else another connection has the participant now
                 await media.participant_gone(self.room_id, participant_id)
             await deliver_outcome(outcome)

@@ -57,6 +57,19 @@ def participant_dict(participant: Participant, streams: list[Stream] | None = No
     }
 
 
+def participant_row_dict(
+    login: str, state: str, role: str, joined_at: datetime | None, streams: list[Stream]
+) -> dict[str, Any]:
+    """:func:`participant_dict` of a participant read as a plain row (no model instance)."""
+    return {
+        "login": login,
+        "state": state,
+        "role": role,
+        "joined_at": iso(joined_at),
+        "streams": [stream_dict(s, login) for s in streams],
+    }
+
+
 def message_dict(message: Message) -> dict[str, Any]:
     """A message: ``to`` is null for everyone, else the recipients' logins."""
     return {

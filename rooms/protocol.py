@@ -52,6 +52,7 @@ class EventType(StrEnum):
     JOINED = "joined"
     LEFT = "left"
     PARTICIPANT_UPDATED = "participant_updated"
+    PRESENCE = "presence"
     MESSAGE = "message"
     ANSWER = "answer"
     PUBLISHED = "published"

@@ -12,13 +12,14 @@ import hashlib
 import hmac
 import logging
 import secrets
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Func, IntegerField, Q
+from django.db.models import Count, Func, IntegerField, Q
 from django.utils import timezone
 
 from rooms import protocol as p
@@ -26,7 +27,7 @@ from rooms import signals
 from rooms.exceptions import ErrorCode, RoomError
 from rooms.models import Message, Participant, Room, Stream
 from rooms.permissions import grants_for_role, require_grant
-from rooms.presenters import message_dict, participant_dict, room_dict, stream_dict
+from rooms.presenters import message_dict, participant_dict, participant_row_dict, room_dict, stream_dict
 from rooms.protocol import EventType, Grant, ParticipantState, Role, StreamStatus
 
 logger = logging.getLogger(__name__)
@@ -43,6 +44,9 @@ class Delivery:
     group: str | None = None
     channels: tuple[str, ...] = ()
     exclude: str | None = None
+    coalesce: bool = False
+    """A presence event of a big room (ROOM_PRESENCE_BATCH_THRESHOLD): the sender may batch it with the room's
+    other presence events of the next ROOM_PRESENCE_BATCH_WINDOW seconds into one ``presence`` event."""
 
 
 @dataclass
@@ -83,6 +87,54 @@ def _event(kind: EventType, **fields: Any) -> dict[str, Any]:
 
 def _on_commit(signal: Any, **kwargs: Any) -> None:
     transaction.on_commit(lambda: signal.send(sender=None, **kwargs))
+
+
+# --- Presence and the audience ---------------------------------------------------
+#
+# Viewers (Role.VIEWER) are a room's audience: counted, never listed nor announced one by one.  Presence events
+# (joined, left, participant_updated and the audience count) of rooms of ROOM_PRESENCE_BATCH_THRESHOLD present
+# participants or more are marked ``coalesce``: rooms.delivery batches them into ``presence`` events.
+
+
+def is_audience(participant: Participant) -> bool:
+    """A viewer: counted in ``viewers``, not listed in ``state`` nor announced by ``joined``/``left``."""
+    return participant.role == Role.VIEWER
+
+
+@dataclass(frozen=True)
+class Headcount:
+    """How many are present in a room, and how many of them are viewers."""
+
+    present: int
+    viewers: int
+
+    @property
+    def big(self) -> bool:
+        """Big enough for batched presence."""
+        threshold = settings.ROOM_PRESENCE_BATCH_THRESHOLD
+        return bool(threshold) and self.present >= threshold
+
+
+def headcount(room: Room) -> Headcount:
+    """The room's present participants and viewers (one query)."""
+    counts = room.participants.filter(state__in=PRESENT).aggregate(
+        present=Count("pk"), viewers=Count("pk", filter=Q(role=Role.VIEWER))
+    )
+    return Headcount(counts["present"] or 0, counts["viewers"] or 0)
+
+
+def _presence(
+    outcome: Outcome, room: Room, participant: Participant, kind: EventType, data: dict[str, Any],
+    exclude: str | None, count: Headcount | None = None,
+) -> None:
+    """Tell the room about ``participant``: its event, or for a viewer the new audience count."""
+    count = count or headcount(room)
+    if is_audience(participant):
+        event = _event(EventType.PRESENCE, changes=[], viewers=count.viewers)
+        outcome.deliveries.append(Delivery(event, group=room.group_name, coalesce=count.big))
+        return
+    event = _event(kind, participant=data)
+    outcome.deliveries.append(Delivery(event, group=room.group_name, exclude=exclude, coalesce=count.big))
 
 
 # --- Admission ----------------------------------------------------------------
@@ -191,7 +243,7 @@ def join(
     newcomers.  The joiner's STATE carries a new resume secret.  Creating a recorded room needs
     ``can_record`` (``grants``: the token's explicit grants, else the role's).
     """
-    sweep_expired()
+    _sweep_now_and_then()
     claim = Claim(resume_secret=resume_secret, token_subject=token_subject, user_id=user_id)
     for attempt in range(3):
         try:
@@ -222,8 +274,19 @@ def _join(
             creator_role = role or Role.MODERATOR
             require_grant(grants if grants is not None else grants_for_role(creator_role), Grant.CAN_RECORD)
         room = _create_room(room_name, record, max_participants)
-    present = list(_lock(room.participants.filter(state__in=PRESENT)))
-    existing = next((x for x in present if x.login == login), None)
+    # The room's lock serialises presence changes: the others are read, not locked, as plain rows (a big room
+    # lists hundreds): the listed ones (everyone but viewers) and the login's own; viewers are counted.
+    present = room.participants.filter(state__in=PRESENT)
+    rows = list(
+        present.filter(~Q(role=Role.VIEWER) | Q(login=login))
+        .order_by("joined_at", "pk")
+        .values_list("pk", "login", "state", "role", "joined_at")
+    )
+    listed = [row for row in rows if row[3] != Role.VIEWER]
+    mine = next((row[0] for row in rows if row[1] == login), None)
+    existing = _lock(Participant.objects.filter(pk=mine)).get() if mine is not None else None
+    viewers = present.filter(role=Role.VIEWER).count()
+    count = Headcount(len(listed) + viewers, viewers)
     resumed = False
     outcome = JoinOutcome()
     secret = secrets.token_urlsafe(24)
@@ -236,7 +299,7 @@ def _join(
     else:
         if room.locked:
             raise RoomError(ErrorCode.ROOM_LOCKED, "room is locked")
-        if len(present) >= room.max_participants:
+        if count.present >= room.max_participants:
             raise RoomError(ErrorCode.ROOM_FULL, "room is full")
         if role is None:
             role = Role.MODERATOR if created else Role.PUBLISHER
@@ -250,21 +313,26 @@ def _join(
             resume_secret_hash=hash_resume_secret(secret),
         )
         _on_commit(signals.participant_joined, participant=participant)
-    others = [x for x in present if x.pk != participant.pk]
+        count = Headcount(count.present + 1, count.viewers + is_audience(participant))
     streams = _live_streams_by_participant(room)
     history = history_for(room, participant, limit=settings.ROOM_HISTORY_COUNT)
     state = _event(
         EventType.STATE,
-        room=room_dict(room),
+        room={**room_dict(room), "viewers": count.viewers},
         self={**participant_dict(participant, streams.get(participant.pk, [])), "resume_secret": secret},
-        participants=[participant_dict(x, streams.get(x.pk, [])) for x in others],
+        participants=[
+            participant_row_dict(name, status, kind, joined_at, streams.get(pk, []))
+            for pk, name, status, kind, joined_at in listed
+            if pk != participant.pk
+        ],
         history=[message_dict(m) for m in history.messages],
         history_more=history.more,
         resumed=resumed,
     )
     me = participant_dict(participant, streams.get(participant.pk, []))
     kind = EventType.PARTICIPANT_UPDATED if resumed else EventType.JOINED
-    outcome.deliveries.append(Delivery(_event(kind, participant=me), group=room.group_name, exclude=channel_name))
+    if not (resumed and is_audience(participant)):  # a resumed viewer changes no count
+        _presence(outcome, room, participant, kind, me, channel_name, count)
     outcome.participant_id, outcome.room_id, outcome.group = participant.pk, room.pk, room.group_name
     outcome.state, outcome.resumed = state, resumed
     return outcome
@@ -394,18 +462,14 @@ def _set_stream_ended(
         _on_commit(signals.stream_unpublished, stream=stream)
 
 
-def _mark_left(participant: Participant, outcome: Outcome) -> None:
+def _mark_left(participant: Participant, outcome: Outcome, *, announce: bool = True) -> None:
     _end_streams(participant, outcome)
     participant.state = ParticipantState.LEFT
     participant.left_at = timezone.now()
     participant.save(update_fields=["state", "left_at"])
-    outcome.deliveries.append(
-        Delivery(
-            _event(EventType.LEFT, participant=participant_dict(participant, [])),
-            group=participant.room.group_name,
-            exclude=participant.channel_name or None,
-        )
-    )
+    if announce or not is_audience(participant):
+        data = participant_dict(participant, [])
+        _presence(outcome, participant.room, participant, EventType.LEFT, data, participant.channel_name or None)
     _on_commit(signals.participant_left, participant=participant)
 
 
@@ -413,7 +477,8 @@ def _finalize(room: Room, outcome: Outcome, reason: str = "empty") -> None:
     if room.finalized_at is not None:
         return
     for participant in _lock(room.participants.filter(state__in=PRESENT)):
-        _mark_left(participant, outcome)
+        participant.room = room
+        _mark_left(participant, outcome, announce=False)  # the audience count goes with the room
     room.finalized_at = timezone.now()
     room.save(update_fields=["finalized_at"])
     outcome.finalized_room_ids.append(room.pk)
@@ -461,12 +526,9 @@ def drop(participant_id: int, channel_name: str) -> DropOutcome:
     participant.channel_name = ""
     participant.save(update_fields=["state", "disconnected_at", "channel_name"])
     outcome.disconnected_at = participant.disconnected_at
-    outcome.deliveries.append(
-        Delivery(
-            _event(EventType.PARTICIPANT_UPDATED, participant=participant_dict(participant, [])),
-            group=participant.room.group_name,
-        )
-    )
+    if not is_audience(participant):  # a dropped viewer still counts until it expires
+        data = participant_dict(participant, [])
+        _presence(outcome, participant.room, participant, EventType.PARTICIPANT_UPDATED, data, None)
     return outcome
 
 
@@ -485,6 +547,18 @@ def expire(participant_id: int, disconnected_at: datetime | None) -> Outcome:
     _mark_left(participant, outcome)
     _finalize_if_empty(room, outcome)
     return outcome
+
+
+_last_sweep = 0.0
+
+
+def _sweep_now_and_then() -> None:
+    """:func:`sweep_expired` at most once a second per process (a join must not pay a query for it each time)."""
+    global _last_sweep
+    now = time.monotonic()
+    if now - _last_sweep >= 1.0:
+        _last_sweep = now
+        sweep_expired()
 
 
 def sweep_expired(now: datetime | None = None) -> Outcome:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import json
 import logging
 import secrets
 import uuid
@@ -32,6 +33,7 @@ from django.core import signing
 
 from rooms import limits, media, services
 from rooms import protocol as p
+from rooms.delivery import hub
 from rooms.dispatch import deliver_outcome
 from rooms.exceptions import ErrorCode, RoomError
 from rooms.models import Participant
@@ -152,23 +154,20 @@ class Session:
     answered: bool = False
     _pending: dict[str, asyncio.Future[dict[str, Any]]] = field(default_factory=dict)
     _reader: asyncio.Task[None] | None = None
-    _refresher: asyncio.Task[None] | None = None
+
+    @property
+    def channel_name(self) -> str:
+        """Its channel, as the room hub knows members (rooms.delivery.Member)."""
+        return self.channel
 
     async def open(self) -> None:
-        """Get a channel and start reading it (and, like a WebSocket consumer, re-joining the room group)."""
+        """Get a channel and start reading it."""
         self.channel = await get_channel_layer().new_channel()
         self._reader = asyncio.ensure_future(self._read())
-        self._refresher = asyncio.ensure_future(self._refresh_group())
 
-    async def _refresh_group(self) -> None:
-        """Re-join the room group now and then: a restarted Redis forgets group memberships."""
-        while not self.ended:
-            await asyncio.sleep(settings.WS_GROUP_REFRESH_SECONDS)
-            if self.group and not self.ended:
-                try:
-                    await get_channel_layer().group_add(self.group, self.channel)
-                except Exception:
-                    logger.warning("refreshing a WHIP session's room group failed", exc_info=True)
+    async def room_event(self, message: dict[str, Any]) -> None:
+        """A room event handed over by this process's room hub, like a WebSocket consumer's."""
+        await self._handle(message)
 
     async def _read(self) -> None:
         layer = get_channel_layer()
@@ -191,9 +190,10 @@ class Session:
         if kind == END_MESSAGE:
             await self.end("deleted")
             return
-        event = message.get("event") or {}
         if message.get("exclude") and message["exclude"] == self.channel:
             return
+        # Media replies carry the event; room deliveries its JSON text, encoded once (rooms.delivery).
+        event = message.get("event") or (json.loads(message["text"]) if "text" in message else {})
         rid = event.get("rid")
         if isinstance(rid, str) and rid in self._pending:
             future = self._pending.pop(rid)
@@ -239,15 +239,14 @@ class Session:
             if self.room_id and self.participant_id:
                 await media.participant_gone(self.room_id, self.participant_id)
             if self.group:
-                await get_channel_layer().group_discard(self.group, self.channel)
+                await hub().discard(self.group, self)
         except Exception:
             logger.exception("cleaning up a %s session failed", self.kind)
         finally:
             if self.slot is not None:
                 await self.slot.release()
-            for task in (self._reader, self._refresher):
-                if task is not None and task is not asyncio.current_task():
-                    task.cancel()
+            if self._reader is not None and self._reader is not asyncio.current_task():
+                self._reader.cancel()
 
     def ref(self, ufrag: str) -> SessionRef:
         """The reference its resource URL carries."""
@@ -315,7 +314,7 @@ async def start_whip(room: str, caller: Caller, sdp: str, scope: dict[str, Any] 
         if outcome.superseded_channel:  # resumed a participant whose own connection died unseen
             await media.participant_gone(outcome.room_id, outcome.participant_id)
             await get_channel_layer().send(outcome.superseded_channel, {"type": "room.superseded"})
-        await get_channel_layer().group_add(outcome.group, session.channel)
+        await hub().add(outcome.group, session)
         await deliver_outcome(outcome)
         caller.require(p.Grant.CAN_PUBLISH, outcome.state["self"]["role"])
         rid = uuid.uuid4().hex

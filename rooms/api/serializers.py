@@ -73,6 +73,7 @@ class RoomSerializer(serializers.ModelSerializer):
 
     active = serializers.BooleanField(source="is_active", read_only=True)
     participants_now = serializers.IntegerField(read_only=True, default=0)
+    viewers_now = serializers.IntegerField(read_only=True, default=0)
     streams_now = serializers.IntegerField(read_only=True, default=0)
 
     class Meta:
@@ -87,6 +88,7 @@ class RoomSerializer(serializers.ModelSerializer):
             "created_at",
             "finalized_at",
             "participants_now",
+            "viewers_now",
             "streams_now",
         )
         read_only_fields: tuple[str, ...] = fields

@@ -46,7 +46,7 @@ from rooms.api.serializers import (
 from rooms.dispatch import deliver
 from rooms.exceptions import ErrorCode, RoomError
 from rooms.models import Message, Room, Stream
-from rooms.protocol import LIVE_STREAM_STATUSES, ModerationAction, ParticipantState, StreamStatus
+from rooms.protocol import LIVE_STREAM_STATUSES, ModerationAction, ParticipantState, Role, StreamStatus
 from rooms.tokens import mint_token, revoke, token_lifetime, verify_token
 
 logger = logging.getLogger(__name__)
@@ -84,9 +84,11 @@ def _valid_name(value: str, what: str, max_length: int) -> str:
 
 
 def with_counts(rooms: QuerySet[Room]) -> QuerySet[Room]:
-    """Annotate participants_now (present) and streams_now (live)."""
+    """Annotate participants_now (present), viewers_now (present viewers: the audience) and streams_now (live)."""
+    present = ~Q(participants__state=ParticipantState.LEFT)
     return rooms.annotate(
-        participants_now=Count("participants", filter=~Q(participants__state=ParticipantState.LEFT), distinct=True),
+        participants_now=Count("participants", filter=present, distinct=True),
+        viewers_now=Count("participants", filter=present & Q(participants__role=Role.VIEWER), distinct=True),
         streams_now=Count(
             "participants__streams",
             filter=Q(participants__streams__status__in=LIVE_STREAM_STATUSES),

@@ -38,7 +38,9 @@ export const SESSION_STATUS = Object.freeze({
 /**
  * Events of a room handle. Values equal their names.
  * STATE: joined (the room and the others). JOINED, LEFT, PARTICIPANT_UPDATED: another participant joined,
- * left, or dropped / resumed. PUBLISHED, UNPUBLISHED, STREAM_UPDATED: a stream started, ended, or changed
+ * left, or dropped / resumed (one each, also when a big room batches them). PRESENCE: a batched presence
+ * event was applied, after its JOINED/LEFT/PARTICIPANT_UPDATED (callback(viewers): the audience count, also
+ * room.viewers()). PUBLISHED, UNPUBLISHED, STREAM_UPDATED: a stream started, ended, or changed
  * its mute flags. ROOM_UPDATED: locked, unlocked or resized. MESSAGE: a message to everyone or to you.
  * ACTIVE_SPEAKERS: who speaks changed (callback(speakers): [{stream, login}], loudest first).
  * CLOSED: the room was finalized, or you left. KICKED: a moderator removed you. FAILED: the join was
@@ -54,6 +56,7 @@ export const ROOM_EVENT = Object.freeze({
   UNPUBLISHED: "UNPUBLISHED",
   STREAM_UPDATED: "STREAM_UPDATED",
   PARTICIPANT_UPDATED: "PARTICIPANT_UPDATED",
+  PRESENCE: "PRESENCE",
   ROOM_UPDATED: "ROOM_UPDATED",
   CLOSED: "CLOSED",
   KICKED: "KICKED",
@@ -168,6 +171,7 @@ export const ERROR_CODE = Object.freeze({
  * @property {boolean} locked
  * @property {number} max_participants
  * @property {string|null} created_at
+ * @property {number} [viewers] the audience count (in state; kept current by presence events)
  */
 
 /**
@@ -1426,8 +1430,11 @@ class Room extends Emitter {
         this._emit(ROOM_EVENT.ACTIVE_SPEAKERS, this._activeSpeakers);
         break;
       }
+      case "presence":
+        this._handlePresence(event);
+        break;
       case "room_updated":
-        if (event.room) this._data = event.room;
+        if (event.room) this._data = {...this._data, ...event.room}; // keeps the audience count
         this._emit(ROOM_EVENT.ROOM_UPDATED, this);
         break;
       case "room_closed":
@@ -1456,6 +1463,32 @@ class Room extends Emitter {
       default:
         break;
     }
+  }
+
+  /** @returns {number} the room's audience: how many viewers are present (counted, never listed) */
+  viewers() {
+    return (this._data && this._data.viewers) || 0;
+  }
+
+  /**
+   * A batched presence event (docs/protocol.md, "Big rooms"): each change applied as if it came alone, one
+   * JOINED / LEFT / PARTICIPANT_UPDATED per change that changes something (none about this participant), then
+   * PRESENCE with the audience count.
+   */
+  _handlePresence(event) {
+    for (const change of event.changes || []) {
+      const data = change.participant;
+      if (!data || !data.login || data.login === this.selfName()) continue;
+      const known = this._participants.get(data.login);
+      if (change.event === "joined" && known) {
+        known._update(data); // listed already (a state that came after the join)
+        continue;
+      }
+      if (change.event === "left" && !known) continue; // never listed: it left before our state
+      this._handle({type: change.event, participant: data});
+    }
+    if (typeof event.viewers === "number" && this._data) this._data.viewers = event.viewers;
+    this._emit(ROOM_EVENT.PRESENCE, this.viewers());
   }
 
   _endPlaybacksOf(streamIds) {
