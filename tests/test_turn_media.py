@@ -41,7 +41,9 @@ def server(transactional_db: Any, turn: TurnServer) -> Iterator[DaphneServer]:
     """A daphne process that hands out coturn's URL with minted credentials."""
     env = {"TURN_URLS": turn.url, "TURN_SECRET": turn.secret, "TURN_TTL": "300", "MEDIA_CONNECT_TIMEOUT": "10",
            # coturn listens on loopback here: its relay candidates must pass the relay's candidate screening.
-           "MEDIA_ALLOWED_CANDIDATE_NETWORKS": "127.0.0.1/32"}
+           "MEDIA_ALLOWED_CANDIDATE_NETWORKS": "127.0.0.1/32",
+           # Its own media registry: no room of its may land on another live server's worker (see test_turn_browser).
+           "REDIS_URL": ""}
     with DaphneServer(env) as srv:
         yield srv
 

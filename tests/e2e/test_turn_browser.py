@@ -108,7 +108,10 @@ def server(django_db_setup: Any, django_db_blocker: Any, turn: TurnServer) -> It
     """This module's own daphne process: it hands coturn's URL with minted credentials to every session."""
     _forget_dead_media_workers()
     env = {"ROOM_IDLE_TIMEOUT": "3", "LOG_LEVEL": "WARNING", "TURN_URLS": turn.url, "TURN_SECRET": turn.secret,
-           "MEDIA_ALLOWED_CANDIDATE_NETWORKS": "127.0.0.1/32"}  # coturn on loopback: its relay candidates pass
+           "MEDIA_ALLOWED_CANDIDATE_NETWORKS": "127.0.0.1/32",  # coturn on loopback: its relay candidates pass
+           # Its own channel layer and media registry: with a shared Redis its rooms could be placed on another
+           # live server's in-process worker, which screens out coturn's loopback candidates.
+           "REDIS_URL": ""}
     with django_db_blocker.unblock():
         srv = DaphneServer(env)
         srv.start()
