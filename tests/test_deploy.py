@@ -22,6 +22,7 @@ import ssl
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -427,8 +428,17 @@ def test_recordings_are_sent_by_nginx(stack: Stack) -> None:
 def test_tls_block_serves_the_site(stack: Stack) -> None:
     """The HTTPS server block answers with the certificate from `manage.py makecert`."""
     context = ssl.create_default_context(cafile=str(stack.state / "certs" / "cert.pem"))
-    with urllib.request.urlopen(f"https://127.0.0.1:{stack.tls_port}/healthz", timeout=WAIT, context=context) as r:
-        assert r.status == 200 and r.headers.get("Strict-Transport-Security")
+    deadline = time.monotonic() + WAIT
+    while True:  # the readiness probe may answer 503 for a moment (a slow channel-layer round trip): bounded retry
+        try:
+            with urllib.request.urlopen(f"https://127.0.0.1:{stack.tls_port}/healthz", timeout=WAIT,
+                                        context=context) as r:
+                assert r.status == 200 and r.headers.get("Strict-Transport-Security")
+                return
+        except urllib.error.HTTPError as exc:
+            if exc.code != 503 or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 def test_supervisord_runs_every_program(stack: Stack) -> None:
