@@ -64,7 +64,7 @@ test: $(VENV)/.dev system-deps
 ## ruff, mypy, and the import contracts of .importlinter (layers, SDK independence, no cycles).
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check rooms media_relay roomapi conference tests benchmarks
-	$(VENV)/bin/mypy rooms media_relay roomapi
+	$(VENV)/bin/mypy conference rooms media_relay roomapi
 	$(VENV)/bin/lint-imports
 
 ## Benchmarks (not part of `make test`); figures go to docs/performance.md, charts to docs/img/ (benchmarks/charts.py).

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from urllib.parse import quote
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.http import FileResponse, HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
+
+from conference.middleware import Around, AroundMiddleware
 
 logger = logging.getLogger(__name__)
 
@@ -39,26 +39,8 @@ def offload(response: HttpResponseBase) -> HttpResponseBase:
     return answer
 
 
-class AccelRedirectMiddleware:
+class AccelRedirectMiddleware(AroundMiddleware):
     """Replaces recording FileResponses with X-Accel-Redirect when RECORDINGS_ACCEL_REDIRECT is set."""
 
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase | Awaitable[HttpResponseBase]]) -> None:
-        self.get_response = get_response
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
-
-    def __call__(self, request: HttpRequest) -> HttpResponseBase | Awaitable[HttpResponseBase]:
-        if self.is_async:
-            return self._acall(request)
-        response = self.get_response(request)
-        assert isinstance(response, HttpResponseBase)
-        return offload(response)
-
-    async def _acall(self, request: HttpRequest) -> HttpResponseBase:
-        response = self.get_response(request)
-        assert not isinstance(response, HttpResponseBase)
-        return offload(await response)
+    def around(self, request: HttpRequest) -> Around:
+        return offload((yield))

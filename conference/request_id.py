@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Awaitable, Callable
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest
-from django.http.response import HttpResponseBase
 
+from conference.middleware import Around, AroundMiddleware
 from media_relay import logcontext
 
 HEADER = "X-Request-ID"
@@ -28,31 +26,12 @@ def request_id_of(request: HttpRequest) -> str:
     return given if _VALID.match(given) else uuid.uuid4().hex
 
 
-class RequestIdMiddleware:
+class RequestIdMiddleware(AroundMiddleware):
     """Binds the request id for the request's log records and echoes it in the answer (sync and async)."""
 
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase | Awaitable[HttpResponseBase]]) -> None:
-        self.get_response = get_response
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
-
-    def __call__(self, request: HttpRequest) -> HttpResponseBase | Awaitable[HttpResponseBase]:
-        if self.is_async:
-            return self._acall(request)
+    def around(self, request: HttpRequest) -> Around:
         rid = request_id_of(request)
         with logcontext.bound(request_id=rid):
-            response = self.get_response(request)
-        assert isinstance(response, HttpResponseBase)
-        response[HEADER] = rid
-        return response
-
-    async def _acall(self, request: HttpRequest) -> HttpResponseBase:
-        rid = request_id_of(request)
-        with logcontext.bound(request_id=rid):
-            response = await self.get_response(request)  # type: ignore[misc]
+            response = yield
         response[HEADER] = rid
         return response

@@ -9,6 +9,7 @@ import logging
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -69,8 +70,13 @@ def test_queue_depths_and_mix_durations(client: Any) -> None:
     deliver_webhooks.enqueue()
     room = Room.objects.create(name="metrics-mix", record=True, max_participants=10)
     started = timezone.now() - timezone.timedelta(seconds=12)
-    Recording.objects.create(room=room, kind=Recording.Kind.MIXED, status=Recording.Status.DONE,
-                             started_at=started, finished_at=started + timezone.timedelta(seconds=4))
+    Recording.objects.create(
+        room=room,
+        kind=Recording.Kind.MIXED,
+        status=Recording.Status.DONE,
+        started_at=started,
+        finished_at=started + timezone.timedelta(seconds=4),
+    )
     figures = scrape(client)
     assert figures[("conference_webhook_deliveries", (("status", "pending"),))] == 2
     assert figures[("conference_webhook_deliveries", (("status", "failed"),))] == 1
@@ -147,10 +153,17 @@ def test_json_logs_of_a_real_server_carry_room_and_participant(tmp_path: Path) -
         "asyncio.run(main())\n"
     )
     db = tmp_path / "db.sqlite3"
-    env = {"PATH": "/usr/bin:/bin", "DJANGO_SETTINGS_MODULE": "conference.settings", "LOG_FORMAT": "json",
-           "LOG_LEVEL": "DEBUG", "DATABASE_URL": f"sqlite:///{db}", "PYTHONPATH": str(ROOT)}
-    result = subprocess.run([sys.executable, str(script)], cwd=ROOT, env=env, capture_output=True, text=True,
-                            timeout=120)
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "DJANGO_SETTINGS_MODULE": "conference.settings",
+        "LOG_FORMAT": "json",
+        "LOG_LEVEL": "DEBUG",
+        "DATABASE_URL": f"sqlite:///{db}",
+        "PYTHONPATH": str(ROOT),
+    }
+    result = subprocess.run(
+        [sys.executable, str(script)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     records = [json.loads(line) for line in result.stderr.splitlines() if line.strip()]
     assert records and all({"time", "level", "logger", "message"} <= set(r) for r in records)
@@ -172,9 +185,36 @@ def test_dashboard_metrics_exist(client: Any) -> None:
     # Sample names, and the families declared with no sample yet (errors before the first one, media workers before
     # one reports): their TYPE line names them as they will be sampled.
     exposed = {name for name, _labels in samples(text)} | set(re.findall(r"^# TYPE (\S+) ", text, re.M))
-    functions = {"sum", "rate", "irate", "increase", "by", "without", "histogram_quantile", "max", "min", "avg",
-                 "count", "clamp_min", "on", "ignoring", "le", "worker", "code", "status", "queue", "state", "and",
-                 "or", "unless", "offset", "topk", "deriv", "delta", "instance"}
+    functions = {
+        "sum",
+        "rate",
+        "irate",
+        "increase",
+        "by",
+        "without",
+        "histogram_quantile",
+        "max",
+        "min",
+        "avg",
+        "count",
+        "clamp_min",
+        "on",
+        "ignoring",
+        "le",
+        "worker",
+        "code",
+        "status",
+        "queue",
+        "state",
+        "and",
+        "or",
+        "unless",
+        "offset",
+        "topk",
+        "deriv",
+        "delta",
+        "instance",
+    }
     for expr in exprs:
         stripped = re.sub(r"\{[^}]*\}|\[[^\]]*\]|\"[^\"]*\"", "", expr)
         names = {n for n in re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", stripped) if n not in functions}
@@ -203,3 +243,38 @@ def test_http_requests_get_a_request_id(client: Any) -> None:
     response = RequestIdMiddleware(view)(RequestFactory().get("/", HTTP_X_REQUEST_ID="r-9"))
     assert seen == {"request_id": "r-9"} and response["X-Request-ID"] == "r-9"  # type: ignore[index]
     assert "request_id" not in current()
+
+
+async def test_middleware_works_around_async_views_too() -> None:
+    """The same middleware on the async path: the id is bound while the view runs and echoed; a recording
+    FileResponse becomes an X-Accel-Redirect answer when the setting is on."""
+    from django.http import FileResponse, HttpRequest, HttpResponse
+    from django.test import RequestFactory, override_settings
+
+    from conference.accel import AccelRedirectMiddleware
+    from conference.request_id import RequestIdMiddleware
+    from media_relay.logcontext import current
+
+    seen: dict[str, str] = {}
+
+    async def view(request: HttpRequest) -> HttpResponse:
+        seen.update(current())
+        return HttpResponse("ok")
+
+    response = await RequestIdMiddleware(view)(RequestFactory().get("/", HTTP_X_REQUEST_ID="a-1"))  # type: ignore[misc]
+    assert seen == {"request_id": "a-1"} and response["X-Request-ID"] == "a-1"
+
+    with tempfile.TemporaryDirectory() as root:
+        (Path(root) / "r").mkdir()
+        (Path(root) / "r" / "one.webm").write_bytes(b"media")
+
+        async def download(request: HttpRequest) -> FileResponse:
+            return FileResponse(open(Path(root) / "r" / "one.webm", "rb"), content_type="video/webm")
+
+        with override_settings(RECORDINGS_DIR=root, RECORDINGS_ACCEL_REDIRECT="/_recordings/"):
+            answer = await AccelRedirectMiddleware(download)(RequestFactory().get("/"))  # type: ignore[misc]
+        assert answer["X-Accel-Redirect"] == "/_recordings/r/one.webm" and answer["Content-Type"] == "video/webm"
+        with override_settings(RECORDINGS_DIR=root, RECORDINGS_ACCEL_REDIRECT=""):
+            kept = await AccelRedirectMiddleware(download)(RequestFactory().get("/"))  # type: ignore[misc]
+        assert isinstance(kept, FileResponse) and "X-Accel-Redirect" not in kept
+        kept.close()
