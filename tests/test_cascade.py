@@ -16,10 +16,10 @@ import redis
 
 import roomapi
 from roomapi import STREAM_STATUS
-from tests.conftest import require_redis
 from tests.media_sources import CounterVideoTrack, read_counter
+from tests.media_workers import live_workers, media_cluster
 from tests.servers import ROOT, DaphneServer
-from tests.test_media_workers import WAIT, MediaWorkerProcess, live_workers
+from tests.test_media_workers import WAIT
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -29,26 +29,8 @@ PLAYERS = 4
 @pytest.fixture
 def cascade_cluster(transactional_db: Any) -> Iterator[tuple[DaphneServer, redis.Redis]]:
     """daphne (MEDIA_MODE=workers, every play on the least-loaded worker) plus two media workers on one Redis."""
-    require_redis()
-    client = redis.Redis.from_url(os.environ["REDIS_URL"])
-    client.delete("media:workers")
-    for pattern in ("media:room:*", "media:stream:*", "media:pc:*"):
-        for key in client.scan_iter(pattern):
-            client.delete(key)
-    server = DaphneServer({"MEDIA_MODE": "workers", "MEDIA_CASCADE_AFTER": "0"})
-    server.start()
-    workers = [MediaWorkerProcess(server.environment(), f"c{i}") for i in (1, 2)]
-    try:
-        deadline = time.monotonic() + 30
-        while len(live_workers(client)) < 2:
-            assert time.monotonic() < deadline, "media workers did not announce themselves"
-            assert all(w.process.poll() is None for w in workers), [w.log_path.read_text() for w in workers]
-            time.sleep(0.2)
-        yield server, client
-    finally:
-        for worker in workers:
-            worker.stop()
-        server.close()
+    with media_cluster({"MEDIA_CASCADE_AFTER": "0"}, ("c1", "c2")) as pair:
+        yield pair
 
 
 async def frames_advance(play: Any, count: int = 10) -> list[int]:

@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import logging
 import os
 import re
 import signal
 import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,9 +18,9 @@ from channels.db import database_sync_to_async as db
 import roomapi
 from roomapi import ROOM_EVENT, STREAM_STATUS
 from rooms.models import Room
-from tests.conftest import require_redis
 from tests.media_sources import CounterVideoTrack, read_counter
-from tests.servers import ROOT, DaphneServer
+from tests.media_workers import live_workers, media_cluster
+from tests.servers import DaphneServer
 from tests.test_admin import staff_client
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -35,61 +30,11 @@ WAIT = 20.0
 MEDIA_ROW = re.compile(r"<tr><td>(w\d)</td><td>(\d+)</td><td>(\d+)</td><td>(\d+)</td><td>([\d.-]+)</td></tr>")
 
 
-class MediaWorkerProcess:
-    """A `manage.py runmedia` subprocess with the test server's environment."""
-
-    def __init__(self, env: dict[str, str], worker_id: str) -> None:
-        handle, name = tempfile.mkstemp(prefix=f"runmedia-{worker_id}-", suffix=".log")
-        os.close(handle)
-        self.log_path = Path(name)
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "manage.py", "runmedia", "--worker-id", worker_id],
-                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            )
-
-    def stop(self) -> None:
-        """Terminate (then kill) the worker."""
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
-        logging.getLogger(__name__).warning("log of %s:\n%s", self.log_path, self.log_path.read_text()[-6000:])
-        self.log_path.unlink(missing_ok=True)
-
-
-def live_workers(client: redis.Redis) -> dict[str, dict[str, Any]]:
-    """Workers announced in the registry within the last few seconds."""
-    now = time.time()
-    workers = {k.decode(): json.loads(v) for k, v in client.hgetall("media:workers").items()}
-    return {k: v for k, v in workers.items() if now - v["seen"] < 6}
-
-
 @pytest.fixture
 def cluster(transactional_db: Any) -> Iterator[tuple[DaphneServer, redis.Redis]]:
     """daphne in MEDIA_MODE=workers plus two media workers, all on one Redis."""
-    require_redis()
-    client = redis.Redis.from_url(os.environ["REDIS_URL"])
-    client.delete("media:workers")
-    for key in client.scan_iter("media:room:*"):
-        client.delete(key)
-    server = DaphneServer({"MEDIA_MODE": "workers", "MEDIA_METRICS_INTERVAL": "1"})
-    server.start()
-    workers = [MediaWorkerProcess(server.environment(), f"w{i}") for i in (1, 2)]
-    try:
-        deadline = time.monotonic() + 30
-        while len(live_workers(client)) < 2:
-            assert time.monotonic() < deadline, "media workers did not announce themselves"
-            assert all(w.process.poll() is None for w in workers), [w.log_path.read_text() for w in workers]
-            time.sleep(0.2)
-        yield server, client
-    finally:
-        for worker in workers:
-            worker.stop()
-        server.close()
+    with media_cluster({"MEDIA_METRICS_INTERVAL": "1"}, ("w1", "w2")) as pair:
+        yield pair
 
 
 async def publish_and_play(server: DaphneServer, room_name: str, publisher: str, viewer: str) -> Any:

@@ -1,0 +1,87 @@
+"""Real `manage.py runmedia` workers for tests: one process, the live registry, a daphne with N workers."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from tests.conftest import require_redis
+from tests.servers import ROOT, DaphneServer
+
+# The registry keys a test cluster starts without (stale entries of an earlier run would attract placements).
+REGISTRY_PATTERNS = ("media:room:*", "media:stream:*", "media:pc:*")
+
+
+class MediaWorkerProcess:
+    """A `manage.py runmedia` subprocess with the test server's environment."""
+
+    def __init__(self, env: dict[str, str], worker_id: str) -> None:
+        handle, name = tempfile.mkstemp(prefix=f"runmedia-{worker_id}-", suffix=".log")
+        os.close(handle)
+        self.log_path = Path(name)
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "manage.py", "runmedia", "--worker-id", worker_id],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def stop(self) -> None:
+        """Terminate (then kill) the worker."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+        logging.getLogger(__name__).warning("log of %s:\n%s", self.log_path, self.log_path.read_text()[-6000:])
+        self.log_path.unlink(missing_ok=True)
+
+
+def live_workers(client: redis.Redis) -> dict[str, dict[str, Any]]:
+    """Workers announced in the registry within the last few seconds."""
+    now = time.time()
+    workers = {k.decode(): json.loads(v) for k, v in client.hgetall("media:workers").items()}
+    return {k: v for k, v in workers.items() if now - v["seen"] < 6}
+
+
+@contextmanager
+def media_cluster(settings: dict[str, str], worker_ids: tuple[str, ...]) -> Iterator[tuple[DaphneServer, redis.Redis]]:
+    """daphne in MEDIA_MODE=workers (plus ``settings``) and one runmedia per id, all on REDIS_URL's Redis, from an
+    empty registry; waits (bounded) until every worker announced itself."""
+    require_redis()
+    client = redis.Redis.from_url(os.environ["REDIS_URL"])
+    client.delete("media:workers")
+    for pattern in REGISTRY_PATTERNS:
+        for key in client.scan_iter(pattern):
+            client.delete(key)
+    server = DaphneServer({"MEDIA_MODE": "workers", **settings})
+    server.start()
+    workers = [MediaWorkerProcess(server.environment(), worker_id) for worker_id in worker_ids]
+    try:
+        deadline = time.monotonic() + 30
+        while len(live_workers(client)) < len(workers):
+            assert time.monotonic() < deadline, "media workers did not announce themselves"
+            assert all(w.process.poll() is None for w in workers), [w.log_path.read_text() for w in workers]
+            time.sleep(0.2)
+        yield server, client
+    finally:
+        for worker in workers:
+            worker.stop()
+        server.close()
