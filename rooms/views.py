@@ -48,8 +48,13 @@ def _check_database() -> None:
 
 
 async def _check_channel_layer() -> None:
+    """A ping to a process-specific channel of this process comes back.
+
+    channels-redis reads all of a process's specific channels through one Redis list per prefix, and one reader at
+    a time: the room hub (rooms.delivery) and the consumers read "specific." for good, so the probe's channel must
+    have that prefix too, or its ping waits in a list no one reads (503 for as long as a room is open)."""
     layer = get_channel_layer()
-    channel = await layer.new_channel("healthz.")
+    channel = await layer.new_channel()
     await layer.send(channel, {"type": "healthz.ping"})
     if (await layer.receive(channel)).get("type") != "healthz.ping":
         raise RuntimeError("the channel layer returned another message")

@@ -24,6 +24,10 @@ need_tools() {
   local missing=()
   command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || missing+=(debootstrap)
   command -v podman >/dev/null 2>&1 || missing+=(podman)
+  # Debian's podman brings crun only; the runs below use runc (RUN_OPTS).
+  if [[ "$RUN_OPTS" == *"--runtime runc"* ]]; then
+    command -v runc >/dev/null 2>&1 || [ -x /usr/sbin/runc ] || missing+=(runc)
+  fi
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing ${missing[*]} (Debian)"
     if [ "$(id -u)" != "0" ]; then SUDO=sudo; else SUDO=; fi

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -15,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import roomapi
 from roomapi import ROOM_EVENT, STREAM_STATUS
+from tests.conftest import require_redis
 from tests.media_sources import CounterVideoTrack, ToneAudioTrack
 from tests.roomclient import RoomClient, add_live_stream
 from tests.servers import DaphneServer
@@ -85,6 +88,30 @@ def test_healthz_is_503_when_redis_is_down(client: Any, settings: Any) -> None:
     assert response.status_code == 503
     body = response.json()
     assert body["checks"]["database"] == "ok" and body["checks"]["channel_layer"] != "ok"
+
+
+def http_healthz(url: str) -> tuple[int, dict[str, Any]]:
+    """GET /healthz of a server: status and JSON body (200 or 503)."""
+    try:
+        with urllib.request.urlopen(f"{url}/healthz", timeout=WAIT) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+async def test_healthz_with_a_room_open_over_redis(transactional_db: Any) -> None:
+    """Regression: once a room is open, the process's room hub reads its channels for good; the probe's ping
+    must still come back (it went to a channel no one read, so /healthz timed out: 503, for good)."""
+    require_redis()
+    with DaphneServer({"MEDIA_CONNECT_TIMEOUT": "5"}) as srv:
+        ann = await roomapi.connect(srv.ws_url, "ann")
+        try:
+            await ann.join("healthz-hub")
+            for _ in range(2):
+                status, body = await asyncio.to_thread(http_healthz, srv.http_url)
+                assert (status, body["checks"]) == (200, {"database": "ok", "channel_layer": "ok"})
+        finally:
+            await ann.disconnect()
 
 
 # --- /metrics --------------------------------------------------------------------------------------
