@@ -131,6 +131,12 @@ class SenderLink:
         sender._RTCRtpSender__packet_count = packet_count  # type: ignore[attr-defined]
         sender._RTCRtpSender__octet_count = octet_count  # type: ignore[attr-defined]
 
+    @property
+    def rtt(self) -> float | None:
+        """The round-trip time to the player in seconds, from its receiver reports of the sender's SRs (None yet)."""
+        rtt: float | None = getattr(self.sender, "_RTCRtpSender__rtt", None)
+        return rtt
+
     def bind(self) -> Binding | None:
         """The socket route of the selected candidate pair, or None before DTLS is connected.
 

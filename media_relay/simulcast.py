@@ -147,7 +147,7 @@ class Layer:
     ssrc: int | None = None
     rtx_ssrc: int | None = None
     octets: int = 0
-    """Payload bytes received (for the bitrate)."""
+    """Payload bytes received on the media SSRC (for the bitrate; retransmissions and RTX padding left out)."""
     bitrate: float = 0.0
     """Smoothed bits per second, updated by :meth:`LayerMap.measure`."""
     _counted: int = field(default=0, repr=False)

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
 from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket, RtpPacket
 
+from media_relay import forwarding
 from media_relay.forwarding import DownTrack, Ingest
 from media_relay.simulcast import (
     MAX_LAYERS,
@@ -310,6 +312,67 @@ async def test_late_packets_of_the_new_layer_are_dropped() -> None:
     received = link.packets()
     assert [p.payload[5:] for p in received[-2:]] == [k.payload[5:] for k in key]  # picture ids rewritten
     assert_one_stream(received, link.ssrc)
+
+
+async def test_a_keyframe_whose_first_packet_comes_last_still_switches_whole() -> None:
+    """The target layer's keyframe with its first packet lost and repaired after the rest (and after the next
+    frame): the switch happens at the repaired packet, and what came before it of the new layer follows it, in
+    order, so the player gets the whole keyframe."""
+    ingest, _, publisher = await simulcast_ingest()
+    track, link, switches = player(ingest, 0)
+    await feed(ingest, publisher.frame_of_all((True, False, False)))
+    track.set_target(1)
+    key = publisher.packets(1, True, per_frame=3)
+    publisher.frame += 1
+    after = publisher.packets(1, False)
+    await feed(ingest, key[1:] + after)
+    assert track.layer == 0
+    await feed(ingest, key[:1])
+    assert track.layer == 1 and switches == [0, 1]
+    received = link.packets()
+    assert [p.payload[6:] for p in received[-5:]] == [p.payload[6:] for p in key + after]
+    assert_one_stream(received, link.ssrc)
+
+
+async def test_a_pending_switch_asks_again_for_a_keyframe(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A keyframe request (or the keyframe) may be lost: while the target layer's packets come without one, the
+    DownTrack asks again, every KEYFRAME_RETRY seconds."""
+    monkeypatch.setattr(forwarding, "KEYFRAME_RETRY", 0.0)
+    ingest, upstream, publisher = await simulcast_ingest()
+    track, _, _ = player(ingest, 0)
+    await feed(ingest, publisher.frame_of_all((True, False, False)))
+    await settle()
+    upstream.rtcp.clear()
+    track.set_target(2)
+    for _ in range(3):
+        await feed(ingest, publisher.frame_of_all())
+        await settle()
+    assert [p.media_ssrc for p in upstream.plis()] == [SSRCS[2]] * 7  # the first request, then one per packet
+    await feed(ingest, publisher.frame_of_all((False, False, True)))
+    await settle()
+    upstream.rtcp.clear()
+    await feed(ingest, publisher.frame_of_all())
+    await settle()
+    assert track.layer == 2 and not upstream.plis()
+
+
+async def test_layer_bitrates_count_media_only() -> None:
+    """A layer's measured rate leaves its RTX out: the publisher's own bandwidth probes travel as RTX."""
+    ingest, _, publisher = await simulcast_ingest()
+    assert ingest.layer_map is not None
+    ingest.measure(0.0)
+    media = 0
+    for _ in range(10):
+        packets = publisher.frame_of_all()
+        media += sum(len(p.payload) for p in packets if p.ssrc == SSRCS[0])
+        await feed(ingest, packets)
+        for index, packet in enumerate(packets[:2]):  # padding: old packets of the low layer, again, as RTX
+            repair = RtpPacket(payload_type=97, sequence_number=index, timestamp=packet.timestamp,
+                               ssrc=RTX_SSRCS[0], payload=packet.sequence_number.to_bytes(2, "big") + packet.payload)
+            repair.extensions.repaired_rtp_stream_id = "q"
+            await ingest.handle_rtp(repair, 0)
+    ingest.measure(1.0)
+    assert ingest.layer_bitrates()[0] == media * 8
 
 
 async def test_h264_layers_switch_with_continuous_sequence_and_timestamps() -> None:

@@ -93,7 +93,11 @@ SENT_SAMPLER
   const until = (emitter, ok, bad, what) => new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(login + ": no " + what + " within 45 s")), 45000);
     emitter.on(ok, (value) => { clearTimeout(timer); resolve(value); });
-    if (bad) emitter.on(bad, () => { clearTimeout(timer); reject(new Error(login + ": " + what + " failed")); });
+    if (bad) emitter.on(bad, (...args) => {
+      clearTimeout(timer);
+      const info = emitter.getInfo ? emitter.getInfo() : args.map((a) => (a && a.getInfo ? a.getInfo() : a));
+      reject(new Error(login + ": " + what + " failed: " + JSON.stringify(info)));
+    });
   });
   const connection = api.connect({urlServer: url, username: login});
   await until(connection, api.SESSION_STATUS.ESTABLISHED, api.SESSION_STATUS.FAILED, "session");
