@@ -31,7 +31,7 @@ from typing import Any, Protocol
 from aiortc import clock
 from aiortc.codecs import is_rtx
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
-from aiortc.rtcrtpreceiver import StreamStatistics
+from aiortc.rtcrtpreceiver import NackGenerator, StreamStatistics
 from aiortc.rtp import (
     RTCP_PSFB_APP,
     RTCP_PSFB_FIR,
@@ -670,6 +670,16 @@ class Ingest:
             ssrcs = [self.media_ssrc] if self.media_ssrc is not None else []
         if ssrcs:
             await self.link.send_remb(bitrate, ssrcs)
+
+    def nack_state(self) -> list[tuple[int, NackGenerator]]:
+        """(media SSRC, its NACK generator) per stream the relay repairs: each layer of a simulcast video, else the
+        one video stream; none for audio (aiortc keeps no NACK state for it)."""
+        if self.layer_map is not None:
+            layers = self.layer_map.layers
+            return [(layer.ssrc, self._layer_nacks[layer.index]) for layer in layers if layer.ssrc is not None]
+        if self._nack_generator is None or self.media_ssrc is None:
+            return []
+        return [(self.media_ssrc, self._nack_generator)]
 
     def packet_loss(self) -> tuple[int, int]:
         """(lost, expected) RTP packets of the publisher's media SSRCs so far (RTX SSRCs left out)."""

@@ -6,13 +6,15 @@ tests/test_forwarding.py); what a player would receive is parsed back and checke
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 
 import pytest
-from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket, RtpPacket
+from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket, RtcpRtpfbPacket, RtpPacket
 
 from media_relay import forwarding
 from media_relay.forwarding import DownTrack, Ingest
+from media_relay.recovery import retry_nacks
 from media_relay.simulcast import (
     MAX_LAYERS,
     RID_URI,
@@ -373,6 +375,29 @@ async def test_layer_bitrates_count_media_only() -> None:
             await ingest.handle_rtp(repair, 0)
     ingest.measure(1.0)
     assert ingest.layer_bitrates()[0] == media * 8
+
+
+async def test_the_relay_asks_each_layer_again_for_what_it_misses() -> None:
+    """A layer's lost packet is NACKed again every interval, on that layer's SSRC (the publisher's leg is repaired
+    per layer, as for a single stream)."""
+    ingest, upstream, publisher = await simulcast_ingest()
+    await feed(ingest, publisher.frame_of_all())
+    frame = publisher.frame_of_all()
+    await feed(ingest, [p for p in frame if p.ssrc != SSRCS[1] or p.marker])  # the middle layer's first lost
+    lost = next(p.sequence_number for p in frame if p.ssrc == SSRCS[1] and not p.marker)
+
+    def nacks() -> list[tuple[int, list[int]]]:
+        return [(p.media_ssrc, p.lost) for p in upstream.rtcp if isinstance(p, RtcpRtpfbPacket)]
+
+    retries = asyncio.ensure_future(retry_nacks(ingest, interval=0.02))
+    try:
+        for _ in range(100):
+            if len(nacks()) >= 3:
+                break
+            await asyncio.sleep(0.01)
+        assert nacks()[:3] == [(SSRCS[1], [lost])] * 3
+    finally:
+        retries.cancel()
 
 
 async def test_h264_layers_switch_with_continuous_sequence_and_timestamps() -> None:

@@ -105,10 +105,12 @@ SENT_SAMPLER
   await until(joined, api.ROOM_EVENT.STATE, api.ROOM_EVENT.FAILED, "room");
   const own = document.createElement("div");
   document.body.appendChild(own);
+  const asked = performance.now();
   const stream = joined.publish({display: own,
     constraints: {audio: true, video: {width: {exact: 320}, height: {exact: 240}, frameRate: 30}}});
   await until(stream, api.STREAM_STATUS.PUBLISHING, api.STREAM_STATUS.FAILED, "publishing");
   window.chat = {samples: {}, started: performance.now(), sent: sentSampled(stream, SAMPLE_MS)};
+  window.chat.publishMs = window.chat.started - asked;
   window.chatPlay = async () => {
     for (const other of others) {
       let participant = null;

@@ -54,6 +54,8 @@ def chat(lan: Namespace, server: NamespacedServer, loss: int) -> Report:
             browser.run(page.evaluate(CHAT_JS, {"url": server.ws_url, "login": name, "room": room, "others": others}),
                         timeout=60)
             pages[name] = page
+        publish_ms = {name: round(browser.run(page.evaluate("window.chat.publishMs"))) for name, page in pages.items()}
+        logger.warning("publish() to PUBLISHING at %d%% loss, ms: %s", loss, publish_ms)
         started = {name: browser.run(page.evaluate("window.chatPlay()"), timeout=60) for name, page in pages.items()}
         browser.renice()
         time.sleep(WARMUP + SECONDS)
