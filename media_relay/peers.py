@@ -74,6 +74,10 @@ ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 PLAYER_EXTENSIONS = {"audio": AUDIO_LEVEL_URI, "video": ABS_SEND_TIME_URI}
 """The one header extension the relay writes on what it forwards, per kind (when the player negotiated it)."""
 
+SIMULCAST_START_KBPS = 1000
+"""A simulcast publisher's browser starts its bandwidth estimate here (at most MEDIA_PUBLISHER_MAX_BITRATE): enough
+for the two lower layers at once and the top one within seconds (see media_relay.simulcast.answer_layers)."""
+
 _HOST_CANDIDATE = re.compile(r"^(a=candidate:\S+ \d+ udp \d+ )(\S+)( \d+ typ host.*)$", re.IGNORECASE | re.MULTILINE)
 
 
@@ -250,7 +254,8 @@ class Publication(PeerSession):
         answer = await self.pc.createAnswer()
         await self.pc.setLocalDescription(answer)
         self.start_watchdog()
-        return advertise(answer_layers(self.pc.localDescription.sdp, answered))
+        start_kbps = min(SIMULCAST_START_KBPS, settings.MEDIA_PUBLISHER_MAX_BITRATE // 1000)
+        return advertise(answer_layers(self.pc.localDescription.sdp, answered, start_kbps))
 
     def _audio_level(self, level: int) -> None:
         if self.speakers is not None:

@@ -84,6 +84,22 @@ def test_simulcast_offer_read_and_answered() -> None:
     assert answer_layers(answer, {}) == answer
 
 
+def test_a_simulcast_answer_sets_the_browsers_start_bitrate() -> None:
+    """The answered simulcast video's codecs (RTX aside) carry x-google-start-bitrate; other sections do not."""
+    answer = (
+        "v=0\r\ns=-\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=rtpmap:111 opus/48000/2\r\n"
+        "a=fmtp:111 minptime=10\r\nm=video 9 UDP/TLS/RTP/SAVPF 96 97 102\r\na=mid:1\r\na=rtpmap:96 VP8/90000\r\n"
+        "a=rtpmap:97 rtx/90000\r\na=fmtp:97 apt=96\r\na=rtpmap:102 H264/90000\r\n"
+        "a=fmtp:102 packetization-mode=1\r\n"
+    )
+    lines = answer_layers(answer, {"1": ["q", "h"]}, start_kbps=1000).split("\r\n")
+    assert "a=fmtp:102 packetization-mode=1;x-google-start-bitrate=1000" in lines
+    assert "a=fmtp:96 x-google-start-bitrate=1000" in lines
+    assert "a=fmtp:97 apt=96" in lines and "a=fmtp:111 minptime=10" in lines
+    assert lines[-3:] == ["a=rid:h recv", "a=simulcast:recv q;h", ""]
+    assert "x-google" not in answer_layers(answer, {"1": ["q", "h"]})
+
+
 def test_no_simulcast_without_the_rid_extension_or_with_one_layer() -> None:
     """Without rtp-stream-id the layers could not be told apart; one rid is no simulcast."""
     assert offered_layers(OFFER.replace("a=extmap:10 urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id\n", "")) == {}
