@@ -30,6 +30,7 @@ from media_relay.aiortc_compat import (
     media_codecs,
     negotiated_codecs,
     negotiated_extensions,
+    prefer_dtls_server,
 )
 from media_relay.bandwidth import WANTED_QUALITIES, LayerChooser
 from media_relay.contract import MediaError, MediaErrorCode
@@ -251,6 +252,7 @@ class Publication(PeerSession):
                 self.ingests[transceiver.kind] = ingest
         if not self.ingests:
             raise MediaError(MediaErrorCode.INVALID_SDP, "the offer has no audio or video to publish")
+        prefer_dtls_server(self.pc, offer_sdp)
         answer = await self.pc.createAnswer()
         await self.pc.setLocalDescription(answer)
         self.start_watchdog()
@@ -412,6 +414,7 @@ class Playback(PeerSession):
             raise MediaError(MediaErrorCode.INVALID_SDP, f"the offer was refused: {exc}") from None
         if not any(negotiated_codecs(t) for t in self._senders.values()):
             raise MediaError(MediaErrorCode.INVALID_SDP, "the offer accepts none of the stream's codecs")
+        prefer_dtls_server(self.pc, offer_sdp)
         answer = await self.pc.createAnswer()
         await self.pc.setLocalDescription(answer)
         self.start_watchdog()
