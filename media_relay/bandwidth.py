@@ -1,7 +1,9 @@
 """Per-player layer choice: a downlink estimate from the player's feedback, and the wanted quality.
 
 The estimate follows the loss part of Google Congestion Control (draft-ietf-rmcat-gcc, section 6): above 10%
-loss the estimate drops by half the loss ratio, below 2% it grows 8% per report, in between it holds.  The
+loss it falls to the forwarded layer's rate less half the loss ratio (never compounded: a player reports several
+times a second, and its reports may still be about a layer being left), below 2% it grows 8% per second, in
+between it holds.  Layer rates count each layer's media only (the publisher's RTX carries its own probes).  The
 player's REMB, when it sends one, is used as a congestion signal only: a REMB that *drops* (its delay-based
 estimator saw overuse) well below the rate being forwarded pulls the estimate down to it.  A receiver's REMB never
 exceeds ~1.5x what it receives, so it can neither tell whether a higher layer would fit nor keep up right after
@@ -10,10 +12,12 @@ a step up: its level alone is no signal.
 Stepping up is tried after ``hold`` seconds under 2% loss.  With a prober (the relay's players: RTX padding,
 :meth:`media_relay.forwarding.DownTrack.probe`) the next layer's rate is first *probed with padding* for
 ``PROBE_SECONDS`` at ``PROBE_MARGIN`` times its measured rate: the player keeps its layer and sees nothing of the
-probe but RTX copies it drops, the padding stops at the first NACK (the link overflowed), and only a probe that
-held steps the player up.  A failed probe doubles ``hold`` up to ``MAX_PROBE_HOLD`` (a few seconds: probing costs
-the player nothing visible, and a link whose cap was lifted is found again soon).  Without a prober the step up
-is a *timed trial* of the layer itself.
+probe but RTX copies it drops, the padding stops at the first NACK or report of loss (the link overflowed), and
+only a probe that held steps the player up.  A probe lasts long enough to fill a shaper's token bucket and queue
+(a short one passes a link that then drops the layer's keyframes) and pads at least half the next layer's rate.
+A failed probe doubles ``hold`` up to ``MAX_PROBE_HOLD`` (a few seconds, so a link whose cap was lifted is found
+again soon; on a link that drops, a failed probe costs the player the packets dropped with the padding).
+Without a prober the step up is a *timed trial* of the layer itself.
 Either way, loss above 10% within ``PROBE_WINDOW`` seconds of a step up sends the player back and doubles
 ``hold`` (up to ``MAX_HOLD``), a step up that held resets it.
 """
