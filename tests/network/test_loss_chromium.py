@@ -101,10 +101,6 @@ def test_chromium_chat_is_smooth_at_low_loss(lan: Namespace, server: NamespacedS
     smooth(chat(lan, server, loss))
 
 
-@pytest.mark.xfail(
-    reason="open (issue 12): at 10% loss on every hop a page's publish sometimes FAILS before it connects",
-    strict=False,
-)
 @pytest.mark.parametrize("loss", [10])
 def test_chromium_chat_keeps_decoding_at_high_loss(lan: Namespace, server: NamespacedServer, loss: int) -> None:
     """At 10 % loss on every hop every stream starts and none freezes for good."""
