@@ -103,6 +103,24 @@ def accept_extensions(transceiver: RTCRtpTransceiver, offered: dict[str, int]) -
             transceiver._headerExtensions.append(RTCRtpHeaderExtensionParameters(id=extension_id, uri=uri))
 
 
+def prefer_dtls_server(pc: Any, offer_sdp: str) -> None:
+    """Answer as the DTLS server (``a=setup:passive``) when the offer leaves the choice (``actpass`` throughout).
+
+    Call between setRemoteDescription and createAnswer.  aiortc would answer as the client; its OpenSSL then
+    retransmits a lost flight after 1, 2, 4, 8 s, and three of the handshake's four flights wait on that timer.  As
+    the server only its own first flight does: a browser's client retransmits on a faster timer, and OpenSSL answers
+    a repeated Finished by resending its last flight at once.  80 Chromium publishes at 10 % loss each way took
+    0.98 s at the median and up to 8.5 s with aiortc as the client, 0.32 s and up to 3.9 s as the server.
+    """
+    setups = {line.strip().split(":", 1)[1] for line in offer_sdp.splitlines() if line.startswith("a=setup:")}
+    if setups != {"actpass"}:
+        return  # the offerer chose (aiortc follows it), or said nothing
+    for transceiver in pc.getTransceivers():
+        transport = transceiver.receiver.transport
+        if transport._role == "auto":
+            transport._set_role("server")
+
+
 # --- senders (the player side) -------------------------------------------------------------------------------
 
 
@@ -130,6 +148,12 @@ class SenderLink:
         sender._RTCRtpSender__rtp_timestamp = rtp_timestamp  # type: ignore[attr-defined]
         sender._RTCRtpSender__packet_count = packet_count  # type: ignore[attr-defined]
         sender._RTCRtpSender__octet_count = octet_count  # type: ignore[attr-defined]
+
+    @property
+    def rtt(self) -> float | None:
+        """The round-trip time to the player in seconds, from its receiver reports of the sender's SRs (None yet)."""
+        rtt: float | None = getattr(self.sender, "_RTCRtpSender__rtt", None)
+        return rtt
 
     def bind(self) -> Binding | None:
         """The socket route of the selected candidate pair, or None before DTLS is connected.

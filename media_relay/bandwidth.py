@@ -1,7 +1,9 @@
 """Per-player layer choice: a downlink estimate from the player's feedback, and the wanted quality.
 
 The estimate follows the loss part of Google Congestion Control (draft-ietf-rmcat-gcc, section 6): above 10%
-loss the estimate drops by half the loss ratio, below 2% it grows 8% per report, in between it holds.  The
+loss it falls to the forwarded layer's rate less half the loss ratio (never compounded: a player reports several
+times a second, and its reports may still be about a layer being left), below 2% it grows 8% per second, in
+between it holds.  Layer rates count each layer's media only (the publisher's RTX carries its own probes).  The
 player's REMB, when it sends one, is used as a congestion signal only: a REMB that *drops* (its delay-based
 estimator saw overuse) well below the rate being forwarded pulls the estimate down to it.  A receiver's REMB never
 exceeds ~1.5x what it receives, so it can neither tell whether a higher layer would fit nor keep up right after
@@ -10,10 +12,12 @@ a step up: its level alone is no signal.
 Stepping up is tried after ``hold`` seconds under 2% loss.  With a prober (the relay's players: RTX padding,
 :meth:`media_relay.forwarding.DownTrack.probe`) the next layer's rate is first *probed with padding* for
 ``PROBE_SECONDS`` at ``PROBE_MARGIN`` times its measured rate: the player keeps its layer and sees nothing of the
-probe but RTX copies it drops, the padding stops at the first NACK (the link overflowed), and only a probe that
-held steps the player up.  A failed probe doubles ``hold`` up to ``MAX_PROBE_HOLD`` (a few seconds: probing costs
-the player nothing visible, and a link whose cap was lifted is found again soon).  Without a prober the step up
-is a *timed trial* of the layer itself.
+probe but RTX copies it drops, the padding stops at the first NACK or report of loss (the link overflowed), and
+only a probe that held steps the player up.  A probe lasts long enough to fill a shaper's token bucket and queue
+(a short one passes a link that then drops the layer's keyframes) and pads at least half the next layer's rate.
+A failed probe doubles ``hold`` up to ``MAX_PROBE_HOLD`` (a few seconds, so a link whose cap was lifted is found
+again soon; on a link that drops, a failed probe costs the player the packets dropped with the padding).
+Without a prober the step up is a *timed trial* of the layer itself.
 Either way, loss above 10% within ``PROBE_WINDOW`` seconds of a step up sends the player back and doubles
 ``hold`` (up to ``MAX_HOLD``), a step up that held resets it.
 """
@@ -41,11 +45,12 @@ STEP_UP_MARGIN = 1.15
 HOLD = 3.0
 MAX_HOLD = 30.0
 PROBE_WINDOW = 5.0
-PROBE_SECONDS = 1.5
+PROBE_SECONDS = 3.0
+"""A padding probe lasts this long before the player is stepped up: long enough to fill a link's token bucket and
+queue (a shaper lets a short burst through at full speed, and drops only once both are full)."""
 PROBE_MARGIN = 1.5
 """A probe sends this multiple of the next layer's measured (average) rate: a layer's keyframes burst well above
 its average, and a probe at the bare average passes on a link the layer then overflows."""
-"""A padding probe lasts this long before the player is stepped up."""
 MAX_PROBE_HOLD = 6.0
 """Failed padding probes double ``hold`` up to this only: they cost the player nothing it would see, and a link
 whose cap was lifted is found again within a few seconds."""
@@ -75,6 +80,7 @@ class LayerChooser:
         self._stable_since: float | None = None
         self._stepped_up_at: float | None = None
         self._last_remb: float | None = None
+        self._last_report: float | None = None
         self._on_target = on_target
         self._prober = prober
         self._probing = False
@@ -96,19 +102,24 @@ class LayerChooser:
 
     def on_loss(self, fraction_lost: float, current: int, bitrates: Sequence[float], now: float) -> int:
         """A receiver report of the forwarded stream (loss as a fraction 0..1); returns the target layer."""
+        logger.debug("loss %.3f on layer %d, estimate %s, rates %s", fraction_lost, current, self.estimate, bitrates)
         self._bitrates = bitrates
+        elapsed = min(max(now - self._last_report, 0.0), 1.0) if self._last_report is not None else 0.0
+        self._last_report = now
         if self._stepped_up:  # a probe that held stepped up since the last report
             self._stepped_up, self._stepped_up_at = False, now
         rate = bitrates[current] if 0 <= current < len(bitrates) else 0.0
-        base = self.estimate if self.estimate is not None else rate
         if fraction_lost > HIGH_LOSS:
             self._stable_since = None
             if self._stepped_up_at is not None and now - self._stepped_up_at <= PROBE_WINDOW:
                 self.hold = min(self.hold * 2, MAX_HOLD)
             self._stepped_up_at = None
-            if rate:
-                base = min(base, rate) if base else rate
-            self.estimate = base * (1 - 0.5 * fraction_lost)
+            # What the link carried of the forwarded layer; reports come several times a second and may still be
+            # about a layer being left, so the decrease is from that layer's rate, never compounded.
+            base = rate or self.estimate
+            if base:
+                lowered = base * (1 - 0.5 * fraction_lost)
+                self.estimate = lowered if self.estimate is None else min(self.estimate, lowered)
         elif fraction_lost < LOW_LOSS:
             if self._stepped_up_at is not None and now - self._stepped_up_at > PROBE_WINDOW:
                 self._stepped_up_at = None
@@ -116,7 +127,7 @@ class LayerChooser:
             if self._stable_since is None:
                 self._stable_since = now
             if self.estimate is not None:
-                self.estimate *= INCREASE
+                self.estimate *= INCREASE**elapsed  # per second, however often the player reports
                 top = max(bitrates, default=0.0)
                 if top:
                     self.estimate = min(self.estimate, top * 2)
@@ -124,7 +135,8 @@ class LayerChooser:
             if upper is not None and not self._probing and now - self._stable_since >= self.hold:
                 needed = bitrates[upper] * STEP_UP_MARGIN
                 if self.estimate is not None and self.estimate < needed:
-                    padding = max(bitrates[upper] * PROBE_MARGIN - rate, 0.0)
+                    # Probe at PROBE_MARGIN times the next layer, however high the current one was measured.
+                    padding = max(bitrates[upper] * PROBE_MARGIN - rate, bitrates[upper] * (PROBE_MARGIN - 1))
                     if self._prober is not None and self._start_probe(upper, padding, needed):
                         self._stable_since = now
                         return self.choose(bitrates)
@@ -141,6 +153,7 @@ class LayerChooser:
         def done(held: bool) -> None:
             self._probing = False
             self.probes.append((layer, held))
+            logger.debug("probe of %.0f bit/s for layer %d %s", padding, layer, "held" if held else "failed")
             self._stable_since = None  # the next hold starts at the next report
             if held:
                 self.estimate = max(self.estimate or 0.0, needed)

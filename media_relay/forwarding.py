@@ -24,13 +24,14 @@ import logging
 import random
 import struct
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from aiortc import clock
 from aiortc.codecs import is_rtx
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
-from aiortc.rtcrtpreceiver import StreamStatistics
+from aiortc.rtcrtpreceiver import NackGenerator, StreamStatistics
 from aiortc.rtp import (
     RTCP_PSFB_APP,
     RTCP_PSFB_FIR,
@@ -71,8 +72,20 @@ PROBE_DEPTH = 64
 """...copying the most recent packets, up to this many back."""
 PROBE_REMB_DROP = 0.9
 """A REMB below this share of the previous one during a probe fails it."""
-PROBE_DRAIN = 0.3
-"""After the padding, NACKs this long still fail the probe (the queue it built drains)."""
+PROBE_DRAIN = 0.6
+"""After the padding, NACKs or loss reported this long still fail the probe (the queue it built drains, and the
+player's next receiver report comes)."""
+PROBE_LOSS = 0.02
+"""A receiver report with more loss than this during a probe fails it (a NACK may itself be lost)."""
+HELD_PACKETS = 128
+"""While waiting for a keyframe, the target layer's latest packets are kept, up to this many."""
+KEYFRAME_RETRY = 1.0
+"""While waiting for a keyframe of the target layer, it is asked for again this often (a request or the keyframe
+itself may be lost)."""
+RESEND_MIN_GAP = 0.05
+RESEND_DEFAULT_RTT = 0.1
+"""A packet is resent at most once per round trip (this long while the round trip is unknown), and never twice
+within RESEND_MIN_GAP."""
 SWITCH_GUARD = 1024
 """For this many input sequence numbers after a (re)start, older packets of the stream are dropped."""
 NO_EXTENSION = -1
@@ -167,6 +180,13 @@ class DownTrack:
         self._probe: asyncio.Future[None] | None = None
         self._probe_failed = False
         self._last_remb = 0
+        self._held: deque[tuple[int, int, int, int, bytes, int, int, int, Vp8Fields | None]] = deque(
+            maxlen=HELD_PACKETS
+        )
+        """While waiting for a keyframe: the target layer's latest packets (see :meth:`_hold`)."""
+        self._keyframe_asked = time.monotonic()
+        self._resent: dict[int, float] = {}
+        """When each recently retransmitted sequence number was last resent."""
         self._original_rtcp = link.intercept_rtcp(self.handle_rtcp)
 
     def pause(self) -> None:
@@ -180,7 +200,9 @@ class DownTrack:
         if layer == self.target:
             return
         self.target = layer
+        self._held.clear()
         if layer != self.layer:
+            self._keyframe_asked = time.monotonic()
             self.request_keyframe(layer)
 
     def forward(
@@ -202,14 +224,25 @@ class DownTrack:
         ``extension``: the audio level byte (audio) or abs-send-time (video) to write, if the player takes it;
         ``vp8``: its VP8 descriptor fields when picture ids may need rewriting (simulcast VP8).
         """
-        if layer != self.layer:
-            if layer != self.target or not key:
+        if layer != self.layer or self.waiting_keyframe:
+            if layer != self.target:
                 return
-            self._switch(layer, timestamp, vp8)
-        elif self.waiting_keyframe:
             if not key:
+                self._hold(payload_type, marker, sequence, timestamp, payload, ntp, layer, extension, vp8)
                 return
+            if layer != self.layer:
+                self._switch(layer, timestamp, vp8)
             self.waiting_keyframe = False
+            held = sorted(
+                (after, packet)
+                for packet in self._held
+                if 0 < (after := (packet[2] - sequence) & 0xFFFF) < 0x8000 and packet[6] == layer
+            )
+            self._held.clear()
+            self.forward(payload_type, marker, sequence, timestamp, payload, False, ntp, layer, extension, vp8)
+            for _, packet in held:  # what came before the keyframe's first packet (lost, then repaired) yet follows it
+                self.forward(*packet[:5], False, *packet[5:])
+            return
         out_type = self.payload_types.get(payload_type)
         if out_type is None:
             return
@@ -259,6 +292,27 @@ class DownTrack:
         if self.on_first_packet is not None:
             callback, self.on_first_packet = self.on_first_packet, None
             callback()
+
+    def _hold(
+        self,
+        payload_type: int,
+        marker: int,
+        sequence: int,
+        timestamp: int,
+        payload: bytes,
+        ntp: int,
+        layer: int,
+        extension: int,
+        vp8: Vp8Fields | None,
+    ) -> None:
+        """While waiting for a keyframe of the target layer: keep its latest packets (the keyframe's first packet,
+        lost and retransmitted, may come after the rest of it), and ask again for a keyframe when none came for a
+        while."""
+        self._held.append((payload_type, marker, sequence, timestamp, payload, ntp, layer, extension, vp8))
+        now = time.monotonic()
+        if now - self._keyframe_asked >= KEYFRAME_RETRY:
+            self._keyframe_asked = now
+            self.request_keyframe(layer)
 
     def _switch(self, layer: int, timestamp: int, vp8: Vp8Fields | None) -> None:
         """Start forwarding another layer at its keyframe: new offsets, so numbering continues by one."""
@@ -333,10 +387,19 @@ class DownTrack:
         return data[:16] + EXTENSION_WORD.pack(word) + data[20:]
 
     def retransmit(self, sequence: int) -> None:
-        """Answer a NACK from the history, as RTX when negotiated."""
+        """Answer a NACK from the history, as RTX when negotiated; a packet resent less than a round trip ago is
+        not sent again (a player NACKs again before the first resend could arrive when a queue delays it, and
+        answering each NACK would multiply the load on a link that is already full)."""
         data = self.history[sequence & HISTORY_MASK]
         if data is None or packet_sequence(data) != sequence:
             return
+        now = time.monotonic()
+        resent = self._resent.get(sequence)
+        if resent is not None and now - resent < max(self.link.rtt or RESEND_DEFAULT_RTT, RESEND_MIN_GAP):
+            return
+        if len(self._resent) >= HISTORY_SIZE:
+            self._resent.clear()
+        self._resent[sequence] = now
         if self.rtx_payload_type is not None:
             data = wrap_rtx(self._restamp(data), self.rtx_payload_type, self.rtx_sequence, self.rtx_ssrc)
             self.rtx_sequence = (self.rtx_sequence + 1) & 0xFFFF
@@ -345,9 +408,10 @@ class DownTrack:
     def probe(self, bitrate: float, seconds: float, done: Callable[[bool], None]) -> bool:
         """Send ``bitrate`` bit/s of padding for ``seconds``: RTX copies of recent packets, which the player drops.
 
-        ``done(True)`` follows when no NACK and no falling REMB came back during the probe (and a short drain
-        after it), ``done(False)`` as soon as one did (the padding stops at once, so the queue it filled drains
-        and the retransmissions get through).  False (and no call) when this track cannot probe: no RTX, nothing sent
+        ``done(True)`` follows when no NACK, no report of loss and no falling REMB came back during the probe (and
+        a short drain after it), ``done(False)`` as soon as one did (the padding stops at once, so the queue it
+        filled drains and the retransmissions get through).  False (and no call) when this track cannot probe: no
+        RTX, nothing sent
         yet, or a probe already running.
         """
         if self.rtx_payload_type is None or self._probe is not None or self.packets_sent == 0:
@@ -406,21 +470,26 @@ class DownTrack:
             STATS.plis_received += 1
             self.request_keyframe(self.layer if self.layer >= 0 else self.target)
             return
-        if self.on_feedback is not None:
-            if isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
-                for report in packet.reports:
-                    if report.ssrc == self.ssrc:
-                        self.on_feedback(report.fraction_lost / 256, None)
-            elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
-                try:
-                    bitrate, ssrcs = unpack_remb_fci(packet.fci)
-                except ValueError:
-                    bitrate, ssrcs = 0, []
-                if self.ssrc in ssrcs:
-                    if self._probe is not None and bitrate < self._last_remb * PROBE_REMB_DROP:
-                        self._probe_failed = True  # the player's delay-based estimate fell: a queue is building
-                    self._last_remb = bitrate
-                    self.on_feedback(None, float(bitrate))
+        feedback = self.on_feedback
+        if isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
+            for report in packet.reports:
+                if report.ssrc == self.ssrc:
+                    lost = report.fraction_lost / 256
+                    if self._probe is not None and lost > PROBE_LOSS:
+                        self._probe_failed = True  # the probe overflowed the player's link
+                    if feedback is not None:
+                        feedback(lost, None)
+        elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+            try:
+                bitrate, ssrcs = unpack_remb_fci(packet.fci)
+            except ValueError:
+                bitrate, ssrcs = 0, []
+            if self.ssrc in ssrcs:
+                if self._probe is not None and bitrate < self._last_remb * PROBE_REMB_DROP:
+                    self._probe_failed = True  # the player's delay-based estimate fell: a queue is building
+                self._last_remb = bitrate
+                if feedback is not None:
+                    feedback(None, float(bitrate))
         await self._original_rtcp(packet)
 
 
@@ -500,7 +569,8 @@ class Ingest:
         if stats is None:
             stats = self._remote_streams[packet.ssrc] = StreamStatistics(codec.clockRate)
         stats.add(packet)
-        if is_rtx(codec):
+        repair = is_rtx(codec)
+        if repair:
             original_ssrc = layer.ssrc if layer is not None else self._rtx_ssrc.get(packet.ssrc)
             apt = codec.parameters.get("apt")
             if original_ssrc is None or len(packet.payload) < 2 or not isinstance(apt, int) or apt not in self._codecs:
@@ -518,7 +588,10 @@ class Ingest:
         STATS.packets_received += 1
         STATS.bytes_received += len(packet.payload)
         if layer is not None:
-            layer.octets += len(packet.payload)
+            if not repair:
+                # A layer's rate is its media: the publisher's RTX also carries its own bandwidth probes (old
+                # packets sent again as padding), which would make a layer look several times its size.
+                layer.octets += len(packet.payload)
             top = index == len(self.layer_map.layers) - 1  # type: ignore[union-attr]
         else:
             top = True
@@ -597,6 +670,16 @@ class Ingest:
             ssrcs = [self.media_ssrc] if self.media_ssrc is not None else []
         if ssrcs:
             await self.link.send_remb(bitrate, ssrcs)
+
+    def nack_state(self) -> list[tuple[int, NackGenerator]]:
+        """(media SSRC, its NACK generator) per stream the relay repairs: each layer of a simulcast video, else the
+        one video stream; none for audio (aiortc keeps no NACK state for it)."""
+        if self.layer_map is not None:
+            layers = self.layer_map.layers
+            return [(layer.ssrc, self._layer_nacks[layer.index]) for layer in layers if layer.ssrc is not None]
+        if self._nack_generator is None or self.media_ssrc is None:
+            return []
+        return [(self.media_ssrc, self._nack_generator)]
 
     def packet_loss(self) -> tuple[int, int]:
         """(lost, expected) RTP packets of the publisher's media SSRCs so far (RTX SSRCs left out)."""

@@ -30,6 +30,7 @@ from media_relay.aiortc_compat import (
     media_codecs,
     negotiated_codecs,
     negotiated_extensions,
+    prefer_dtls_server,
 )
 from media_relay.bandwidth import WANTED_QUALITIES, LayerChooser
 from media_relay.contract import MediaError, MediaErrorCode
@@ -73,6 +74,10 @@ AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
 ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 PLAYER_EXTENSIONS = {"audio": AUDIO_LEVEL_URI, "video": ABS_SEND_TIME_URI}
 """The one header extension the relay writes on what it forwards, per kind (when the player negotiated it)."""
+
+SIMULCAST_START_KBPS = 1000
+"""A simulcast publisher's browser starts its bandwidth estimate here (at most MEDIA_PUBLISHER_MAX_BITRATE): enough
+for the two lower layers at once and the top one within seconds (see media_relay.simulcast.answer_layers)."""
 
 _HOST_CANDIDATE = re.compile(r"^(a=candidate:\S+ \d+ udp \d+ )(\S+)( \d+ typ host.*)$", re.IGNORECASE | re.MULTILINE)
 
@@ -247,10 +252,12 @@ class Publication(PeerSession):
                 self.ingests[transceiver.kind] = ingest
         if not self.ingests:
             raise MediaError(MediaErrorCode.INVALID_SDP, "the offer has no audio or video to publish")
+        prefer_dtls_server(self.pc, offer_sdp)
         answer = await self.pc.createAnswer()
         await self.pc.setLocalDescription(answer)
         self.start_watchdog()
-        return advertise(answer_layers(self.pc.localDescription.sdp, answered))
+        start_kbps = min(SIMULCAST_START_KBPS, settings.MEDIA_PUBLISHER_MAX_BITRATE // 1000)
+        return advertise(answer_layers(self.pc.localDescription.sdp, answered, start_kbps))
 
     def _audio_level(self, level: int) -> None:
         if self.speakers is not None:
@@ -407,6 +414,7 @@ class Playback(PeerSession):
             raise MediaError(MediaErrorCode.INVALID_SDP, f"the offer was refused: {exc}") from None
         if not any(negotiated_codecs(t) for t in self._senders.values()):
             raise MediaError(MediaErrorCode.INVALID_SDP, "the offer accepts none of the stream's codecs")
+        prefer_dtls_server(self.pc, offer_sdp)
         answer = await self.pc.createAnswer()
         await self.pc.setLocalDescription(answer)
         self.start_watchdog()

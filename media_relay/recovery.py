@@ -24,7 +24,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-
 async def retry_nacks(ingest: Ingest, interval: float | None = None) -> None:
     """Run until cancelled: NACK the publisher again for what ``ingest`` still misses.
 
@@ -32,15 +31,14 @@ async def retry_nacks(ingest: Ingest, interval: float | None = None) -> None:
     """
     if interval is None:
         interval = settings.MEDIA_NACK_RETRY_SECONDS
-    generator = ingest.link.nack_generator
-    if generator is None or interval <= 0:  # audio: aiortc keeps no NACK state
+    if ingest.kind != "video" or interval <= 0:  # audio: aiortc keeps no NACK state
         return
     while True:
         await asyncio.sleep(interval)
-        ssrc = ingest.media_ssrc
-        if generator.missing and ssrc is not None:
-            try:
-                STATS.nacks_sent += 1
-                await ingest.link.send_nack(ssrc, sorted(generator.missing))
-            except ConnectionError:
-                return
+        for ssrc, generator in ingest.nack_state():  # each simulcast layer has its own
+            if generator.missing:
+                try:
+                    STATS.nacks_sent += 1
+                    await ingest.link.send_nack(ssrc, sorted(generator.missing))
+                except ConnectionError:
+                    return

@@ -61,3 +61,37 @@ async def test_install_binds_ice_ports_in_range(monkeypatch: pytest.MonkeyPatch)
         transport.close()
     compat.install("")
     assert aioice.ice.asyncio is asyncio  # type: ignore[attr-defined]
+
+
+async def test_the_relay_answers_as_the_dtls_server_where_the_offer_lets_it() -> None:
+    """An ``actpass`` offer is answered ``passive`` (the offerer retransmits the handshake, on its faster timer) and
+    the two still connect; an offer that chose a role keeps it."""
+    from aiortc import RTCPeerConnection
+
+    offerer, answerer = RTCPeerConnection(), RTCPeerConnection()
+    try:
+        offerer.addTransceiver("audio", direction="sendonly")
+        await offerer.setLocalDescription(await offerer.createOffer())
+        assert "a=setup:actpass" in offerer.localDescription.sdp
+        await answerer.setRemoteDescription(offerer.localDescription)
+        compat.prefer_dtls_server(answerer, offerer.localDescription.sdp)
+        await answerer.setLocalDescription(await answerer.createAnswer())
+        assert "a=setup:passive" in answerer.localDescription.sdp
+        await offerer.setRemoteDescription(answerer.localDescription)
+        for _ in range(200):
+            if offerer.connectionState == answerer.connectionState == "connected":
+                break
+            await asyncio.sleep(0.05)
+        assert offerer.connectionState == answerer.connectionState == "connected"
+        active = RTCPeerConnection()
+        try:
+            passive = offerer.localDescription.sdp.replace("a=setup:actpass", "a=setup:passive")
+            await active.setRemoteDescription(type(offerer.localDescription)(sdp=passive, type="offer"))
+            compat.prefer_dtls_server(active, passive)
+            await active.setLocalDescription(await active.createAnswer())
+            assert "a=setup:active" in active.localDescription.sdp
+        finally:
+            await active.close()
+    finally:
+        await offerer.close()
+        await answerer.close()

@@ -7,9 +7,17 @@ import asyncio
 from collections.abc import Callable
 
 import pytest
-from aiortc.rtp import RtpPacket
+from aiortc.rtp import RtcpReceiverInfo, RtcpRrPacket, RtpPacket
 
-from media_relay.bandwidth import HOLD, MAX_HOLD, MAX_PROBE_HOLD, PROBE_MARGIN, PROBE_SECONDS, LayerChooser
+from media_relay.bandwidth import (
+    HOLD,
+    INCREASE,
+    MAX_HOLD,
+    MAX_PROBE_HOLD,
+    PROBE_MARGIN,
+    PROBE_SECONDS,
+    LayerChooser,
+)
 from media_relay.forwarding import DownTrack
 from tests.test_forwarding import FRAME_STARTS, CapturedSenderLink, downtrack, nack
 
@@ -43,6 +51,29 @@ def test_heavy_loss_steps_down_until_it_fits() -> None:
     assert chooser.on_loss(0.3, 2, BITRATES, now) == 1  # 1.5 Mbit/s * 0.85
     assert chooser.on_loss(0.4, 1, BITRATES, now + 1) == 0  # 500 kbit/s * 0.8
     assert chooser.on_loss(0.05, 0, BITRATES, now + 2) == 0  # in between: hold
+
+
+def test_loss_reports_lower_the_estimate_from_the_forwarded_rate_without_compounding() -> None:
+    """Players report several times a second, and reports still come about a layer being left: the estimate falls to
+    what the forwarded layer's rate and the loss say, however many reports say it."""
+    chooser = LayerChooser("auto")
+    for step in range(20):
+        chooser.on_loss(0.4, 1, BITRATES, step * 0.2)
+    assert chooser.estimate == pytest.approx(BITRATES[1] * 0.8)
+    assert chooser.target == 0
+    chooser.on_loss(0.5, 0, BITRATES, 5.0)
+    assert chooser.estimate == pytest.approx(BITRATES[0] * 0.75)
+
+
+def test_the_estimate_grows_per_second_however_often_reports_come() -> None:
+    """Under 2% loss the estimate grows INCREASE per second: ten reports in a second grow it as much as one."""
+    chooser = LayerChooser("auto")
+    chooser.on_loss(0.4, 1, BITRATES, 0.0)
+    before = chooser.estimate
+    assert before is not None
+    for step in range(1, 11):
+        chooser.on_loss(0.0, 0, BITRATES, step * 0.1)
+    assert chooser.estimate == pytest.approx(before * INCREASE)
 
 
 def test_timed_step_up_and_back_off_after_a_failed_probe() -> None:
@@ -166,6 +197,22 @@ def test_a_padding_probe_comes_before_stepping_up() -> None:
     assert chooser.target == 1 and chooser.probes[-1] == (1, True)
 
 
+def test_a_probe_pads_for_the_next_layer_even_when_the_current_one_was_measured_high() -> None:
+    """A current layer measured at or above the next one (a burst, a publisher's own probe) still gets a probe of
+    real padding: at least (PROBE_MARGIN - 1) times the next layer's rate, never a probe of nothing that holds."""
+    prober = Prober()
+    chooser = LayerChooser("auto", prober=prober)
+    skewed = [900_000.0, 500_000.0, 1_500_000.0]
+    chooser.on_loss(0.5, 2, skewed, 0.0)
+    chooser.on_loss(0.5, 1, skewed, 0.5)
+    chooser.on_loss(0.5, 0, BITRATES, 1.0)
+    t = 2.0
+    chooser.on_loss(0.0, 0, skewed, t)
+    chooser.on_loss(0.0, 0, skewed, t + HOLD)
+    padding, _ = prober.requests[-1]
+    assert padding == pytest.approx(skewed[1] * (PROBE_MARGIN - 1))
+
+
 def test_without_a_probe_the_layer_itself_is_tried() -> None:
     """A prober that cannot probe (no RTX) leaves the timed trial of the next layer."""
     chooser = LayerChooser("auto", prober=Prober(accept=False))
@@ -208,3 +255,23 @@ async def test_a_padding_probe_sends_rtx_copies_and_stops_at_a_nack() -> None:
     plain, _ = downtrack("video", {96: 96})
     plain.forward(96, 1, 100, 0, key, True, 0)
     assert not plain.probe(800_000, 0.2, outcomes.append)
+
+
+async def test_a_padding_probe_fails_on_a_report_of_loss() -> None:
+    """A receiver report with loss during a probe fails it (the NACKs themselves may be lost on a full link)."""
+    key, _ = FRAME_STARTS["VP8"]
+    link = CapturedSenderLink("video")
+    track = DownTrack("video", link, {96: 96}, 97, lambda: None, lambda _layer: None, extension_id=3)
+    for index in range(8):
+        track.forward(96, 1, 100 + index, 3000 * index, key if index == 0 else bytes(900), index == 0, 0, 0, 0x123456)
+    outcomes: list[bool] = []
+    assert track.probe(800_000, 30.0, outcomes.append)
+    clean = RtcpReceiverInfo(ssrc=track.ssrc, fraction_lost=0, packets_lost=0, highest_sequence=107, jitter=0,
+                             lsr=0, dlsr=0)
+    await track.handle_rtcp(RtcpRrPacket(ssrc=1, reports=[clean]))
+    await asyncio.sleep(0.1)
+    assert outcomes == [] and track.probing
+    lossy = RtcpReceiverInfo(ssrc=track.ssrc, fraction_lost=26, packets_lost=3, highest_sequence=110, jitter=0,
+                             lsr=0, dlsr=0)
+    await track.handle_rtcp(RtcpRrPacket(ssrc=1, reports=[lossy]))
+    await _until(lambda: outcomes == [False], f"a report of loss did not fail the probe: {outcomes}")

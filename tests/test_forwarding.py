@@ -26,6 +26,7 @@ from aiortc.rtp import (
     RtpPacket,
 )
 
+from media_relay import forwarding
 from media_relay.aiortc_compat import Binding, ReceiverLink, SenderLink
 from media_relay.forwarding import HISTORY_SIZE, DownTrack, Ingest
 
@@ -312,6 +313,23 @@ async def test_nack_answered_plain_without_rtx() -> None:
     link.sent.clear()
     await track.handle_rtcp(nack(track, [RtpPacket.parse(wanted).sequence_number]))
     assert link.sent == [wanted]
+
+
+async def test_a_packet_is_resent_at_most_once_per_round_trip(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A player behind a queue NACKs the same packet again before the first resend arrives: it is resent once per
+    round trip only, not once per NACK."""
+    track, link = downtrack("audio", {111: 111})
+    for sequence in range(5):
+        track.forward(111, 0, sequence, sequence * 960, bytes([sequence]), False, 0)
+    wanted = RtpPacket.parse(link.sent[2]).sequence_number
+    link.sent.clear()
+    for _ in range(3):
+        await track.handle_rtcp(nack(track, [wanted]))
+    assert len(link.sent) == 1
+    monkeypatch.setattr(forwarding, "RESEND_DEFAULT_RTT", 0.0)
+    monkeypatch.setattr(forwarding, "RESEND_MIN_GAP", 0.0)
+    await track.handle_rtcp(nack(track, [wanted]))
+    assert len(link.sent) == 2
 
 
 async def test_nack_for_unknown_sequence_is_ignored() -> None:

@@ -6,11 +6,15 @@ tests/test_forwarding.py); what a player would receive is parsed back and checke
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 
-from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket, RtpPacket
+import pytest
+from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket, RtcpRtpfbPacket, RtpPacket
 
+from media_relay import forwarding
 from media_relay.forwarding import DownTrack, Ingest
+from media_relay.recovery import retry_nacks
 from media_relay.simulcast import (
     MAX_LAYERS,
     RID_URI,
@@ -78,6 +82,22 @@ def test_simulcast_offer_read_and_answered() -> None:
     assert "a=rid:q recv\r\na=rid:h recv\r\na=rid:f recv\r\na=simulcast:recv q;h;f\r\n" in video
     assert "recv" not in answered.split("m=video")[0].replace("a=recvonly", "")
     assert answer_layers(answer, {}) == answer
+
+
+def test_a_simulcast_answer_sets_the_browsers_start_bitrate() -> None:
+    """The answered simulcast video's codecs (RTX aside) carry x-google-start-bitrate; other sections do not."""
+    answer = (
+        "v=0\r\ns=-\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=rtpmap:111 opus/48000/2\r\n"
+        "a=fmtp:111 minptime=10\r\nm=video 9 UDP/TLS/RTP/SAVPF 96 97 102\r\na=mid:1\r\na=rtpmap:96 VP8/90000\r\n"
+        "a=rtpmap:97 rtx/90000\r\na=fmtp:97 apt=96\r\na=rtpmap:102 H264/90000\r\n"
+        "a=fmtp:102 packetization-mode=1\r\n"
+    )
+    lines = answer_layers(answer, {"1": ["q", "h"]}, start_kbps=1000).split("\r\n")
+    assert "a=fmtp:102 packetization-mode=1;x-google-start-bitrate=1000" in lines
+    assert "a=fmtp:96 x-google-start-bitrate=1000" in lines
+    assert "a=fmtp:97 apt=96" in lines and "a=fmtp:111 minptime=10" in lines
+    assert lines[-3:] == ["a=rid:h recv", "a=simulcast:recv q;h", ""]
+    assert "x-google" not in answer_layers(answer, {"1": ["q", "h"]})
 
 
 def test_no_simulcast_without_the_rid_extension_or_with_one_layer() -> None:
@@ -310,6 +330,90 @@ async def test_late_packets_of_the_new_layer_are_dropped() -> None:
     received = link.packets()
     assert [p.payload[5:] for p in received[-2:]] == [k.payload[5:] for k in key]  # picture ids rewritten
     assert_one_stream(received, link.ssrc)
+
+
+async def test_a_keyframe_whose_first_packet_comes_last_still_switches_whole() -> None:
+    """The target layer's keyframe with its first packet lost and repaired after the rest (and after the next
+    frame): the switch happens at the repaired packet, and what came before it of the new layer follows it, in
+    order, so the player gets the whole keyframe."""
+    ingest, _, publisher = await simulcast_ingest()
+    track, link, switches = player(ingest, 0)
+    await feed(ingest, publisher.frame_of_all((True, False, False)))
+    track.set_target(1)
+    key = publisher.packets(1, True, per_frame=3)
+    publisher.frame += 1
+    after = publisher.packets(1, False)
+    await feed(ingest, key[1:] + after)
+    assert track.layer == 0
+    await feed(ingest, key[:1])
+    assert track.layer == 1 and switches == [0, 1]
+    received = link.packets()
+    assert [p.payload[6:] for p in received[-5:]] == [p.payload[6:] for p in key + after]
+    assert_one_stream(received, link.ssrc)
+
+
+async def test_a_pending_switch_asks_again_for_a_keyframe(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A keyframe request (or the keyframe) may be lost: while the target layer's packets come without one, the
+    DownTrack asks again, every KEYFRAME_RETRY seconds."""
+    monkeypatch.setattr(forwarding, "KEYFRAME_RETRY", 0.0)
+    ingest, upstream, publisher = await simulcast_ingest()
+    track, _, _ = player(ingest, 0)
+    await feed(ingest, publisher.frame_of_all((True, False, False)))
+    await settle()
+    upstream.rtcp.clear()
+    track.set_target(2)
+    for _ in range(3):
+        await feed(ingest, publisher.frame_of_all())
+        await settle()
+    assert [p.media_ssrc for p in upstream.plis()] == [SSRCS[2]] * 7  # the first request, then one per packet
+    await feed(ingest, publisher.frame_of_all((False, False, True)))
+    await settle()
+    upstream.rtcp.clear()
+    await feed(ingest, publisher.frame_of_all())
+    await settle()
+    assert track.layer == 2 and not upstream.plis()
+
+
+async def test_layer_bitrates_count_media_only() -> None:
+    """A layer's measured rate leaves its RTX out: the publisher's own bandwidth probes travel as RTX."""
+    ingest, _, publisher = await simulcast_ingest()
+    assert ingest.layer_map is not None
+    ingest.measure(0.0)
+    media = 0
+    for _ in range(10):
+        packets = publisher.frame_of_all()
+        media += sum(len(p.payload) for p in packets if p.ssrc == SSRCS[0])
+        await feed(ingest, packets)
+        for index, packet in enumerate(packets[:2]):  # padding: old packets of the low layer, again, as RTX
+            repair = RtpPacket(payload_type=97, sequence_number=index, timestamp=packet.timestamp,
+                               ssrc=RTX_SSRCS[0], payload=packet.sequence_number.to_bytes(2, "big") + packet.payload)
+            repair.extensions.repaired_rtp_stream_id = "q"
+            await ingest.handle_rtp(repair, 0)
+    ingest.measure(1.0)
+    assert ingest.layer_bitrates()[0] == media * 8
+
+
+async def test_the_relay_asks_each_layer_again_for_what_it_misses() -> None:
+    """A layer's lost packet is NACKed again every interval, on that layer's SSRC (the publisher's leg is repaired
+    per layer, as for a single stream)."""
+    ingest, upstream, publisher = await simulcast_ingest()
+    await feed(ingest, publisher.frame_of_all())
+    frame = publisher.frame_of_all()
+    await feed(ingest, [p for p in frame if p.ssrc != SSRCS[1] or p.marker])  # the middle layer's first lost
+    lost = next(p.sequence_number for p in frame if p.ssrc == SSRCS[1] and not p.marker)
+
+    def nacks() -> list[tuple[int, list[int]]]:
+        return [(p.media_ssrc, p.lost) for p in upstream.rtcp if isinstance(p, RtcpRtpfbPacket)]
+
+    retries = asyncio.ensure_future(retry_nacks(ingest, interval=0.02))
+    try:
+        for _ in range(100):
+            if len(nacks()) >= 3:
+                break
+            await asyncio.sleep(0.01)
+        assert nacks()[:3] == [(SSRCS[1], [lost])] * 3
+    finally:
+        retries.cancel()
 
 
 async def test_h264_layers_switch_with_continuous_sequence_and_timestamps() -> None:

@@ -80,11 +80,6 @@ async def page(server: DaphneServer) -> AsyncIterator[Any]:
             await browser.close()
 
 
-@pytest.mark.xfail(
-    reason="open (issue 12): timed out once in a fresh-clone run after the padding probe before stepping up "
-    "was added; passed in the run before",
-    strict=False,
-)
 async def test_python_players_choose_simulcast_layers_of_a_browser(server: DaphneServer, page: Any) -> None:
     """Low and high players decode 320 and 1280 wide frames; the low one switches up and back while playing; the
     forwarded quality comes in play_status; the page sends only the layers players want."""

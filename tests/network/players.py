@@ -93,7 +93,11 @@ SENT_SAMPLER
   const until = (emitter, ok, bad, what) => new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(login + ": no " + what + " within 45 s")), 45000);
     emitter.on(ok, (value) => { clearTimeout(timer); resolve(value); });
-    if (bad) emitter.on(bad, () => { clearTimeout(timer); reject(new Error(login + ": " + what + " failed")); });
+    if (bad) emitter.on(bad, (...args) => {
+      clearTimeout(timer);
+      const info = emitter.getInfo ? emitter.getInfo() : args.map((a) => (a && a.getInfo ? a.getInfo() : a));
+      reject(new Error(login + ": " + what + " failed: " + JSON.stringify(info)));
+    });
   });
   const connection = api.connect({urlServer: url, username: login});
   await until(connection, api.SESSION_STATUS.ESTABLISHED, api.SESSION_STATUS.FAILED, "session");
@@ -101,10 +105,12 @@ SENT_SAMPLER
   await until(joined, api.ROOM_EVENT.STATE, api.ROOM_EVENT.FAILED, "room");
   const own = document.createElement("div");
   document.body.appendChild(own);
+  const asked = performance.now();
   const stream = joined.publish({display: own,
     constraints: {audio: true, video: {width: {exact: 320}, height: {exact: 240}, frameRate: 30}}});
   await until(stream, api.STREAM_STATUS.PUBLISHING, api.STREAM_STATUS.FAILED, "publishing");
   window.chat = {samples: {}, started: performance.now(), sent: sentSampled(stream, SAMPLE_MS)};
+  window.chat.publishMs = window.chat.started - asked;
   window.chatPlay = async () => {
     for (const other of others) {
       let participant = null;

@@ -79,11 +79,6 @@ def wait_until(check: Callable[[], bool], timeout: float, message: Callable[[], 
     return time.monotonic() - start
 
 
-@pytest.mark.xfail(
-    reason="open (issue 12): on a quiet machine the relay still stepped the 400 kbit/s player up to 640/1280 "
-    "(the padding probe held), and it decoded ~11 fps; the layer choice needs a loss-based estimate",
-    strict=False,
-)
 def test_capped_player_gets_the_low_layer_and_climbs_back(
     hub: tuple[Namespace, Namespace], server: NamespacedServer
 ) -> None:
