@@ -120,7 +120,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if self.identity is not None:
             raise RoomError(ErrorCode.ALREADY_ESTABLISHED, "the session is already established")
         try:
-            self.identity = await db(authenticate_hello)(command, self.scope.get("user"))
+            # Not on the database thread that joins queue on: a hello waits for no one's join.
+            self.identity = await database_sync_to_async(authenticate_hello, thread_sensitive=False)(
+                command, self.scope.get("user")
+            )
         except p.ProtocolError as exc:
             await self.send_event(
                 p.Event(

@@ -297,7 +297,7 @@ def test_join_sweeps_expired_before_admitting(settings: Any) -> None:
     bob = join("bob")
     services.drop(bob.participant_id, chan("bob"))
     time.sleep(0.7)
-    services._last_sweep = time.monotonic()  # the throttled sweep just ran: the full room must sweep by itself
+    services.reset_sweep_throttle(just_swept=True)  # the full room must sweep by itself
     carol = join("carol")
     assert [x["login"] for x in carol.state["participants"]] == ["alice"]
 
