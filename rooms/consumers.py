@@ -14,12 +14,13 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from autobahn.websocket.protocol import WebSocketProtocol
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from media_relay import logcontext
-from rooms import limits, media, metrics, services
+from rooms import limits, media, metrics, services, wire
 from rooms import protocol as p
 from rooms.auth import SessionIdentity, authenticate_hello
 from rooms.delivery import deliver, event_message, hub, serve_batched
@@ -44,12 +45,15 @@ class RoomConsumer(AsyncWebsocketConsumer):
     group: str | None = None
     grants: frozenset[str] = frozenset()
     connection_slot: limits.ConnectionSlot | None = None
+    connection: WebSocketProtocol | None = None
+    """daphne's connection under this consumer, written to directly with room events' shared frames (rooms.wire)."""
 
     async def connect(self) -> None:
         self.limits = limits.ConnectionLimits()
         serve_batched()
         self.connection_slot = await limits.acquire_connection(self.scope)
         await self.accept()
+        self.connection = wire.connection_of(self.base_send)
         self._counted = True
         metrics.websocket_opened()
         if self.connection_slot is None:  # this address holds WS_MAX_CONNECTIONS_PER_IP already
@@ -279,7 +283,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
             return
         if "text" not in message:  # from a process that still sends the event itself
             message = event_message(message["event"], message.get("exclude"))
-        await self.send(text_data=message["text"])
+        frame = message.get("frame")
+        if frame is None or self.connection is None or not wire.write(self.connection, frame):
+            await self.send(text_data=message["text"])
         kind = message.get("kind")
         if kind == p.EventType.ROOM_CLOSED and message.get("room_id") == self.room_id:
             if self.group:

@@ -1,7 +1,8 @@
 """Hand service deliveries to the channel layer: room groups and single connections.
 
-Each event is encoded to JSON text once, here, and the channel-layer message carries that text: every
-recipient's consumer sends it as it is (no per-recipient encoding, no database).
+Each event is encoded to JSON text once, here, and the channel-layer message carries that text; the hub of each
+process frames it once and every local connection writes that frame as it is (rooms.wire: no per-recipient
+encoding, framing or ASGI hop, no database).
 
 A room group's event crosses Redis **once per server process**, not once per member: each process's
 :class:`RoomHub` is the one member of the channel-layer group ``<room group>.hub`` for the rooms it has
@@ -27,6 +28,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from rooms import protocol as p
+from rooms import wire
 from rooms.services import Delivery
 
 logger = logging.getLogger(__name__)
@@ -124,6 +126,8 @@ class RoomHub:
         if not local:
             return
         exclude = message.get("exclude")
+        if "text" in message:  # one frame for every local recipient (rooms.wire)
+            message["frame"] = wire.prepare(message["text"])
         for channel, member in list(local.items()):
             if channel == exclude:
                 continue
