@@ -326,3 +326,35 @@ async def test_drop_resume_and_expiry(settings: Any) -> None:
     assert await finalized()
     states = await database_sync_to_async(lambda: set(Participant.objects.values_list("state", flat=True)))()
     assert states == {"left"}
+
+
+async def test_a_joiner_gets_the_events_of_joins_that_commit_right_after_its_own() -> None:
+    """A join committed just after another one (here: from inside the first one's commit hooks, before its
+    connection is back on the event loop) reaches the first joiner too: as its state, or as an event after it."""
+    from asgiref.sync import async_to_sync
+
+    from rooms import services, signals
+    from rooms.delivery import deliver
+
+    def carol_joins_now(participant: Participant, **kwargs: Any) -> None:
+        if participant.login == "alice":  # alice's join committed; her connection has not seen its result yet
+            outcome = services.join("carol", "r", "carol.elsewhere!chan")
+            async_to_sync(deliver)(outcome.deliveries)
+
+    bob = await client("bob")
+    await bob.request({"type": "join", "room": "r"})
+    alice = await client("alice")
+    signals.participant_joined.connect(carol_joins_now, dispatch_uid="test-carol-joins-now")
+    try:
+        state = await alice.request({"type": "join", "room": "r"})
+    finally:
+        signals.participant_joined.disconnect(dispatch_uid="test-carol-joins-now")
+    assert state["type"] == "state", state
+    known = {x["login"] for x in state["participants"]}
+    if "carol" not in known:
+        joined = await alice.event("joined")
+        assert joined["participant"]["login"] == "carol"
+    assert (await bob.event("joined"))["participant"]["login"] == "alice"
+    assert (await bob.event("joined"))["participant"]["login"] == "carol"
+    await alice.close()
+    await bob.close()
