@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from asgiref.sync import async_to_sync
 from autobahn.websocket.protocol import WebSocketProtocol
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -23,6 +24,7 @@ from media_relay import logcontext
 from rooms import limits, media, metrics, services, wire
 from rooms import protocol as p
 from rooms.auth import SessionIdentity, authenticate_hello
+from rooms.catchup import Catchup
 from rooms.delivery import deliver, event_message, hub, serve_batched
 from rooms.dispatch import deliver_outcome, schedule_expiry
 from rooms.exceptions import ErrorCode, RoomError
@@ -45,6 +47,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
     group: str | None = None
     grants: frozenset[str] = frozenset()
     connection_slot: limits.ConnectionSlot | None = None
+    held: list[dict[str, Any]] | None = None
+    """Room events that arrived while this connection's join was committing: sent after its state (rooms.catchup)."""
+    holding_group: str | None = None
     connection: WebSocketProtocol | None = None
     """daphne's connection under this consumer, written to directly with room events' shared frames (rooms.wire)."""
 
@@ -162,18 +167,23 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if self.participant_id is not None:
             raise RoomError(ErrorCode.ALREADY_JOINED, f"already in room '{self.room_name}'; leave it first")
         self.identity.check_room(command.room)
-        outcome = await db(services.join)(
-            self.identity.login,
-            command.room,
-            self.channel_name,
-            record=command.record,
-            max_participants=command.max_participants,
-            role=self.identity.role,
-            user_id=self.identity.user_id,
-            resume_secret=self.identity.resume_secret,
-            token_subject=self.identity.token_subject,
-            grants=self.identity.grants,
-        )
+        try:
+            outcome = await db(services.join)(
+                self.identity.login,
+                command.room,
+                self.channel_name,
+                record=command.record,
+                max_participants=command.max_participants,
+                role=self.identity.role,
+                user_id=self.identity.user_id,
+                resume_secret=self.identity.resume_secret,
+                token_subject=self.identity.token_subject,
+                grants=self.identity.grants,
+                on_locked=self._hold_room_events,
+            )
+        except BaseException:
+            await self._stop_holding()
+            raise
         self.participant_id, self.room_id, self.group = outcome.participant_id, outcome.room_id, outcome.group
         if outcome.superseded_channel:  # taken over from a connection that died unseen: its media goes first
             await media.participant_gone(outcome.room_id, outcome.participant_id)
@@ -183,12 +193,44 @@ class RoomConsumer(AsyncWebsocketConsumer):
         logger.info("%s joined room %s", self.identity.login, command.room)
         self.grants = self.identity.grants_for(outcome.state["self"]["role"])
         outcome.state["self"]["grants"] = sorted(self.grants)
-        await hub().add(outcome.group, self)
+        if self.holding_group != outcome.group:  # pragma: no cover - the join registered under the room's lock
+            await self._stop_holding()
+            await hub().add(outcome.group, self)
         await self.send_event(
             p.Event(p.EventType.STATE, {k: v for k, v in outcome.state.items() if k != "type"}).to_dict(command.rid)
         )
+        await self._send_held(outcome.state)
         metrics.observe_join(time.perf_counter() - started)
         await deliver_outcome(outcome)
+
+    def _hold_room_events(self, group: str) -> None:
+        """services.join's ``on_locked``, on the database thread under the room's lock: register for the room's
+        events now (on the event loop, waited for), holding them until the state is sent."""
+        async_to_sync(self._start_holding)(group)
+
+    async def _start_holding(self, group: str) -> None:
+        if self.holding_group is not None and self.holding_group != group:  # a retried join found another room
+            await self._stop_holding()
+        if self.held is None:
+            self.held = []
+        self.holding_group = group
+        await hub().add(group, self)
+
+    async def _stop_holding(self) -> None:
+        """The join failed: leave the room's events it registered for."""
+        if self.holding_group is not None:
+            await hub().discard(self.holding_group, self)
+        self.held = self.holding_group = None
+
+    async def _send_held(self, state: dict[str, Any]) -> None:
+        """After the state: the held events it does not already say, in order (more may arrive meanwhile)."""
+        catchup = Catchup(state)
+        held = self.held or []
+        while held:
+            message = held.pop(0)
+            if "text" not in message or catchup.fresh(message["text"]):
+                await self._room_event(message)
+        self.held = self.holding_group = None
 
     async def _handle_leave(self, command: p.Leave) -> None:
         participant_id = self._require_room()
@@ -278,9 +320,16 @@ class RoomConsumer(AsyncWebsocketConsumer):
     # --- channel-layer events ------------------------------------------------------------
 
     async def room_event(self, message: dict[str, Any]) -> None:
-        """A room event from the service layer (rooms.delivery): sent as the JSON text it was encoded to once."""
+        """A room event from the service layer (rooms.delivery): sent as the JSON text it was encoded to once, as
+        the frame built once for this process (rooms.wire); held while this connection's join commits."""
         if message.get("exclude") and message["exclude"] == self.channel_name:
             return
+        if self.held is not None:
+            self.held.append(message)
+            return
+        await self._room_event(message)
+
+    async def _room_event(self, message: dict[str, Any]) -> None:
         if "text" not in message:  # from a process that still sends the event itself
             message = event_message(message["event"], message.get("exclude"))
         frame = message.get("frame")

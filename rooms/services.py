@@ -13,6 +13,7 @@ import hmac
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -229,6 +230,7 @@ def join(
     resume_secret: str | None = None,
     token_subject: str | None = None,
     grants: frozenset[str] | None = None,
+    on_locked: Callable[[str], None] | None = None,
 ) -> JoinOutcome:
     """Join ``room_name`` as ``login``, creating the room if needed.
 
@@ -238,6 +240,10 @@ def join(
     over, with its resume secret only.  A full or locked room refuses
     newcomers.  The joiner's STATE carries a new resume secret.  Creating a recorded room needs
     ``can_record`` (``grants``: the token's explicit grants, else the role's).
+
+    ``on_locked(group)`` is called with the room's group while the join holds the room's lock, before it commits
+    (again if the join retries): a connection registers there for the room's events, so that it misses none of
+    a change committed after its join (rooms.catchup).
     """
     _sweep_now_and_then()
     claim = Claim(resume_secret=resume_secret, token_subject=token_subject, user_id=user_id)
@@ -245,7 +251,7 @@ def join(
     for attempt in range(3):
         try:
             with transaction.atomic():
-                return _join(login, room_name, channel_name, record, max_participants, role, claim, grants)
+                return _join(login, room_name, channel_name, record, max_participants, role, claim, grants, on_locked)
         except RoomError as exc:
             # The throttled sweep may not have run: a full room first lets expired participants go, then retries.
             if exc.code != ErrorCode.ROOM_FULL or swept or not sweep_expired().deliveries:
@@ -268,6 +274,7 @@ def _join(
     role: str | None,
     claim: Claim,
     grants: frozenset[str] | None,
+    on_locked: Callable[[str], None] | None = None,
 ) -> JoinOutcome:
     # A join is a few round trips on the process's one database thread, under the room's lock: the room with
     # its present set and audience count (rooms.roster), rows of participants this process has not seen, the
@@ -281,6 +288,8 @@ def _join(
         room = _create_room(room_name, record, max_participants)
         found = roster.RoomToJoin(room, viewers=0, listed=[], mine=None, has_live_streams=False, has_messages=False)
     room = found.room
+    if on_locked is not None:
+        on_locked(room.group_name)
     # The room's lock serialises presence changes: the others are read, not locked (a big room lists hundreds).
     existing = _lock(Participant.objects.filter(pk=found.mine)).get() if found.mine is not None else None
     count = Headcount(len(found.listed) + found.viewers, found.viewers)

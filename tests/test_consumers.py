@@ -354,7 +354,7 @@ async def test_a_joiner_gets_the_events_of_joins_that_commit_right_after_its_own
     if "carol" not in known:
         joined = await alice.event("joined")
         assert joined["participant"]["login"] == "carol"
-    assert (await bob.event("joined"))["participant"]["login"] == "alice"
-    assert (await bob.event("joined"))["participant"]["login"] == "carol"
+    # bob hears of both (carol's join is delivered from inside alice's, before alice's own event)
+    assert {(await bob.event("joined"))["participant"]["login"] for _ in range(2)} == {"alice", "carol"}
     await alice.close()
     await bob.close()
