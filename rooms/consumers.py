@@ -25,7 +25,7 @@ from rooms import limits, media, metrics, services, wire
 from rooms import protocol as p
 from rooms.auth import SessionIdentity, authenticate_hello
 from rooms.catchup import Catchup
-from rooms.delivery import deliver, event_message, hub, serve_batched
+from rooms.delivery import RoomHub, deliver, event_message, hub, serve_batched
 from rooms.dispatch import deliver_outcome, schedule_expiry
 from rooms.exceptions import ErrorCode, RoomError
 from rooms.media_events import MediaReply
@@ -50,6 +50,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
     held: list[dict[str, Any]] | None = None
     """Room events that arrived while this connection's join was committing: sent after its state (rooms.catchup)."""
     holding_group: str | None = None
+    _hub: RoomHub | None = None
     connection: WebSocketProtocol | None = None
     """daphne's connection under this consumer, written to directly with room events' shared frames (rooms.wire)."""
 
@@ -59,6 +60,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.connection_slot = await limits.acquire_connection(self.scope)
         await self.accept()
         self.connection = wire.connection_of(self.base_send)
+        self._hub = hub()
         self._counted = True
         metrics.websocket_opened()
         if self.connection_slot is None:  # this address holds WS_MAX_CONNECTIONS_PER_IP already
@@ -205,7 +207,13 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     def _hold_room_events(self, group: str) -> None:
         """services.join's ``on_locked``, on the database thread under the room's lock: register for the room's
-        events now (on the event loop, waited for), holding them until the state is sent."""
+        events now, holding them until the state is sent.  In a room this process serves already that is one
+        dictionary entry; else it waits for the event loop and the channel layer (the room's first here)."""
+        if self.held is None:
+            self.held = []
+        if self.holding_group in (None, group) and self._hub is not None and self._hub.add_if_subscribed(group, self):
+            self.holding_group = group
+            return
         async_to_sync(self._start_holding)(group)
 
     async def _start_holding(self, group: str) -> None:

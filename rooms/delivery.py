@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -73,6 +74,9 @@ class RoomHub:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.members: dict[str, dict[str, Member]] = {}
+        self.subscribed: set[str] = set()
+        """Room groups whose hub group this process has joined (the channel layer acknowledged it)."""
+        self._members_lock = threading.Lock()  # add_if_subscribed comes from a database thread
         self.channel = ""
         self._receiver: asyncio.Task[None] | None = None
         self._refresher: asyncio.Task[None] | None = None
@@ -91,21 +95,35 @@ class RoomHub:
     async def add(self, group: str, member: Member) -> None:
         """``member`` is in ``group`` now (this process joins the group's hub group with its first member)."""
         await self._start()
-        local = self.members.setdefault(group, {})
-        first = not local
-        local[member.channel_name] = member
-        if first:
+        with self._members_lock:
+            self.members.setdefault(group, {})[member.channel_name] = member
+        if group not in self.subscribed:
             layer = get_channel_layer()
             assert layer is not None
             await layer.group_add(hub_group(group), self.channel)
+            self.subscribed.add(group)
+
+    def add_if_subscribed(self, group: str, member: Member) -> bool:
+        """From any thread: ``member`` is in ``group`` now if this process receives the group's events already
+        (no round trip to the event loop or the channel layer); False, doing nothing, if not (then :meth:`add`)."""
+        with self._members_lock:
+            local = self.members.get(group)
+            if not local or group not in self.subscribed:
+                return False
+            local[member.channel_name] = member
+            return True
 
     async def discard(self, group: str, member: Member) -> None:
         """``member`` left ``group`` (the process leaves the hub group with its last member)."""
-        local = self.members.get(group)
-        if not local or local.pop(member.channel_name, None) is None:
-            return
-        if not local:
-            del self.members[group]
+        with self._members_lock:
+            local = self.members.get(group)
+            if not local or local.pop(member.channel_name, None) is None:
+                return
+            last = not local
+            if last:
+                del self.members[group]
+                self.subscribed.discard(group)
+        if last:
             layer = get_channel_layer()
             if layer is not None and self.channel:
                 await layer.group_discard(hub_group(group), self.channel)
