@@ -16,6 +16,7 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 from autobahn.websocket.protocol import WebSocketProtocol
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -67,6 +68,15 @@ class RoomConsumer(AsyncWebsocketConsumer):
             # An error frame first: daphne does not pass a close reason on to the client.
             await self.send_event(p.error_event(ErrorCode.RATE_LIMITED, limits.TOO_MANY_CONNECTIONS))
             await self.close(code=limits.CLOSE_TOO_MANY_CONNECTIONS, reason=limits.TOO_MANY_CONNECTIONS)
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """channels' dispatch without its ``close_old_connections`` hop to the database thread before every
+        message: a hello or a join frame would wait there behind the joins in progress.  Every database call of
+        this consumer goes through ``database_sync_to_async``, which closes old connections itself."""
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     # --- inbound frames ---------------------------------------------------------
 
