@@ -1,8 +1,8 @@
 """What a join reads of its room: the room row locked, its audience count and present set in the same query, and
 the listed participants' fixed fields cached per process.
 
-A joiner's ``state`` lists everyone present but viewers.  Reading and decoding those rows for every join made
-each join O(N) in queries' rows and Python objects, and a room's N joins O(N^2).  Here the room's lock query
+A joiner's ``state`` lists everyone present but viewers.  Reading those N rows through the ORM for every join
+(model queries compiled, timestamps parsed) was most of a join's cost in a big room.  Here the room's lock query
 (one round trip, raw SQL for both backends) also returns the listed participants as one text value of
 ``pk:state`` pairs built by the database, the audience count, the joiner's own present participant if any, and
 whether the room has live streams or messages at all.  This process keeps what never changes of a participant
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db import connection
+from django.db import connection, transaction
 
 from rooms import protocol as p
 from rooms.models import Message, Participant, Room, Stream
@@ -53,7 +53,9 @@ class RoomToJoin:
     has_messages: bool
 
 
-_cache: OrderedDict[int, dict[int, Entry]] = OrderedDict()
+_cache: OrderedDict[tuple[int, datetime], dict[int, Entry]] = OrderedDict()
+"""By room (primary key and creation time: a primary key that SQLite gives again after a rollback is another
+room), the fixed fields of the participants seen, by primary key."""
 _cache_lock = threading.Lock()
 
 
@@ -91,7 +93,7 @@ def lock_for_join(name: str, login: str) -> RoomToJoin | None:
         for pair in extra["roster_listed"].split(","):
             pk, _, state = pair.partition(":")
             present[int(pk)] = state
-    entries = _entries(room.pk, present)
+    entries = _entries((room.pk, room.created_at), present)
     listed = sorted(
         ((pk, entries[pk], state) for pk, state in present.items()), key=lambda row: (row[1].joined_at, row[0])
     )
@@ -105,10 +107,10 @@ def lock_for_join(name: str, login: str) -> RoomToJoin | None:
     )
 
 
-def _entries(room_id: int, present: dict[int, str]) -> dict[int, Entry]:
+def _entries(room: tuple[int, datetime], present: dict[int, str]) -> dict[int, Entry]:
     """The fixed fields of the ``present`` participants: from the cache, the unknown ones read (one query)."""
     with _cache_lock:
-        known = _cache.pop(room_id, None) or {}
+        known = _cache.pop(room, None) or {}
         if len(known) > len(present) or any(pk not in present for pk in known):
             known = {pk: entry for pk, entry in known.items() if pk in present}
         missing = [pk for pk in present if pk not in known]
@@ -117,31 +119,27 @@ def _entries(room_id: int, present: dict[int, str]) -> dict[int, Entry]:
         for pk, login, role, joined_at in rows:
             known[pk] = Entry(login, role, joined_at, iso(joined_at))
     with _cache_lock:
-        _cache[room_id] = known
+        _cache[room] = known
         while len(_cache) > CACHED_ROOMS:
             _cache.popitem(last=False)
     return known
 
 
 def remember(participant: Participant) -> None:
-    """A join added ``participant`` (in a transaction that may still roll back: an entry of a row that never
-    commits is never present, and goes at the room's next join)."""
+    """A join added ``participant``: once its transaction commits, the next join here need not read it (a row
+    that never commits is never remembered: SQLite may give its primary key to another)."""
     if participant.role == Role.VIEWER:
         return
+    room = (participant.room.pk, participant.room.created_at)
     entry = Entry(participant.login, participant.role, participant.joined_at, iso(participant.joined_at))
-    with _cache_lock:
-        known = _cache.get(participant.room_id)
-        if known is not None:
-            known[participant.pk] = entry
 
+    def committed() -> None:
+        with _cache_lock:
+            known = _cache.get(room)
+            if known is not None:
+                known[participant.pk] = entry
 
-def forget(room_id: int | None = None) -> None:
-    """Drop the cached participants of a room (None: of every room)."""
-    with _cache_lock:
-        if room_id is None:
-            _cache.clear()
-        else:
-            _cache.pop(room_id, None)
+    transaction.on_commit(committed)
 
 
 def listed_dicts(listed: list[tuple[int, Entry, str]], streams: dict[int, list[Any]], skip: int) -> list[Any]:
