@@ -358,3 +358,27 @@ async def test_a_joiner_gets_the_events_of_joins_that_commit_right_after_its_own
     assert {(await bob.event("joined"))["participant"]["login"] for _ in range(2)} == {"alice", "carol"}
     await alice.close()
     await bob.close()
+
+
+def test_held_events_the_state_already_says_are_dropped() -> None:
+    """Of the events held during a join, those its state shows already go (a joined of someone listed, a left of
+    someone never listed, a message in the history); the others are sent, in order, and counted as known."""
+    from rooms.catchup import Catchup
+
+    def person(login: str, state: str = "connected") -> dict[str, Any]:
+        return {"login": login, "state": state, "role": "publisher", "joined_at": "2025-01-01T10:00:00.000000Z",
+                "streams": []}
+
+    def event(kind: str, **fields: Any) -> str:
+        return json.dumps({"type": kind, **fields})
+
+    catchup = Catchup({"participants": [person("bob")], "history": [{"id": 7}]})
+    assert not catchup.fresh(event("joined", participant=person("bob")))
+    assert catchup.fresh(event("participant_updated", participant=person("bob", "disconnected")))
+    assert not catchup.fresh(event("left", participant=person("dave", "left")))
+    assert catchup.fresh(event("joined", participant=person("carol")))
+    assert catchup.fresh(event("left", participant=person("carol", "left")))
+    assert not catchup.fresh(event("left", participant=person("carol", "left")))
+    assert not catchup.fresh(event("message", message={"id": 7}))
+    assert catchup.fresh(event("message", message={"id": 8}))
+    assert catchup.fresh(event("presence", changes=[], viewers=3))
