@@ -766,7 +766,9 @@ def stream_publishing(
     """Media flows: the stream is PUBLISHING; everyone is told."""
     outcome = Outcome()
     stream = (
-        _lock(Stream.objects.select_related("participant", "participant__room")).filter(public_id=stream_id).first()
+        _lock(Stream.objects.select_related("participant", "participant__room"))
+        .filter(public_id=stream_id)
+        .first()
     )
     if stream is None or stream.status != StreamStatus.PENDING:
         return outcome
@@ -804,7 +806,9 @@ def stream_ended(stream_id: str, status: StreamStatus = StreamStatus.UNPUBLISHED
     """A stream stopped (unpublish) or failed; players and the room are told."""
     outcome = Outcome()
     stream = (
-        _lock(Stream.objects.select_related("participant", "participant__room")).filter(public_id=stream_id).first()
+        _lock(Stream.objects.select_related("participant", "participant__room"))
+        .filter(public_id=stream_id)
+        .first()
     )
     if stream is None or not stream.is_live:
         return outcome
