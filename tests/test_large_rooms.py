@@ -230,12 +230,10 @@ def test_room_events_are_framed_once_and_written_to_daphnes_connection() -> None
     async def handle_reply(protocol: Any, message: dict[str, Any]) -> None:  # daphne's Server.handle_reply
         raise AssertionError("not called")
 
-    connection = WebSocketProtocol()
+    connection: Any = WebSocketProtocol()
     connection.factory = WebSocketServerFactory()
     connection.makeConnection(StringTransport())  # autobahn's connection state, before the opening handshake
     wrapped = InstanceSessionWrapper({"cookies": {}}, functools.partial(handle_reply, connection))
-    assert wire.connection_of(wrapped.send) is connection
-    assert wire.connection_of(lambda message: None) is None
 
     text = '{"type":"joined","participant":{"login":"zoë"}}' + " " * 200  # over 125 bytes: a 16-bit length
     connection.state = WebSocketProtocol.STATE_CLOSING
@@ -244,3 +242,5 @@ def test_room_events_are_framed_once_and_written_to_daphnes_connection() -> None
     assert wire.write(connection, wire.prepare(text))
     payload = text.encode("utf-8")
     assert connection.transport.value() == b"\x81\x7e" + len(payload).to_bytes(2, "big") + payload
+    assert wire.connection_of(lambda message: None) is None
+    assert wire.connection_of(wrapped.send) is connection  # last: mypy narrows ``connection`` by it
