@@ -191,7 +191,7 @@ async def run_scenario(db: Database, args: argparse.Namespace, clients: int, vie
             lacking = must_know - known - {entry["username"]}
             missing += len(lacking)
             if lacking and len(examples) < 5:
-                examples.append(f"{entry['username']} lacks {sorted(lacking)[:3]}")
+                examples.append(f"{entry['username']} lacks {sorted(map(str, lacking))[:3]}")
             extra += len({k for k in known if k.startswith("v")})
             if viewers and not failures and entry["viewers"] != viewers_joined:  # a join that timed out may land
                 wrong_count += 1

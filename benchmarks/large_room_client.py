@@ -14,7 +14,6 @@ Each client keeps the room's roster as an SDK would: ``state.participants``, the
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import logging
 import time
@@ -25,26 +24,18 @@ from typing import Any
 
 import jwt
 import uvloop
-import websockets
 
-from benchmarks.load_common import serve_commands
+from benchmarks.load_common import WsClient, serve_commands
 
 logger = logging.getLogger(__name__)
 
-REQUEST_TIMEOUT = 60.0
 PRESENCE_KINDS = ("joined", "left", "participant_updated")
 
 
 @dataclass
-class Client:
-    """One WebSocket in the room: replies matched by rid, presence and broadcast messages recorded."""
+class Client(WsClient):
+    """One WebSocket in the room: its roster, presence notices and broadcast arrivals recorded."""
 
-    url: str
-    username: str
-    token: str | None = None
-    ws: Any = None
-    reader: asyncio.Task[None] | None = None
-    pending: dict[int, asyncio.Future[dict[str, Any]]] = field(default_factory=dict)
     known: set[str] = field(default_factory=set)
     """Logins this client was told are present (besides itself)."""
     viewers: int | None = None
@@ -54,15 +45,7 @@ class Client:
     came alone or in a batched ``presence`` event."""
     arrivals: dict[str, float] = field(default_factory=dict)
     """Broadcast message text -> perf_counter when it arrived."""
-    errors: int = 0
-    _rids: Any = field(default_factory=lambda: itertools.count(1))
-
-    async def open(self) -> None:
-        """Open the socket (no compression, no keep-alive pings)."""
-        origin = "http://" + self.url.split("//", 1)[1].split("/", 1)[0]
-        self.ws = await websockets.connect(self.url, origin=origin, max_size=None,  # type: ignore[arg-type]
-                                           compression=None, ping_interval=None, open_timeout=REQUEST_TIMEOUT)
-        self.reader = asyncio.ensure_future(self._read())
+    request_timeout: float = 60.0
 
     def _presence(self, kind: str, participant: dict[str, Any]) -> None:
         self.notices += 1
@@ -74,64 +57,22 @@ class Client:
         else:
             self.known.add(login)
 
-    async def _read(self) -> None:
-        try:
-            async for text in self.ws:
-                self.frames += 1
-                event = json.loads(text)
-                kind = event.get("type")
-                if kind == "message":
-                    self.arrivals[event["message"]["text"]] = time.perf_counter()
-                elif kind in PRESENCE_KINDS:
-                    self._presence(kind, event["participant"])
-                elif kind == "presence":
-                    for change in event.get("changes", ()):
-                        self._presence(change["event"], change["participant"])
-                    if "viewers" in event:
-                        self.viewers = event["viewers"]
-                elif kind == "state":
-                    self.known.update(p["login"] for p in event["participants"])
-                    self.viewers = event["room"].get("viewers")
-                if "rid" in event:
-                    future = self.pending.pop(event["rid"], None)
-                    if future is not None and not future.done():
-                        future.set_result(event)
-                    elif kind == "error":
-                        self.errors += 1
-        except (websockets.ConnectionClosed, OSError):
-            pass
-
-    async def request(self, message: dict[str, Any]) -> dict[str, Any]:
-        """Send a command and wait (bounded) for its reply."""
-        rid = next(self._rids)
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self.pending[rid] = future
-        await self.ws.send(json.dumps({**message, "rid": rid}))
-        try:
-            return await asyncio.wait_for(future, REQUEST_TIMEOUT)
-        finally:
-            self.pending.pop(rid, None)
-
-    async def hello_join(self, room: str, max_participants: int) -> None:
-        """hello then join (raises on a refusal)."""
-        hello: dict[str, Any] = {"type": "hello", "version": 1}
-        hello.update({"token": self.token} if self.token else {"username": self.username})
-        reply = await self.request(hello)
-        if reply.get("type") != "established":
-            raise RuntimeError(f"hello refused: {reply}")
-        reply = await self.request({"type": "join", "room": room, "max_participants": max_participants})
-        if reply.get("type") != "state":
-            raise RuntimeError(f"join refused: {reply}")
-
-    async def close(self) -> None:
-        """Close the socket (bounded)."""
-        if self.ws is not None:
-            try:
-                await asyncio.wait_for(self.ws.close(), 5)
-            except (TimeoutError, OSError, websockets.ConnectionClosed):
-                pass
-        if self.reader is not None:
-            self.reader.cancel()
+    def on_event(self, event: dict[str, Any]) -> bool:
+        self.frames += 1
+        kind = event.get("type")
+        if kind == "message":
+            self.arrivals[event["message"]["text"]] = time.perf_counter()
+        elif kind in PRESENCE_KINDS:
+            self._presence(kind, event["participant"])
+        elif kind == "presence":
+            for change in event.get("changes", ()):
+                self._presence(change["event"], change["participant"])
+            if "viewers" in event:
+                self.viewers = event["viewers"]
+        elif kind == "state":
+            self.known.update(p["login"] for p in event["participants"])
+            self.viewers = event["room"].get("viewers")
+        return False  # a state is also the reply to join
 
 
 def viewer_token(secret: str, room: str, login: str) -> str:

@@ -1,9 +1,11 @@
 """Load benchmarks: the server under test (throwaway PostgreSQL database, Redis db, daphne processes, media
-workers), client child processes driven over pipes, /proc sampling and small statistics."""
+workers), client child processes driven over pipes, the raw WebSocket client they run, /proc sampling and small
+statistics."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import os
@@ -17,6 +19,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import websockets
 
 from benchmarks.procs import cpu_seconds, free_port, production_environment
 
@@ -393,3 +397,98 @@ async def serve_commands(handlers: dict[str, Any]) -> None:
             answer = {"error": f"{type(exc).__name__}: {exc}"}
         sys.stdout.write(json.dumps(answer) + "\n")
         sys.stdout.flush()
+
+
+@dataclass
+class WsClient:
+    """One raw ``websockets`` connection speaking the Room API: replies matched by rid (bounded waits); what else
+    arrives goes to :meth:`on_event` (the client processes of benchmarks.load and benchmarks.large_room)."""
+
+    url: str
+    username: str
+    token: str | None = None
+    """A join token to say hello with, instead of the username (a guest)."""
+    ws: Any = None
+    reader: asyncio.Task[None] | None = None
+    pending: dict[Any, asyncio.Future[dict[str, Any]]] = field(default_factory=dict)
+    errors: int = 0
+    """Error events that answered no awaited request."""
+    request_timeout: float = 30.0
+    _rids: Any = field(default_factory=lambda: itertools.count(1))
+
+    async def open(self) -> None:
+        """Open the socket (no compression: it would cost both sides CPU on tiny frames; no keep-alive pings)."""
+        origin = "http://" + self.url.split("//", 1)[1].split("/", 1)[0]
+        self.ws = await websockets.connect(self.url, origin=origin, max_size=None,  # type: ignore[arg-type]
+                                           compression=None, ping_interval=None, open_timeout=self.request_timeout)
+        self.reader = asyncio.ensure_future(self._read())
+
+    def on_event(self, event: dict[str, Any]) -> bool:
+        """An incoming event, before it is matched to a request; True when it is not a reply (consumed here)."""
+        return False
+
+    def on_unanswered(self, event: dict[str, Any]) -> None:
+        """An event with no awaited request (a reply to a fire-and-forget command, an event without rid)."""
+        if event.get("type") == "error":
+            self.errors += 1
+
+    async def _read(self) -> None:
+        try:
+            async for text in self.ws:
+                event = json.loads(text)
+                if self.on_event(event):
+                    continue
+                future = self.pending.pop(event["rid"], None) if "rid" in event else None
+                if future is not None and not future.done():
+                    future.set_result(event)
+                else:
+                    self.on_unanswered(event)
+        except (websockets.ConnectionClosed, OSError):
+            pass
+
+    async def request(self, message: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
+        """Send a command and wait (bounded) for its reply."""
+        rid = next(self._rids)
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.pending[rid] = future
+        await self.ws.send(json.dumps({**message, "rid": rid}))
+        try:
+            return await asyncio.wait_for(future, self.request_timeout if timeout is None else timeout)
+        finally:
+            self.pending.pop(rid, None)
+
+    async def send_nowait(self, message: dict[str, Any]) -> None:
+        """Send a command whose reply only gets counted (:meth:`on_unanswered`)."""
+        await self.ws.send(json.dumps({**message, "rid": f"n{next(self._rids)}"}))
+
+    async def hello_join(self, room: str, max_participants: int | None = None) -> dict[str, Any]:
+        """hello (with the token, else the username) then join; the state event (raises on a refusal)."""
+        hello: dict[str, Any] = {"type": "hello", "version": 1}
+        hello.update({"token": self.token} if self.token else {"username": self.username})
+        reply = await self.request(hello)
+        if reply.get("type") != "established":
+            raise RuntimeError(f"hello refused: {reply}")
+        join: dict[str, Any] = {"type": "join", "room": room}
+        if max_participants:
+            join["max_participants"] = max_participants
+        reply = await self.request(join)
+        if reply.get("type") != "state":
+            raise RuntimeError(f"join refused: {reply}")
+        return reply
+
+    async def close(self) -> None:
+        """Close the socket politely (bounded)."""
+        if self.ws is not None:
+            try:
+                await asyncio.wait_for(self.ws.close(), 5)
+            except (TimeoutError, OSError, websockets.ConnectionClosed):
+                pass
+        if self.reader is not None:
+            self.reader.cancel()
+
+    def abort(self) -> None:
+        """Drop the connection abruptly: the TCP socket is closed without a WebSocket close frame."""
+        if self.ws is not None:
+            self.ws.transport.abort()
+        if self.reader is not None:
+            self.reader.cancel()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import logging
 import os
 import random
@@ -22,104 +21,36 @@ from typing import Any
 import uvloop
 import websockets
 
-from benchmarks.load_common import serve_commands
+from benchmarks.load_common import WsClient, serve_commands
 
 logger = logging.getLogger(__name__)
 
-REQUEST_TIMEOUT = 30.0
-
-
 @dataclass
-class Client:
-    """One WebSocket: replies matched by rid, chat messages counted."""
+class Client(WsClient):
+    """One WebSocket: chat messages and acknowledgements counted, its streams' statuses kept."""
 
-    url: str
-    username: str
-    ws: Any = None
-    reader: asyncio.Task[None] | None = None
-    pending: dict[int, asyncio.Future[dict[str, Any]]] = field(default_factory=dict)
     received: list[tuple[int, float, str]] = field(default_factory=list)
     """(message id, wall time received, text) of each chat message from someone else."""
     acks: int = 0
-    errors: int = 0
     statuses: dict[str, str] = field(default_factory=dict)
     """Last ``stream_status`` status of each of this client's streams, by stream id."""
-    _rids: Any = field(default_factory=lambda: itertools.count(1))
 
-    async def open(self) -> None:
-        """Open the socket (no compression: it would cost both sides CPU on tiny frames)."""
-        origin = "http://" + self.url.split("//", 1)[1].split("/", 1)[0]
-        self.ws = await websockets.connect(self.url, origin=origin, max_size=None,  # type: ignore[arg-type]
-                                           compression=None, ping_interval=None, open_timeout=REQUEST_TIMEOUT)
-        self.reader = asyncio.ensure_future(self._read())
+    def on_event(self, event: dict[str, Any]) -> bool:
+        kind = event.get("type")
+        if kind == "message":
+            message = event["message"]
+            if message.get("from") != self.username:
+                self.received.append((message["id"], time.time(), message.get("text", "")))
+            return True
+        if kind == "stream_status":
+            self.statuses[event["stream"]["id"]] = event["status"]
+            return True
+        return False
 
-    async def _read(self) -> None:
-        try:
-            async for text in self.ws:
-                event = json.loads(text)
-                kind = event.get("type")
-                if kind == "message":
-                    message = event["message"]
-                    if message.get("from") != self.username:
-                        self.received.append((message["id"], time.time(), message.get("text", "")))
-                    continue
-                if kind == "stream_status":
-                    self.statuses[event["stream"]["id"]] = event["status"]
-                    continue
-                future = self.pending.pop(event["rid"], None) if "rid" in event else None
-                if future is not None and not future.done():
-                    future.set_result(event)
-                elif kind == "ack" and "message" in event:
-                    self.acks += 1
-                elif kind == "error":
-                    self.errors += 1
-        except (websockets.ConnectionClosed, OSError):
-            pass
-
-    async def request(self, message: dict[str, Any], timeout: float = REQUEST_TIMEOUT) -> dict[str, Any]:
-        """Send a command and wait (bounded) for its reply."""
-        rid = next(self._rids)
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self.pending[rid] = future
-        await self.ws.send(json.dumps({**message, "rid": rid}))
-        try:
-            return await asyncio.wait_for(future, timeout)
-        finally:
-            self.pending.pop(rid, None)
-
-    async def send_nowait(self, message: dict[str, Any]) -> None:
-        """Send a command whose reply only gets counted (ack or error)."""
-        await self.ws.send(json.dumps({**message, "rid": f"n{next(self._rids)}"}))
-
-    async def hello_join(self, room: str, max_participants: int | None = None) -> dict[str, Any]:
-        """hello then join; the state event (raises on a refusal)."""
-        reply = await self.request({"type": "hello", "version": 1, "username": self.username})
-        if reply.get("type") != "established":
-            raise RuntimeError(f"hello refused: {reply}")
-        join: dict[str, Any] = {"type": "join", "room": room}
-        if max_participants:
-            join["max_participants"] = max_participants
-        reply = await self.request(join)
-        if reply.get("type") != "state":
-            raise RuntimeError(f"join refused: {reply}")
-        return reply
-
-    async def close(self) -> None:
-        """Close the socket politely (bounded)."""
-        if self.ws is not None:
-            try:
-                await asyncio.wait_for(self.ws.close(), 5)
-            except (TimeoutError, OSError, websockets.ConnectionClosed):
-                pass
-        if self.reader is not None:
-            self.reader.cancel()
-
-    def abort(self) -> None:
-        """Drop the connection abruptly: the TCP socket is closed without a WebSocket close frame."""
-        if self.ws is not None:
-            self.ws.transport.abort()
-        if self.reader is not None:
-            self.reader.cancel()
+    def on_unanswered(self, event: dict[str, Any]) -> None:
+        if event.get("type") == "ack" and "message" in event:
+            self.acks += 1
+        super().on_unanswered(event)
 
 
 class SignalClients:

@@ -14,15 +14,19 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from asgiref.sync import async_to_sync
+from autobahn.websocket.protocol import WebSocketProtocol
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from media_relay import logcontext
-from rooms import limits, media, metrics, services
+from rooms import limits, media, metrics, services, wire
 from rooms import protocol as p
 from rooms.auth import SessionIdentity, authenticate_hello
-from rooms.delivery import deliver, event_message, hub, serve_batched
+from rooms.catchup import Catchup
+from rooms.delivery import RoomHub, deliver, event_message, hub, serve_batched
 from rooms.dispatch import deliver_outcome, schedule_expiry
 from rooms.exceptions import ErrorCode, RoomError
 from rooms.media_events import MediaReply
@@ -44,18 +48,35 @@ class RoomConsumer(AsyncWebsocketConsumer):
     group: str | None = None
     grants: frozenset[str] = frozenset()
     connection_slot: limits.ConnectionSlot | None = None
+    held: list[dict[str, Any]] | None = None
+    """Room events that arrived while this connection's join was committing: sent after its state (rooms.catchup)."""
+    holding_group: str | None = None
+    _hub: RoomHub | None = None
+    connection: WebSocketProtocol | None = None
+    """daphne's connection under this consumer, written to directly with room events' shared frames (rooms.wire)."""
 
     async def connect(self) -> None:
         self.limits = limits.ConnectionLimits()
         serve_batched()
         self.connection_slot = await limits.acquire_connection(self.scope)
         await self.accept()
+        self.connection = wire.connection_of(self.base_send)
+        self._hub = hub()
         self._counted = True
         metrics.websocket_opened()
         if self.connection_slot is None:  # this address holds WS_MAX_CONNECTIONS_PER_IP already
             # An error frame first: daphne does not pass a close reason on to the client.
             await self.send_event(p.error_event(ErrorCode.RATE_LIMITED, limits.TOO_MANY_CONNECTIONS))
             await self.close(code=limits.CLOSE_TOO_MANY_CONNECTIONS, reason=limits.TOO_MANY_CONNECTIONS)
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """channels' dispatch without its ``close_old_connections`` hop to the database thread before every
+        message: a hello or a join frame would wait there behind the joins in progress.  Every database call of
+        this consumer goes through ``database_sync_to_async``, which closes old connections itself."""
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     # --- inbound frames ---------------------------------------------------------
 
@@ -120,7 +141,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if self.identity is not None:
             raise RoomError(ErrorCode.ALREADY_ESTABLISHED, "the session is already established")
         try:
-            self.identity = await db(authenticate_hello)(command, self.scope.get("user"))
+            # Not on the database thread that joins queue on: a hello waits for no one's join.
+            self.identity = await database_sync_to_async(authenticate_hello, thread_sensitive=False)(
+                command, self.scope.get("user")
+            )
         except p.ProtocolError as exc:
             await self.send_event(
                 p.Event(
@@ -155,18 +179,23 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if self.participant_id is not None:
             raise RoomError(ErrorCode.ALREADY_JOINED, f"already in room '{self.room_name}'; leave it first")
         self.identity.check_room(command.room)
-        outcome = await db(services.join)(
-            self.identity.login,
-            command.room,
-            self.channel_name,
-            record=command.record,
-            max_participants=command.max_participants,
-            role=self.identity.role,
-            user_id=self.identity.user_id,
-            resume_secret=self.identity.resume_secret,
-            token_subject=self.identity.token_subject,
-            grants=self.identity.grants,
-        )
+        try:
+            outcome = await db(services.join)(
+                self.identity.login,
+                command.room,
+                self.channel_name,
+                record=command.record,
+                max_participants=command.max_participants,
+                role=self.identity.role,
+                user_id=self.identity.user_id,
+                resume_secret=self.identity.resume_secret,
+                token_subject=self.identity.token_subject,
+                grants=self.identity.grants,
+                on_locked=self._hold_room_events,
+            )
+        except BaseException:
+            await self._stop_holding()
+            raise
         self.participant_id, self.room_id, self.group = outcome.participant_id, outcome.room_id, outcome.group
         if outcome.superseded_channel:  # taken over from a connection that died unseen: its media goes first
             await media.participant_gone(outcome.room_id, outcome.participant_id)
@@ -176,12 +205,50 @@ class RoomConsumer(AsyncWebsocketConsumer):
         logger.info("%s joined room %s", self.identity.login, command.room)
         self.grants = self.identity.grants_for(outcome.state["self"]["role"])
         outcome.state["self"]["grants"] = sorted(self.grants)
-        await hub().add(outcome.group, self)
+        if self.holding_group != outcome.group:  # pragma: no cover - the join registered under the room's lock
+            await self._stop_holding()
+            await hub().add(outcome.group, self)
         await self.send_event(
             p.Event(p.EventType.STATE, {k: v for k, v in outcome.state.items() if k != "type"}).to_dict(command.rid)
         )
+        await self._send_held(outcome.state)
         metrics.observe_join(time.perf_counter() - started)
         await deliver_outcome(outcome)
+
+    def _hold_room_events(self, group: str) -> None:
+        """services.join's ``on_locked``, on the database thread under the room's lock: register for the room's
+        events now, holding them until the state is sent.  In a room this process serves already that is one
+        dictionary entry; else it waits for the event loop and the channel layer (the room's first here)."""
+        if self.held is None:
+            self.held = []
+        if self.holding_group in (None, group) and self._hub is not None and self._hub.add_if_subscribed(group, self):
+            self.holding_group = group
+            return
+        async_to_sync(self._start_holding)(group)
+
+    async def _start_holding(self, group: str) -> None:
+        if self.holding_group is not None and self.holding_group != group:  # a retried join found another room
+            await self._stop_holding()
+        if self.held is None:
+            self.held = []
+        self.holding_group = group
+        await hub().add(group, self)
+
+    async def _stop_holding(self) -> None:
+        """The join failed: leave the room's events it registered for."""
+        if self.holding_group is not None:
+            await hub().discard(self.holding_group, self)
+        self.held = self.holding_group = None
+
+    async def _send_held(self, state: dict[str, Any]) -> None:
+        """After the state: the held events it does not already say, in order (more may arrive meanwhile)."""
+        catchup = Catchup(state)
+        held = self.held or []
+        while held:
+            message = held.pop(0)
+            if "text" not in message or catchup.fresh(message["text"]):
+                await self._room_event(message)
+        self.held = self.holding_group = None
 
     async def _handle_leave(self, command: p.Leave) -> None:
         participant_id = self._require_room()
@@ -271,12 +338,21 @@ class RoomConsumer(AsyncWebsocketConsumer):
     # --- channel-layer events ------------------------------------------------------------
 
     async def room_event(self, message: dict[str, Any]) -> None:
-        """A room event from the service layer (rooms.delivery): sent as the JSON text it was encoded to once."""
+        """A room event from the service layer (rooms.delivery): sent as the JSON text it was encoded to once, as
+        the frame built once for this process (rooms.wire); held while this connection's join commits."""
         if message.get("exclude") and message["exclude"] == self.channel_name:
             return
+        if self.held is not None:
+            self.held.append(message)
+            return
+        await self._room_event(message)
+
+    async def _room_event(self, message: dict[str, Any]) -> None:
         if "text" not in message:  # from a process that still sends the event itself
             message = event_message(message["event"], message.get("exclude"))
-        await self.send(text_data=message["text"])
+        frame = message.get("frame")
+        if frame is None or self.connection is None or not wire.write(self.connection, frame):
+            await self.send(text_data=message["text"])
         kind = message.get("kind")
         if kind == p.EventType.ROOM_CLOSED and message.get("room_id") == self.room_id:
             if self.group:

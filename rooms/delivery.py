@@ -1,7 +1,8 @@
 """Hand service deliveries to the channel layer: room groups and single connections.
 
-Each event is encoded to JSON text once, here, and the channel-layer message carries that text: every
-recipient's consumer sends it as it is (no per-recipient encoding, no database).
+Each event is encoded to JSON text once, here, and the channel-layer message carries that text; the hub of each
+process frames it once and every local connection writes that frame as it is (rooms.wire: no per-recipient
+encoding, framing or ASGI hop, no database).
 
 A room group's event crosses Redis **once per server process**, not once per member: each process's
 :class:`RoomHub` is the one member of the channel-layer group ``<room group>.hub`` for the rooms it has
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -27,6 +29,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from rooms import protocol as p
+from rooms import wire
 from rooms.services import Delivery
 
 logger = logging.getLogger(__name__)
@@ -71,6 +74,9 @@ class RoomHub:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.members: dict[str, dict[str, Member]] = {}
+        self.subscribed: set[str] = set()
+        """Room groups whose hub group this process has joined (the channel layer acknowledged it)."""
+        self._members_lock = threading.Lock()  # add_if_subscribed comes from a database thread
         self.channel = ""
         self._receiver: asyncio.Task[None] | None = None
         self._refresher: asyncio.Task[None] | None = None
@@ -89,21 +95,35 @@ class RoomHub:
     async def add(self, group: str, member: Member) -> None:
         """``member`` is in ``group`` now (this process joins the group's hub group with its first member)."""
         await self._start()
-        local = self.members.setdefault(group, {})
-        first = not local
-        local[member.channel_name] = member
-        if first:
+        with self._members_lock:
+            self.members.setdefault(group, {})[member.channel_name] = member
+        if group not in self.subscribed:
             layer = get_channel_layer()
             assert layer is not None
             await layer.group_add(hub_group(group), self.channel)
+            self.subscribed.add(group)
+
+    def add_if_subscribed(self, group: str, member: Member) -> bool:
+        """From any thread: ``member`` is in ``group`` now if this process receives the group's events already
+        (no round trip to the event loop or the channel layer); False, doing nothing, if not (then :meth:`add`)."""
+        with self._members_lock:
+            local = self.members.get(group)
+            if not local or group not in self.subscribed:
+                return False
+            local[member.channel_name] = member
+            return True
 
     async def discard(self, group: str, member: Member) -> None:
         """``member`` left ``group`` (the process leaves the hub group with its last member)."""
-        local = self.members.get(group)
-        if not local or local.pop(member.channel_name, None) is None:
-            return
-        if not local:
-            del self.members[group]
+        with self._members_lock:
+            local = self.members.get(group)
+            if not local or local.pop(member.channel_name, None) is None:
+                return
+            last = not local
+            if last:
+                del self.members[group]
+                self.subscribed.discard(group)
+        if last:
             layer = get_channel_layer()
             if layer is not None and self.channel:
                 await layer.group_discard(hub_group(group), self.channel)
@@ -124,6 +144,8 @@ class RoomHub:
         if not local:
             return
         exclude = message.get("exclude")
+        if "text" in message:  # one frame for every local recipient (rooms.wire)
+            message["frame"] = wire.prepare(message["text"])
         for channel, member in list(local.items()):
             if channel == exclude:
                 continue

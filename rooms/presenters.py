@@ -57,15 +57,14 @@ def participant_dict(participant: Participant, streams: list[Stream] | None = No
     }
 
 
-def participant_row_dict(
-    login: str, state: str, role: str, joined_at: datetime | None, streams: list[Stream]
-) -> dict[str, Any]:
-    """:func:`participant_dict` of a participant read as a plain row (no model instance)."""
+def participant_wire(login: str, state: str, role: str, joined_at: str | None, streams: list[Stream]) -> dict[str, Any]:
+    """:func:`participant_dict` of a participant known by its fields (no model instance; rooms.roster),
+    ``joined_at`` already as its wire text."""
     return {
         "login": login,
         "state": state,
         "role": role,
-        "joined_at": iso(joined_at),
+        "joined_at": joined_at,
         "streams": [stream_dict(s, login) for s in streams],
     }
 

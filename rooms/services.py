@@ -13,6 +13,7 @@ import hmac
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,11 +24,11 @@ from django.db.models import Count, Func, IntegerField, Q
 from django.utils import timezone
 
 from rooms import protocol as p
-from rooms import signals
+from rooms import roster, signals
 from rooms.exceptions import ErrorCode, RoomError
 from rooms.models import Message, Participant, Room, Stream
 from rooms.permissions import grants_for_role, require_grant
-from rooms.presenters import message_dict, participant_dict, participant_row_dict, room_dict, stream_dict
+from rooms.presenters import message_dict, participant_dict, room_dict, stream_dict
 from rooms.protocol import EventType, Grant, ParticipantState, Role, StreamStatus
 
 logger = logging.getLogger(__name__)
@@ -150,10 +151,6 @@ def _lock(queryset: Any) -> Any:
     return queryset.select_for_update(no_key=True, of=("self",))
 
 
-def _active_room_for_update(name: str) -> Room | None:
-    return _lock(Room.objects.filter(name=name, finalized_at__isnull=True)).first()
-
-
 def _lock_room_and_participant(participant_id: int) -> tuple[Room | None, Participant | None]:
     """The participant's room and the participant, locked in that order (None when unknown)."""
     room_id = Participant.objects.filter(pk=participant_id).values_list("room_id", flat=True).first()
@@ -233,6 +230,7 @@ def join(
     resume_secret: str | None = None,
     token_subject: str | None = None,
     grants: frozenset[str] | None = None,
+    on_locked: Callable[[str], None] | None = None,
 ) -> JoinOutcome:
     """Join ``room_name`` as ``login``, creating the room if needed.
 
@@ -242,6 +240,10 @@ def join(
     over, with its resume secret only.  A full or locked room refuses
     newcomers.  The joiner's STATE carries a new resume secret.  Creating a recorded room needs
     ``can_record`` (``grants``: the token's explicit grants, else the role's).
+
+    ``on_locked(group)`` is called with the room's group while the join holds the room's lock, before it commits
+    (again if the join retries): a connection registers there for the room's events, so that it misses none of
+    a change committed after its join (rooms.catchup).
     """
     _sweep_now_and_then()
     claim = Claim(resume_secret=resume_secret, token_subject=token_subject, user_id=user_id)
@@ -249,7 +251,7 @@ def join(
     for attempt in range(3):
         try:
             with transaction.atomic():
-                return _join(login, room_name, channel_name, record, max_participants, role, claim, grants)
+                return _join(login, room_name, channel_name, record, max_participants, role, claim, grants, on_locked)
         except RoomError as exc:
             # The throttled sweep may not have run: a full room first lets expired participants go, then retries.
             if exc.code != ErrorCode.ROOM_FULL or swept or not sweep_expired().deliveries:
@@ -272,27 +274,25 @@ def _join(
     role: str | None,
     claim: Claim,
     grants: frozenset[str] | None,
+    on_locked: Callable[[str], None] | None = None,
 ) -> JoinOutcome:
-    room = _active_room_for_update(room_name)
-    created = room is None
-    if room is None:
+    # A join is a few round trips on the process's one database thread, under the room's lock: the room with
+    # its present set and audience count (rooms.roster), rows of participants this process has not seen, the
+    # new row; the streams and the history only when the room has some.
+    found = roster.lock_for_join(room_name, login)
+    created = found is None
+    if found is None:
         if record:
             creator_role = role or Role.MODERATOR
             require_grant(grants if grants is not None else grants_for_role(creator_role), Grant.CAN_RECORD)
         room = _create_room(room_name, record, max_participants)
-    # The room's lock serialises presence changes: the others are read, not locked, as plain rows (a big room
-    # lists hundreds): the listed ones (everyone but viewers) and the login's own; viewers are counted.
-    present = room.participants.filter(state__in=PRESENT)
-    rows = list(
-        present.filter(~Q(role=Role.VIEWER) | Q(login=login))
-        .order_by("joined_at", "pk")
-        .values_list("pk", "login", "state", "role", "joined_at")
-    )
-    listed = [row for row in rows if row[3] != Role.VIEWER]
-    mine = next((row[0] for row in rows if row[1] == login), None)
-    existing = _lock(Participant.objects.filter(pk=mine)).get() if mine is not None else None
-    viewers = present.filter(role=Role.VIEWER).count()
-    count = Headcount(len(listed) + viewers, viewers)
+        found = roster.RoomToJoin(room, viewers=0, listed=[], mine=None, has_live_streams=False, has_messages=False)
+    room = found.room
+    if on_locked is not None:
+        on_locked(room.group_name)
+    # The room's lock serialises presence changes: the others are read, not locked (a big room lists hundreds).
+    existing = _lock(Participant.objects.filter(pk=found.mine)).get() if found.mine is not None else None
+    count = Headcount(len(found.listed) + found.viewers, found.viewers)
     resumed = False
     outcome = JoinOutcome()
     secret = secrets.token_urlsafe(24)
@@ -319,18 +319,18 @@ def _join(
             resume_secret_hash=hash_resume_secret(secret),
         )
         _on_commit(signals.participant_joined, participant=participant)
+        roster.remember(participant)
         count = Headcount(count.present + 1, count.viewers + is_audience(participant))
-    streams = _live_streams_by_participant(room)
-    history = history_for(room, participant, limit=settings.ROOM_HISTORY_COUNT)
+    streams = _live_streams_by_participant(room) if found.has_live_streams else {}
+    if found.has_messages:
+        history = history_for(room, participant, limit=settings.ROOM_HISTORY_COUNT)
+    else:
+        history = HistoryPage([], False)
     state = _event(
         EventType.STATE,
         room={**room_dict(room), "viewers": count.viewers},
         self={**participant_dict(participant, streams.get(participant.pk, [])), "resume_secret": secret},
-        participants=[
-            participant_row_dict(name, status, kind, joined_at, streams.get(pk, []))
-            for pk, name, status, kind, joined_at in listed
-            if pk != participant.pk
-        ],
+        participants=roster.listed_dicts(found.listed, streams, skip=participant.pk),
         history=[message_dict(m) for m in history.messages],
         history_more=history.more,
         resumed=resumed,
@@ -556,15 +556,25 @@ def expire(participant_id: int, disconnected_at: datetime | None) -> Outcome:
 
 
 _last_sweep = 0.0
+SWEEP_INTERVAL = 1.0
+"""Seconds between two throttled sweeps of one process (see :func:`join`)."""
 
 
 def _sweep_now_and_then() -> None:
-    """:func:`sweep_expired` at most once a second per process (a join must not pay a query for it each time)."""
+    """:func:`sweep_expired` at most once a SWEEP_INTERVAL per process (a join must not pay a query for it each
+    time)."""
     global _last_sweep
     now = time.monotonic()
-    if now - _last_sweep >= 1.0:
+    if now - _last_sweep >= SWEEP_INTERVAL:
         _last_sweep = now
         sweep_expired()
+
+
+def reset_sweep_throttle(*, just_swept: bool = False) -> None:
+    """Forget when this process last swept: the next join sweeps first; with ``just_swept``, as if the throttled
+    sweep had just run (no join sweeps for SWEEP_INTERVAL)."""
+    global _last_sweep
+    _last_sweep = time.monotonic() if just_swept else 0.0
 
 
 def sweep_expired(now: datetime | None = None) -> Outcome:

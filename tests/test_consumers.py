@@ -326,3 +326,59 @@ async def test_drop_resume_and_expiry(settings: Any) -> None:
     assert await finalized()
     states = await database_sync_to_async(lambda: set(Participant.objects.values_list("state", flat=True)))()
     assert states == {"left"}
+
+
+async def test_a_joiner_gets_the_events_of_joins_that_commit_right_after_its_own() -> None:
+    """A join committed just after another one (here: from inside the first one's commit hooks, before its
+    connection is back on the event loop) reaches the first joiner too: as its state, or as an event after it."""
+    from asgiref.sync import async_to_sync
+
+    from rooms import services, signals
+    from rooms.delivery import deliver
+
+    def carol_joins_now(participant: Participant, **kwargs: Any) -> None:
+        if participant.login == "alice":  # alice's join committed; her connection has not seen its result yet
+            outcome = services.join("carol", "r", "carol.elsewhere!chan")
+            async_to_sync(deliver)(outcome.deliveries)
+
+    bob = await client("bob")
+    await bob.request({"type": "join", "room": "r"})
+    alice = await client("alice")
+    signals.participant_joined.connect(carol_joins_now, dispatch_uid="test-carol-joins-now")
+    try:
+        state = await alice.request({"type": "join", "room": "r"})
+    finally:
+        signals.participant_joined.disconnect(dispatch_uid="test-carol-joins-now")
+    assert state["type"] == "state", state
+    known = {x["login"] for x in state["participants"]}
+    if "carol" not in known:
+        joined = await alice.event("joined")
+        assert joined["participant"]["login"] == "carol"
+    # bob hears of both (carol's join is delivered from inside alice's, before alice's own event)
+    assert {(await bob.event("joined"))["participant"]["login"] for _ in range(2)} == {"alice", "carol"}
+    await alice.close()
+    await bob.close()
+
+
+def test_held_events_the_state_already_says_are_dropped() -> None:
+    """Of the events held during a join, those its state shows already go (a joined of someone listed, a left of
+    someone never listed, a message in the history); the others are sent, in order, and counted as known."""
+    from rooms.catchup import Catchup
+
+    def person(login: str, state: str = "connected") -> dict[str, Any]:
+        return {"login": login, "state": state, "role": "publisher", "joined_at": "2025-01-01T10:00:00.000000Z",
+                "streams": []}
+
+    def event(kind: str, **fields: Any) -> str:
+        return json.dumps({"type": kind, **fields})
+
+    catchup = Catchup({"participants": [person("bob")], "history": [{"id": 7}]})
+    assert not catchup.fresh(event("joined", participant=person("bob")))
+    assert catchup.fresh(event("participant_updated", participant=person("bob", "disconnected")))
+    assert not catchup.fresh(event("left", participant=person("dave", "left")))
+    assert catchup.fresh(event("joined", participant=person("carol")))
+    assert catchup.fresh(event("left", participant=person("carol", "left")))
+    assert not catchup.fresh(event("left", participant=person("carol", "left")))
+    assert not catchup.fresh(event("message", message={"id": 7}))
+    assert catchup.fresh(event("message", message={"id": 8}))
+    assert catchup.fresh(event("presence", changes=[], viewers=3))

@@ -209,3 +209,38 @@ async def test_web_sdk_batched_presence_and_audience(server: DaphneServer, page:
     assert room_a.viewers == 1 and "vic" not in [p.login for p in room_a.get_participants()]
     for connection in [alice, *others]:
         await connection.disconnect()
+
+
+# --- one frame per event (rooms.wire) ------------------------------------------------------------------------------
+
+
+def test_room_events_are_framed_once_and_written_to_daphnes_connection() -> None:
+    """Under daphne, a consumer finds its autobahn connection behind channels' session wrapper, and a room event's
+    prepared frame is written to it as a complete text frame; a connection that is not open is left to the ASGI
+    send."""
+    import functools
+
+    from autobahn.twisted.websocket import WebSocketServerFactory
+    from channels.sessions import InstanceSessionWrapper
+    from daphne.ws_protocol import WebSocketProtocol
+    from twisted.internet.testing import StringTransport
+
+    from rooms import wire
+
+    async def handle_reply(protocol: Any, message: dict[str, Any]) -> None:  # daphne's Server.handle_reply
+        raise AssertionError("not called")
+
+    connection: Any = WebSocketProtocol()
+    connection.factory = WebSocketServerFactory()
+    connection.makeConnection(StringTransport())  # autobahn's connection state, before the opening handshake
+    wrapped = InstanceSessionWrapper({"cookies": {}}, functools.partial(handle_reply, connection))
+
+    text = '{"type":"joined","participant":{"login":"zoë"}}' + " " * 200  # over 125 bytes: a 16-bit length
+    connection.state = WebSocketProtocol.STATE_CLOSING
+    assert not wire.write(connection, wire.prepare(text))
+    connection.state, connection._perMessageCompress = WebSocketProtocol.STATE_OPEN, None  # opened, uncompressed
+    assert wire.write(connection, wire.prepare(text))
+    payload = text.encode("utf-8")
+    assert connection.transport.value() == b"\x81\x7e" + len(payload).to_bytes(2, "big") + payload
+    assert wire.connection_of(lambda message: None) is None
+    assert wire.connection_of(wrapped.send) is connection  # last: mypy narrows ``connection`` by it

@@ -12,6 +12,7 @@ from rooms import services
 from rooms.auth import authenticate_hello
 from rooms.exceptions import ErrorCode, RoomError
 from rooms.models import Message, Participant, Room
+from rooms.presenters import participant_dict
 
 pytestmark = pytest.mark.django_db
 
@@ -126,6 +127,48 @@ def test_room_limit_is_capped(settings: Any) -> None:
     """A creator cannot exceed ROOM_MAX_PARTICIPANTS_LIMIT."""
     settings.ROOM_MAX_PARTICIPANTS_LIMIT = 5
     assert join("alice", max_participants=1000).state["room"]["max_participants"] == 5
+
+
+def listed_in_db(room_id: int, but: int) -> list[dict[str, Any]]:
+    """What a joiner's ``state.participants`` must be, read afresh: every present participant but viewers and
+    the joiner, in join order, with its publishing streams."""
+    present = Participant.objects.filter(room_id=room_id, state__in=p.PRESENT_STATES).exclude(role=p.Role.VIEWER)
+    return [participant_dict(x) for x in present.exclude(pk=but).order_by("joined_at", "pk")]
+
+
+def test_state_lists_what_the_database_holds_through_every_change(settings: Any) -> None:
+    """The roster of a join (the room's present set from its lock query, participants' fixed fields cached by
+    this process) is what the database holds: after joins, drops, a leave, resumes, a viewer, a live stream, a
+    refused join and a participant this process never saw (joined through another process)."""
+    settings.ROOM_IDLE_TIMEOUT = 60
+    first = join("alice")
+    room_id = first.room_id
+
+    def check(outcome: services.JoinOutcome) -> None:
+        assert outcome.state["participants"] == listed_in_db(room_id, outcome.participant_id)
+
+    bob = join("bob")
+    check(bob)
+    check(join("carol"))
+    services.drop(bob.participant_id, chan("bob"))
+    check(join("dave"))
+    services.leave(Participant.objects.get(room_id=room_id, login="carol", state="connected").pk)
+    check(join("erin", role=p.Role.VIEWER))
+    resumed = services.join("bob", "r", "bob.again", resume_secret=secret_of(bob))
+    check(resumed)
+    # Another process's join: a row this process has not seen.
+    Participant.objects.create(room_id=room_id, login="frank", channel_name="elsewhere", role=p.Role.PUBLISHER)
+    stream = services.create_stream(first.participant_id, p.StreamKind.CAMERA, record=False)
+    services.stream_publishing(stream.public_id, has_audio=True, has_video=True, audio_codec="opus",
+                               video_codec="VP8")
+    check(join("gina"))
+    full = Participant.objects.filter(room_id=room_id, state__in=p.PRESENT_STATES).count()
+    services.update_room(room_id, max_participants=full)
+    with pytest.raises(RoomError):
+        join("hank")
+    services.drop(resumed.participant_id, "bob.again")
+    check(services.join("bob", "r", "bob.third", resume_secret=secret_of(resumed)))
+    assert [x["login"] for x in join("zoe", room="r2").state["participants"]] == []
 
 
 # --- leave, finalize ----------------------------------------------------------------
@@ -297,7 +340,7 @@ def test_join_sweeps_expired_before_admitting(settings: Any) -> None:
     bob = join("bob")
     services.drop(bob.participant_id, chan("bob"))
     time.sleep(0.7)
-    services._last_sweep = time.monotonic()  # the throttled sweep just ran: the full room must sweep by itself
+    services.reset_sweep_throttle(just_swept=True)  # the full room must sweep by itself
     carol = join("carol")
     assert [x["login"] for x in carol.state["participants"]] == ["alice"]
 

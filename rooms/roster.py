@@ -1,0 +1,151 @@
+"""What a join reads of its room: the room row locked, its audience count and present set in the same query, and
+the listed participants' fixed fields cached per process.
+
+A joiner's ``state`` lists everyone present but viewers.  Reading those N rows through the ORM for every join
+(model queries compiled, timestamps parsed) was most of a join's cost in a big room.  Here the room's lock query
+(one round trip, raw SQL for both backends) also returns the listed participants as one text value of
+``pk:state`` pairs built by the database, the audience count, the joiner's own present participant if any, and
+whether the room has live streams or messages at all.  This process keeps what never changes of a participant
+(login, role, joined_at) by primary key, per room: rows are read only for participants it has not seen yet
+(joins served by another process, a room new to it), and a join adds its own participant (:func:`remember`).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db import connection, transaction
+
+from rooms import protocol as p
+from rooms.models import Message, Participant, Room, Stream
+from rooms.presenters import iso, participant_wire
+from rooms.protocol import Role, StreamStatus
+
+CACHED_ROOMS = 512
+"""Rooms whose participants this process remembers (least recently joined dropped first)."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """What never changes of a participant: its login, role and join time (also as its wire text)."""
+
+    login: str
+    role: str
+    joined_at: datetime
+    joined_iso: str | None
+
+
+@dataclass
+class RoomToJoin:
+    """A locked active room and what a join needs to know of it."""
+
+    room: Room
+    viewers: int
+    listed: list[tuple[int, Entry, str]]
+    """(pk, fixed fields, state) of every present participant but viewers, in join order."""
+    mine: int | None
+    """The present participant (viewer or not) with the joiner's login, if any."""
+    has_live_streams: bool
+    has_messages: bool
+
+
+_cache: OrderedDict[tuple[int, datetime], dict[int, Entry]] = OrderedDict()
+"""By room (primary key and creation time: a primary key that SQLite gives again after a rollback is another
+room), the fixed fields of the participants seen, by primary key."""
+_cache_lock = threading.Lock()
+
+
+def _sql() -> str:
+    q = connection.ops.quote_name
+    room, part = q(Room._meta.db_table), q(Participant._meta.db_table)
+    stream, message = q(Stream._meta.db_table), q(Message._meta.db_table)
+    columns = ", ".join(f"r.{q(str(f.column))}" for f in Room._meta.concrete_fields)
+    pairs = "CAST(x.id AS TEXT) || ':' || x.state"
+    aggregate = f"STRING_AGG({pairs}, ',')" if connection.vendor == "postgresql" else f"GROUP_CONCAT({pairs}, ',')"
+    present = "x.room_id = r.id AND x.state IN (%s, %s)"
+    lock = " FOR NO KEY UPDATE OF r" if connection.features.has_select_for_no_key_update else ""
+    return (
+        f"SELECT {columns},"
+        f" (SELECT COUNT(*) FROM {part} x WHERE {present} AND x.role = %s) AS roster_viewers,"
+        f" (SELECT {aggregate} FROM {part} x WHERE {present} AND x.role <> %s) AS roster_listed,"
+        f" (SELECT x.id FROM {part} x WHERE {present} AND x.login = %s LIMIT 1) AS roster_mine,"
+        f" EXISTS (SELECT 1 FROM {stream} s INNER JOIN {part} x ON s.participant_id = x.id"
+        f" WHERE x.room_id = r.id AND s.status = %s) AS roster_live,"
+        f" EXISTS (SELECT 1 FROM {message} m WHERE m.room_id = r.id) AS roster_chat"
+        f" FROM {room} r WHERE r.name = %s AND r.finalized_at IS NULL{lock}"
+    )
+
+
+def lock_for_join(name: str, login: str) -> RoomToJoin | None:
+    """The active room ``name`` locked (FOR NO KEY UPDATE: the lock order of rooms.services), or None."""
+    states = list(p.PRESENT_STATES)
+    params = [*states, Role.VIEWER, *states, Role.VIEWER, *states, login, StreamStatus.PUBLISHING, name]
+    room = next(iter(Room.objects.raw(_sql(), params)), None)
+    if room is None:
+        return None
+    extra = room.__dict__  # the query's extra columns, set on the instance by raw()
+    present: dict[int, str] = {}
+    if extra["roster_listed"]:
+        for pair in extra["roster_listed"].split(","):
+            pk, _, state = pair.partition(":")
+            present[int(pk)] = state
+    entries = _entries((room.pk, room.created_at), present)
+    listed = sorted(
+        ((pk, entries[pk], state) for pk, state in present.items()), key=lambda row: (row[1].joined_at, row[0])
+    )
+    return RoomToJoin(
+        room=room,
+        viewers=int(extra["roster_viewers"] or 0),
+        listed=listed,
+        mine=extra["roster_mine"],
+        has_live_streams=bool(extra["roster_live"]),
+        has_messages=bool(extra["roster_chat"]),
+    )
+
+
+def _entries(room: tuple[int, datetime], present: dict[int, str]) -> dict[int, Entry]:
+    """The fixed fields of the ``present`` participants: from the cache, the unknown ones read (one query)."""
+    with _cache_lock:
+        known = _cache.pop(room, None) or {}
+        if len(known) > len(present) or any(pk not in present for pk in known):
+            known = {pk: entry for pk, entry in known.items() if pk in present}
+        missing = [pk for pk in present if pk not in known]
+    if missing:
+        rows = Participant.objects.filter(pk__in=missing).values_list("pk", "login", "role", "joined_at")
+        for pk, login, role, joined_at in rows:
+            known[pk] = Entry(login, role, joined_at, iso(joined_at))
+    with _cache_lock:
+        _cache[room] = known
+        while len(_cache) > CACHED_ROOMS:
+            _cache.popitem(last=False)
+    return known
+
+
+def remember(participant: Participant) -> None:
+    """A join added ``participant``: once its transaction commits, the next join here need not read it (a row
+    that never commits is never remembered: SQLite may give its primary key to another)."""
+    if participant.role == Role.VIEWER:
+        return
+    room = (participant.room.pk, participant.room.created_at)
+    entry = Entry(participant.login, participant.role, participant.joined_at, iso(participant.joined_at))
+
+    def committed() -> None:
+        with _cache_lock:
+            known = _cache.get(room)
+            if known is not None:
+                known[participant.pk] = entry
+
+    transaction.on_commit(committed)
+
+
+def listed_dicts(listed: list[tuple[int, Entry, str]], streams: dict[int, list[Any]], skip: int) -> list[Any]:
+    """``state.participants``: every listed participant but ``skip``, with its live streams."""
+    return [
+        participant_wire(entry.login, state, entry.role, entry.joined_iso, streams.get(pk, []))
+        for pk, entry, state in listed
+        if pk != skip
+    ]
