@@ -27,7 +27,7 @@ from rooms import protocol as p
 from rooms.auth import SessionIdentity, authenticate_hello
 from rooms.catchup import Catchup
 from rooms.delivery import RoomHub, deliver, event_message, hub, serve_batched
-from rooms.dispatch import deliver_outcome, schedule_expiry
+from rooms.dispatch import deliver_outcome, schedule_expiry, sweep_now_and_then
 from rooms.exceptions import ErrorCode, RoomError
 from rooms.media_events import MediaReply
 from rooms.permissions import require_grant
@@ -179,6 +179,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if self.participant_id is not None:
             raise RoomError(ErrorCode.ALREADY_JOINED, f"already in room '{self.room_name}'; leave it first")
         self.identity.check_room(command.room)
+        await sweep_now_and_then()
         try:
             outcome = await db(services.join)(
                 self.identity.login,

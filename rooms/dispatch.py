@@ -15,7 +15,7 @@ from rooms.services import Outcome
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["deliver", "deliver_outcome", "schedule_expiry"]
+__all__ = ["deliver", "deliver_outcome", "schedule_expiry", "sweep_now_and_then"]
 
 
 async def deliver_outcome(outcome: Outcome) -> None:
@@ -23,6 +23,13 @@ async def deliver_outcome(outcome: Outcome) -> None:
     await media.apply_mutes(outcome.muted_streams)
     await deliver(outcome.deliveries)
     await media.streams_closed(outcome.closed_stream_ids, outcome.finalized_room_ids)
+
+
+async def sweep_now_and_then() -> None:
+    """Before a join, at most once a SWEEP_INTERVAL per process: expire the participants whose expiry timers
+    were lost with their process (services.sweep_expired) and tell their rooms."""
+    if services.sweep_due():
+        await deliver_outcome(await database_sync_to_async(services.sweep_expired)())
 
 
 _expiry_tasks: set[asyncio.Task[None]] = set()

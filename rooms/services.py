@@ -14,7 +14,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -245,18 +245,20 @@ def join(
     (again if the join retries): a connection registers there for the room's events, so that it misses none of
     a change committed after its join (rooms.catchup).
     """
-    _sweep_now_and_then()
     claim = Claim(resume_secret=resume_secret, token_subject=token_subject, user_id=user_id)
-    swept = False
+    swept: Outcome | None = None
     for attempt in range(3):
         try:
             with transaction.atomic():
-                return _join(login, room_name, channel_name, record, max_participants, role, claim, grants, on_locked)
+                joined = _join(login, room_name, channel_name, record, max_participants, role, claim, grants, on_locked)
+            return joined if swept is None else _after_sweep(joined, swept, channel_name)
         except RoomError as exc:
             # The throttled sweep may not have run: a full room first lets expired participants go, then retries.
-            if exc.code != ErrorCode.ROOM_FULL or swept or not sweep_expired().deliveries:
+            if exc.code != ErrorCode.ROOM_FULL or swept is not None:
                 raise
-            swept = True
+            swept = sweep_expired()
+            if not swept.deliveries:
+                raise
         except IntegrityError:
             # Two joins raced to create the room or to take the login: retry once
             # so the loser sees the winner's row and gets the proper answer.
@@ -560,19 +562,33 @@ SWEEP_INTERVAL = 1.0
 """Seconds between two throttled sweeps of one process (see :func:`join`)."""
 
 
-def _sweep_now_and_then() -> None:
-    """:func:`sweep_expired` at most once a SWEEP_INTERVAL per process (a join must not pay a query for it each
-    time)."""
+def sweep_due() -> bool:
+    """True at most once a SWEEP_INTERVAL per process: then the caller runs :func:`sweep_expired` and delivers
+    its outcome (a join must not pay a query for it each time)."""
     global _last_sweep
     now = time.monotonic()
-    if now - _last_sweep >= SWEEP_INTERVAL:
-        _last_sweep = now
-        sweep_expired()
+    if now - _last_sweep < SWEEP_INTERVAL:
+        return False
+    _last_sweep = now
+    return True
+
+
+def _after_sweep(joined: JoinOutcome, swept: Outcome, channel_name: str) -> JoinOutcome:
+    """The join's outcome plus what the sweep that made room for it changed; the joiner's state already says
+    who is gone, so the sweep's events to the joiner's room skip it."""
+    joined.deliveries[:0] = [
+        replace(d, exclude=channel_name) if d.group == joined.group and d.exclude is None else d
+        for d in swept.deliveries
+    ]
+    joined.finalized_room_ids.extend(swept.finalized_room_ids)
+    joined.closed_stream_ids.extend(swept.closed_stream_ids)
+    joined.muted_streams.extend(swept.muted_streams)
+    return joined
 
 
 def reset_sweep_throttle(*, just_swept: bool = False) -> None:
-    """Forget when this process last swept: the next join sweeps first; with ``just_swept``, as if the throttled
-    sweep had just run (no join sweeps for SWEEP_INTERVAL)."""
+    """Forget when this process last swept: :func:`sweep_due` says yes next; with ``just_swept``, as if the
+    throttled sweep had just run (no sweep for SWEEP_INTERVAL)."""
     global _last_sweep
     _last_sweep = time.monotonic() if just_swept else 0.0
 

@@ -34,7 +34,7 @@ from django.core import signing
 from rooms import limits, media, services
 from rooms import protocol as p
 from rooms.delivery import hub
-from rooms.dispatch import deliver_outcome
+from rooms.dispatch import deliver_outcome, sweep_now_and_then
 from rooms.exceptions import ErrorCode, RoomError
 from rooms.models import Participant
 from rooms.permissions import grants_for_role, require_grant
@@ -303,6 +303,7 @@ async def start_whip(room: str, caller: Caller, sdp: str, scope: dict[str, Any] 
     session.slot = await _slot(scope)
     try:
         await session.open()
+        await sweep_now_and_then()
         outcome = await db(services.join)(
             caller.login, room, session.channel, role=caller.role, token_subject=caller.token_subject,
             grants=caller.grants,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -326,6 +327,30 @@ async def test_drop_resume_and_expiry(settings: Any) -> None:
     assert await finalized()
     states = await database_sync_to_async(lambda: set(Participant.objects.values_list("state", flat=True)))()
     assert states == {"left"}
+
+
+async def test_a_sweep_before_a_join_tells_the_rooms_it_changed(settings: Any) -> None:
+    """A participant whose expiry timer was lost with its process (dropped in the database, no timer here) is
+    expired by the sweep before some later join, in any room, and the participants of its room get LEFT."""
+    from rooms import services
+    from rooms.dispatch import deliver_outcome
+
+    settings.ROOM_IDLE_TIMEOUT = 0.3
+    alice = await client("alice")
+    await alice.request({"type": "join", "room": "busy"})
+    ghost = await database_sync_to_async(services.join)("ghost", "busy", "gone.process!chan")
+    await deliver_outcome(ghost)
+    await alice.event("joined")
+    await deliver_outcome(await database_sync_to_async(services.drop)(ghost.participant_id, "gone.process!chan"))
+    await alice.event("participant_updated")
+    await asyncio.sleep(0.5)
+    services.reset_sweep_throttle()
+    carol = await client("carol")
+    assert (await carol.request({"type": "join", "room": "elsewhere"}))["type"] == "state"
+    left = await alice.event("left")
+    assert left["participant"]["login"] == "ghost"
+    for c in (alice, carol):
+        await c.close()
 
 
 async def test_a_joiner_gets_the_events_of_joins_that_commit_right_after_its_own() -> None:

@@ -343,6 +343,16 @@ def test_join_sweeps_expired_before_admitting(settings: Any) -> None:
     services.reset_sweep_throttle(just_swept=True)  # the full room must sweep by itself
     carol = join("carol")
     assert [x["login"] for x in carol.state["participants"]] == ["alice"]
+    (left,) = events(carol, p.EventType.LEFT)  # alice learns that bob is gone; carol's state says it already
+    assert left.group == carol.group and left.event["participant"]["login"] == "bob" and left.exclude == chan("carol")
+
+
+def test_the_sweep_is_due_once_an_interval() -> None:
+    """sweep_due answers yes once, then no until SWEEP_INTERVAL has passed (or the throttle is reset)."""
+    services.reset_sweep_throttle()
+    assert services.sweep_due() and not services.sweep_due()
+    services.reset_sweep_throttle()
+    assert services.sweep_due()
 
 
 # --- messages ---------------------------------------------------------------------------
