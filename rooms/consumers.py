@@ -19,7 +19,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from media_relay import logcontext
-from rooms import limits, media, metrics, services
+from rooms import limits, media, metrics, services, speakers
 from rooms import protocol as p
 from rooms.auth import SessionIdentity, authenticate_hello
 from rooms.delivery import deliver, event_message, hub, serve_batched
@@ -177,6 +177,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.grants = self.identity.grants_for(outcome.state["self"]["role"])
         outcome.state["self"]["grants"] = sorted(self.grants)
         await hub().add(outcome.group, self)
+        # Read after joining the group (the list is kept before it is delivered): no later event is missed.
+        outcome.state["active_speakers"] = await speakers.current(outcome.room_id, speakers.live_streams(outcome.state))
         await self.send_event(
             p.Event(p.EventType.STATE, {k: v for k, v in outcome.state.items() if k != "type"}).to_dict(command.rid)
         )

@@ -17,7 +17,7 @@ from channels.layers import get_channel_layer
 
 from media_relay import contract as c
 from rooms import protocol as p
-from rooms import services
+from rooms import services, speakers
 from rooms.delivery import deliver
 from rooms.media import error_code
 from rooms.models import Stream
@@ -116,7 +116,8 @@ class RoomMediaEvents:
         await _reply(result.reply_channel, p.Event(p.EventType.LAYERS_WANTED, data).to_dict())
 
     async def active_speakers(self, result: c.ActiveSpeakers) -> None:
-        """An active_speakers event to the whole room."""
+        """An active_speakers event to the whole room; the list is kept for joiners first."""
+        await speakers.remember(result.placement, list(result.stream_ids))
         await deliver(services.active_speakers(result.placement, list(result.stream_ids)))
 
     async def worker_gone(self, result: c.WorkerGone) -> None:
