@@ -51,9 +51,7 @@ class ActiveSpeakers:
         now = self.clock()
         loudness = SILENCE - min(max(level, 0), SILENCE)
         previous = self._loudness.get(stream_id)
-        self._loudness[stream_id] = (
-            loudness if previous is None else previous + SMOOTHING * (loudness - previous)
-        )
+        self._loudness[stream_id] = loudness if previous is None else previous + SMOOTHING * (loudness - previous)
         self._heard[stream_id] = now
         if now - self._last_report >= self.interval:
             self.evaluate()

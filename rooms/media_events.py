@@ -37,6 +37,7 @@ class MediaReply(TypedDict):
     type: Literal["media.reply"]
     event: dict[str, Any]
 
+
 WORKER_GONE_REASON = "the media worker serving this room stopped; publish again"
 
 
@@ -128,6 +129,9 @@ class RoomMediaEvents:
     async def recording_finished(self, result: c.RecordingFinished) -> None:
         """The recording row becomes DONE or FAILED from what its file holds."""
         await db(store.finish_stream_recording)(
-            result.token, failure=result.failure, first_packet_at=result.first_packet_at, detail=result.detail,
+            result.token,
+            failure=result.failure,
+            first_packet_at=result.first_packet_at,
+            detail=result.detail,
             stopped=result.stopped,
         )
