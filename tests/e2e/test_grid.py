@@ -56,6 +56,9 @@ def test_grid_of_nine_plays_everyone(nine: RoomPage) -> None:
     boxes = [nine.el(f"participant{n}").bounding_box() for n in range(1, 9)]
     assert len({round(b["x"]) for b in boxes if b}) == 3  # three columns
     expect(nine.page.locator("#people li")).to_have_count(9)
+    # The page's own row shows its microphone and camera state, as the others' rows do.
+    expect(nine.page.locator("#people li.person-self .flag[data-kind='mic']")).to_have_attribute("data-state", "on")
+    expect(nine.page.locator("#people li.person-self .flag[data-kind='cam']")).to_have_attribute("data-state", "on")
     nine.screenshot("conference-nine-desktop")
 
 
