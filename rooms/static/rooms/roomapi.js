@@ -43,7 +43,7 @@ export const SESSION_STATUS = Object.freeze({
  * room.viewers()). PUBLISHED, UNPUBLISHED, STREAM_UPDATED: a stream started, ended, or changed
  * its mute flags. ROOM_UPDATED: locked, unlocked or resized. MESSAGE: a message to everyone or to you.
  * ACTIVE_SPEAKERS: who speaks changed (callback(speakers): [{stream, login}], loudest first); also
- * right after STATE when someone speaks as you join, and after RECONNECTED.
+ * right after STATE when someone speaks as you join, and after RECONNECTED when it changed meanwhile.
  * CLOSED: the room was finalized, or you left. KICKED: a moderator removed you. FAILED: the join was
  * refused (the Python SDK raises instead, and emits FAILED when one of your streams fails).
  * RECONNECTING: the connection dropped and the SDK is resuming the room; RECONNECTED: resumed (published
@@ -1353,9 +1353,12 @@ class Room extends Emitter {
       if (stream && stream.status() === STREAM_STATUS.PUBLISHING) p._restart(stream);
       else p._unpublished();
     }
+    const before = this._activeSpeakers.map((s) => s.stream).join();
     this._activeSpeakers = this._speakersOf(state.active_speakers);
     this._emit(ROOM_EVENT.RECONNECTED, this);
-    this._emit(ROOM_EVENT.ACTIVE_SPEAKERS, this._activeSpeakers);
+    if (this._activeSpeakers.map((s) => s.stream).join() !== before) {
+      this._emit(ROOM_EVENT.ACTIVE_SPEAKERS, this._activeSpeakers);
+    }
   }
 
   /** @returns {{stream: string, login: string|null}[]} the speaking streams ``ids`` with their owners' logins */
