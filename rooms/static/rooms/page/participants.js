@@ -72,7 +72,8 @@ export class ParticipantsPanel {
   /** This page's own microphone and camera state, as the others' rows show theirs. */
   _selfFlags() {
     const stream = this.local();
-    const live = stream && stream.status() === STREAM_STATUS.PUBLISHING;
+    // PENDING too: while it (re)starts, after a reconnect say, the stream's flags are still the user's choice.
+    const live = stream && [STREAM_STATUS.PUBLISHING, STREAM_STATUS.PENDING].includes(stream.status());
     const audio = live ? (stream.isAudioMuted() ? "off" : "on") : "none";
     const video = live ? (stream.isVideoMuted() ? "off" : "on") : "none";
     return el("span", {className: "flags"}, this._flag("mic", audio), this._flag("cam", video));
