@@ -3,7 +3,8 @@
 Each audio packet's level (-dBov, 0 loudest, 127 silence) is smoothed per stream; a stream speaks while its
 smoothed level is louder than ``-active_level`` dBov (-40 dBov by default).  The ordered list of speaking
 stream ids (loudest first) is reported through ``on_change`` when it changes, at most once per ``interval``;
-a stream whose packets stop (muted, gone) stops speaking after ``STALE`` seconds.  No decoding: the relay
+a stream whose packets stop (muted, gone) stops speaking after ``STALE`` seconds, and closing the detector
+reports an empty list if anyone was speaking.  No decoding: the relay
 reads one byte per packet.
 """
 
@@ -50,9 +51,7 @@ class ActiveSpeakers:
         now = self.clock()
         loudness = SILENCE - min(max(level, 0), SILENCE)
         previous = self._loudness.get(stream_id)
-        self._loudness[stream_id] = (
-            loudness if previous is None else previous + SMOOTHING * (loudness - previous)
-        )
+        self._loudness[stream_id] = loudness if previous is None else previous + SMOOTHING * (loudness - previous)
         self._heard[stream_id] = now
         if now - self._last_report >= self.interval:
             self.evaluate()
@@ -105,7 +104,15 @@ class ActiveSpeakers:
         self.evaluate()
 
     def close(self) -> None:
-        """Stop the timer."""
+        """Stop the timer; a room told that someone speaks is told that nobody does (its publications ended)."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._reported:
+            self._reported = []
+            self._loudness.clear()
+            self._heard.clear()
+            try:
+                self.on_change([])
+            except Exception:
+                logger.exception("active speakers callback failed")

@@ -37,10 +37,10 @@ class ROOM_EVENT:
     ``room.viewers`` give the audience count.  PUBLISHED, UNPUBLISHED, STREAM_UPDATED: a stream
     started, ended, or changed its mute flags.  ROOM_UPDATED: a moderator locked, unlocked or resized the
     room.  MESSAGE: a message to everyone or to you.  ACTIVE_SPEAKERS: the streams whose audio is speaking
-    changed (``event.speakers``, loudest first; also ``room.active_speakers``).  CLOSED: the room was finalized (code
-    ``room_closed``).  KICKED: a moderator removed you.  FAILED: one of your streams failed (code
-    ``stream_failed``); the Web SDK also emits it for a refused join, which this SDK raises instead.
-    RECONNECTING: the connection dropped and the SDK is resuming the room; RECONNECTED: resumed (the room
+    changed (``event.speakers``, loudest first; also ``room.active_speakers``, which the join's state fills).
+    CLOSED: the room was finalized (code ``room_closed``).  KICKED: a moderator removed you.  FAILED: one of your
+    streams failed (code ``stream_failed``); the Web SDK also emits it for a refused join, which this SDK raises
+    instead.  RECONNECTING: the connection dropped and the SDK is resuming the room; RECONNECTED: resumed (the room
     took the new state; published and played streams are being re-established).
     """
 

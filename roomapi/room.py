@@ -52,8 +52,8 @@ class Room:
         """Every event this room emitted, oldest first (see :meth:`wait_for`)."""
         self.closed = False
         """True once the room ended for this connection (left, kicked or finalized)."""
-        self.active_speakers: list[str] = []
-        """The ids of the streams speaking now, loudest first (ACTIVE_SPEAKERS)."""
+        self.active_speakers: list[str] = [str(stream_id) for stream_id in state.get("active_speakers") or []]
+        """The ids of the streams speaking now, loudest first (the join's ``state``, then ACTIVE_SPEAKERS)."""
         self._callbacks: dict[str, list[RoomCallback]] = {}
         self._consumed: set[int] = set()
         self._waiters: list[tuple[str, EventPredicate | None, asyncio.Future[RoomEvent]]] = []
@@ -189,6 +189,7 @@ class Room:
                 participant.update(raw)
             present[participant.login] = participant
         self._participants = present
+        self.active_speakers = [str(stream_id) for stream_id in state.get("active_speakers") or []]
         known = {message.id for message in self.history}
         for raw in state.get("history") or []:
             message = Message.from_dict(raw)

@@ -22,7 +22,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from media_relay import logcontext
-from rooms import limits, media, metrics, services, wire
+from rooms import limits, media, metrics, services, speakers, wire
 from rooms import protocol as p
 from rooms.auth import SessionIdentity, authenticate_hello
 from rooms.catchup import Catchup
@@ -209,6 +209,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if self.holding_group != outcome.group:  # pragma: no cover - the join registered under the room's lock
             await self._stop_holding()
             await hub().add(outcome.group, self)
+        # Read after registering for the room's events (the list is kept before it is delivered): a later change
+        # comes as an event, held until the state is sent.
+        outcome.state["active_speakers"] = await speakers.current(outcome.room_id, speakers.live_streams(outcome.state))
         await self.send_event(
             p.Event(p.EventType.STATE, {k: v for k, v in outcome.state.items() if k != "type"}).to_dict(command.rid)
         )

@@ -17,7 +17,7 @@ from channels.layers import get_channel_layer
 
 from media_relay import contract as c
 from rooms import protocol as p
-from rooms import services
+from rooms import services, speakers
 from rooms.delivery import deliver
 from rooms.media import error_code
 from rooms.models import Stream
@@ -36,6 +36,7 @@ class MediaReply(TypedDict):
 
     type: Literal["media.reply"]
     event: dict[str, Any]
+
 
 WORKER_GONE_REASON = "the media worker serving this room stopped; publish again"
 
@@ -116,7 +117,8 @@ class RoomMediaEvents:
         await _reply(result.reply_channel, p.Event(p.EventType.LAYERS_WANTED, data).to_dict())
 
     async def active_speakers(self, result: c.ActiveSpeakers) -> None:
-        """An active_speakers event to the whole room."""
+        """An active_speakers event to the whole room; the list is kept for joiners first."""
+        await speakers.remember(result.placement, list(result.stream_ids))
         await deliver(services.active_speakers(result.placement, list(result.stream_ids)))
 
     async def worker_gone(self, result: c.WorkerGone) -> None:
@@ -127,6 +129,9 @@ class RoomMediaEvents:
     async def recording_finished(self, result: c.RecordingFinished) -> None:
         """The recording row becomes DONE or FAILED from what its file holds."""
         await db(store.finish_stream_recording)(
-            result.token, failure=result.failure, first_packet_at=result.first_packet_at, detail=result.detail,
+            result.token,
+            failure=result.failure,
+            first_packet_at=result.first_packet_at,
+            detail=result.detail,
             stopped=result.stopped,
         )

@@ -68,3 +68,22 @@ async def test_a_stream_that_stops_stops_speaking() -> None:
     await asyncio.sleep(0.2)
     assert reports[-1] == []
     speakers.close()
+
+
+def test_closing_with_speakers_reports_nobody() -> None:
+    """The room's last publication ended while it spoke (the worker closes the detector at once): the room is
+    told that nobody speaks, rather than keeping a stale highlight; a second close reports nothing more."""
+    clock = Clock()
+    reports: list[list[str]] = []
+    speakers = ActiveSpeakers(reports.append, interval=0.3, clock=clock)
+    speak(speakers, clock, {"a": 10}, 1.0)
+    assert reports[-1] == ["a"]
+    speakers.remove("a")
+    speakers.close()
+    assert reports[-1] == []
+    count = len(reports)
+    speakers.close()
+    assert len(reports) == count
+    quiet: list[list[str]] = []
+    ActiveSpeakers(quiet.append).close()
+    assert quiet == []

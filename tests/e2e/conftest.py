@@ -199,6 +199,19 @@ def axe_source() -> str:
         pytest.skip(f"axe-core could not be fetched with npm: {exc}")
 
 
+PUBLISH_STATE_JS = """() => {
+  const p = window.conferencePage || window.videoChatPage || window.screenSharingPage;
+  const s = p && p.localStream;
+  if (!s) return null;
+  const pc = s._negotiation && s._negotiation.pc;
+  const state = {status: s.status(), id: s.id()};
+  if (pc) Object.assign(state, {signaling: pc.signalingState, ice: pc.iceConnectionState,
+    connection: pc.connectionState, answered: Boolean(pc.remoteDescription)});
+  return state;
+}"""
+"""A page's own stream as the SDK sees it, with its peer connection's states (for a publish that fails)."""
+
+
 class RoomPage:
     """One browser tab on a conference page, with helpers named after what a user does."""
 
@@ -235,10 +248,7 @@ class RoomPage:
                 expect(self.el("localStatus")).to_have_text("PUBLISHING", timeout=PUBLISH_WAIT_MS)
             except AssertionError as exc:
                 info = self.el("failedInfo").inner_text()
-                stream = self.page.evaluate(
-                    "() => { const p = window.conferencePage || window.videoChatPage || window.screenSharingPage;"
-                    " const s = p && p.localStream; return s ? s.status() : null; }"
-                )
+                stream = self.page.evaluate(PUBLISH_STATE_JS)
                 raise AssertionError(
                     f"{exc}\nfailedInfo: {info!r}; the SDK's stream: {stream}; console: {self.console[-10:]}"
                 ) from None

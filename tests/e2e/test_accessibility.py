@@ -50,6 +50,8 @@ def test_room_pages_are_accessible_before_and_in_a_call(
     first.page.locator("#statsCard summary").click()
     status = "participant1Status" if name == "conference" else "remoteStatus"
     expect(first.el(status)).to_have_text("PLAYING", timeout=MEDIA_WAIT_MS)
+    # The stats panel fills on its first tick: the screenshots then show a row, not an empty table.
+    expect(first.page.locator("#statsBody tr").first).to_be_visible(timeout=MEDIA_WAIT_MS)
     violations = first.axe_violations(axe_source)
     assert violations == [], "\n".join(violations)
     shoot(first, f"a11y-{name}-in-call")

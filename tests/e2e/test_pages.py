@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import av
 import pytest
 from django.core.management import call_command
 from playwright.sync_api import Browser, expect
@@ -140,6 +141,7 @@ class PythonParticipant(threading.Thread):
             assert playing.video is not None
             for _ in range(15):
                 frame = await asyncio.wait_for(playing.video.recv(), timeout=PY_WAIT)
+                assert isinstance(frame, av.VideoFrame)
                 self.frames.append((frame.width, frame.height))
             self.finished.set()
             await asyncio.to_thread(self.release.wait, 60)

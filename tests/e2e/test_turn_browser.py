@@ -153,7 +153,10 @@ class RelayOnlyPython(threading.Thread):
             await stream.wait_for(STREAM_STATUS.PUBLISHING, timeout=PY_WAIT)
             self.types["publish"] = selected_candidate_types(stream.pc.getTransceivers()[0].sender.transport.transport)
             self.published.set()
-            await room.wait_for(ROOM_EVENT.PUBLISHED, lambda e: e.participant.name == self.peer, timeout=60)
+            peer = self.peer
+            await room.wait_for(
+                ROOM_EVENT.PUBLISHED, lambda e: e.participant is not None and e.participant.name == peer, timeout=60
+            )
             participant = room.get_participant(self.peer)
             assert participant is not None
             playing = await participant.get_streams()[0].play()

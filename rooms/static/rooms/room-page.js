@@ -57,7 +57,8 @@ export function startRoomPage(config) {
     for (const slot of stage.all()) if (slot.name()) stage.setSpeaking(slot.name(), names.has(slot.name()));
     $("localTile").dataset.speaking = String(Boolean(room && names.has(room.selfName())));
   };
-  const panel = new ParticipantsPanel({room: () => room, onError: fail, onDone: () => fail("")});
+  const panel = new ParticipantsPanel({room: () => room, onError: fail, onDone: () => fail(""), local: () => local.stream});
+  local.onChange = () => panel.render();
   const monitor = new StatsMonitor({
     stage,
     local: () => local.stream,

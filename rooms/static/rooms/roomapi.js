@@ -42,7 +42,8 @@ export const SESSION_STATUS = Object.freeze({
  * event was applied, after its JOINED/LEFT/PARTICIPANT_UPDATED (callback(viewers): the audience count, also
  * room.viewers()). PUBLISHED, UNPUBLISHED, STREAM_UPDATED: a stream started, ended, or changed
  * its mute flags. ROOM_UPDATED: locked, unlocked or resized. MESSAGE: a message to everyone or to you.
- * ACTIVE_SPEAKERS: who speaks changed (callback(speakers): [{stream, login}], loudest first).
+ * ACTIVE_SPEAKERS: who speaks changed (callback(speakers): [{stream, login}], loudest first); also
+ * right after STATE when someone speaks as you join, and after RECONNECTED when it changed meanwhile.
  * CLOSED: the room was finalized, or you left. KICKED: a moderator removed you. FAILED: the join was
  * refused (the Python SDK raises instead, and emits FAILED when one of your streams fails).
  * RECONNECTING: the connection dropped and the SDK is resuming the room; RECONNECTED: resumed (published
@@ -215,6 +216,7 @@ export const ERROR_CODE = Object.freeze({
  * @property {WireParticipant} self
  * @property {WireParticipant[]} participants  the others
  * @property {WireMessage[]} history
+ * @property {string[]} [active_speakers]  the ids of the streams speaking now, loudest first
  * @property {boolean} resumed
  */
 
@@ -1301,8 +1303,10 @@ class Room extends Emitter {
       for (const m of this._history) this._messageIds.add(m.id);
       this._historyMore = Boolean(state.history_more);
       for (const p of state.participants || []) this._participants.set(p.login, new Participant(this, p));
+      this._activeSpeakers = this._speakersOf(state.active_speakers);
       this._joined = true;
       this._emit(ROOM_EVENT.STATE, this);
+      if (this._activeSpeakers.length) this._emit(ROOM_EVENT.ACTIVE_SPEAKERS, this._activeSpeakers);
     } catch (err) {
       this._closed = true;
       if (this._connection._room === this) this._connection._room = null;
@@ -1349,7 +1353,22 @@ class Room extends Emitter {
       if (stream && stream.status() === STREAM_STATUS.PUBLISHING) p._restart(stream);
       else p._unpublished();
     }
+    const before = this._activeSpeakers.map((s) => s.stream).join();
+    this._activeSpeakers = this._speakersOf(state.active_speakers);
     this._emit(ROOM_EVENT.RECONNECTED, this);
+    if (this._activeSpeakers.map((s) => s.stream).join() !== before) {
+      this._emit(ROOM_EVENT.ACTIVE_SPEAKERS, this._activeSpeakers);
+    }
+  }
+
+  /** @returns {{stream: string, login: string|null}[]} the speaking streams ``ids`` with their owners' logins */
+  _speakersOf(ids) {
+    const owners = new Map();
+    for (const participant of this._participants.values()) {
+      for (const stream of participant.getStreams()) owners.set(stream.id(), participant.name());
+    }
+    for (const id of this._localStreams.keys()) owners.set(id, this.selfName());
+    return (ids || []).map((id) => ({stream: id, login: owners.get(id) || null}));
   }
 
   _participantFrom(data) {
@@ -1420,16 +1439,10 @@ class Room extends Emitter {
         this._emit(ROOM_EVENT.STREAM_UPDATED, p, stream || new RemoteStream(p, event.stream));
         break;
       }
-      case "active_speakers": {
-        const owners = new Map();
-        for (const participant of this._participants.values()) {
-          for (const stream of participant.getStreams()) owners.set(stream.id(), participant.name());
-        }
-        for (const id of this._localStreams.keys()) owners.set(id, this.selfName());
-        this._activeSpeakers = (event.streams || []).map((id) => ({stream: id, login: owners.get(id) || null}));
+      case "active_speakers":
+        this._activeSpeakers = this._speakersOf(event.streams);
         this._emit(ROOM_EVENT.ACTIVE_SPEAKERS, this._activeSpeakers);
         break;
-      }
       case "presence":
         this._handlePresence(event);
         break;

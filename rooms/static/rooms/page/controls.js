@@ -21,6 +21,8 @@ export class LocalControls {
     this.onFailed = onFailed;
     /** @type {object|null} the SDK's LocalStream */
     this.stream = null;
+    /** Called after every update of the buttons (the stream's status or mute flags may have changed). */
+    this.onChange = () => {};
     $("publishBtn").addEventListener("click", () => {
       if (this.stream && LIVE.includes(this.stream.status())) this.stream.stop();
       else this.publish();
@@ -112,5 +114,6 @@ export class LocalControls {
     p.disabled = !this.room();
     $("localTile").dataset.videoMuted = String(videoMuted);
     $("localTile").dataset.audioMuted = String(audioMuted);
+    this.onChange();
   }
 }

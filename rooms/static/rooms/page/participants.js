@@ -3,7 +3,7 @@
  * (the room's `can_moderate` grant) the server's moderation on the page: mute someone's audio or video,
  * kick, lock the room, change its limit. A refusal shows as an error line, never as a broken page.
  */
-import {ERROR_CODE} from "../roomapi.js";
+import {ERROR_CODE, STREAM_STATUS} from "../roomapi.js";
 import {$, el} from "./dom.js";
 import {t} from "./strings.js";
 
@@ -14,11 +14,13 @@ function cameraOf(participant) {
 }
 
 /**
- * @param {{room: function(): object|null, onError: function(string): void, onDone?: function(string): void}} options
+ * @param {{room: function(): object|null, onError: function(string): void, onDone?: function(string): void,
+ *          local?: function(): object|null}} options  ``local``: this page's published stream (its flags)
  */
 export class ParticipantsPanel {
-  constructor({room, onError, onDone}) {
+  constructor({room, onError, onDone, local}) {
     this.room = room;
+    this.local = local || (() => null);
     this.onError = onError;
     this.onDone = onDone || (() => {});
     this.list = $("people");
@@ -65,6 +67,16 @@ export class ParticipantsPanel {
     if (pressed !== undefined) button.setAttribute("aria-pressed", String(pressed));
     button.addEventListener("click", onClick);
     return button;
+  }
+
+  /** This page's own microphone and camera state, as the others' rows show theirs. */
+  _selfFlags() {
+    const stream = this.local();
+    // PENDING too: while it (re)starts, after a reconnect say, the stream's flags are still the user's choice.
+    const live = stream && [STREAM_STATUS.PUBLISHING, STREAM_STATUS.PENDING].includes(stream.status());
+    const audio = live ? (stream.isAudioMuted() ? "off" : "on") : "none";
+    const video = live ? (stream.isVideoMuted() ? "off" : "on") : "none";
+    return el("span", {className: "flags"}, this._flag("mic", audio), this._flag("cam", video));
   }
 
   _row(participant) {
@@ -114,6 +126,7 @@ export class ParticipantsPanel {
           el("span", {className: "person-name"}, t("you_named", {name: room.selfName()})),
           el("span", {className: "role"}, t(`role_${selfRole}`)),
           el("span", {className: "conn", "data-state": "connected"}, t("state_connected")),
+          this._selfFlags(),
         ),
       );
       for (const p of room.getParticipants()) rows.push(this._row(p));
