@@ -54,12 +54,16 @@ class MediaWorkerProcess:
         self.log_path.unlink(missing_ok=True)
 
 
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def live_workers(client: redis.Redis) -> dict[str, dict[str, Any]]:
     """Workers alive in the registry: announced, and heard from (their heartbeat thread's `media:alive` stamp or
     their loop's own announce) within the last few seconds."""
     now = time.time()
-    beats = {k.decode(): float(v) for k, v in client.hgetall("media:alive").items()}
-    workers = {k.decode(): json.loads(v) for k, v in client.hgetall("media:workers").items()}
+    beats = {_text(k): float(v) for k, v in client.hgetall("media:alive").items()}
+    workers = {_text(k): json.loads(v) for k, v in client.hgetall("media:workers").items()}
     return {k: v for k, v in workers.items() if now - max(v["seen"], beats.get(k, 0.0)) < 6}
 
 

@@ -10,6 +10,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
+from media_relay.registry import LOOP_STALL_SECONDS
+
 logger = logging.getLogger(__name__)
 
 
@@ -18,6 +20,13 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--worker-id", default=None, help="A stable id for this worker (default: pid-random).")
+        parser.add_argument(
+            "--loop-stall-seconds",
+            type=float,
+            default=LOOP_STALL_SECONDS,
+            help="Let this worker be reaped when its event loop has not turned for this long (a wedged loop; a busy "
+            f"one turns and stays alive). Default {LOOP_STALL_SECONDS:.0f}; media_relay/liveness.py.",
+        )
         parser.add_argument(
             "--test-block-loop",
             default="",
@@ -41,7 +50,7 @@ class Command(BaseCommand):
         blocks = [float(s) for s in options["test_block_loop"].split(",") if s.strip()]
 
         async def main() -> None:
-            worker = MediaWorker(options["worker_id"])
+            worker = MediaWorker(options["worker_id"], loop_stall_seconds=options["loop_stall_seconds"])
             await worker.start()
             logger.info("media worker %s listening on %s", worker.worker_id, worker.channel)
             task = asyncio.ensure_future(worker.run())
