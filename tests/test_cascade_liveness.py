@@ -1,7 +1,8 @@
 """A media worker's liveness under load (issue 13): a busy event loop is not a dead worker; a wedged one is.
 
 Real `runmedia` workers started with the test-only `--test-block-loop` option: on SIGUSR1 a worker's event loop
-is blocked (busy, holding the GIL) for the given durations, as a flood of media work would hold it.
+is blocked (busy, holding the GIL) for the given durations, as a flood of media work would hold it.  The
+in-memory registry of `make run` gets the same rule: the heartbeat thread against this test's own blocked loop.
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ from typing import Any
 import pytest
 import redis
 
+from media_relay.liveness import Heartbeat
+from media_relay.registry import DEAD_AFTER_SECONDS, HEARTBEAT_SECONDS, LocalRegistry, WorkerInfo
 from roomapi import STREAM_STATUS
 from tests.media_workers import media_cluster
 from tests.servers import DaphneServer
 from tests.test_cascade import frames_advance, publish_with_players, wait_announced
-
-pytestmark = pytest.mark.django_db(transaction=True)
 
 BUSY = (8.0, 8.0)
 """Two stretches of 8 s without a turn of the loop: longer than DEAD_AFTER_SECONDS (6), shorter than
@@ -110,3 +111,37 @@ async def test_a_worker_with_a_wedged_loop_is_reaped_and_its_players_fail(wedgin
     assert stream.status() == STREAM_STATUS.PUBLISHING
     for connection in connections:
         await connection.disconnect()
+
+
+def hold_the_loop(seconds: float) -> None:
+    """Keep this test's event loop busy (holding the GIL but for the interpreter's switches)."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+
+
+async def test_in_memory_registry_a_busy_loop_keeps_its_worker_a_wedged_one_loses_it() -> None:
+    """LocalRegistry (no Redis): the thread's beats keep a worker whose loop is held past DEAD_AFTER_SECONDS
+    alive; once the loop has not turned for the thread's stall limit, the beats stop and the worker is dead."""
+    registry = LocalRegistry()
+    await registry.announce(WorkerInfo("local", "channel", 0, time.time()))
+    busy = Heartbeat(registry, "local", asyncio.get_running_loop(), stall_seconds=DEAD_AFTER_SECONDS + 10)
+    busy.start()
+    try:
+        hold_the_loop(DEAD_AFTER_SECONDS + 2)
+        assert [w.worker_id for w in await registry.alive()] == ["local"]
+        assert await registry.dead() == [] and not await registry.claim("local")
+    finally:
+        await asyncio.to_thread(busy.stop)
+    await asyncio.sleep(0)
+    stall = 2.0
+    wedged = Heartbeat(registry, "local", asyncio.get_running_loop(), stall_seconds=stall)
+    wedged.start()
+    try:
+        # Beats stop at most `stall` after the loop's last turn; the worker is dead DEAD_AFTER_SECONDS later.
+        hold_the_loop(stall + HEARTBEAT_SECONDS + DEAD_AFTER_SECONDS + 1)
+        assert await registry.alive() == []
+        assert [w.worker_id for w in await registry.dead()] == ["local"]
+        assert await registry.claim("local") and "local" not in registry.beats
+    finally:
+        await asyncio.to_thread(wedged.stop)
