@@ -6,6 +6,23 @@ room's worker.
 
 With Redis (REDIS_URL) the registry is shared by every process; without it a
 process-local registry serves the single process of `make run`.
+
+Liveness.  A worker is alive while it was heard from within DEAD_AFTER_SECONDS,
+by either of two writers that never write each other's data:
+
+- its event loop announces its full entry (channel, load, streams, plays; `seen`
+  the time of that announce) every HEARTBEAT_SECONDS and after each change;
+- its heartbeat thread (media_relay/liveness.py) stamps `beat` every
+  HEARTBEAT_SECONDS (Redis: the hash `media:alive`, worker id -> unix time),
+  from its own thread and Redis client, so a loop saturated by media work cannot
+  starve it.  The thread stops stamping when the loop has not run one of its
+  callbacks for LOOP_STALL_SECONDS: a wedged loop is reaped like a dead process.
+
+A saturated loop thus keeps its worker for as long as it keeps turning at least
+once every LOOP_STALL_SECONDS; its entry's details may then lag (placement sees
+the last load it announced).  A worker is reaped LOOP_STALL_SECONDS +
+DEAD_AFTER_SECONDS after its loop last turned at the latest, DEAD_AFTER_SECONDS
+after its process died.
 """
 
 from __future__ import annotations
@@ -13,7 +30,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from django.conf import settings
@@ -22,6 +39,9 @@ logger = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 2.0
 DEAD_AFTER_SECONDS = 6.0
+LOOP_STALL_SECONDS = 20.0
+"""The heartbeat thread stops vouching for a worker whose event loop has not turned for this long
+(`runmedia --loop-stall-seconds`)."""
 
 
 @dataclass(frozen=True)
@@ -32,6 +52,7 @@ class WorkerInfo:
     channel: str
     load: int
     seen: float
+    """When it was last heard from: its loop's announce or its heartbeat thread's beat, the later."""
     streams: tuple[str, ...] = ()
     """Public ids of the streams it publishes: what fails if it dies (globally unique, unlike room ids)."""
     rooms: tuple[int, ...] = ()
@@ -58,6 +79,8 @@ class Registry(Protocol):
     async def forget_stream(self, stream_id: str) -> None: ...
     async def route(self, pc_id: str, worker_id: str) -> None: ...
     async def routed(self, pc_id: str) -> str | None: ...
+    def beat(self, worker_id: str, when: float) -> None:
+        """The heartbeat thread's stamp (blocking: called from that thread only, never from an event loop)."""
 
 
 class LocalRegistry:
@@ -65,19 +88,29 @@ class LocalRegistry:
 
     def __init__(self) -> None:
         self.workers: dict[str, WorkerInfo] = {}
+        self.beats: dict[str, float] = {}
+        """Written by heartbeat threads: one dict item assignment each, atomic under the GIL."""
         self.rooms: dict[int, str] = {}
         self.streams: dict[str, dict[str, Any]] = {}
         self.routes: dict[str, str] = {}
+
+    def _heard(self) -> list[WorkerInfo]:
+        beats = dict(self.beats)
+        return [replace(w, seen=max(w.seen, beats.get(w.worker_id, 0.0))) for w in list(self.workers.values())]
 
     async def announce(self, info: WorkerInfo) -> None:
         self.workers[info.worker_id] = info
 
     async def withdraw(self, worker_id: str) -> None:
         self.workers.pop(worker_id, None)
+        self.beats.pop(worker_id, None)
+
+    def beat(self, worker_id: str, when: float) -> None:
+        self.beats[worker_id] = when
 
     async def alive(self) -> list[WorkerInfo]:
         cutoff = time.time() - DEAD_AFTER_SECONDS
-        return [w for w in self.workers.values() if w.seen >= cutoff]
+        return [w for w in self._heard() if w.seen >= cutoff]
 
     async def pinned(self, room_id: int) -> str | None:
         return self.rooms.get(room_id)
@@ -90,9 +123,13 @@ class LocalRegistry:
 
     async def dead(self) -> list[WorkerInfo]:
         cutoff = time.time() - DEAD_AFTER_SECONDS
-        return [w for w in self.workers.values() if w.seen < cutoff]
+        return [w for w in self._heard() if w.seen < cutoff]
 
     async def claim(self, worker_id: str) -> bool:
+        cutoff = time.time() - DEAD_AFTER_SECONDS
+        if not any(w.worker_id == worker_id and w.seen < cutoff for w in self._heard()):
+            return False  # gone already, or heard from since dead() was read
+        self.beats.pop(worker_id, None)
         return self.workers.pop(worker_id, None) is not None
 
     async def describe_stream(self, stream_id: str, description: dict[str, Any]) -> None:
@@ -111,13 +148,12 @@ class LocalRegistry:
         return self.routes.get(pc_id)
 
 
-
-def _info(worker_id: str, data: dict[str, Any]) -> WorkerInfo:
+def _info(worker_id: str, data: dict[str, Any], beat: float) -> WorkerInfo:
     return WorkerInfo(
         worker_id,
         data["channel"],
         int(data["load"]),
-        float(data["seen"]),
+        max(float(data["seen"]), beat),
         tuple(data.get("streams") or ()),
         tuple(data.get("rooms") or ()),
         str(data.get("relay_host") or ""),
@@ -126,10 +162,23 @@ def _info(worker_id: str, data: dict[str, Any]) -> WorkerInfo:
     )
 
 
+_CLAIM = """
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then return 0 end
+local heard = math.max(tonumber(cjson.decode(raw)['seen']), tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0'))
+if heard >= tonumber(ARGV[2]) then return 0 end
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+return 1
+"""
+
+
 class RedisRegistry:
     """The registry shared through Redis by daphne processes and media workers."""
 
     WORKERS = "media:workers"
+    ALIVE = "media:alive"
+    """Worker id -> unix time of its heartbeat thread's last beat (the thread is its only writer)."""
     ROOM = "media:room:{}"
     STREAM = "media:stream:{}"
     ROUTE = "media:pc:{}"
@@ -141,6 +190,8 @@ class RedisRegistry:
         self.url = url
         self._redis: Any = None
         self._factory = redis.Redis.from_url
+        self._sync: Any = None
+        """The heartbeat thread's blocking client (redis-py's sync client is thread-safe)."""
 
     def _client(self) -> Any:
         # One client per event loop: redis.asyncio connections are loop-bound.
@@ -166,15 +217,25 @@ class RedisRegistry:
 
     async def withdraw(self, worker_id: str) -> None:
         await self._client().hdel(self.WORKERS, worker_id)
+        await self._client().hdel(self.ALIVE, worker_id)
+
+    def beat(self, worker_id: str, when: float) -> None:
+        if self._sync is None:
+            import redis
+
+            self._sync = redis.Redis.from_url(self.url, socket_timeout=HEARTBEAT_SECONDS, socket_connect_timeout=2)
+        self._sync.hset(self.ALIVE, worker_id, repr(when))
+
+    async def _heard(self) -> list[WorkerInfo]:
+        async with self._client().pipeline(transaction=True) as pipe:
+            entries, beats = await pipe.hgetall(self.WORKERS).hgetall(self.ALIVE).execute()
+        return [
+            _info(worker_id, json.loads(raw), float(beats.get(worker_id) or 0.0)) for worker_id, raw in entries.items()
+        ]
 
     async def alive(self) -> list[WorkerInfo]:
         cutoff = time.time() - DEAD_AFTER_SECONDS
-        result = []
-        for worker_id, raw in (await self._client().hgetall(self.WORKERS)).items():
-            data = json.loads(raw)
-            if data["seen"] >= cutoff:
-                result.append(_info(worker_id, data))
-        return result
+        return [w for w in await self._heard() if w.seen >= cutoff]
 
     async def pinned(self, room_id: int) -> str | None:
         value = await self._client().get(self.ROOM.format(room_id))
@@ -188,16 +249,13 @@ class RedisRegistry:
 
     async def dead(self) -> list[WorkerInfo]:
         cutoff = time.time() - DEAD_AFTER_SECONDS
-        result = []
-        for worker_id, raw in (await self._client().hgetall(self.WORKERS)).items():
-            data = json.loads(raw)
-            if data["seen"] < cutoff:
-                result.append(_info(worker_id, data))
-        return result
+        return [w for w in await self._heard() if w.seen < cutoff]
 
     async def claim(self, worker_id: str) -> bool:
-        # HDEL answers 1 to exactly one caller: that process cleans up after the dead worker.
-        return bool(await self._client().hdel(self.WORKERS, worker_id))
+        # One script, so atomic: it removes the worker only if it is still silent (a beat or an announce since
+        # dead() was read saves it), and answers 1 to exactly one caller: that process cleans up after the worker.
+        cutoff = time.time() - DEAD_AFTER_SECONDS
+        return bool(await self._client().eval(_CLAIM, 2, self.WORKERS, self.ALIVE, worker_id, repr(cutoff)))
 
     async def describe_stream(self, stream_id: str, description: dict[str, Any]) -> None:
         await self._client().set(self.STREAM.format(stream_id), json.dumps(description), ex=self.KEEP)
@@ -215,7 +273,6 @@ class RedisRegistry:
     async def routed(self, pc_id: str) -> str | None:
         value = await self._client().get(self.ROUTE.format(pc_id))
         return str(value) if value else None
-
 
 
 _registry: Registry | None = None

@@ -3,7 +3,9 @@
 Under `make run` one worker runs inside the daphne process; `manage.py
 runmedia` runs workers as separate processes.  Either way the worker listens
 on its own channel of the channel layer and announces itself in the registry,
-so signalling in any daphne process can reach it.
+so signalling in any daphne process can reach it.  Its loop re-announces its
+entry every HEARTBEAT_SECONDS; its heartbeat thread (media_relay/liveness.py)
+keeps it alive while that loop is saturated, not while it is wedged.
 """
 
 from __future__ import annotations
@@ -24,11 +26,12 @@ from django.conf import settings
 from media_relay import aiortc_compat, candidates, logcontext, stats
 from media_relay import contract as c
 from media_relay.cascade import Address, CascadeEndpoint, Relay, RelayTrack, RemotePublication, describe_tracks
+from media_relay.liveness import Heartbeat
 from media_relay.peers import REMOTE_CLOSED, Playback, Publication
 from media_relay.port import media_events
 from media_relay.reaper import reap_dead_workers
 from media_relay.recording.sink import recording_format, start_recording, wait_for_recordings
-from media_relay.registry import HEARTBEAT_SECONDS, WorkerInfo, registry
+from media_relay.registry import HEARTBEAT_SECONDS, LOOP_STALL_SECONDS, RedisRegistry, WorkerInfo, registry
 from media_relay.speakers import ActiveSpeakers
 
 logger = logging.getLogger(__name__)
@@ -45,9 +48,14 @@ class _KeyLock:
 class MediaWorker:
     """Publications and playbacks of the placements pinned to this worker."""
 
-    def __init__(self, worker_id: str | None = None, *, cascading: bool = True) -> None:
+    def __init__(
+        self, worker_id: str | None = None, *, cascading: bool = True, loop_stall_seconds: float = LOOP_STALL_SECONDS
+    ) -> None:
         self.cascading = cascading
         """Open a cascading socket (the in-process worker of `make run`, alone by definition, does not)."""
+        self.loop_stall_seconds = loop_stall_seconds
+        """How long its loop may go without turning before its heartbeat thread lets it be reaped."""
+        self._liveness: Heartbeat | None = None
         self.worker_id = worker_id or f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.layer = get_channel_layer()
         self.channel = ""
@@ -148,6 +156,8 @@ class MediaWorker:
         if not self.channel:
             await self.start()
         heartbeat = asyncio.ensure_future(self._heartbeat())
+        self._liveness = Heartbeat(registry(), self.worker_id, asyncio.get_running_loop(), self.loop_stall_seconds)
+        self._liveness.start()
         try:
             while not self._stopping:
                 try:
@@ -624,6 +634,8 @@ class MediaWorker:
         self._speakers.clear()
         await wait_for_recordings()
         stats.LIVE_WORKERS.discard(self)
+        if self._liveness is not None:
+            await asyncio.to_thread(self._liveness.stop)  # its last beat lands before the withdrawal
         try:
             await registry().withdraw(self.worker_id)
         except Exception:
@@ -680,10 +692,9 @@ def _withdraw_at_exit(worker_id: str) -> None:
     try:
         import redis
 
-        from media_relay.registry import RedisRegistry
-
         client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2)
         client.hdel(RedisRegistry.WORKERS, worker_id)
+        client.hdel(RedisRegistry.ALIVE, worker_id)
         client.close()
     except Exception:
         logger.warning("could not withdraw media worker %s at exit", worker_id)

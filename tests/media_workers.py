@@ -27,13 +27,13 @@ REGISTRY_PATTERNS = ("media:room:*", "media:stream:*", "media:pc:*")
 class MediaWorkerProcess:
     """A `manage.py runmedia` subprocess with the test server's environment."""
 
-    def __init__(self, env: dict[str, str], worker_id: str) -> None:
+    def __init__(self, env: dict[str, str], worker_id: str, args: tuple[str, ...] = ()) -> None:
         handle, name = tempfile.mkstemp(prefix=f"runmedia-{worker_id}-", suffix=".log")
         os.close(handle)
         self.log_path = Path(name)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "manage.py", "runmedia", "--worker-id", worker_id],
+                [sys.executable, "manage.py", "runmedia", "--worker-id", worker_id, *args],
                 cwd=ROOT,
                 env=env,
                 stdout=log,
@@ -54,26 +54,34 @@ class MediaWorkerProcess:
         self.log_path.unlink(missing_ok=True)
 
 
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def live_workers(client: redis.Redis) -> dict[str, dict[str, Any]]:
-    """Workers announced in the registry within the last few seconds."""
+    """Workers alive in the registry: announced, and heard from (their heartbeat thread's `media:alive` stamp or
+    their loop's own announce) within the last few seconds."""
     now = time.time()
-    workers = {k.decode(): json.loads(v) for k, v in client.hgetall("media:workers").items()}
-    return {k: v for k, v in workers.items() if now - v["seen"] < 6}
+    beats = {_text(k): float(v) for k, v in client.hgetall("media:alive").items()}
+    workers = {_text(k): json.loads(v) for k, v in client.hgetall("media:workers").items()}
+    return {k: v for k, v in workers.items() if now - max(v["seen"], beats.get(k, 0.0)) < 6}
 
 
 @contextmanager
-def media_cluster(settings: dict[str, str], worker_ids: tuple[str, ...]) -> Iterator[tuple[DaphneServer, redis.Redis]]:
-    """daphne in MEDIA_MODE=workers (plus ``settings``) and one runmedia per id, all on REDIS_URL's Redis, from an
-    empty registry; waits (bounded) until every worker announced itself."""
+def media_cluster(
+    settings: dict[str, str], worker_ids: tuple[str, ...], worker_args: tuple[str, ...] = ()
+) -> Iterator[tuple[DaphneServer, redis.Redis]]:
+    """daphne in MEDIA_MODE=workers (plus ``settings``) and one runmedia per id (with ``worker_args``), all on
+    REDIS_URL's Redis, from an empty registry; waits (bounded) until every worker announced itself."""
     require_redis()
     client = redis.Redis.from_url(os.environ["REDIS_URL"])
-    client.delete("media:workers")
+    client.delete("media:workers", "media:alive")
     for pattern in REGISTRY_PATTERNS:
         for key in client.scan_iter(pattern):
             client.delete(key)
     server = DaphneServer({"MEDIA_MODE": "workers", **settings})
     server.start()
-    workers = [MediaWorkerProcess(server.environment(), worker_id) for worker_id in worker_ids]
+    workers = [MediaWorkerProcess(server.environment(), worker_id, worker_args) for worker_id in worker_ids]
     try:
         deadline = time.monotonic() + 30
         while len(live_workers(client)) < len(workers):

@@ -47,7 +47,8 @@ async def publish_and_play(server: DaphneServer, room_name: str, publisher: str,
     event = await room_v.wait_for(ROOM_EVENT.PUBLISHED, timeout=WAIT)
     assert event.stream is not None
     play = await event.stream.play()
-    frames = [await asyncio.wait_for(play.video.recv(), WAIT) for _ in range(10)]
+    video: Any = play.video
+    frames = [await asyncio.wait_for(video.recv(), WAIT) for _ in range(10)]
     numbers = [read_counter(f) for f in frames]
     assert numbers == sorted(numbers)
     return room_p, pub, sub

@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from typing import Any
 
 from django.core.management.base import BaseCommand
+
+from media_relay.registry import LOOP_STALL_SECONDS
 
 logger = logging.getLogger(__name__)
 
@@ -17,6 +20,20 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--worker-id", default=None, help="A stable id for this worker (default: pid-random).")
+        parser.add_argument(
+            "--loop-stall-seconds",
+            type=float,
+            default=LOOP_STALL_SECONDS,
+            help="Let this worker be reaped when its event loop has not turned for this long (a wedged loop; a busy "
+            f"one turns and stays alive). Default {LOOP_STALL_SECONDS:.0f}; media_relay/liveness.py.",
+        )
+        parser.add_argument(
+            "--test-block-loop",
+            default="",
+            metavar="SECONDS[,SECONDS...]",
+            help="Tests only: on SIGUSR1, block the event loop (busy, holding the GIL) for each duration in turn, "
+            "yielding briefly between them: a saturated or wedged loop on demand (tests/test_media_workers.py).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         import uvloop
@@ -30,8 +47,10 @@ class Command(BaseCommand):
         from media_relay.metrics_publisher import publish_forever
         from media_relay.worker import MediaWorker
 
+        blocks = [float(s) for s in options["test_block_loop"].split(",") if s.strip()]
+
         async def main() -> None:
-            worker = MediaWorker(options["worker_id"])
+            worker = MediaWorker(options["worker_id"], loop_stall_seconds=options["loop_stall_seconds"])
             await worker.start()
             logger.info("media worker %s listening on %s", worker.worker_id, worker.channel)
             task = asyncio.ensure_future(worker.run())
@@ -40,6 +59,8 @@ class Command(BaseCommand):
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, task.cancel)
+            if blocks:
+                loop.add_signal_handler(signal.SIGUSR1, lambda: asyncio.ensure_future(_block_loop(blocks)))
             try:
                 await task
             except asyncio.CancelledError:
@@ -49,3 +70,14 @@ class Command(BaseCommand):
                 await asyncio.gather(publisher, return_exceptions=True)
 
         uvloop.run(main())
+
+
+async def _block_loop(blocks: list[float]) -> None:
+    """Tests only (--test-block-loop): hog the event loop, as a flood of media work would."""
+    for seconds in blocks:
+        logger.warning("test: blocking the event loop for %.1f s", seconds)
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            pass
+        await asyncio.sleep(0.2)
+    logger.warning("test: event loop unblocked")
