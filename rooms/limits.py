@@ -25,6 +25,7 @@ from django.conf import settings
 
 from rooms import protocol as p
 from rooms.exceptions import ErrorCode, RoomError
+from rooms.redis_client import loop_redis
 
 logger = logging.getLogger(__name__)
 
@@ -112,7 +113,6 @@ def announced() -> dict[str, int]:
 # --- connections per IP ---------------------------------------------------------------------------
 
 _local_counts: dict[str, int] = {}
-_redis_clients: dict[int, tuple[str, Any]] = {}
 
 
 def client_address(scope: dict[str, Any]) -> str | None:
@@ -133,18 +133,6 @@ def _exempt(address: str) -> bool:
             if address == entry:
                 return True
     return False
-
-
-def _redis() -> Any:
-    """A Redis client of the running event loop (redis.asyncio clients are bound to their loop)."""
-    import redis.asyncio as aioredis
-
-    loop_id = id(asyncio.get_running_loop())
-    cached = _redis_clients.get(loop_id)
-    if cached is None or cached[0] != settings.REDIS_URL:
-        cached = (settings.REDIS_URL, aioredis.from_url(settings.REDIS_URL, socket_timeout=2.0))
-        _redis_clients[loop_id] = cached
-    return cached[1]
 
 
 class ConnectionSlot:
@@ -186,7 +174,7 @@ class ConnectionSlot:
             return
         _open_places().discard(self)
         try:
-            await _redis().zrem(REDIS_KEY_PREFIX + address, self.member)
+            await loop_redis().zrem(REDIS_KEY_PREFIX + address, self.member)
         except Exception as exc:  # the place expires by itself without heartbeats
             logger.warning("could not release a connection slot of %s in Redis: %s", address, exc)
 
@@ -199,7 +187,7 @@ async def _refresh_places(slots: list[ConnectionSlot]) -> None:
     """One round trip: every open place of ``slots`` expires a TTL from now again."""
     ttl = _ttl()
     expires = time.time() + ttl
-    async with _redis().pipeline(transaction=False) as pipe:
+    async with loop_redis().pipeline(transaction=False) as pipe:
         for slot in slots:
             if slot.address is None:
                 continue
@@ -258,7 +246,7 @@ async def acquire_connection(scope: dict[str, Any]) -> ConnectionSlot | None:
     ttl = _ttl()
     now = time.time()
     try:
-        async with _redis().pipeline(transaction=True) as pipe:
+        async with loop_redis().pipeline(transaction=True) as pipe:
             pipe.zremrangebyscore(slot.key, "-inf", now)  # places of processes that died
             pipe.zadd(slot.key, {slot.member: now + ttl})
             pipe.zcard(slot.key)

@@ -8,13 +8,14 @@ and the process a joiner's WebSocket reaches may differ), in this process otherw
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings
+
+from rooms.redis_client import loop_redis
 
 logger = logging.getLogger(__name__)
 
@@ -24,19 +25,6 @@ TTL_SECONDS = 24 * 3600
 ever gets the ids of streams still live."""
 
 _local: dict[int, list[str]] = {}
-_clients: dict[int, tuple[str, Any]] = {}
-
-
-def _redis() -> Any:
-    """A Redis client of the running event loop (redis.asyncio clients are bound to their loop)."""
-    import redis.asyncio as aioredis
-
-    loop_id = id(asyncio.get_running_loop())
-    cached = _clients.get(loop_id)
-    if cached is None or cached[0] != settings.REDIS_URL:
-        cached = (settings.REDIS_URL, aioredis.from_url(settings.REDIS_URL, socket_timeout=2.0))
-        _clients[loop_id] = cached
-    return cached[1]
 
 
 async def remember(room_id: int, stream_ids: list[str]) -> None:
@@ -49,9 +37,9 @@ async def remember(room_id: int, stream_ids: list[str]) -> None:
         return
     try:
         if stream_ids:
-            await _redis().set(KEY.format(room_id), json.dumps(stream_ids), ex=TTL_SECONDS)
+            await loop_redis().set(KEY.format(room_id), json.dumps(stream_ids), ex=TTL_SECONDS)
         else:
-            await _redis().delete(KEY.format(room_id))
+            await loop_redis().delete(KEY.format(room_id))
     except Exception as exc:
         logger.warning("could not keep the active speakers of room %s: %s", room_id, exc)
 
@@ -62,7 +50,7 @@ async def current(room_id: int, live: Iterable[str]) -> list[str]:
         kept = _local.get(room_id, [])
     else:
         try:
-            raw = await _redis().get(KEY.format(room_id))
+            raw = await loop_redis().get(KEY.format(room_id))
             kept = json.loads(raw) if raw else []
         except Exception as exc:
             logger.warning("could not read the active speakers of room %s: %s", room_id, exc)
