@@ -5,6 +5,7 @@ another process still come through Redis."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 from django.conf import settings
@@ -18,7 +19,7 @@ WAIT = 5.0
 def new_layer() -> ResilientRedisChannelLayer:
     """A layer as settings configure it, with its own prefix (keys of other tests' layers are not touched)."""
     require_redis()
-    config = dict(settings.CHANNEL_LAYERS["default"].get("CONFIG", {}))
+    config: dict[str, Any] = dict(settings.CHANNEL_LAYERS["default"]["CONFIG"])
     config["prefix"] = "test-layer"
     return ResilientRedisChannelLayer(**config)
 
