@@ -19,7 +19,8 @@ WAIT = 5.0
 def new_layer() -> ResilientRedisChannelLayer:
     """A layer as settings configure it, with its own prefix (keys of other tests' layers are not touched)."""
     require_redis()
-    config: dict[str, Any] = dict(settings.CHANNEL_LAYERS["default"]["CONFIG"])
+    layers: dict[str, dict[str, Any]] = settings.CHANNEL_LAYERS
+    config = dict(layers["default"]["CONFIG"])
     config["prefix"] = "test-layer"
     return ResilientRedisChannelLayer(**config)
 
