@@ -25,7 +25,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from channels.exceptions import ChannelFull
 from channels_redis.core import RedisChannelLayer
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -117,17 +116,14 @@ class ResilientRedisChannelLayer(RedisChannelLayer):  # type: ignore[misc]
     def _deliver_locally(self, channel: str, message: dict[str, Any]) -> bool:
         """Put a message for a channel of this process into its receive buffer (a serialized copy, as Redis would
         hand it over); False for any other channel, or when this process receives on another event loop.
-        A full buffer raises ChannelFull, as a full channel in Redis does; local messages do not expire."""
+        A full buffer drops its oldest message, as channels-redis's buffers do (a channel that stopped reading)."""
         assert isinstance(message, dict), "message is not a dict"
         assert self.require_valid_channel_name(channel), "Channel name not valid"
         if "!" not in channel or not self.non_local_name(channel).endswith(self.client_prefix + "!"):
             return False
         if self._poller is not None and self._poller.get_loop() is not asyncio.get_running_loop():
             return False
-        buffer = self.receive_buffer[channel]
-        if buffer.qsize() >= self.get_capacity(channel):
-            raise ChannelFull()
-        buffer.put_nowait(self.deserialize(self.serialize(message)))
+        self.receive_buffer[channel].put_nowait(self.deserialize(self.serialize(message)))
         return True
 
     async def group_add(self, group: str, channel: str) -> None:
