@@ -82,8 +82,11 @@ class ResilientRedisChannelLayer(RedisChannelLayer):  # type: ignore[misc]
     def _ensure_poller(self, real_channel: str) -> None:
         """Start the poller on this event loop (again after a loop of an earlier test ended)."""
         loop = asyncio.get_running_loop()
-        if self._poller is not None and not self._poller.done() and self._poller.get_loop() is loop:
-            return
+        if self._poller is not None and not self._poller.done():
+            if self._poller.get_loop() is loop:
+                return
+            if self._poller.get_loop().is_running():
+                raise RuntimeError("Two event loops are trying to receive() on one channel layer at once!")
         self._poller = loop.create_task(self._poll(real_channel))
 
     async def _poll(self, real_channel: str) -> None:
