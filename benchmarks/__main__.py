@@ -33,7 +33,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smoke run: K=2, 3 s, our server only, no doc")
-    parser.add_argument("--players", "-k", type=int, nargs="+", default=[20, 40, 80], help="K values")
+    parser.add_argument("--players", "-k", type=int, nargs="+", default=[20, 40, 80, 160], help="K values")
     parser.add_argument("--seconds", type=float, default=20.0, help="measurement window per K and server")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds after every player got a frame")
     parser.add_argument("--servers", nargs="+", default=["ours", "janus"], choices=["ours", "janus"])
