@@ -3,7 +3,9 @@ speakers in the join reply, and muting takes a speaker out of the relay's list u
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 
@@ -53,37 +55,38 @@ async ({ws, room}) => {
 """
 
 
-async def test_a_late_joiner_knows_who_speaks_at_once(server: DaphneServer) -> None:
-    """Ann sends a tone and is the room's speaker; Cat joins later, while nothing changes: her join reply already
-    lists Ann's stream (no ACTIVE_SPEAKERS event would come until the list changed)."""
+@asynccontextmanager
+async def ann_speaking_to_bob(server: DaphneServer, room: str) -> AsyncIterator[tuple[Any, Any, Any]]:
+    """Ann publishing a tone in ``room`` with Bob there, and Cat connected but not joined: (stream, bob's room, cat).
+    Every connection is closed at the end."""
     ann = await roomapi.connect(server.ws_url, "ann")
     bob = await roomapi.connect(server.ws_url, "bob")
     cat = await roomapi.connect(server.ws_url, "cat")
     try:
-        ann_room = await ann.join("speakers-late")
-        bob_room = await bob.join("speakers-late")
+        ann_room = await ann.join(room)
+        bob_room = await bob.join(room)
         published = await ann_room.publish(audio=ToneAudioTrack(amplitude=0.5))
         await published.wait_for(STREAM_STATUS.PUBLISHING, timeout=WAIT)
-        await bob_room.wait_for(ROOM_EVENT.ACTIVE_SPEAKERS, lambda e: e.speakers == (published.id,), timeout=WAIT)
-        cat_room = await cat.join("speakers-late")
-        assert cat_room.active_speakers == [published.id]
-        assert cat_room.events[0].data["active_speakers"] == [published.id]  # the STATE event carries it
+        yield published, bob_room, cat
     finally:
         for connection in (ann, bob, cat):
             await connection.disconnect()
 
 
+async def test_a_late_joiner_knows_who_speaks_at_once(server: DaphneServer) -> None:
+    """Ann sends a tone and is the room's speaker; Cat joins later, while nothing changes: her join reply already
+    lists Ann's stream (no ACTIVE_SPEAKERS event would come until the list changed)."""
+    async with ann_speaking_to_bob(server, "speakers-late") as (published, bob_room, cat):
+        await bob_room.wait_for(ROOM_EVENT.ACTIVE_SPEAKERS, lambda e: e.speakers == (published.id,), timeout=WAIT)
+        cat_room = await cat.join("speakers-late")
+        assert cat_room.active_speakers == [published.id]
+        assert cat_room.events[0].data["active_speakers"] == [published.id]  # the STATE event carries it
+
+
 async def test_muting_leaves_the_list_and_unmuting_returns(server: DaphneServer) -> None:
     """A speaker muting its microphone leaves the relay's list and unmuting brings it back, several times over;
     a joiner while it is muted hears of nobody speaking."""
-    ann = await roomapi.connect(server.ws_url, "ann")
-    bob = await roomapi.connect(server.ws_url, "bob")
-    cat = await roomapi.connect(server.ws_url, "cat")
-    try:
-        ann_room = await ann.join("speakers-mute")
-        bob_room = await bob.join("speakers-mute")
-        published = await ann_room.publish(audio=ToneAudioTrack(amplitude=0.5))
-        await published.wait_for(STREAM_STATUS.PUBLISHING, timeout=WAIT)
+    async with ann_speaking_to_bob(server, "speakers-mute") as (published, bob_room, cat):
         for _ in range(3):
             await bob_room.wait_for(ROOM_EVENT.ACTIVE_SPEAKERS, lambda e: e.speakers == (published.id,), timeout=WAIT)
             await published.mute_audio()
@@ -94,9 +97,6 @@ async def test_muting_leaves_the_list_and_unmuting_returns(server: DaphneServer)
         await bob_room.wait_for(ROOM_EVENT.ACTIVE_SPEAKERS, lambda e: e.speakers == (), timeout=WAIT)
         cat_room = await cat.join("speakers-mute")
         assert cat_room.active_speakers == []
-    finally:
-        for connection in (ann, bob, cat):
-            await connection.disconnect()
 
 
 # Last in the module: Playwright's sync API leaves an event loop in this thread, which async tests would trip on.
