@@ -81,7 +81,7 @@ async def counter_frames(track: Any, source: CounterVideoTrack, count: int) -> t
 
 
 def assert_counter_frames(received: list[Any], source_count: int, color: tuple[int, int, int]) -> None:
-    """Frames arrive in order, recent (``source_count`` = the source when the last arrived), from the right publisher."""
+    """Frames arrive in order, recent (``source_count``: the source when the last arrived), from the publisher."""
     numbers = [read_counter(frame) for frame in received]
     assert numbers == sorted(numbers), f"frames out of order: {numbers}"
     assert len(set(numbers)) >= len(numbers) - 2, "frames repeated"
