@@ -47,6 +47,7 @@ from aiortc.rtp import (
     unwrap_rtx,
 )
 
+from media_relay import fastpath
 from media_relay.aiortc_compat import Binding, BoundedNackGenerator, ReceiverLink, SenderLink
 from media_relay.rtp import (
     RTP_EXTENDED_BYTE,
@@ -169,6 +170,8 @@ class DownTrack:
         self.history: list[bytes | None] = [None] * HISTORY_SIZE
         self._route: tuple[Any, Any, Any, Any] | None = None
         self._nominated: dict[int, Any] = {}
+        self._native: Any = None
+        """The route of the native fast path (media_relay.fastpath), when it takes this one."""
         self.packets_sent = 0
         self.octets_sent = 0
         self.last_timestamp = 0
@@ -359,13 +362,21 @@ class DownTrack:
             route = self._bind()
             if route is None:
                 return False
-        try:
-            route[1](route[2](data), route[3])
-        except (BlockingIOError, InterruptedError):
-            return False  # the socket buffer is full: drop, as a congested link would
-        except OSError:
-            self._route = None
-            return False
+        native = self._native
+        if native is not None:
+            sent = fastpath.send(native, data)
+            if sent < 0:
+                if sent not in fastpath.DROPPED:  # a closed socket or an SRTP failure: bind again next time
+                    self._route = None
+                return False
+        else:
+            try:
+                route[1](route[2](data), route[3])
+            except (BlockingIOError, InterruptedError):
+                return False  # the socket buffer is full: drop, as a congested link would
+            except OSError:
+                self._route = None
+                return False
         STATS.packets_forwarded += 1
         STATS.bytes_forwarded += len(data)
         return True
@@ -376,6 +387,8 @@ class DownTrack:
         if binding is None:
             return None
         self._nominated, self._route = binding
+        _, sendto, protect, address = self._route
+        self._native = fastpath.route(sendto, protect, address)
         return self._route
 
     def _restamp(self, data: bytes) -> bytes:
