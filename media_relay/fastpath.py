@@ -25,6 +25,8 @@ DROPPED = frozenset({-errno.EAGAIN, -errno.EWOULDBLOCK, -errno.EINTR, -errno.ENO
 """Results of :func:`send` that drop the packet (a full socket buffer, as a congested link would)."""
 
 _lib: Any = None
+"""The compiled module's ``lib`` while the native half is in use (None: the pure-Python path)."""
+_built: Any = None
 _ffi: Any = None
 _srtp_ffi: Any = None
 _srtp_protect = 0
@@ -37,10 +39,7 @@ def disabled_by_environment() -> bool:
 
 
 def _load() -> None:
-    global _lib, _ffi, _srtp_ffi, _srtp_protect, _reason
-    if disabled_by_environment():
-        _reason = "off (MEDIA_FASTPATH)"
-        return
+    global _lib, _built, _ffi, _srtp_ffi, _srtp_protect, _reason
     try:
         module = importlib.import_module("media_relay._fastpath")
     except ImportError:
@@ -57,8 +56,22 @@ def _load() -> None:
     except Exception as error:
         _reason = f"pylibsrtp's binding unusable: {error}"
         return
-    _lib, _ffi, _srtp_ffi, _srtp_protect = module.lib, module.ffi, srtp_ffi, protect
-    _reason = "on"
+    _built, _ffi, _srtp_ffi, _srtp_protect = module.lib, module.ffi, srtp_ffi, protect
+    use(not disabled_by_environment())
+
+
+def built() -> bool:
+    """The native module is built and loads (whether or not in use)."""
+    return _built is not None
+
+
+def use(native: bool) -> None:
+    """Route new bindings through the native half (if built) or pure Python; routes bound before keep theirs."""
+    global _lib, _reason
+    if _built is None:
+        return
+    _lib = _built if native else None
+    _reason = "on" if native else "off (MEDIA_FASTPATH)"
 
 
 _load()
@@ -100,14 +113,29 @@ def route(sendto: Any, protect: Any, address: Any) -> Any | None:
 def send(native: Any, data: bytes) -> int:
     """Protect and send one packet on a route of :func:`route`: the bytes sent, or a negative errno (see
     ``DROPPED``) or libsrtp error (below ``-FP_SRTP_ERROR``)."""
-    result: int = _lib.fp_send(native[0], data, len(data))
+    result: int = _built.fp_send(native[0], data, len(data))
     return result
+
+
+def send_many(natives: list[Any], packets: list[bytes]) -> list[int]:
+    """:func:`send` of each packet on its route, in one call into C: each result."""
+    count = len(packets)
+    results = _ffi.new("int[]", count)
+    buffers = [_ffi.from_buffer(packet) for packet in packets]
+    _built.fp_send_many(
+        _ffi.new("fp_route *[]", [native[0] for native in natives]),
+        _ffi.new("char *[]", buffers),
+        _ffi.new("int[]", [len(packet) for packet in packets]),
+        results,
+        count,
+    )
+    return list(results)
 
 
 def protect(native: Any, data: bytes) -> bytes:
     """The SRTP packet :func:`send` would write (for tests: the same bytes as ``pylibsrtp.Session.protect``)."""
-    out = _ffi.new("char[]", _lib.FP_BUFFER)
-    size = _lib.fp_protect(native[0], data, len(data), out)
+    out = _ffi.new("char[]", _built.FP_BUFFER)
+    size = _built.fp_protect(native[0], data, len(data), out)
     if size < 0:
         raise OSError(-size, f"fp_protect failed ({size})")
     return bytes(_ffi.buffer(out, size))
