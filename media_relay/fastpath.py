@@ -100,14 +100,20 @@ def route(sendto: Any, protect: Any, address: Any) -> Any | None:
     srtp = getattr(session, "_srtp", None) if getattr(protect, "__name__", "") == "protect" else None
     if srtp is None or not isinstance(address, tuple) or len(address) < 2:
         return None
+    if sock.fileno() < 0:
+        return None
     native = _ffi.new("fp_route *")
     native.protect = _ffi.cast("void *", _srtp_protect)
     native.session = _ffi.cast("void *", int(_srtp_ffi.cast("uintptr_t", srtp[0])))
-    native.fd = sock.fileno()
     if _lib.fp_set_address(native, sock.family, str(address[0]).encode(), int(address[1])) != 0:
         return None
-    # The C struct only points at the session and the socket: keep both alive as long as the route.
-    return (native, session, sock)
+    # The route sends on its own duplicate of the socket's descriptor, closed with the route: when aioice closes
+    # the socket, the number cannot be reused under the route by another file or socket.
+    fd = os.dup(sock.fileno())
+    native.fd = fd
+    native = _ffi.gc(native, lambda _native: os.close(fd))
+    # The C struct points at the session: keep it alive as long as the route.
+    return (native, session)
 
 
 def send(native: Any, data: bytes) -> int:
@@ -139,3 +145,50 @@ def protect(native: Any, data: bytes) -> bytes:
     if size < 0:
         raise OSError(-size, f"fp_protect failed ({size})")
     return bytes(_ffi.buffer(out, size))
+
+
+def new_track(native: Any) -> Any:
+    """A C track (``fp_track``: header rewrite state, history of headers) sending on a route of :func:`route`."""
+    track = _ffi.new("fp_track *")
+    track.route = native[0][0]
+    return (track, native)
+
+
+def track_array(tracks: list[Any]) -> Any:
+    """The C array :func:`fanout` takes, of :func:`new_track` results (kept alive by the caller)."""
+    return _ffi.new("fp_track *[]", [track[0] for track in tracks])
+
+
+_fanout_bytes: Any = None
+
+
+def fanout(
+    tracks: Any,
+    count: int,
+    payload_type: int,
+    marker: int,
+    sequence: int,
+    timestamp: int,
+    extension: int,
+    ntp: int,
+    payload: bytes,
+) -> tuple[int, int]:
+    """Rewrite one publisher packet for each of ``count`` C tracks and send it: (copies sent, their bytes)."""
+    global _fanout_bytes
+    if _fanout_bytes is None:
+        _fanout_bytes = _ffi.new("int64_t *")
+    _fanout_bytes[0] = 0
+    sent: int = _built.fp_fanout(
+        tracks, count, payload_type, marker, sequence, timestamp, extension, ntp, payload, len(payload), _fanout_bytes
+    )
+    return sent, int(_fanout_bytes[0])
+
+
+def stored(track: Any, out_sequence: int) -> tuple[bytes, int] | None:
+    """The header a C track sent as ``out_sequence`` and the publisher's sequence it was made of (None: gone)."""
+    header = _ffi.new("char[20]")
+    in_sequence = _ffi.new("int *")
+    size = _built.fp_history(track[0], out_sequence, header, in_sequence)
+    if size < 0:
+        return None
+    return bytes(_ffi.buffer(header, size)), int(in_sequence[0])

@@ -25,6 +25,15 @@ int fp_set_address(fp_route *route, int family, const char *host, int port);
 int fp_protect(const fp_route *route, const char *data, int length, char *out);
 int fp_send(const fp_route *route, const char *data, int length);
 int fp_send_many(fp_route *const *routes, const char *const *packets, const int *lengths, int *results, int count);
+typedef struct {
+    fp_route route; uint8_t payload_types[128]; uint32_t ssrc; uint32_t timestamp_offset; uint32_t last_timestamp;
+    int sequence_offset; int last_sequence; int extension_id; int audio; int guard; int failed;
+    uint64_t packets_sent; uint64_t octets_sent; uint64_t report_ntp; uint32_t report_timestamp;
+    uint64_t report_packets; uint64_t report_octets; ...;
+} fp_track;
+int fp_fanout(fp_track *const *tracks, int count, int payload_type, int marker, int sequence, uint32_t timestamp,
+              int extension, uint64_t ntp, const char *payload, int length, int64_t *bytes);
+int fp_history(const fp_track *track, int out_sequence, char *header, int *in_sequence);
 """
 
 
@@ -38,7 +47,10 @@ def build() -> Path:
     with tempfile.TemporaryDirectory(prefix="fastpath-") as tmp:
         built = Path(ffi.compile(tmpdir=tmp, verbose=False))
         target = ROOT / "media_relay" / ("_fastpath" + sysconfig.get_config_var("EXT_SUFFIX"))
-        shutil.copyfile(built, target)
+        # A new file renamed over the old one: processes that loaded the old one keep their mapping of it.
+        partial = target.with_name(target.name + ".partial")
+        shutil.copyfile(built, partial)
+        partial.replace(target)
     return target
 
 
