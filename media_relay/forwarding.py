@@ -772,7 +772,7 @@ class Ingest:
             for downtrack in self.downtracks:
                 downtrack.forward(payload_type, marker, sequence, timestamp, payload, key, ntp, index, extension, vp8)
             return
-        fast = self._fast
+        fast, slow = self._fast, self._slow  # a player leaving C below got this packet from C already
         if fast:
             self._payloads[sequence & HISTORY_MASK] = (sequence, payload)
             sent, octets = fastpath.fanout(
@@ -786,7 +786,7 @@ class Ingest:
                 for downtrack in [downtrack for downtrack in fast if not downtrack.sync_fast()]:
                     downtrack.leave_fast()
         joined = False
-        for downtrack in self._slow:
+        for downtrack in slow:
             downtrack.forward(payload_type, marker, sequence, timestamp, payload, key, ntp, index, extension, vp8)
             if isinstance(downtrack, DownTrack) and downtrack.fast_ready():
                 downtrack.enter_fast(self, self._payloads)

@@ -15,9 +15,20 @@ import pylibsrtp
 import pytest
 from pylibsrtp import Policy, Session
 
-from media_relay import fastpath
+from media_relay import fastpath, forwarding
+from media_relay.aiortc_compat import Binding
 from media_relay.forwarding import DownTrack
-from tests.test_forwarding import FRAME_STARTS, OPUS, VP8, CapturedSenderLink, Wire, ingest, publish, rtp
+from tests.test_forwarding import (
+    FRAME_STARTS,
+    OPUS,
+    VP8,
+    CapturedSenderLink,
+    Wire,
+    assert_contiguous,
+    ingest,
+    publish,
+    rtp,
+)
 
 PROFILES = {
     Policy.SRTP_PROFILE_AES128_CM_SHA1_80: 30,
@@ -291,3 +302,37 @@ async def test_the_c_fan_out_sends_what_python_sends(kind: str) -> None:
     # 50 - 5 muted (video: and 5 more until the next keyframe) + 1 resent
     assert [len(datagrams) for datagrams in native_datagrams] == [41 if kind == "video" else 46] * 3
     assert native_datagrams == python_datagrams
+
+
+async def test_a_player_leaves_the_c_fan_out_on_a_failed_send_or_a_new_pair(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failed send or another selected ICE pair takes the player back to Python at the next read-back, which
+    binds again and hands it to C again: the stream goes on without a gap."""
+    monkeypatch.setattr(forwarding, "FAST_SYNC", 0.0)
+    target, _ = ingest("video", [VP8])
+    link = CapturedSenderLink("video")
+    nominated: dict[int, object] = {}
+
+    def bind() -> Binding:
+        wire = link.wire
+        assert wire is not None
+        nominated[1] = object()
+        return nominated, (nominated[1], wire.sender.sendto, wire.tx.protect, wire.address)
+
+    monkeypatch.setattr(link, "bind", bind)
+    track = DownTrack("video", link, {96: 100}, None, lambda: None, lambda _layer: None)
+    target.add(track)
+    key, inter = FRAME_STARTS["VP8"]
+    await publish(target, [rtp(96, n, 3000 * n, (key if n == 0 else inter) + bytes(200), 1) for n in range(5)])
+    assert track.fast
+    first = track.fast_track
+    first[0].failed = 1
+    await publish(target, [rtp(96, n, 3000 * n, inter + bytes(200), 1) for n in range(5, 10)])
+    assert track.fast and track.fast_track is not first  # left, bound again, back in C
+    second = track.fast_track
+    nominated[1] = object()  # ICE selected another pair
+    await publish(target, [rtp(96, n, 3000 * n, inter + bytes(200), 1) for n in range(10, 15)])
+    assert track.fast and track.fast_track is not second
+    received = link.packets()
+    assert len(received) == 15
+    assert_contiguous(received)
+    assert track.packets_sent == 15
