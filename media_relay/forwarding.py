@@ -104,6 +104,9 @@ VIDEO_CLOCK_RATE = 90000
 FRAME_TICKS = 3000
 """The timestamp step assumed across a layer switch when the time since the last frame is unknown (30 fps)."""
 
+_path_logged = False
+"""Whether the forward path in use (native or pure Python, and why) was logged, at the first player's bind."""
+
 Vp8Fields = tuple[int, int, int, int, int]
 """A VP8 packet's (picture id offset, its bits, picture id, TL0PICIDX offset, TL0PICIDX); offsets 0: absent."""
 
@@ -412,6 +415,10 @@ class DownTrack:
         self._nominated, self._route = binding
         _, sendto, protect, address = self._route
         self._native = fastpath.route(sendto, protect, address)
+        global _path_logged
+        if not _path_logged:
+            _path_logged = True
+            logger.info("forward path: native half %s", fastpath.status())
         self._fast_track = fastpath.new_track(self._native) if self._native is not None else None
         return self._route
 
