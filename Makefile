@@ -12,10 +12,11 @@ DAPHNE_WS_LIMITS ?= --websocket-max-message-size 2097152 --websocket-max-frame-s
 .PHONY: run run-cluster test lint bench bench-load system-deps migrate run-worker run-tasks makecert clean
 .PHONY: static sdk image image-test
 
-$(VENV)/.runtime: requirements.txt
+$(VENV)/.runtime: requirements.txt scripts/build_fastpath.py media_relay/_native/fastpath.c
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -r requirements.txt
+	$(PY) scripts/build_fastpath.py
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt

@@ -15,6 +15,13 @@ target layer, and keeps sequence, timestamp and the VP8 picture id / TL0PICIDX
 continuous across a switch, so the player sees one stream.
 What they need of aiortc's receivers, senders and transports comes through the
 links of :mod:`media_relay.aiortc_compat`.
+
+With the native half built (:mod:`media_relay.fastpath`), a DownTrack sends through C (SRTP protect with the
+player's own libsrtp session, then ``sendto``), and once it is in steady state (past its first packet, no resync,
+no keyframe awaited; not for simulcast) the Ingest hands its state to a C track: one C call per incoming packet
+then rewrites, protects and sends every such player's copy, keeping the headers for NACKs (the payloads stay in
+the Ingest's ring).  Anything else (a mute, a target change, a failed send, another ICE pair) takes the state back
+to Python.
 """
 
 from __future__ import annotations
@@ -47,6 +54,7 @@ from aiortc.rtp import (
     unwrap_rtx,
 )
 
+from media_relay import fastpath
 from media_relay.aiortc_compat import Binding, BoundedNackGenerator, ReceiverLink, SenderLink
 from media_relay.rtp import (
     RTP_EXTENDED_BYTE,
@@ -89,9 +97,15 @@ within RESEND_MIN_GAP."""
 SWITCH_GUARD = 1024
 """For this many input sequence numbers after a (re)start, older packets of the stream are dropped."""
 NO_EXTENSION = -1
+FAST_SYNC = 0.1
+"""Players forwarded from C have their counters and sender report figures read back this often (seconds), and
+leave the C fan-out then after a failed send or when another ICE pair was selected."""
 VIDEO_CLOCK_RATE = 90000
 FRAME_TICKS = 3000
 """The timestamp step assumed across a layer switch when the time since the last frame is unknown (30 fps)."""
+
+_path_logged = False
+"""Whether the forward path in use (native or pure Python, and why) was logged, at the first player's bind."""
 
 Vp8Fields = tuple[int, int, int, int, int]
 """A VP8 packet's (picture id offset, its bits, picture id, TL0PICIDX offset, TL0PICIDX); offsets 0: absent."""
@@ -169,6 +183,15 @@ class DownTrack:
         self.history: list[bytes | None] = [None] * HISTORY_SIZE
         self._route: tuple[Any, Any, Any, Any] | None = None
         self._nominated: dict[int, Any] = {}
+        self._native: Any = None
+        """The route of the native fast path (media_relay.fastpath), when it takes this one."""
+        self._fast_track: Any = None
+        """Its C track (media_relay.fastpath.new_track): the steady state of :meth:`forward` in C."""
+        self.fast = False
+        """The C track owns the forwarding state: the Ingest fans out to it from C (see :meth:`enter_fast`)."""
+        self._fast_owner: Ingest | None = None
+        self._payloads: list[tuple[int, bytes] | None] = []
+        """While fast: the Ingest's ring of the publisher's payloads (the C history keeps the headers only)."""
         self.packets_sent = 0
         self.octets_sent = 0
         self.last_timestamp = 0
@@ -191,6 +214,8 @@ class DownTrack:
 
     def pause(self) -> None:
         """Stop forwarding (muted); resume continues the sequence without a gap."""
+        if self.fast:
+            self.leave_fast()
         self.resync = True
         if self.kind == "video":
             self.waiting_keyframe = True
@@ -199,6 +224,8 @@ class DownTrack:
         """Forward ``layer`` from its next keyframe on (one is requested); the current layer until then."""
         if layer == self.target:
             return
+        if self.fast:
+            self.leave_fast()
         self.target = layer
         self._held.clear()
         if layer != self.layer:
@@ -359,13 +386,21 @@ class DownTrack:
             route = self._bind()
             if route is None:
                 return False
-        try:
-            route[1](route[2](data), route[3])
-        except (BlockingIOError, InterruptedError):
-            return False  # the socket buffer is full: drop, as a congested link would
-        except OSError:
-            self._route = None
-            return False
+        native = self._native
+        if native is not None:
+            sent = fastpath.send(native, data)
+            if sent < 0:
+                if sent not in fastpath.DROPPED:  # a closed socket or an SRTP failure: bind again next time
+                    self._route = None
+                return False
+        else:
+            try:
+                route[1](route[2](data), route[3])
+            except (BlockingIOError, InterruptedError):
+                return False  # the socket buffer is full: drop, as a congested link would
+            except OSError:
+                self._route = None
+                return False
         STATS.packets_forwarded += 1
         STATS.bytes_forwarded += len(data)
         return True
@@ -375,8 +410,106 @@ class DownTrack:
         binding: Binding | None = self.link.bind()
         if binding is None:
             return None
+        if self.fast:
+            self.leave_fast()
         self._nominated, self._route = binding
+        _, sendto, protect, address = self._route
+        self._native = fastpath.route(sendto, protect, address)
+        global _path_logged
+        if not _path_logged:
+            _path_logged = True
+            logger.info("forward path: native half %s", fastpath.status())
+        self._fast_track = fastpath.new_track(self._native) if self._native is not None else None
         return self._route
+
+    def _stored(self, sequence: int) -> bytes | None:
+        """The packet sent as ``sequence``, if still kept (sent from Python, or from C: its header and the
+        publisher's payload)."""
+        data = self.history[sequence & HISTORY_MASK]
+        if data is not None and packet_sequence(data) == sequence:
+            return data
+        if self._fast_track is None or not self._payloads:
+            return None
+        kept = fastpath.stored(self._fast_track, sequence)
+        if kept is None:
+            return None
+        header, in_sequence = kept
+        entry = self._payloads[in_sequence & HISTORY_MASK]
+        if entry is None or entry[0] != in_sequence:
+            return None
+        return header + entry[1]
+
+    # --- the steady state in C (media_relay.fastpath) ----------------------------------------------------------
+
+    @property
+    def fast_track(self) -> Any:
+        """The C track (None without a native route)."""
+        return self._fast_track
+
+    def fast_ready(self) -> bool:
+        """Whether the C track can take over: a native route to the current pair, past the first packet, forwarding
+        its target layer with nothing pending (no resync, no keyframe awaited)."""
+        route = self._route
+        return (
+            self._fast_track is not None
+            and not self.fast
+            and route is not None
+            and route[0] is self._nominated.get(1)
+            and self.on_first_packet is None
+            and not self.resync
+            and not self.waiting_keyframe
+            and self.layer == self.target
+            and self.timestamp_offset is not None
+        )
+
+    def enter_fast(self, owner: Ingest, payloads: list[tuple[int, bytes] | None]) -> None:
+        """Hand the forwarding state to the C track; ``owner`` fans out to it from now on."""
+        track = self._fast_track[0]
+        for index in range(128):
+            track.payload_types[index] = self.payload_types.get(index, 255)
+        track.ssrc = self.ssrc
+        track.sequence_offset = self.sequence_offset
+        track.timestamp_offset = self.timestamp_offset
+        track.last_sequence = self.last_sequence
+        track.last_timestamp = self.last_timestamp
+        track.extension_id = self.extension_id
+        track.audio = self.kind == "audio"
+        track.guard = -1 if self.guard is None else self.guard
+        track.failed = 0
+        track.packets_sent = self.packets_sent
+        track.octets_sent = self.octets_sent
+        track.report_ntp = 0
+        self._payloads = payloads
+        self._fast_owner = owner
+        self.fast = True
+
+    def sync_fast(self) -> bool:
+        """Read back what the C track sent (counters, the sender report's figures); False when it must leave
+        fast (a failed send, another selected pair)."""
+        track = self._fast_track[0]
+        self.packets_sent = track.packets_sent
+        self.octets_sent = track.octets_sent
+        self.last_sequence = track.last_sequence
+        self.last_timestamp = track.last_timestamp
+        ntp = track.report_ntp
+        if ntp and ntp != self.last_ntp:
+            self.last_ntp = ntp
+            self.link.set_report(ntp, track.report_timestamp, track.report_packets, track.report_octets)
+        return not track.failed and self._route is not None and self._route[0] is self._nominated.get(1)
+
+    def leave_fast(self) -> None:
+        """Take the forwarding state back from the C track (Python forwards again)."""
+        if not self.fast:
+            return
+        self.sync_fast()
+        guard = self._fast_track[0].guard
+        self.guard = None if guard < 0 else guard
+        if self._fast_track[0].failed:
+            self._route = None  # bind again on the next send
+        self.fast = False
+        if self._fast_owner is not None:
+            self._fast_owner.regroup()
+            self._fast_owner = None
 
     def _restamp(self, data: bytes) -> bytes:
         """A stored video packet with its abs-send-time set to now, as a sender stamps a retransmission: a stale
@@ -390,8 +523,8 @@ class DownTrack:
         """Answer a NACK from the history, as RTX when negotiated; a packet resent less than a round trip ago is
         not sent again (a player NACKs again before the first resend could arrive when a queue delays it, and
         answering each NACK would multiply the load on a link that is already full)."""
-        data = self.history[sequence & HISTORY_MASK]
-        if data is None or packet_sequence(data) != sequence:
+        data = self._stored(sequence)
+        if data is None:
             return
         now = time.monotonic()
         resent = self._resent.get(sequence)
@@ -439,10 +572,11 @@ class DownTrack:
                 sent = 0.0
                 misses = 0
                 while sent < budget and misses < PROBE_DEPTH:
-                    sequence = (self.last_sequence - back) & 0xFFFF
+                    last = self._fast_track[0].last_sequence if self.fast else self.last_sequence
+                    sequence = (last - back) & 0xFFFF
                     back = (back + 1) % PROBE_DEPTH
-                    data = self.history[sequence & HISTORY_MASK]
-                    if data is None or packet_sequence(data) != sequence:
+                    data = self._stored(sequence)
+                    if data is None:
                         misses += 1
                         continue
                     assert self.rtx_payload_type is not None
@@ -507,6 +641,14 @@ class Ingest:
         self.kind = kind
         self.link = link
         self.downtracks: list[Downstream] = []
+        self._fast: list[DownTrack] = []
+        """The players whose copies the C fan-out makes (media_relay.fastpath; never with simulcast)."""
+        self._fast_array: Any = None
+        self._slow: list[Downstream] = []
+        """The others, forwarded from Python."""
+        self._payloads: list[tuple[int, bytes] | None] = [None] * HISTORY_SIZE
+        """The publisher's latest payloads by sequence, for the fast players' NACKs."""
+        self._fast_synced = 0.0
         self.sinks: list[PacketSink] = []
         self.enabled = True
         self.media_ssrc: int | None = None
@@ -633,8 +775,39 @@ class Ingest:
                     vp8 = (pid_at, pid_bits, read_picture_id(payload, pid_at, pid_bits), tl0_at, payload[tl0_at])
         # Sender reports map RTP time to wall time at frame ends: one clock read for all players.
         ntp = clock.current_ntp_time() if marker or self.kind == "audio" else 0
-        for downtrack in self.downtracks:
+        if self.layer_map is not None:
+            for downtrack in self.downtracks:
+                downtrack.forward(payload_type, marker, sequence, timestamp, payload, key, ntp, index, extension, vp8)
+            return
+        fast, slow = self._fast, self._slow  # a player leaving C below got this packet from C already
+        if fast:
+            self._payloads[sequence & HISTORY_MASK] = (sequence, payload)
+            sent, octets = fastpath.fanout(
+                self._fast_array, len(fast), payload_type, marker, sequence, timestamp, extension, ntp, payload
+            )
+            STATS.packets_forwarded += sent
+            STATS.bytes_forwarded += octets
+            now = time.monotonic()
+            if now - self._fast_synced >= FAST_SYNC:
+                self._fast_synced = now
+                for downtrack in [downtrack for downtrack in fast if not downtrack.sync_fast()]:
+                    downtrack.leave_fast()
+        joined = False
+        for downtrack in slow:
             downtrack.forward(payload_type, marker, sequence, timestamp, payload, key, ntp, index, extension, vp8)
+            if isinstance(downtrack, DownTrack) and downtrack.fast_ready():
+                downtrack.enter_fast(self, self._payloads)
+                joined = True
+        if joined:
+            self.regroup()
+
+    def regroup(self) -> None:
+        """Sort the players into those the C fan-out serves and the others (after one joins or leaves it)."""
+        fast = [downtrack for downtrack in self.downtracks if isinstance(downtrack, DownTrack) and downtrack.fast]
+        self._fast = fast
+        ids = {id(downtrack) for downtrack in fast}
+        self._slow = [downtrack for downtrack in self.downtracks if id(downtrack) not in ids]
+        self._fast_array = fastpath.track_array([downtrack.fast_track for downtrack in fast]) if fast else None
 
     def _layer_of(self, packet: RtpPacket) -> Layer | None:
         """The layer of a simulcast packet or of its RTX (learnt from its rid extensions the first time)."""
@@ -709,12 +882,16 @@ class Ingest:
     def add(self, downtrack: Downstream) -> None:
         """Start forwarding to a player (or a relay); ask the publisher for a keyframe of its layer."""
         self.downtracks.append(downtrack)
+        self.regroup()
         self.request_keyframe(downtrack.target, immediate=True)
 
     def remove(self, downtrack: Downstream) -> None:
         """Stop forwarding to a player (or a relay)."""
         if downtrack in self.downtracks:
             self.downtracks.remove(downtrack)
+            if isinstance(downtrack, DownTrack):
+                downtrack.leave_fast()
+            self.regroup()
 
     def _ssrc_of(self, layer: int) -> int | None:
         if self.layer_map is None:
@@ -754,7 +931,10 @@ class Ingest:
             if pending is not None:
                 pending.cancel()
                 self._pli_pending[index] = None
+        for downtrack in self._fast:
+            downtrack.leave_fast()
         self.downtracks.clear()
+        self.regroup()
         for sink in self.sinks:
             close = getattr(sink, "close", None)
             if close is not None:

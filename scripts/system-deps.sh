@@ -16,6 +16,10 @@ dpkg -s fonts-noto-color-emoji >/dev/null 2>&1 || need+=(fonts-noto-color-emoji)
 # Real networks (issue 12): coturn for the TURN tests, nftables for the loss tests in network namespaces.
 command -v turnserver >/dev/null 2>&1 || need+=(coturn)
 command -v nft >/dev/null 2>&1 || need+=(nftables)
+# The forward path's native half (scripts/build_fastpath.py, run by the venv rule): a C compiler, Python's headers.
+command -v gcc >/dev/null 2>&1 || need+=(gcc)
+python3 -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(sysconfig.get_paths()["include"] + "/Python.h"))' \
+    2>/dev/null || need+=(python3-dev)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" != "0" ]; then SUDO=sudo; else SUDO=; fi
 echo "installing system packages: ${need[*]}"

@@ -61,3 +61,34 @@ def task_worker(transactional_db: None) -> Iterator[object]:
 
     with running_worker() as worker:
         yield worker
+
+
+# --- The forward path's native half (issue 13) ------------------------------------------------------------------
+MEDIA_PATH_SUITES = frozenset({"tests.test_media", "tests.test_forwarding", "tests.test_simulcast"})
+"""Modules whose tests run twice: with the native fast path (media_relay.fastpath) and with MEDIA_FASTPATH=off."""
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if metafunc.module.__name__ in MEDIA_PATH_SUITES and "media_path" not in metafunc.fixturenames:
+        metafunc.fixturenames.append("media_path")
+        metafunc.parametrize("media_path", ["native", "python"], indirect=True, scope="module")
+
+
+@pytest.fixture(scope="module")
+def media_path(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The forward path a module's tests run with: ``native`` (fails under CI, skips elsewhere, when the module is
+    not built) or ``python`` (MEDIA_FASTPATH=off, here and in the servers the tests start)."""
+    from media_relay import fastpath
+
+    mode = getattr(request, "param", "native")
+    if mode == "native" and not fastpath.built():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"the native fast path must be built under CI: {fastpath.status()}")
+        pytest.skip(f"native fast path: {fastpath.status()}")
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("MEDIA_FASTPATH", "on" if mode == "native" else "off")
+            fastpath.use(mode == "native")
+            yield mode
+    finally:
+        fastpath.use(not fastpath.disabled_by_environment())

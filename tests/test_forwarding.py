@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
+import socket
 import time
+import weakref
 from collections.abc import Callable, Iterable
 
+import pylibsrtp
 import pytest
 from aiortc import RTCCertificate, RTCDtlsTransport, RTCIceGatherer, RTCIceTransport
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
@@ -25,8 +29,9 @@ from aiortc.rtp import (
     RtcpRtpfbPacket,
     RtpPacket,
 )
+from pylibsrtp import Policy, Session
 
-from media_relay import forwarding
+from media_relay import fastpath, forwarding
 from media_relay.aiortc_compat import Binding, ReceiverLink, SenderLink
 from media_relay.forwarding import HISTORY_SIZE, DownTrack, Ingest
 
@@ -58,18 +63,75 @@ def dtls_transport() -> RTCDtlsTransport:
     return RTCDtlsTransport(RTCIceTransport(RTCIceGatherer()), [RTCCertificate.generateCertificate()])
 
 
+class Wire:
+    """A player's real wire on loopback: SRTP with a fresh key, a UDP socket each way; what arrives is unprotected.
+
+    Loopback delivers a datagram before ``sendto`` returns, so what was sent can be read back at once.
+    """
+
+    def __init__(self) -> None:
+        key = os.urandom(30)
+        self.tx = Session(self._policy(key, Policy.SSRC_ANY_OUTBOUND))
+        self.key = key
+        self.rx = [Session(self._policy(key, Policy.SSRC_ANY_INBOUND))]
+        self.sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        for sock in (self.sender, self.receiver):
+            sock.bind(("127.0.0.1", 0))
+            sock.setblocking(False)
+            weakref.finalize(self, sock.close)
+        self.receiver.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+        self.address = self.receiver.getsockname()
+
+    @staticmethod
+    def _policy(key: bytes, ssrc_type: int) -> Policy:
+        policy = Policy(key=key, ssrc_type=ssrc_type)
+        policy.allow_repeat_tx = True  # as aiortc's transport: a packet may be resent as is
+        policy.window_size = 1024
+        return policy
+
+    def receive(self) -> list[bytes]:
+        """The plain RTP of what arrived since the last call (a resent packet too: a fresh session takes it)."""
+        packets = []
+        while True:
+            try:
+                data = self.receiver.recv(4096)
+            except BlockingIOError:
+                return packets
+            for session in self.rx:
+                try:
+                    packets.append(session.unprotect(data))
+                    break
+                except pylibsrtp.Error:
+                    continue
+            else:
+                self.rx.append(Session(self._policy(self.key, Policy.SSRC_ANY_INBOUND)))
+                packets.append(self.rx[-1].unprotect(data))
+
+
 class CapturedSenderLink(SenderLink):
-    """A real sender's link whose socket route writes into ``sent`` (no SRTP) instead of a UDP socket."""
+    """A real sender's link whose route writes into ``sent``: with the native fast path on, over a real wire
+    (SRTP, loopback UDP: the native half protects and sends), else straight into the list (no SRTP)."""
 
     def __init__(self, kind: str) -> None:
         transport = dtls_transport()
         super().__init__(RTCRtpSender(kind, transport), transport)
-        self.sent: list[bytes] = []
+        self._sent: list[bytes] = []
         self.reports: list[tuple[int, int, int, int]] = []
+        self.wire = Wire() if fastpath.enabled() else None
+
+    @property
+    def sent(self) -> list[bytes]:
+        """The plain RTP the player received so far."""
+        if self.wire is not None:
+            self._sent.extend(self.wire.receive())
+        return self._sent
 
     def bind(self) -> Binding | None:
         pair = object()
-        return {1: pair}, (pair, lambda data, addr: self.sent.append(data), lambda data: data, ("192.0.2.1", 9))
+        if self.wire is not None:
+            return {1: pair}, (pair, self.wire.sender.sendto, self.wire.tx.protect, self.wire.address)
+        return {1: pair}, (pair, lambda data, addr: self._sent.append(data), lambda data: data, ("192.0.2.1", 9))
 
     def set_report(self, ntp: int, rtp_timestamp: int, packet_count: int, octet_count: int) -> None:
         self.reports.append((ntp, rtp_timestamp, packet_count, octet_count))
@@ -400,7 +462,6 @@ async def test_publisher_nack_and_rtx_unwrapping() -> None:
     assert source.packet_loss() == (1, 3)  # counted on arrival; the RTX SSRC is left out
 
 
-
 class CountingSet(set[int]):
     """A set that counts its ``add`` calls (the work a NACK generator does per packet)."""
 
@@ -450,9 +511,7 @@ async def test_audio_level_forwarded_under_the_players_id_and_read_at_the_relay(
     player_map = HeaderExtensionsMap()
     player_map.configure(
         RTCRtpParameters(
-            headerExtensions=[
-                RTCRtpHeaderExtensionParameters(id=5, uri="urn:ietf:params:rtp-hdrext:ssrc-audio-level")
-            ]
+            headerExtensions=[RTCRtpHeaderExtensionParameters(id=5, uri="urn:ietf:params:rtp-hdrext:ssrc-audio-level")]
         )
     )
     (received,) = [RtpPacket.parse(data, player_map) for data in link.sent]
