@@ -37,6 +37,9 @@ logger = logging.getLogger(__name__)
 
 db = database_sync_to_async
 
+_ROOM_CHANGING = frozenset({p.EventType.ROOM_CLOSED, p.EventType.KICKED})
+"""Room events after which a connection forgets its room."""
+
 
 class RoomConsumer(AsyncWebsocketConsumer):
     """One client connection: a session that may be in one room at a time."""
@@ -340,6 +343,21 @@ class RoomConsumer(AsyncWebsocketConsumer):
         await self.reply(command, p.EventType.ACK)
 
     # --- channel-layer events ------------------------------------------------------------
+
+    def room_event_now(self, message: dict[str, Any]) -> bool:
+        """The room hub's synchronous path (rooms.delivery): the event written as its shared frame, or held, now;
+        False, doing nothing, when it needs :meth:`room_event` (no frame, no connection, or it changes this
+        connection's room)."""
+        if self.held is not None:
+            if message.get("exclude") != self.channel_name:
+                self.held.append(message)
+            return True
+        frame = message.get("frame")
+        if frame is None or self.connection is None or message.get("kind") in _ROOM_CHANGING:
+            return False
+        if message.get("exclude") == self.channel_name:
+            return True
+        return wire.write(self.connection, frame)
 
     async def room_event(self, message: dict[str, Any]) -> None:
         """A room event from the service layer (rooms.delivery): sent as the JSON text it was encoded to once, as

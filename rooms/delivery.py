@@ -150,7 +150,9 @@ class RoomHub:
             if channel == exclude:
                 continue
             try:
-                await member.room_event(message)
+                now = getattr(member, "room_event_now", None)
+                if now is None or not now(message):
+                    await member.room_event(message)
             except Exception:
                 logger.exception("room hub: delivering to %s failed", channel)
 
