@@ -423,10 +423,13 @@ class RoomConsumer(AsyncWebsocketConsumer):
     # --- helpers ------------------------------------------------------------------------------
 
     async def send_event(self, event: dict[str, Any]) -> None:
-        """Encode and send one event (errors, and failed sessions, are counted by code for /metrics)."""
+        """Encode and send one event (errors, and failed sessions, are counted by code for /metrics): written to
+        daphne's connection as a room event is (rooms.wire), else through ASGI."""
         if event.get("type") in (p.EventType.ERROR, p.EventType.FAILED) and event.get("code"):
             metrics.count_error(str(event["code"]))
-        await self.send(text_data=p.encode(event))
+        text = p.encode(event)
+        if self.connection is None or not wire.write(self.connection, wire.prepare(text)):
+            await self.send(text_data=text)
 
     async def reply(self, command: p.Command, kind: str, **fields: Any) -> None:
         """Answer a command, echoing its request id."""
