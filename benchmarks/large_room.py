@@ -132,8 +132,9 @@ def _profile_start(pid: int, path: Path, seconds: float) -> subprocess.Popen[byt
     if not exe.exists():
         _out("py-spy not installed (pip install py-spy): no profile")
         return None
+    gil = ["--gil"] if os.environ.get("BENCH_PROFILE_GIL") else []  # only the thread holding the GIL: CPU
     return subprocess.Popen([str(exe), "record", "-p", str(pid), "-r", "200", "-d", str(int(seconds) + 1),
-                             "-f", "raw", "-o", str(path), "--nonblocking"],
+                             "-f", "raw", "-o", str(path), "--nonblocking", *gil],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

@@ -22,7 +22,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from media_relay import logcontext
-from rooms import limits, media, metrics, services, speakers, wire
+from rooms import limits, media, metrics, roster, services, speakers, wire
 from rooms import protocol as p
 from rooms.auth import SessionIdentity, authenticate_hello
 from rooms.catchup import Catchup
@@ -215,9 +215,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
         # Read after registering for the room's events (the list is kept before it is delivered): a later change
         # comes as an event, held until the state is sent.
         outcome.state["active_speakers"] = await speakers.current(outcome.room_id, speakers.live_streams(outcome.state))
-        await self.send_event(
-            p.Event(p.EventType.STATE, {k: v for k, v in outcome.state.items() if k != "type"}).to_dict(command.rid)
-        )
+        state = p.Event(p.EventType.STATE, {k: v for k, v in outcome.state.items() if k != "type"}).to_dict(command.rid)
+        await self.send_text(roster.encode_state(state, outcome.listed))
         await self._send_held(outcome.state)
         metrics.observe_join(time.perf_counter() - started)
         await deliver_outcome(outcome)
@@ -249,12 +248,16 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     async def _send_held(self, state: dict[str, Any]) -> None:
         """After the state: the held events it does not already say, in order (more may arrive meanwhile)."""
-        catchup = Catchup(state)
+        catchup: Catchup | None = None
         held = self.held or []
         while held:
             message = held.pop(0)
-            if "text" not in message or catchup.fresh(message["text"]):
-                await self._room_event(message)
+            if "text" in message:
+                if catchup is None:  # built only when something was held
+                    catchup = Catchup(state)
+                if not catchup.fresh(message["text"]):
+                    continue
+            await self._room_event(message)
         self.held = self.holding_group = None
 
     async def _handle_leave(self, command: p.Leave) -> None:
@@ -427,7 +430,11 @@ class RoomConsumer(AsyncWebsocketConsumer):
         daphne's connection as a room event is (rooms.wire), else through ASGI."""
         if event.get("type") in (p.EventType.ERROR, p.EventType.FAILED) and event.get("code"):
             metrics.count_error(str(event["code"]))
-        text = p.encode(event)
+        await self.send_text(p.encode(event))
+
+    async def send_text(self, text: str) -> None:
+        """Send an encoded event: written to daphne's connection as a room event is (rooms.wire), else through
+        ASGI."""
         if self.connection is None or not wire.write(self.connection, wire.prepare(text)):
             await self.send(text_data=text)
 

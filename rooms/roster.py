@@ -12,9 +12,10 @@ whether the room has live streams or messages at all.  This process keeps what n
 
 from __future__ import annotations
 
+import secrets
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -37,6 +38,20 @@ class Entry:
     role: str
     joined_at: datetime
     joined_iso: str | None
+    wire: dict[str, tuple[dict[str, Any], str]] = field(default_factory=dict, compare=False)
+    """By participant state: its ``state.participants`` entry without streams, and that entry's JSON text."""
+
+
+ROSTER_MARK = f"roster-{secrets.token_hex(16)}"
+"""Stands for ``state.participants`` while the rest of a join's state is encoded (:func:`encode_state`)."""
+
+
+@dataclass
+class Roster:
+    """``state.participants``: the entries, and their JSON text, put together from each one's cached text."""
+
+    entries: list[dict[str, Any]]
+    text: str
 
 
 @dataclass
@@ -142,10 +157,33 @@ def remember(participant: Participant) -> None:
     transaction.on_commit(committed)
 
 
-def listed_dicts(listed: list[tuple[int, Entry, str]], streams: dict[int, list[Any]], skip: int) -> list[Any]:
-    """``state.participants``: every listed participant but ``skip``, with its live streams."""
-    return [
-        participant_wire(entry.login, state, entry.role, entry.joined_iso, streams.get(pk, []))
-        for pk, entry, state in listed
-        if pk != skip
-    ]
+def listed(rows: list[tuple[int, Entry, str]], streams: dict[int, list[Any]], skip: int) -> Roster:
+    """``state.participants``: every listed participant but ``skip``, with its live streams.  The entry and the
+    JSON text of a participant without streams are built once per state it is in, and kept with its entry (a
+    join in a room of N lists N-1 others: built and encoded every time, they were most of its CPU)."""
+    entries: list[dict[str, Any]] = []
+    texts: list[str] = []
+    for pk, entry, state in rows:
+        if pk == skip:
+            continue
+        live = streams.get(pk)
+        if live:
+            data = participant_wire(entry.login, state, entry.role, entry.joined_iso, live)
+            entries.append(data)
+            texts.append(p.encode(data))
+            continue
+        cached = entry.wire.get(state)
+        if cached is None:
+            data = participant_wire(entry.login, state, entry.role, entry.joined_iso, [])
+            cached = entry.wire[state] = (data, p.encode(data))
+        entries.append(cached[0])
+        texts.append(cached[1])
+    return Roster(entries, "[" + ",".join(texts) + "]")
+
+
+def encode_state(event: dict[str, Any], roster: Roster | None) -> str:
+    """A join's ``state`` event as JSON text, its participants spliced in as the text :func:`listed` made."""
+    if roster is None or event.get("participants") is not roster.entries:
+        return p.encode(event)
+    text = p.encode({**event, "participants": ROSTER_MARK})
+    return text.replace(f'"{ROSTER_MARK}"', roster.text, 1)
