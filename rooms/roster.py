@@ -12,6 +12,7 @@ whether the room has live streams or messages at all.  This process keeps what n
 
 from __future__ import annotations
 
+import functools
 import secrets
 import threading
 from collections import OrderedDict
@@ -138,6 +139,34 @@ def _entries(room: tuple[int, datetime], present: dict[int, str]) -> dict[int, E
         while len(_cache) > CACHED_ROOMS:
             _cache.popitem(last=False)
     return known
+
+
+def insert(participant: Participant) -> None:
+    """Save a new participant with one ``INSERT ... RETURNING`` written once per process: what the ORM's
+    ``create`` sends, without compiling it every join (no model signal listens to participants)."""
+    if not connection.features.can_return_columns_from_insert:  # pragma: no cover - PostgreSQL and SQLite can
+        participant.save(force_insert=True)
+        return
+    fields = _insert_fields()
+    values = [f.get_db_prep_save(f.pre_save(participant, True), connection) for f in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(_insert_sql(connection.vendor), values)
+        participant.pk = cursor.fetchone()[0]
+    participant._state.adding = False
+    participant._state.db = connection.alias
+
+
+def _insert_fields() -> list[Any]:
+    return [f for f in Participant._meta.concrete_fields if not f.primary_key]
+
+
+@functools.cache
+def _insert_sql(vendor: str) -> str:
+    q = connection.ops.quote_name
+    columns = ", ".join(q(str(f.column)) for f in _insert_fields())
+    marks = ", ".join(["%s"] * len(_insert_fields()))
+    pk = q(str(Participant._meta.pk.column)) if Participant._meta.pk is not None else "id"
+    return f"INSERT INTO {q(Participant._meta.db_table)} ({columns}) VALUES ({marks}) RETURNING {pk}"
 
 
 def remember(participant: Participant) -> None:

@@ -313,7 +313,7 @@ def _join(
             raise RoomError(ErrorCode.ROOM_FULL, "room is full")
         if role is None:
             role = Role.MODERATOR if created else Role.PUBLISHER
-        participant = Participant.objects.create(
+        participant = Participant(
             room=room,
             login=login,
             channel_name=channel_name,
@@ -322,6 +322,7 @@ def _join(
             token_subject=claim.token_subject or "",
             resume_secret_hash=hash_resume_secret(secret),
         )
+        roster.insert(participant)
         _on_commit(signals.participant_joined, participant=participant)
         roster.remember(participant)
         count = Headcount(count.present + 1, count.viewers + is_audience(participant))
