@@ -213,8 +213,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self._stop_holding()
             await hub().add(outcome.group, self)
         # Read after registering for the room's events (the list is kept before it is delivered): a later change
-        # comes as an event, held until the state is sent.
-        outcome.state["active_speakers"] = await speakers.current(outcome.room_id, speakers.live_streams(outcome.state))
+        # comes as an event, held until the state is sent.  A room without live streams has no speaker to read.
+        live = speakers.live_streams(outcome.state)
+        outcome.state["active_speakers"] = await speakers.current(outcome.room_id, live) if live else []
         state = p.Event(p.EventType.STATE, {k: v for k, v in outcome.state.items() if k != "type"}).to_dict(command.rid)
         await self.send_text(roster.encode_state(state, outcome.listed))
         await self._send_held(outcome.state)
