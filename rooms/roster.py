@@ -100,10 +100,19 @@ def lock_for_join(name: str, login: str) -> RoomToJoin | None:
     """The active room ``name`` locked (FOR NO KEY UPDATE: the lock order of rooms.services), or None."""
     states = list(p.PRESENT_STATES)
     params = [*states, Role.VIEWER, *states, Role.VIEWER, *states, login, StreamStatus.PUBLISHING, name]
-    room = next(iter(Room.objects.raw(_sql(), params)), None)
-    if room is None:
+    with connection.cursor() as cursor:
+        cursor.execute(_sql(), params)
+        row = cursor.fetchone()
+    if row is None:
         return None
-    extra = room.__dict__  # the query's extra columns, set on the instance by raw()
+    fields = _room_fields()
+    values = list(row[: len(fields)])
+    for i, (_, column, converters) in enumerate(fields):
+        for convert in converters:
+            values[i] = convert(values[i], column, connection)
+    room = Room.from_db(connection.alias, [f.attname for f, _, _ in fields], values)
+    extra = dict(zip(("roster_viewers", "roster_listed", "roster_mine", "roster_live", "roster_chat"),
+                     row[len(fields):], strict=True))
     present: dict[int, str] = {}
     if extra["roster_listed"]:
         for pair in extra["roster_listed"].split(","):
@@ -121,6 +130,22 @@ def lock_for_join(name: str, login: str) -> RoomToJoin | None:
         has_live_streams=bool(extra["roster_live"]),
         has_messages=bool(extra["roster_chat"]),
     )
+
+
+def _room_fields() -> list[tuple[Any, Any, list[Any]]]:
+    """The room's columns as :func:`_sql` selects them, each with the converters Django applies to it (SQLite's
+    timestamps are text, for one): what ``Room.objects.raw`` worked out again for every join."""
+    key = connection.vendor
+    found = _converters.get(key)
+    if found is None:
+        columns = [(f, f.get_col(Room._meta.db_table)) for f in Room._meta.concrete_fields]
+        found = _converters[key] = [
+            (f, col, [*connection.ops.get_db_converters(col), *f.get_db_converters(connection)]) for f, col in columns
+        ]
+    return found
+
+
+_converters: dict[str, list[tuple[Any, Any, list[Any]]]] = {}
 
 
 def _entries(room: tuple[int, datetime], present: dict[int, str]) -> dict[int, Entry]:
