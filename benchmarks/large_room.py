@@ -64,6 +64,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=20.0, help="joins per second")
     parser.add_argument("--broadcasts", type=int, default=5, help="broadcast messages, 1 s apart")
     parser.add_argument("--profile", type=Path, default=None, help="py-spy daphne during the joins into PATH")
+    parser.add_argument("--profile-broadcast", type=Path, default=None,
+                        help="py-spy daphne during the broadcast into PATH (a summary printed)")
     parser.add_argument("--label", default="", help="name of the doc block (default: the client count)")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                         help="extra server setting (repeatable)")
@@ -130,8 +132,9 @@ def _profile_start(pid: int, path: Path, seconds: float) -> subprocess.Popen[byt
     if not exe.exists():
         _out("py-spy not installed (pip install py-spy): no profile")
         return None
+    gil = ["--gil"] if os.environ.get("BENCH_PROFILE_GIL") else []  # only the thread holding the GIL: CPU
     return subprocess.Popen([str(exe), "record", "-p", str(pid), "-r", "200", "-d", str(int(seconds) + 1),
-                             "-f", "raw", "-o", str(path), "--nonblocking"],
+                             "-f", "raw", "-o", str(path), "--nonblocking", *gil],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -202,6 +205,8 @@ async def run_scenario(db: Database, args: argparse.Namespace, clients: int, vie
         await asyncio.sleep(3.0)
         idle_rate = (cpu_seconds(pid) - idle0) / (time.monotonic() - i0)
         cpu1, b0 = cpu_seconds(pid), time.monotonic()
+        bspy = (_profile_start(pid, args.profile_broadcast, args.broadcasts + 1)
+                if args.profile_broadcast else None)
         broadcast = await child.call({"op": "broadcast", "count": args.broadcasts, "interval": 1.0,
                                       "drain": 10.0}, timeout=args.broadcasts + 60)
         # Copies to the clients whose join succeeded (one that timed out may or may not be in the room).
@@ -211,15 +216,17 @@ async def run_scenario(db: Database, args: argparse.Namespace, clients: int, vie
         deliveries = sum(1 for m in messages for d in m if d is not None)
         broadcast_cpu = cpu_seconds(pid) - cpu1 - idle_rate * (time.monotonic() - b0)
         profile_text = ""
-        if spy is not None and args.profile:
+        for recorder, path in ((spy, args.profile), (bspy, args.profile_broadcast)):
+            if recorder is None or path is None:
+                continue
             try:
-                spy.wait(timeout=60)
+                recorder.wait(timeout=60)
             except subprocess.TimeoutExpired:
-                spy.kill()
-            if args.profile.exists():
+                recorder.kill()
+            if path.exists():
                 from benchmarks.profile import summarize
 
-                profile_text = summarize(args.profile, top=30)
+                profile_text += f"Profile {path}:\n" + summarize(path, top=30) + "\n"
         result = Result(
             clients=clients, viewers=viewers, rate=args.rate, joined=len(joined_ok), failures=answer["failures"][:5],
             buckets=buckets, join_cpu_s=join_cpu, join_seconds=join_seconds,

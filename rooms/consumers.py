@@ -22,7 +22,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from media_relay import logcontext
-from rooms import limits, media, metrics, services, speakers, wire
+from rooms import limits, media, metrics, roster, services, speakers, wire
 from rooms import protocol as p
 from rooms.auth import SessionIdentity, authenticate_hello
 from rooms.catchup import Catchup
@@ -36,6 +36,9 @@ from rooms.turn import ice_servers
 logger = logging.getLogger(__name__)
 
 db = database_sync_to_async
+
+_ROOM_CHANGING = frozenset({p.EventType.ROOM_CLOSED, p.EventType.KICKED})
+"""Room events after which a connection forgets its room."""
 
 
 class RoomConsumer(AsyncWebsocketConsumer):
@@ -210,11 +213,11 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self._stop_holding()
             await hub().add(outcome.group, self)
         # Read after registering for the room's events (the list is kept before it is delivered): a later change
-        # comes as an event, held until the state is sent.
-        outcome.state["active_speakers"] = await speakers.current(outcome.room_id, speakers.live_streams(outcome.state))
-        await self.send_event(
-            p.Event(p.EventType.STATE, {k: v for k, v in outcome.state.items() if k != "type"}).to_dict(command.rid)
-        )
+        # comes as an event, held until the state is sent.  A room without live streams has no speaker to read.
+        live = speakers.live_streams(outcome.state)
+        outcome.state["active_speakers"] = await speakers.current(outcome.room_id, live) if live else []
+        state = p.Event(p.EventType.STATE, {k: v for k, v in outcome.state.items() if k != "type"}).to_dict(command.rid)
+        await self.send_text(roster.encode_state(state, outcome.listed))
         await self._send_held(outcome.state)
         metrics.observe_join(time.perf_counter() - started)
         await deliver_outcome(outcome)
@@ -246,12 +249,16 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     async def _send_held(self, state: dict[str, Any]) -> None:
         """After the state: the held events it does not already say, in order (more may arrive meanwhile)."""
-        catchup = Catchup(state)
+        catchup: Catchup | None = None
         held = self.held or []
         while held:
             message = held.pop(0)
-            if "text" not in message or catchup.fresh(message["text"]):
-                await self._room_event(message)
+            if "text" in message:
+                if catchup is None:  # built only when something was held
+                    catchup = Catchup(state)
+                if not catchup.fresh(message["text"]):
+                    continue
+            await self._room_event(message)
         self.held = self.holding_group = None
 
     async def _handle_leave(self, command: p.Leave) -> None:
@@ -341,6 +348,21 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     # --- channel-layer events ------------------------------------------------------------
 
+    def room_event_now(self, message: dict[str, Any]) -> bool:
+        """The room hub's synchronous path (rooms.delivery): the event written as its shared frame, or held, now;
+        False, doing nothing, when it needs :meth:`room_event` (no frame, no connection, or it changes this
+        connection's room)."""
+        if self.held is not None:
+            if message.get("exclude") != self.channel_name:
+                self.held.append(message)
+            return True
+        frame = message.get("frame")
+        if frame is None or self.connection is None or message.get("kind") in _ROOM_CHANGING:
+            return False
+        if message.get("exclude") == self.channel_name:
+            return True
+        return wire.write(self.connection, frame)
+
     async def room_event(self, message: dict[str, Any]) -> None:
         """A room event from the service layer (rooms.delivery): sent as the JSON text it was encoded to once, as
         the frame built once for this process (rooms.wire); held while this connection's join commits."""
@@ -405,10 +427,17 @@ class RoomConsumer(AsyncWebsocketConsumer):
     # --- helpers ------------------------------------------------------------------------------
 
     async def send_event(self, event: dict[str, Any]) -> None:
-        """Encode and send one event (errors, and failed sessions, are counted by code for /metrics)."""
+        """Encode and send one event (errors, and failed sessions, are counted by code for /metrics): written to
+        daphne's connection as a room event is (rooms.wire), else through ASGI."""
         if event.get("type") in (p.EventType.ERROR, p.EventType.FAILED) and event.get("code"):
             metrics.count_error(str(event["code"]))
-        await self.send(text_data=p.encode(event))
+        await self.send_text(p.encode(event))
+
+    async def send_text(self, text: str) -> None:
+        """Send an encoded event: written to daphne's connection as a room event is (rooms.wire), else through
+        ASGI."""
+        if self.connection is None or not wire.write(self.connection, wire.prepare(text)):
+            await self.send(text_data=text)
 
     async def reply(self, command: p.Command, kind: str, **fields: Any) -> None:
         """Answer a command, echoing its request id."""

@@ -60,7 +60,8 @@ def hub_group(group: str) -> str:
 
 
 class Member(Protocol):
-    """A local connection in a room: rooms.consumers.RoomConsumer, or a WHIP session (rooms.whip_sessions)."""
+    """A local connection in a room: rooms.consumers.RoomConsumer, or a WHIP session (rooms.whip_sessions).  One
+    may also have ``room_event_now(message) -> bool``, tried first: the event handled without a coroutine."""
 
     @property
     def channel_name(self) -> str: ...
@@ -150,7 +151,9 @@ class RoomHub:
             if channel == exclude:
                 continue
             try:
-                await member.room_event(message)
+                now = getattr(member, "room_event_now", None)
+                if now is None or not now(message):
+                    await member.room_event(message)
             except Exception:
                 logger.exception("room hub: delivering to %s failed", channel)
 

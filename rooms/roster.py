@@ -12,9 +12,11 @@ whether the room has live streams or messages at all.  This process keeps what n
 
 from __future__ import annotations
 
+import functools
+import secrets
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -37,6 +39,20 @@ class Entry:
     role: str
     joined_at: datetime
     joined_iso: str | None
+    wire: dict[str, tuple[dict[str, Any], str]] = field(default_factory=dict, compare=False)
+    """By participant state: its ``state.participants`` entry without streams, and that entry's JSON text."""
+
+
+ROSTER_MARK = f"roster-{secrets.token_hex(16)}"
+"""Stands for ``state.participants`` while the rest of a join's state is encoded (:func:`encode_state`)."""
+
+
+@dataclass
+class Roster:
+    """``state.participants``: the entries, and their JSON text, put together from each one's cached text."""
+
+    entries: list[dict[str, Any]]
+    text: str
 
 
 @dataclass
@@ -84,10 +100,19 @@ def lock_for_join(name: str, login: str) -> RoomToJoin | None:
     """The active room ``name`` locked (FOR NO KEY UPDATE: the lock order of rooms.services), or None."""
     states = list(p.PRESENT_STATES)
     params = [*states, Role.VIEWER, *states, Role.VIEWER, *states, login, StreamStatus.PUBLISHING, name]
-    room = next(iter(Room.objects.raw(_sql(), params)), None)
-    if room is None:
+    with connection.cursor() as cursor:
+        cursor.execute(_sql(), params)
+        row = cursor.fetchone()
+    if row is None:
         return None
-    extra = room.__dict__  # the query's extra columns, set on the instance by raw()
+    fields = _room_fields()
+    values = list(row[: len(fields)])
+    for i, (_, column, converters) in enumerate(fields):
+        for convert in converters:
+            values[i] = convert(values[i], column, connection)
+    room = Room.from_db(connection.alias, [f.attname for f, _, _ in fields], values)
+    extra = dict(zip(("roster_viewers", "roster_listed", "roster_mine", "roster_live", "roster_chat"),
+                     row[len(fields):], strict=True))
     present: dict[int, str] = {}
     if extra["roster_listed"]:
         for pair in extra["roster_listed"].split(","):
@@ -105,6 +130,22 @@ def lock_for_join(name: str, login: str) -> RoomToJoin | None:
         has_live_streams=bool(extra["roster_live"]),
         has_messages=bool(extra["roster_chat"]),
     )
+
+
+def _room_fields() -> list[tuple[Any, Any, list[Any]]]:
+    """The room's columns as :func:`_sql` selects them, each with the converters Django applies to it (SQLite's
+    timestamps are text, for one): what ``Room.objects.raw`` worked out again for every join."""
+    key = connection.vendor
+    found = _converters.get(key)
+    if found is None:
+        columns = [(f, f.get_col(Room._meta.db_table)) for f in Room._meta.concrete_fields]
+        found = _converters[key] = [
+            (f, col, [*connection.ops.get_db_converters(col), *f.get_db_converters(connection)]) for f, col in columns
+        ]
+    return found
+
+
+_converters: dict[str, list[tuple[Any, Any, list[Any]]]] = {}
 
 
 def _entries(room: tuple[int, datetime], present: dict[int, str]) -> dict[int, Entry]:
@@ -125,6 +166,34 @@ def _entries(room: tuple[int, datetime], present: dict[int, str]) -> dict[int, E
     return known
 
 
+def insert(participant: Participant) -> None:
+    """Save a new participant with one ``INSERT ... RETURNING`` written once per process: what the ORM's
+    ``create`` sends, without compiling it every join (no model signal listens to participants)."""
+    if not connection.features.can_return_columns_from_insert:  # pragma: no cover - PostgreSQL and SQLite can
+        participant.save(force_insert=True)
+        return
+    fields = _insert_fields()
+    values = [f.get_db_prep_save(f.pre_save(participant, True), connection) for f in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(_insert_sql(connection.vendor), values)
+        participant.pk = cursor.fetchone()[0]
+    participant._state.adding = False
+    participant._state.db = connection.alias
+
+
+def _insert_fields() -> list[Any]:
+    return [f for f in Participant._meta.concrete_fields if not f.primary_key]
+
+
+@functools.cache
+def _insert_sql(vendor: str) -> str:
+    q = connection.ops.quote_name
+    columns = ", ".join(q(str(f.column)) for f in _insert_fields())
+    marks = ", ".join(["%s"] * len(_insert_fields()))
+    pk = q(str(Participant._meta.pk.column)) if Participant._meta.pk is not None else "id"
+    return f"INSERT INTO {q(Participant._meta.db_table)} ({columns}) VALUES ({marks}) RETURNING {pk}"
+
+
 def remember(participant: Participant) -> None:
     """A join added ``participant``: once its transaction commits, the next join here need not read it (a row
     that never commits is never remembered: SQLite may give its primary key to another)."""
@@ -142,10 +211,33 @@ def remember(participant: Participant) -> None:
     transaction.on_commit(committed)
 
 
-def listed_dicts(listed: list[tuple[int, Entry, str]], streams: dict[int, list[Any]], skip: int) -> list[Any]:
-    """``state.participants``: every listed participant but ``skip``, with its live streams."""
-    return [
-        participant_wire(entry.login, state, entry.role, entry.joined_iso, streams.get(pk, []))
-        for pk, entry, state in listed
-        if pk != skip
-    ]
+def listed(rows: list[tuple[int, Entry, str]], streams: dict[int, list[Any]], skip: int) -> Roster:
+    """``state.participants``: every listed participant but ``skip``, with its live streams.  The entry and the
+    JSON text of a participant without streams are built once per state it is in, and kept with its entry (a
+    join in a room of N lists N-1 others: built and encoded every time, they were most of its CPU)."""
+    entries: list[dict[str, Any]] = []
+    texts: list[str] = []
+    for pk, entry, state in rows:
+        if pk == skip:
+            continue
+        live = streams.get(pk)
+        if live:
+            data = participant_wire(entry.login, state, entry.role, entry.joined_iso, live)
+            entries.append(data)
+            texts.append(p.encode(data))
+            continue
+        cached = entry.wire.get(state)
+        if cached is None:
+            data = participant_wire(entry.login, state, entry.role, entry.joined_iso, [])
+            cached = entry.wire[state] = (data, p.encode(data))
+        entries.append(cached[0])
+        texts.append(cached[1])
+    return Roster(entries, "[" + ",".join(texts) + "]")
+
+
+def encode_state(event: dict[str, Any], roster: Roster | None) -> str:
+    """A join's ``state`` event as JSON text, its participants spliced in as the text :func:`listed` made."""
+    if roster is None or event.get("participants") is not roster.entries:
+        return p.encode(event)
+    text = p.encode({**event, "participants": ROSTER_MARK})
+    return text.replace(f'"{ROSTER_MARK}"', roster.text, 1)

@@ -69,6 +69,8 @@ class JoinOutcome(Outcome):
     room_id: int = 0
     group: str = ""
     state: dict[str, Any] = field(default_factory=dict)
+    listed: roster.Roster | None = None
+    """``state["participants"]`` and its JSON text (rooms.roster.encode_state)."""
     resumed: bool = False
     superseded_channel: str = ""
     """The channel of a connection whose participant this join took over (its media must go); else empty."""
@@ -311,7 +313,7 @@ def _join(
             raise RoomError(ErrorCode.ROOM_FULL, "room is full")
         if role is None:
             role = Role.MODERATOR if created else Role.PUBLISHER
-        participant = Participant.objects.create(
+        participant = Participant(
             room=room,
             login=login,
             channel_name=channel_name,
@@ -320,6 +322,7 @@ def _join(
             token_subject=claim.token_subject or "",
             resume_secret_hash=hash_resume_secret(secret),
         )
+        roster.insert(participant)
         _on_commit(signals.participant_joined, participant=participant)
         roster.remember(participant)
         count = Headcount(count.present + 1, count.viewers + is_audience(participant))
@@ -328,11 +331,12 @@ def _join(
         history = history_for(room, participant, limit=settings.ROOM_HISTORY_COUNT)
     else:
         history = HistoryPage([], False)
+    listed = roster.listed(found.listed, streams, skip=participant.pk)
     state = _event(
         EventType.STATE,
         room={**room_dict(room), "viewers": count.viewers},
         self={**participant_dict(participant, streams.get(participant.pk, [])), "resume_secret": secret},
-        participants=roster.listed_dicts(found.listed, streams, skip=participant.pk),
+        participants=listed.entries,
         history=[message_dict(m) for m in history.messages],
         history_more=history.more,
         resumed=resumed,
@@ -342,7 +346,7 @@ def _join(
     if not (resumed and is_audience(participant)):  # a resumed viewer changes no count
         _presence(outcome, room, participant, kind, me, channel_name, count)
     outcome.participant_id, outcome.room_id, outcome.group = participant.pk, room.pk, room.group_name
-    outcome.state, outcome.resumed = state, resumed
+    outcome.state, outcome.listed, outcome.resumed = state, listed, resumed
     return outcome
 
 

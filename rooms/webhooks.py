@@ -31,8 +31,9 @@ from typing import Any
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import connections
+from django.db import IntegrityError, connections, transaction
 from django.db.models import Min
+from django.db.models.signals import post_delete, post_migrate, post_save
 from django.utils import timezone
 from django_tasks import task
 
@@ -132,9 +133,59 @@ EVENT_SOURCES: dict[str, tuple[Any, str, Any]] = {
 # --- Enqueueing --------------------------------------------------------------------------
 
 
+ENDPOINTS_TTL = 1.0
+"""Seconds this process trusts its list of active endpoints (an endpoint saved or deleted here is seen at once;
+one saved by another process within this time)."""
+
+
+class _Endpoints:
+    """The active endpoints, read at most once per ENDPOINTS_TTL instead of once per event (every join of a big
+    room is one); forgotten when an endpoint is saved or deleted here, and again when that commits."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._endpoints: list[WebhookEndpoint] | None = None
+        self._read_at = 0.0
+        self._generation = 0
+
+    def wanting(self, event_type: str) -> list[WebhookEndpoint]:
+        with self._lock:
+            endpoints, generation = self._endpoints, self._generation
+            if endpoints is not None and time.monotonic() - self._read_at > ENDPOINTS_TTL:
+                endpoints = None
+        if endpoints is None:
+            read_at = time.monotonic()
+            endpoints = list(WebhookEndpoint.objects.filter(active=True))
+            # Kept only if what was read is committed (outside any transaction: a test's or an admin's may roll
+            # back) and no endpoint changed meanwhile.
+            if not connections[WebhookEndpoint.objects.db].in_atomic_block:
+                with self._lock:
+                    if generation == self._generation:
+                        self._endpoints, self._read_at = endpoints, read_at
+        return [e for e in endpoints if e.wants(event_type)]
+
+    def forget(self, **_: Any) -> None:
+        with self._lock:
+            self._endpoints = None
+            self._generation += 1
+
+
+endpoints_cache = _Endpoints()
+
+
+def _endpoint_changed(**kwargs: Any) -> None:
+    endpoints_cache.forget()
+    transaction.on_commit(endpoints_cache.forget, using=kwargs.get("using"))
+
+
 def enqueue(event_type: str, data: dict[str, Any], sequence_key: str = "") -> list[WebhookDelivery]:
     """Store one delivery per endpoint subscribed to ``event_type`` and wake the deliverer."""
-    endpoints = [e for e in WebhookEndpoint.objects.filter(active=True) if e.wants(event_type)]
+    return _enqueue(event_type, endpoints_cache.wanting(event_type), data, sequence_key)
+
+
+def _enqueue(
+    event_type: str, endpoints: list[WebhookEndpoint], data: dict[str, Any], sequence_key: str
+) -> list[WebhookDelivery]:
     if not endpoints:
         return []
     created = []
@@ -142,7 +193,13 @@ def enqueue(event_type: str, data: dict[str, Any], sequence_key: str = "") -> li
         delivery = WebhookDelivery(endpoint=endpoint, event_type=event_type, sequence_key=sequence_key)
         delivery.payload = {"id": str(delivery.event_id), "type": event_type, "time": iso(timezone.now()), "data": data}
         delivery.next_attempt_at = timezone.now()
-        delivery.save()
+        try:
+            delivery.save()
+        except IntegrityError:
+            if connections[WebhookDelivery.objects.db].in_atomic_block:
+                raise
+            endpoints_cache.forget()  # the endpoint was deleted by another process since this one read it
+            continue
         created.append(delivery)
     wake()
     return created
@@ -154,8 +211,11 @@ def _make_receiver(event_type: str, kwarg: str, build: Any) -> Any:
         if obj is None:
             return
         try:
+            endpoints = endpoints_cache.wanting(event_type)
+            if not endpoints:  # the event's data is not even built
+                return
             room_id = _room_id_of(kwarg, obj)
-            enqueue(event_type, build(obj), f"room-{room_id}" if room_id is not None else "")
+            _enqueue(event_type, endpoints, build(obj), f"room-{room_id}" if room_id is not None else "")
         except Exception:
             logger.exception("could not queue the %s webhook", event_type)
 
@@ -174,6 +234,9 @@ def connect_receivers() -> None:
         receiver = _make_receiver(event_type, kwarg, build)
         _receivers.append(receiver)
         signal.connect(receiver, dispatch_uid=f"rooms.webhooks.{event_type}")
+    for change in (post_save, post_delete):
+        change.connect(_endpoint_changed, sender=WebhookEndpoint, dispatch_uid="rooms.webhooks.endpoints")
+    post_migrate.connect(endpoints_cache.forget, dispatch_uid="rooms.webhooks.endpoints")  # and `flush`
 
 
 # --- Delivering -----------------------------------------------------------------------------

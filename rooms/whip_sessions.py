@@ -26,6 +26,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
@@ -33,7 +34,7 @@ from django.core import signing
 
 from rooms import limits, media, services
 from rooms import protocol as p
-from rooms.delivery import hub
+from rooms.delivery import RoomHub, hub
 from rooms.dispatch import deliver_outcome, sweep_now_and_then
 from rooms.exceptions import ErrorCode, RoomError
 from rooms.models import Participant
@@ -51,6 +52,7 @@ END_MESSAGE = "whip.end"
 ANSWER_TIMEOUT = 15.0
 #: The kind of the stream a WHIP publisher publishes.
 WHIP_KIND = p.StreamKind.CAMERA
+ROOM_CLOSED_REASON = "the room closed"
 
 Kind = Literal["whip", "whep"]
 
@@ -152,8 +154,13 @@ class Session:
     slot: limits.ConnectionSlot | None = None
     ended: bool = False
     answered: bool = False
+    end_reason: str = ""
+    held: list[dict[str, Any]] | None = None
+    """Room events that arrived while the join was committing: handled once it returns."""
+    holding_group: str = ""
     _pending: dict[str, asyncio.Future[dict[str, Any]]] = field(default_factory=dict)
     _reader: asyncio.Task[None] | None = None
+    _hub: RoomHub | None = None
 
     @property
     def channel_name(self) -> str:
@@ -163,11 +170,41 @@ class Session:
     async def open(self) -> None:
         """Get a channel and start reading it."""
         self.channel = await get_channel_layer().new_channel()
+        self._hub = hub()
         self._reader = asyncio.ensure_future(self._read())
 
     async def room_event(self, message: dict[str, Any]) -> None:
-        """A room event handed over by this process's room hub, like a WebSocket consumer's."""
+        """A room event handed over by this process's room hub, like a WebSocket consumer's (held while the
+        session's join commits)."""
+        if self.held is not None:
+            self.held.append(message)
+            return
         await self._handle(message)
+
+    def hold_room_events(self, group: str) -> None:
+        """services.join's ``on_locked``, on the database thread under the room's lock: register for the room's
+        events before the join commits (so none committed after it is missed), holding them until it returns."""
+        if self.held is None:
+            self.held = []
+        if self.holding_group in ("", group) and self._hub is not None and self._hub.add_if_subscribed(group, self):
+            self.holding_group = group
+            return
+        async_to_sync(self._start_holding)(group)
+
+    async def _start_holding(self, group: str) -> None:
+        if self.holding_group and self.holding_group != group:  # a retried join found another room
+            await hub().discard(self.holding_group, self)
+        if self.held is None:
+            self.held = []
+        self.holding_group = group
+        await hub().add(group, self)
+
+    async def handle_held(self) -> None:
+        """The join returned: handle the events held meanwhile, in order (more may arrive meanwhile)."""
+        held = self.held or []
+        while held and not self.ended:
+            await self._handle(held.pop(0))
+        self.held = None
 
     async def _read(self) -> None:
         layer = get_channel_layer()
@@ -211,7 +248,7 @@ class Session:
         elif etype == p.EventType.KICKED:
             await self.end("kicked", leave=False)
         elif etype == p.EventType.ROOM_CLOSED and (event.get("room") or {}).get("id") == self.room_id:
-            await self.end("the room closed", leave=False)
+            await self.end(ROOM_CLOSED_REASON, leave=False)
 
     async def request(self, rid: str, send: Any) -> dict[str, Any]:
         """Send a media command with request id ``rid`` (``send()``) and wait for the event that answers it."""
@@ -230,6 +267,7 @@ class Session:
         if self.ended:
             return
         self.ended = True
+        self.end_reason = reason
         _sessions.pop(self.channel, None)
         logger.info("%s session %s ends: %s", self.kind, self.pc_id or self.channel, reason)
         try:
@@ -238,8 +276,8 @@ class Session:
                 await asyncio.shield(deliver_outcome(outcome))
             if self.room_id and self.participant_id:
                 await media.participant_gone(self.room_id, self.participant_id)
-            if self.group:
-                await hub().discard(self.group, self)
+            if self.group or self.holding_group:
+                await hub().discard(self.group or self.holding_group, self)
         except Exception:
             logger.exception("cleaning up a %s session failed", self.kind)
         finally:
@@ -306,7 +344,7 @@ async def start_whip(room: str, caller: Caller, sdp: str, scope: dict[str, Any] 
         await sweep_now_and_then()
         outcome = await db(services.join)(
             caller.login, room, session.channel, role=caller.role, token_subject=caller.token_subject,
-            grants=caller.grants,
+            grants=caller.grants, on_locked=session.hold_room_events,
         )
         session.participant_id, session.room_id, session.group = (
             outcome.participant_id, outcome.room_id, outcome.group,
@@ -315,8 +353,13 @@ async def start_whip(room: str, caller: Caller, sdp: str, scope: dict[str, Any] 
         if outcome.superseded_channel:  # resumed a participant whose own connection died unseen
             await media.participant_gone(outcome.room_id, outcome.participant_id)
             await get_channel_layer().send(outcome.superseded_channel, {"type": "room.superseded"})
-        await hub().add(outcome.group, session)
+        if session.holding_group != outcome.group:  # pragma: no cover - the join registered under the room's lock
+            await hub().add(outcome.group, session)
         await deliver_outcome(outcome)
+        await session.handle_held()
+        if session.ended:  # the room closed (or the publisher was kicked) right after the join
+            code = ErrorCode.ROOM_FINISHED if session.end_reason == ROOM_CLOSED_REASON else ErrorCode.FORBIDDEN
+            raise RoomError(code, session.end_reason)
         caller.require(p.Grant.CAN_PUBLISH, outcome.state["self"]["role"])
         rid = uuid.uuid4().hex
         event = _answer_or_raise(

@@ -6,6 +6,13 @@ autobahn's framing on its own.  Here the frame is built once per event (autobahn
 for broadcast) and each connection's autobahn protocol writes it (``sendPreparedMessage``; a connection with
 per-message compression still compresses its own copy).
 
+On a plain TCP (or Unix) socket with nothing waiting to go out, the frame goes straight to the socket
+(:func:`write`): Twisted's ``write`` would buffer it, register the socket for writing with the event loop
+(``epoll_ctl``), send it from a callback on the loop's next turn and unregister it (``epoll_ctl`` again), which
+cost several times the ``send`` itself per copy.  Whatever the socket does not take, and every frame while
+anything is buffered (so a connection's frames keep their order), goes through Twisted as before; TLS
+transports always do.
+
 The autobahn protocol of a consumer is found once, from its ASGI ``send`` (daphne's ``partial(handle_reply,
 protocol)`` under channels' wrappers).  Under any other server, or if that shape changes, :func:`connection_of`
 finds none and the consumer sends through ASGI as before.
@@ -17,9 +24,13 @@ import functools
 from typing import Any
 
 from autobahn.websocket.protocol import PreparedMessage, WebSocketProtocol
+from twisted.internet import tcp
 
 WRAPPER_DEPTH = 8
 """ASGI send wrappers looked through (channels' session wrapper, middlewares) before giving up."""
+
+DIRECT = True
+"""Write frames straight to idle plain sockets (False: always through Twisted; the tests compare the two)."""
 
 
 def prepare(text: str) -> PreparedMessage:
@@ -49,5 +60,32 @@ def write(connection: WebSocketProtocol, frame: PreparedMessage) -> bool:
     way, which knows what to do with a closing connection)."""
     if connection.state != WebSocketProtocol.STATE_OPEN:
         return False
-    connection.sendPreparedMessage(frame)
+    if not (DIRECT and connection._perMessageCompress is None and _write_direct(connection, frame.payloadHybi)):
+        connection.sendPreparedMessage(frame)
+    return True
+
+
+def _write_direct(connection: WebSocketProtocol, data: bytes) -> bool:
+    """Send ``data`` on the connection's socket now if nothing is waiting before it (what the socket does not
+    take is left to Twisted); False, doing nothing, when the frame must go through Twisted."""
+    transport: Any = getattr(connection, "transport", None)
+    if (
+        connection.send_queue  # autobahn's own queue (chopped or synchronous sends)
+        or not isinstance(transport, tcp.Connection)
+        or transport.TLS
+        or not transport.connected
+        or transport.disconnecting
+        or transport._writeDisconnecting
+        or transport._writeDisconnected
+        or transport._tempDataLen
+        or transport.dataBuffer
+    ):
+        return False
+    try:
+        sent = transport.socket.send(data)
+    except OSError:  # full (EAGAIN), or broken: Twisted's write finds out which and acts on it
+        sent = 0
+    if sent < len(data):
+        transport.write(data[sent:] if sent else data)
+    connection.trafficStats.outgoingOctetsWireLevel += len(data)
     return True

@@ -210,3 +210,26 @@ def test_unreachable_endpoint_is_logged(receiver: Receiver, settings: Any) -> No
     wait_for(lambda: WebhookDelivery.objects.filter(status="failed").exists())
     delivery = WebhookDelivery.objects.get()
     assert delivery.last_status_code is None and delivery.last_error
+
+
+def test_the_endpoints_are_read_once_a_second_and_changes_here_seen_at_once(
+    receiver: Receiver, django_assert_max_num_queries: Any
+) -> None:
+    """A process reads the active endpoints at most once per ENDPOINTS_TTL (not once per join of a big room); an
+    endpoint saved or deleted in this process is seen at once, one added by another process (here: a bulk insert,
+    which sends no signal) within that time."""
+    webhooks.endpoints_cache.forget()
+    assert webhooks.enqueue("room_started", {}) == []  # read: none
+    with django_assert_max_num_queries(0):
+        assert webhooks.enqueue("room_started", {}) == []
+    WebhookEndpoint.objects.bulk_create([WebhookEndpoint(url=receiver.url + "?elsewhere", secret=SECRET)])
+    assert webhooks.enqueue("room_started", {}) == []  # not yet
+    deadline = time.monotonic() + webhooks.ENDPOINTS_TTL + 1.0
+    while not webhooks.enqueue("room_started", {}):
+        assert time.monotonic() < deadline, "the endpoint added elsewhere was never seen"
+        time.sleep(0.1)
+    elsewhere = WebhookEndpoint.objects.get(url=receiver.url + "?elsewhere")
+    mine = endpoint(receiver, ["room_started"])
+    assert {d.endpoint_id for d in webhooks.enqueue("room_started", {})} == {mine.pk, elsewhere.pk}
+    mine.delete()
+    assert len(webhooks.enqueue("room_started", {})) == 1

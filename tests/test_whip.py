@@ -479,3 +479,37 @@ if __name__ == "__main__":
 
     django.setup()
     asyncio.run(_publish_forever(sys.argv[1]))
+
+
+async def test_a_whip_publisher_gets_the_room_events_committed_right_after_its_join(transactional_db: Any) -> None:
+    """A room event committed just after a WHIP publisher's join (here: the room closed from inside the join's
+    commit hooks, before the session is back on the event loop) reaches its session, as it does a WebSocket
+    joiner's (rooms.catchup): the session ends and the POST is refused, instead of publishing into a closed room.
+    In-process (this test's event loop runs the session and the relay)."""
+    from asgiref.sync import async_to_sync
+
+    from rooms import services, signals, whip_sessions
+    from rooms.delivery import deliver
+    from rooms.exceptions import ErrorCode, RoomError
+    from rooms.models import Participant
+
+    def close_the_room_now(participant: Participant, **kwargs: Any) -> None:
+        if participant.login == "cam":  # the join committed; start_whip has not seen its result yet
+            outcome = services.finalize_room(participant.room_id, "closed by a moderator")
+            async_to_sync(deliver)(outcome.deliveries)
+
+    client = whip_peer()
+    await client.pc.setLocalDescription(await client.pc.createOffer())
+    signals.participant_joined.connect(close_the_room_now, dispatch_uid="test-close-the-room-now")
+    try:
+        with pytest.raises(RoomError) as refused:
+            started = await asyncio.wait_for(
+                whip_sessions.start_whip("closing", whip_sessions.Caller("cam"), client.pc.localDescription.sdp, {}),
+                WAIT,
+            )
+            await whip_sessions.stop(started.ref)
+    finally:
+        signals.participant_joined.disconnect(dispatch_uid="test-close-the-room-now")
+        await client.close()
+    assert refused.value.code == ErrorCode.ROOM_FINISHED, refused.value
+    assert not whip_sessions._sessions
