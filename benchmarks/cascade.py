@@ -158,8 +158,10 @@ async def run(args: argparse.Namespace, redis_url: str) -> list[Result]:
         results.append(result)
         sys.stdout.write(
             f"K={players}: {result.frames_per_s:.0f}/{result.expected_frames_per_s:.0f} frames/s, relay "
-            f"{result.relay_cpu * 100:.1f}% CPU (2 workers), {result.us_per_packet:.1f} us/pkt, latency p50 "
-            f"{result.latency_p50_ms:.1f} ms p99 {result.latency_p99_ms:.1f} ms"
+            f"{result.relay_cpu * 100:.1f}% CPU (2 workers), {result.us_per_packet:.1f} us/pkt, added latency p50 "
+            f"{result.latency_p50_ms:.1f} ms p99 {result.latency_p99_ms:.1f} ms ({result.latency_samples} frames), "
+            f"client latency p50 {result.client_latency_p50_ms:.1f} ms p99 {result.client_latency_p99_ms:.1f} ms, "
+            f"client {result.client_cpu * 100:.1f}% CPU"
             + (f" [{result.error}]" if result.error else "") + "\n"
         )
         sys.stdout.flush()

@@ -9,14 +9,25 @@ frames and measures latency.  A frame is identified by the first bytes of its
 VP8 data (after the RTP payload descriptor), which neither server rewrites, so
 the publisher's send time of that frame is found whatever the server did to
 the RTP headers.
+
+Two latencies are taken per frame, both from the publisher's send (wall clock):
+
+- *added latency* (the relay's): to the kernel's receive timestamp of the frame's last packet on the player's
+  socket (``SIOCGSTAMPNS``, taken when the datagram is read), so the client's own queueing (one process reads,
+  unprotects and parses every player's packets) is not counted;
+- *client latency*: to the player's handler seeing the frame's first packet (after the client process read,
+  SRTP-unprotected and parsed it), the figure reported before.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import fractions
 import logging
+import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +46,9 @@ FPS = 30
 BITRATE = 1_700_000
 GOP = 60
 KEY_BYTES = 64
+SIOCGSTAMPNS = 0x8907
+"""linux/sockios.h: the kernel's receive time of the last datagram read from a socket (a timespec)."""
+MAX_STAMPS = 1024
 VIDEO_TIME_BASE = fractions.Fraction(1, 90000)
 
 
@@ -101,9 +115,13 @@ class Probe:
     """State shared by the publisher and the players of one run (one process, one clock)."""
 
     sent: dict[bytes, float] = field(default_factory=dict)
-    """Frame key -> perf_counter() when the publisher handed the frame to its sender."""
+    """Frame key -> time.time() when the publisher handed the frame to its sender, which packetizes,
+    SRTP-protects and sends all its packets before the event loop runs anything else."""
     measuring: bool = False
     latencies: list[float] = field(default_factory=list)
+    """Client latency: send to the player's handler seeing the frame's first packet (seconds)."""
+    added_latencies: list[float] = field(default_factory=list)
+    """Added latency: send to the kernel's receive time of the frame's last packet at the player (seconds)."""
     frames_sent: int = 0
 
 
@@ -115,8 +133,11 @@ class PlayerCounter:
     frames: int = 0
     """Complete frames: a first packet (VP8 S bit, partition 0) through a marker packet, no gap."""
     frame_starts: int = 0
+    arrivals: dict[int, float] = field(default_factory=dict)
+    """Sequence number -> kernel receive time of this player's marker packets (filled by :class:`ArrivalStamps`)."""
     _start_sequence: int = -1
     _in_frame: int = 0
+    _sent: float | None = None
 
     def on_packet(self, packet: RtpPacket, probe: Probe) -> None:
         """Count one RTP packet; time the frame it starts, if it starts one."""
@@ -129,16 +150,20 @@ class PlayerCounter:
             self.frame_starts += 1
             self._start_sequence = packet.sequence_number
             self._in_frame = 0
+            self._sent = None
             if probe.measuring:
                 offset = vp8_descriptor_size(payload)
-                sent = probe.sent.get(payload[offset:offset + KEY_BYTES])
-                if sent is not None:
-                    probe.latencies.append(time.perf_counter() - sent)
+                self._sent = probe.sent.get(payload[offset:offset + KEY_BYTES])
+                if self._sent is not None:
+                    probe.latencies.append(time.time() - self._sent)
         if self._start_sequence >= 0:
             self._in_frame += 1
             if packet.marker:
                 if ((packet.sequence_number - self._start_sequence) & 0xFFFF) == self._in_frame - 1:
                     self.frames += 1
+                    arrived = self.arrivals.pop(packet.sequence_number, None)
+                    if self._sent is not None and arrived is not None and probe.measuring:
+                        probe.added_latencies.append(arrived - self._sent)
                 self._start_sequence = -1
 
 
@@ -157,13 +182,80 @@ def vp8_descriptor_size(payload: bytes) -> int:
     return size
 
 
+def kernel_stamp(fd: int) -> float:
+    """The kernel's receive time (CLOCK_REALTIME, seconds) of the last datagram read from socket ``fd``.
+
+    The first call on a socket turns its timestamping on (and fails: nothing stamped yet).
+    """
+    seconds, nanoseconds = struct.unpack("qq", fcntl.ioctl(fd, SIOCGSTAMPNS, bytes(16)))
+    return float(seconds + nanoseconds / 1e9)
+
+
+def is_rtp_marker(data: bytes) -> bool:
+    """An RTP (not RTCP, RFC 5761) datagram with the marker bit set: the last packet of a video frame.
+
+    The RTP header is not encrypted by SRTP, so this is known before the client unprotects the packet.
+    """
+    return len(data) >= 12 and data[0] & 0xC0 == 0x80 and data[1] & 0x80 != 0 and not 192 <= data[1] <= 223
+
+
+class ArrivalStamps:
+    """Records, as each datagram is read, the kernel receive time of a player's RTP marker packets.
+
+    aioice's ``StunProtocol.datagram_received`` runs once per datagram right after the event loop read it
+    (uvloop and asyncio alike), so the socket's last receive timestamp is that datagram's.  The ICE sockets only
+    exist once the peer connection gathered, so the protocols are wrapped at the first datagram the connection
+    hands on (a DTLS handshake packet, not timed).
+    """
+
+    def __init__(self, connection: Any, arrivals: dict[int, float]) -> None:
+        self.connection = connection
+        self.arrivals = arrivals
+        self._original = connection.data_received
+        connection.data_received = self._first_data
+
+    def _first_data(self, data: bytes, component: int) -> None:
+        self.connection.data_received = self._original
+        for protocol in self.connection._protocols:
+            self._wrap(protocol)
+        self._original(data, component)
+
+    def _wrap(self, protocol: Any) -> None:
+        transport = getattr(protocol, "transport", None)
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if sock is None:
+            return
+        fd = sock.fileno()
+        try:
+            kernel_stamp(fd)
+        except OSError:
+            pass  # ENOENT: timestamping is on from now
+        original: Callable[[bytes, Any], None] = protocol.datagram_received
+        arrivals = self.arrivals
+
+        def datagram_received(data: bytes, addr: Any) -> None:
+            if is_rtp_marker(data):
+                try:
+                    stamp = kernel_stamp(fd)
+                except OSError:
+                    stamp = time.time()
+                if len(arrivals) >= MAX_STAMPS:
+                    arrivals.clear()
+                arrivals[(data[2] << 8) | data[3]] = stamp
+            original(data, addr)
+
+        protocol.datagram_received = datagram_received
+
+
 def install_counter(receiver: RTCRtpReceiver, counter: PlayerCounter, probe: Probe) -> None:
-    """Replace the receiver's RTP handler: count, no jitter buffer, no decoding."""
+    """Replace the receiver's RTP handler: count, no jitter buffer, no decoding; time frames' arrival at the
+    player's socket (call before the peer connection connects)."""
 
     async def handle_rtp(packet: RtpPacket, arrival_time_ms: int) -> None:
         counter.on_packet(packet, probe)
 
     replace_receive_handler(receiver, handle_rtp)
+    ArrivalStamps(receiver.transport.transport._connection, counter.arrivals)
 
 
 class PacketTrack(MediaStreamTrack):
@@ -194,7 +286,7 @@ class PacketTrack(MediaStreamTrack):
         packet.time_base = VIDEO_TIME_BASE
         key = self.clip.keys[position]
         if key in self.clip.unique:
-            self.probe.sent[key] = time.perf_counter()
+            self.probe.sent[key] = time.time()
         self.probe.frames_sent += 1
         self._index += 1
         return packet

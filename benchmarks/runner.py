@@ -57,10 +57,16 @@ class Result:
     client_cpu: float
     """Client process CPU (publisher + all players) as a fraction of one core."""
     latency_p50_ms: float
+    """Added latency (the relay's): publisher's send to the kernel's receive of the frame's last packet at the
+    player's socket, so without the client's own queueing (benchmarks.media)."""
     latency_p99_ms: float
     latency_samples: int
     connected: int
     error: str = ""
+    client_latency_p50_ms: float = float("nan")
+    """Client latency: publisher's send to the player's handler seeing the frame's first packet, in the client
+    process that reads, unprotects and parses every player's packets (the figure reported before)."""
+    client_latency_p99_ms: float = float("nan")
 
     @property
     def expected_frames_per_s(self) -> float:
@@ -148,7 +154,8 @@ async def _window(
     packets1 = sum(c.packets for c in counters)
     frames1 = sum(c.frames for c in counters)
     elapsed = t1 - t0
-    latencies = [x * 1000 for x in probe.latencies]
+    latencies = [x * 1000 for x in probe.added_latencies]
+    client_latencies = [x * 1000 for x in probe.latencies]
     return Result(
         server=server.name,
         players=players,
@@ -162,6 +169,8 @@ async def _window(
         latency_samples=len(latencies),
         connected=connected,
         error=f"{failures} players failed to connect" if failures else "",
+        client_latency_p50_ms=statistics.median(client_latencies) if client_latencies else float("nan"),
+        client_latency_p99_ms=percentile(client_latencies, 0.99),
     )
 
 
