@@ -25,7 +25,7 @@ from pathlib import Path
 
 import uvloop
 
-from benchmarks.media import encode_clip
+from benchmarks.media import PlayerCounter, Probe, encode_clip
 from benchmarks.ours import ROOT, OurServer
 from benchmarks.procs import CLIENT_CPU, RELAY_CPU, cpu_seconds, free_port, pin_self, pinned, stop_process
 from benchmarks.report import text_table
@@ -84,6 +84,9 @@ class CascadeServer(OurServer):
         super().__init__()
         self.redis_url = redis_url
         self.workers: list[subprocess.Popen[bytes]] = []
+        self.counters: list[PlayerCounter] = []
+        self.breakdown = ""
+        """Added latency per worker and frame kind, once the run is over."""
 
     @property
     def pid(self) -> int:
@@ -125,6 +128,20 @@ class CascadeServer(OurServer):
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2) as response:
             response.read()
 
+    async def play(self, index: int, counter: PlayerCounter, probe: Probe) -> None:
+        """As ours; keeps the counter to split the figures by worker."""
+        self.counters.append(counter)
+        await super().play(index, counter, probe)
+
+    async def teardown(self) -> None:
+        """Split the added latency by the worker each player's media came from, then close everything."""
+        try:
+            names = {worker.pid: f"bench-w{index}" for index, worker in enumerate(self.workers)}
+            self.breakdown = latency_breakdown(self.counters, names)
+        except OSError as exc:
+            self.breakdown = f"no breakdown: {exc}"
+        await super().teardown()
+
     async def stop(self) -> None:
         for worker in self.workers:
             await asyncio.to_thread(stop_process, worker)
@@ -136,6 +153,44 @@ class CascadeServer(OurServer):
             f"daphne (signalling) + {WORKERS} `runmedia` workers pinned to CPUs 0 and 1, MEDIA_MODE=workers, "
             "Redis channel layer and registry, MEDIA_CASCADE_AFTER=0 (plays on the least-loaded worker), SQLite"
         )
+
+
+def udp_ports(pid: int) -> set[int]:
+    """The local UDP ports of a process's sockets (from /proc: its fds' inodes against /proc/net/udp)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    ports = set()
+    for line in Path(f"/proc/{pid}/net/udp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[9] in inodes:
+            ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def latency_breakdown(counters: list[PlayerCounter], workers: dict[int, str]) -> str:
+    """Added latency p50/p99 per worker serving the players and per frame kind (keyframe or not)."""
+    from benchmarks.runner import percentile
+
+    owner = {port: name for pid, name in workers.items() for port in udp_ports(pid)}
+    groups: dict[str, list[tuple[float, bool]]] = {}
+    for counter in counters:
+        name = owner.get(counter.source[1], "?") if counter.source else "none"
+        groups.setdefault(name, []).extend(counter.added)
+    lines = []
+    for name, samples in sorted(groups.items()):
+        players = sum(1 for c in counters if (owner.get(c.source[1], "?") if c.source else "none") == name)
+        for kind, wanted in (("keyframes", True), ("other frames", False)):
+            values = [x * 1000 for x, key in samples if key == wanted]
+            lines.append(f"  {name} ({players} players) {kind}: {len(values)} frames, added latency p50 "
+                         f"{percentile(values, 0.5):.1f} ms p99 {percentile(values, 0.99):.1f} ms "
+                         f"max {max(values, default=float('nan')):.1f} ms")
+    return "\n".join(lines)
 
 
 async def run(args: argparse.Namespace, redis_url: str) -> list[Result]:
@@ -163,6 +218,7 @@ async def run(args: argparse.Namespace, redis_url: str) -> list[Result]:
             f"client latency p50 {result.client_latency_p50_ms:.1f} ms p99 {result.client_latency_p99_ms:.1f} ms, "
             f"client {result.client_cpu * 100:.1f}% CPU"
             + (f" [{result.error}]" if result.error else "") + "\n"
+            + (server.breakdown + "\n" if server.breakdown else "")
         )
         sys.stdout.flush()
     return results
@@ -171,6 +227,9 @@ async def run(args: argparse.Namespace, redis_url: str) -> list[Result]:
 def main(argv: list[str] | None = None) -> int:
     """Run the sweep and print the table."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    consent = logging.getLogger("aioice.ice")  # a client-side ICE consent expiry closes that peer connection
+    consent.setLevel(logging.INFO)
+    consent.addFilter(lambda record: record.levelno >= logging.WARNING or "Consent" in record.getMessage())
     parser = argparse.ArgumentParser(prog="python -m benchmarks.cascade", description=__doc__)
     parser.add_argument("--players", "-k", type=int, nargs="+", default=[80, 240], help="K values")
     parser.add_argument("--seconds", type=float, default=20.0, help="measurement window per K")

@@ -122,6 +122,8 @@ class Probe:
     """Client latency: send to the player's handler seeing the frame's first packet (seconds)."""
     added_latencies: list[float] = field(default_factory=list)
     """Added latency: send to the kernel's receive time of the frame's last packet at the player (seconds)."""
+    keyframes: set[bytes] = field(default_factory=set)
+    """Keys of the keyframes sent."""
     frames_sent: int = 0
 
 
@@ -135,9 +137,14 @@ class PlayerCounter:
     frame_starts: int = 0
     arrivals: dict[int, float] = field(default_factory=dict)
     """Sequence number -> kernel receive time of this player's marker packets (filled by :class:`ArrivalStamps`)."""
+    source: tuple[str, int] | None = None
+    """The address the player's media comes from (the relay's socket)."""
+    added: list[tuple[float, bool]] = field(default_factory=list)
+    """This player's added latencies in the window (seconds, keyframe or not)."""
     _start_sequence: int = -1
     _in_frame: int = 0
     _sent: float | None = None
+    _key: bytes = b""
 
     def on_packet(self, packet: RtpPacket, probe: Probe) -> None:
         """Count one RTP packet; time the frame it starts, if it starts one."""
@@ -153,7 +160,8 @@ class PlayerCounter:
             self._sent = None
             if probe.measuring:
                 offset = vp8_descriptor_size(payload)
-                self._sent = probe.sent.get(payload[offset:offset + KEY_BYTES])
+                self._key = payload[offset:offset + KEY_BYTES]
+                self._sent = probe.sent.get(self._key)
                 if self._sent is not None:
                     probe.latencies.append(time.time() - self._sent)
         if self._start_sequence >= 0:
@@ -164,6 +172,7 @@ class PlayerCounter:
                     arrived = self.arrivals.pop(packet.sequence_number, None)
                     if self._sent is not None and arrived is not None and probe.measuring:
                         probe.added_latencies.append(arrived - self._sent)
+                        self.added.append((arrived - self._sent, self._key in probe.keyframes))
                 self._start_sequence = -1
 
 
@@ -208,9 +217,9 @@ class ArrivalStamps:
     hands on (a DTLS handshake packet, not timed).
     """
 
-    def __init__(self, connection: Any, arrivals: dict[int, float]) -> None:
+    def __init__(self, connection: Any, counter: PlayerCounter) -> None:
         self.connection = connection
-        self.arrivals = arrivals
+        self.counter = counter
         self._original = connection.data_received
         connection.data_received = self._first_data
 
@@ -231,10 +240,12 @@ class ArrivalStamps:
         except OSError:
             pass  # ENOENT: timestamping is on from now
         original: Callable[[bytes, Any], None] = protocol.datagram_received
-        arrivals = self.arrivals
+        counter = self.counter
+        arrivals = counter.arrivals
 
         def datagram_received(data: bytes, addr: Any) -> None:
             if is_rtp_marker(data):
+                counter.source = (addr[0], addr[1])
                 try:
                     stamp = kernel_stamp(fd)
                 except OSError:
@@ -255,7 +266,7 @@ def install_counter(receiver: RTCRtpReceiver, counter: PlayerCounter, probe: Pro
         counter.on_packet(packet, probe)
 
     replace_receive_handler(receiver, handle_rtp)
-    ArrivalStamps(receiver.transport.transport._connection, counter.arrivals)
+    ArrivalStamps(receiver.transport.transport._connection, counter)
 
 
 class PacketTrack(MediaStreamTrack):
@@ -287,6 +298,8 @@ class PacketTrack(MediaStreamTrack):
         key = self.clip.keys[position]
         if key in self.clip.unique:
             self.probe.sent[key] = time.time()
+            if packet.is_keyframe:
+                self.probe.keyframes.add(key)
         self.probe.frames_sent += 1
         self._index += 1
         return packet
