@@ -216,7 +216,8 @@ async def run(args: argparse.Namespace, redis_url: str) -> list[Result]:
             f"{result.relay_cpu * 100:.1f}% CPU (2 workers), {result.us_per_packet:.1f} us/pkt, added latency p50 "
             f"{result.latency_p50_ms:.1f} ms p99 {result.latency_p99_ms:.1f} ms ({result.latency_samples} frames), "
             f"client latency p50 {result.client_latency_p50_ms:.1f} ms p99 {result.client_latency_p99_ms:.1f} ms, "
-            f"client {result.client_cpu * 100:.1f}% CPU"
+            f"client {result.client_cpu * 100:.1f}% CPU, {result.udp_drops} datagrams dropped on full receive "
+            "buffers (machine-wide)"
             + (f" [{result.error}]" if result.error else "") + "\n"
             + (server.breakdown + "\n" if server.breakdown else "")
         )

@@ -29,8 +29,10 @@ import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import aioice.ice
 import av
 import numpy as np
 from aiortc import MediaStreamTrack
@@ -189,6 +191,25 @@ def vp8_descriptor_size(payload: bytes) -> int:
         if ext & 0x30:
             size += 1
     return size
+
+
+def keep_client_consent() -> None:
+    """The benchmark's own peer connections (publisher and players, one process) never expire ICE consent.
+
+    aioice checks consent every ~5 s with one STUN request answered within 0.5 s (no retransmission) and closes
+    the connection after 6 misses in a row.  The client process serving 240 players turns its event loop less
+    often than every 0.5 s, so its timers fire before it reads the answers: at K=240 its consent expired on
+    most of its connections, the publisher's among them, which closed the publisher's peer connection and ended
+    the stream ("the peer closed its connection").  A browser allows 30 s and retransmits; the benchmark's
+    clients are not under test, the relay's own consent checks are unchanged.
+    """
+    aioice.ice.CONSENT_FAILURES = 1 << 30  # type: ignore[attr-defined]
+
+
+def udp_receive_buffer_drops() -> int:
+    """Datagrams the kernel dropped for a full socket receive buffer, machine-wide (/proc/net/snmp)."""
+    lines = [line.split() for line in Path("/proc/net/snmp").read_text().splitlines() if line.startswith("Udp:")]
+    return int(dict(zip(lines[0], lines[1], strict=True))["RcvbufErrors"])
 
 
 def kernel_stamp(fd: int) -> float:

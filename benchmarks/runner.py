@@ -11,7 +11,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from benchmarks.media import FPS, EncodedClip, PacketTrack, PlayerCounter, Probe
+from benchmarks.media import (
+    FPS,
+    EncodedClip,
+    PacketTrack,
+    PlayerCounter,
+    Probe,
+    keep_client_consent,
+    udp_receive_buffer_drops,
+)
 from benchmarks.procs import cpu_seconds
 
 logger = logging.getLogger(__name__)
@@ -67,6 +75,8 @@ class Result:
     """Client latency: publisher's send to the player's handler seeing the frame's first packet, in the client
     process that reads, unprotects and parses every player's packets (the figure reported before)."""
     client_latency_p99_ms: float = float("nan")
+    udp_drops: int = 0
+    """Datagrams the kernel dropped for full socket receive buffers during the window (machine-wide)."""
 
     @property
     def expected_frames_per_s(self) -> float:
@@ -95,6 +105,7 @@ async def measure(
 
     With ``profile`` (a file), py-spy samples the relay process during the window (collapsed stacks).
     """
+    keep_client_consent()
     probe = Probe()
     counters = [PlayerCounter() for _ in range(players)]
     await server.start()
@@ -147,10 +158,12 @@ async def _window(
     packets0 = sum(c.packets for c in counters)
     frames0 = sum(c.frames for c in counters)
     relay0, client0, t0 = relay_seconds(server), cpu_seconds(), time.perf_counter()
+    drops0 = udp_receive_buffer_drops()
     probe.measuring = True
     await asyncio.sleep(seconds)
     probe.measuring = False
     relay1, client1, t1 = relay_seconds(server), cpu_seconds(), time.perf_counter()
+    drops1 = udp_receive_buffer_drops()
     packets1 = sum(c.packets for c in counters)
     frames1 = sum(c.frames for c in counters)
     elapsed = t1 - t0
@@ -171,6 +184,7 @@ async def _window(
         error=f"{failures} players failed to connect" if failures else "",
         client_latency_p50_ms=statistics.median(client_latencies) if client_latencies else float("nan"),
         client_latency_p99_ms=percentile(client_latencies, 0.99),
+        udp_drops=drops1 - drops0,
     )
 
 
