@@ -135,10 +135,15 @@ class CascadeServer(OurServer):
 
     async def teardown(self) -> None:
         """Split the added latency by the worker each player's media came from, then close everything."""
+        import json
+
+        import redis
+
         try:
-            names = {worker.pid: f"bench-w{index}" for index, worker in enumerate(self.workers)}
-            self.breakdown = latency_breakdown(self.counters, names)
-        except OSError as exc:
+            entries = redis.Redis.from_url(self.redis_url, decode_responses=True).hgetall("media:workers")
+            plays = {play[0]: str(worker) for worker, raw in entries.items() for play in json.loads(raw)["plays"]}
+            self.breakdown = latency_breakdown(self.counters, plays)
+        except (OSError, redis.RedisError) as exc:
             self.breakdown = f"no breakdown: {exc}"
         await super().teardown()
 
@@ -155,39 +160,19 @@ class CascadeServer(OurServer):
         )
 
 
-def udp_ports(pid: int) -> set[int]:
-    """The local UDP ports of a process's sockets (from /proc: its fds' inodes against /proc/net/udp)."""
-    inodes = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        try:
-            target = os.readlink(fd)
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            inodes.add(target[8:-1])
-    ports = set()
-    for line in Path(f"/proc/{pid}/net/udp").read_text().splitlines()[1:]:
-        fields = line.split()
-        if fields[9] in inodes:
-            ports.add(int(fields[1].rsplit(":", 1)[1], 16))
-    return ports
-
-
-def latency_breakdown(counters: list[PlayerCounter], workers: dict[int, str]) -> str:
-    """Added latency p50/p99 per worker serving the players and per frame kind (keyframe or not)."""
+def latency_breakdown(counters: list[PlayerCounter], plays: dict[str, str]) -> str:
+    """Added latency p50/p99 per media worker serving the players (``plays``: play id -> worker) and per frame
+    kind (keyframe or not)."""
     from benchmarks.runner import percentile
 
-    owner = {port: name for pid, name in workers.items() for port in udp_ports(pid)}
-    groups: dict[str, list[tuple[float, bool]]] = {}
+    groups: dict[str, list[PlayerCounter]] = {}
     for counter in counters:
-        name = owner.get(counter.source[1], "?") if counter.source else "none"
-        groups.setdefault(name, []).extend(counter.added)
+        groups.setdefault(plays.get(counter.play_id, "unknown"), []).append(counter)
     lines = []
-    for name, samples in sorted(groups.items()):
-        players = sum(1 for c in counters if (owner.get(c.source[1], "?") if c.source else "none") == name)
+    for name, members in sorted(groups.items()):
         for kind, wanted in (("keyframes", True), ("other frames", False)):
-            values = [x * 1000 for x, key in samples if key == wanted]
-            lines.append(f"  {name} ({players} players) {kind}: {len(values)} frames, added latency p50 "
+            values = [x * 1000 for c in members for x, key in c.added if key == wanted]
+            lines.append(f"  {name} ({len(members)} players) {kind}: {len(values)} frames, added latency p50 "
                          f"{percentile(values, 0.5):.1f} ms p99 {percentile(values, 0.99):.1f} ms "
                          f"max {max(values, default=float('nan')):.1f} ms")
     return "\n".join(lines)
@@ -212,7 +197,8 @@ async def run(args: argparse.Namespace, redis_url: str) -> list[Result]:
             result = failed_result(server.name, players, exc)
         results.append(result)
         sys.stdout.write(
-            f"K={players}: {result.frames_per_s:.0f}/{result.expected_frames_per_s:.0f} frames/s, relay "
+            f"K={players}: {result.frames_per_s:.0f}/{result.expected_frames_per_s:.0f} frames/s (publisher sent "
+            f"{result.sent_frames_per_s:.1f}/s), relay "
             f"{result.relay_cpu * 100:.1f}% CPU (2 workers), {result.us_per_packet:.1f} us/pkt, added latency p50 "
             f"{result.latency_p50_ms:.1f} ms p99 {result.latency_p99_ms:.1f} ms ({result.latency_samples} frames), "
             f"client latency p50 {result.client_latency_p50_ms:.1f} ms p99 {result.client_latency_p99_ms:.1f} ms, "

@@ -139,8 +139,8 @@ class PlayerCounter:
     frame_starts: int = 0
     arrivals: dict[int, float] = field(default_factory=dict)
     """Sequence number -> kernel receive time of this player's marker packets (filled by :class:`ArrivalStamps`)."""
-    source: tuple[str, int] | None = None
-    """The address the player's media comes from (the relay's socket)."""
+    play_id: str = ""
+    """The server's id of this playback (ours), to tell which media worker serves it."""
     added: list[tuple[float, bool]] = field(default_factory=list)
     """This player's added latencies in the window (seconds, keyframe or not)."""
     _start_sequence: int = -1
@@ -261,12 +261,10 @@ class ArrivalStamps:
         except OSError:
             pass  # ENOENT: timestamping is on from now
         original: Callable[[bytes, Any], None] = protocol.datagram_received
-        counter = self.counter
-        arrivals = counter.arrivals
+        arrivals = self.counter.arrivals
 
         def datagram_received(data: bytes, addr: Any) -> None:
             if is_rtp_marker(data):
-                counter.source = (addr[0], addr[1])
                 try:
                     stamp = kernel_stamp(fd)
                 except OSError:

@@ -208,6 +208,7 @@ class OurServer:
         reply = await sig.request({"type": "play", "stream": self.stream_id, "sdp": pc.localDescription.sdp})
         if reply["type"] != "answer":
             raise RuntimeError(f"play refused: {reply}")
+        counter.play_id = str(reply.get("pc") or "")
         await pc.setRemoteDescription(RTCSessionDescription(reply["sdp"], "answer"))
 
     async def teardown(self) -> None:

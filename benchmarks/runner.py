@@ -75,6 +75,8 @@ class Result:
     """Client latency: publisher's send to the player's handler seeing the frame's first packet, in the client
     process that reads, unprotects and parses every player's packets (the figure reported before)."""
     client_latency_p99_ms: float = float("nan")
+    sent_frames_per_s: float = float("nan")
+    """Frames the publisher sent per second (30 when the client keeps up; its pacing drops frames behind by 1 s)."""
     udp_drops: int = 0
     """Datagrams the kernel dropped for full socket receive buffers during the window (machine-wide)."""
 
@@ -158,12 +160,12 @@ async def _window(
     packets0 = sum(c.packets for c in counters)
     frames0 = sum(c.frames for c in counters)
     relay0, client0, t0 = relay_seconds(server), cpu_seconds(), time.perf_counter()
-    drops0 = udp_receive_buffer_drops()
+    drops0, sent0 = udp_receive_buffer_drops(), probe.frames_sent
     probe.measuring = True
     await asyncio.sleep(seconds)
     probe.measuring = False
     relay1, client1, t1 = relay_seconds(server), cpu_seconds(), time.perf_counter()
-    drops1 = udp_receive_buffer_drops()
+    drops1, sent1 = udp_receive_buffer_drops(), probe.frames_sent
     packets1 = sum(c.packets for c in counters)
     frames1 = sum(c.frames for c in counters)
     elapsed = t1 - t0
@@ -184,6 +186,7 @@ async def _window(
         error=f"{failures} players failed to connect" if failures else "",
         client_latency_p50_ms=statistics.median(client_latencies) if client_latencies else float("nan"),
         client_latency_p99_ms=percentile(client_latencies, 0.99),
+        sent_frames_per_s=(sent1 - sent0) / elapsed,
         udp_drops=drops1 - drops0,
     )
 
