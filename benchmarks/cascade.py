@@ -19,14 +19,17 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any, TypeVar
 
 import uvloop
 
 from benchmarks.media import PlayerCounter, Probe, encode_clip
-from benchmarks.ours import ROOT, OurServer
+from benchmarks.ours import ENDED_PLAYS, ROOT, OurServer
 from benchmarks.procs import CLIENT_CPU, RELAY_CPU, cpu_seconds, free_port, pin_self, pinned, stop_process
 from benchmarks.report import text_table
 from benchmarks.runner import Result, failed_result, measure
@@ -34,6 +37,33 @@ from benchmarks.runner import Result, failed_result, measure
 logger = logging.getLogger("benchmarks.cascade")
 
 WORKERS = 2
+T = TypeVar("T")
+
+
+class PublisherThread:
+    """An event loop of its own, in a thread of the benchmark process, for the publisher's peer connection.
+
+    With 240 players in the benchmark's main loop that loop turns only every few hundred ms under load; a
+    publisher on it sends the frames due meanwhile in one burst, and the relay's fan-out of that burst is what
+    the players' latency then shows.  On its own loop the publisher paces its frames as a browser does (it
+    waits for the GIL at most a switch interval, 5 ms).
+    """
+
+    def __init__(self) -> None:
+        self.loop = uvloop.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="publisher", daemon=True)
+        self.thread.start()
+
+    async def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run ``coroutine`` on the publisher's loop and wait for it from the caller's."""
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coroutine, self.loop))
+
+    def stop(self) -> None:
+        """Stop the loop and the thread (bounded)."""
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+        if not self.thread.is_alive():
+            self.loop.close()
 
 
 class ThrowawayRedis:
@@ -85,7 +115,12 @@ class CascadeServer(OurServer):
         self.redis_url = redis_url
         self.workers: list[subprocess.Popen[bytes]] = []
         self.counters: list[PlayerCounter] = []
+        self.publisher: PublisherThread | None = None
+        self._publisher_pc: Any = None
+        self._publisher_signalling: Any = None
         self.breakdown = ""
+        self.ended: dict[str, int] = {}
+        """Play statuses other than PLAYING told before the teardown (status: reason -> count)."""
         """Added latency per worker and frame kind, once the run is over."""
 
     @property
@@ -128,6 +163,16 @@ class CascadeServer(OurServer):
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2) as response:
             response.read()
 
+    async def publish(self, track: Any, players: int) -> None:
+        """As ours, but the publisher's signalling and peer connection live on their own loop and thread."""
+        self.publisher = PublisherThread()
+
+        async def publish() -> None:
+            await OurServer.publish(self, track, players)
+            self._publisher_pc, self._publisher_signalling = self.pcs.pop(), self.sockets.pop()
+
+        await self.publisher.run(publish())
+
     async def play(self, index: int, counter: PlayerCounter, probe: Probe) -> None:
         """As ours; keeps the counter to split the figures by worker."""
         self.counters.append(counter)
@@ -139,12 +184,29 @@ class CascadeServer(OurServer):
 
         import redis
 
+        self.ended = dict(ENDED_PLAYS)
         try:
             entries = redis.Redis.from_url(self.redis_url, decode_responses=True).hgetall("media:workers")
             plays = {play[0]: str(worker) for worker, raw in entries.items() for play in json.loads(raw)["plays"]}
             self.breakdown = latency_breakdown(self.counters, plays)
         except (OSError, redis.RedisError) as exc:
             self.breakdown = f"no breakdown: {exc}"
+        self.closing = True
+        if self.publisher is not None:
+            pc, sig = self._publisher_pc, self._publisher_signalling
+
+            async def close() -> None:
+                if pc is not None:
+                    await pc.close()
+                if sig is not None:
+                    await sig.close()
+
+            try:
+                await asyncio.wait_for(self.publisher.run(close()), 20)
+            except Exception:
+                logger.exception("closing the publisher failed")
+            await asyncio.to_thread(self.publisher.stop)
+            self.publisher = None
         await super().teardown()
 
     async def stop(self) -> None:
@@ -184,6 +246,7 @@ async def run(args: argparse.Namespace, redis_url: str) -> list[Result]:
     results = []
     for players in args.players:
         server = CascadeServer(redis_url)
+        ENDED_PLAYS.clear()
         sys.stdout.write(f"K={players} cascade: connecting...\n")
         sys.stdout.flush()
         try:
@@ -206,6 +269,7 @@ async def run(args: argparse.Namespace, redis_url: str) -> list[Result]:
             "buffers (machine-wide)"
             + (f" [{result.error}]" if result.error else "") + "\n"
             + (server.breakdown + "\n" if server.breakdown else "")
+            + "".join(f"  plays ended before teardown: {n} x {why}\n" for why, n in server.ended.items())
         )
         sys.stdout.flush()
     return results

@@ -26,6 +26,8 @@ logger = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 20.0
+ENDED_PLAYS: dict[str, int] = {}
+"""Play statuses other than PLAYING the players were told (status: reason -> count), for the run's report."""
 
 
 def vp8_only(transceiver: Any) -> None:
@@ -65,6 +67,10 @@ class Signalling:
             elif event.get("type") in ("stream_status", "play_status"):
                 if event["type"] == "stream_status" and event.get("status") != "PUBLISHING":
                     logger.warning("%.3f stream_status %s", time.time(), event)
+                if event["type"] == "play_status" and event.get("status") != "PLAYING":
+                    ENDED_PLAYS[f"{event.get('status')}: {event.get('reason')}"] = (
+                        ENDED_PLAYS.get(f"{event.get('status')}: {event.get('reason')}", 0) + 1
+                    )
                 self.events.put_nowait(event)
 
     async def request(self, message: dict[str, Any]) -> dict[str, Any]:
