@@ -10,13 +10,15 @@ VP8 data (after the RTP payload descriptor), which neither server rewrites, so
 the publisher's send time of that frame is found whatever the server did to
 the RTP headers.
 
-Two latencies are taken per frame, both from the publisher's send (wall clock):
+Two latencies are taken per frame (wall clock, one machine):
 
-- *added latency* (the relay's): to the kernel's receive timestamp of the frame's last packet on the player's
-  socket (``SIOCGSTAMPNS``, taken when the datagram is read), so the client's own queueing (one process reads,
-  unprotects and parses every player's packets) is not counted;
-- *client latency*: to the player's handler seeing the frame's first packet (after the client process read,
-  SRTP-unprotected and parsed it), the figure reported before.
+- *added latency* (the relay's): from the publisher's socket sending the frame's last packet (the time right
+  after its ``sendto``, :func:`time_publisher_sends`) to the kernel's receive timestamp of that packet on the
+  player's socket (``SIOCGSTAMPNS``, read as the datagram is read), so neither the client's own queueing (one
+  process reads, unprotects and parses every player's packets) nor the publisher's is counted;
+- *client latency*: from the publisher handing the frame to its sender to the player's handler seeing the
+  frame's first packet (after the client process read, SRTP-unprotected and parsed it), the figure reported
+  before.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import aioice.ice
 import av
 import numpy as np
 from aiortc import MediaStreamTrack
+from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtp import RtpPacket
 
@@ -126,6 +129,8 @@ class Probe:
     """Added latency: send to the kernel's receive time of the frame's last packet at the player (seconds)."""
     keyframes: set[bytes] = field(default_factory=set)
     """Keys of the keyframes sent."""
+    last_sent: dict[bytes, float] = field(default_factory=dict)
+    """Frame key -> time.time() right after the publisher's socket sent the frame's last packet."""
     frames_sent: int = 0
 
 
@@ -172,9 +177,10 @@ class PlayerCounter:
                 if ((packet.sequence_number - self._start_sequence) & 0xFFFF) == self._in_frame - 1:
                     self.frames += 1
                     arrived = self.arrivals.pop(packet.sequence_number, None)
-                    if self._sent is not None and arrived is not None and probe.measuring:
-                        probe.added_latencies.append(arrived - self._sent)
-                        self.added.append((arrived - self._sent, self._key in probe.keyframes))
+                    sent = probe.last_sent.get(self._key) if self._sent is not None else None
+                    if sent is not None and arrived is not None and probe.measuring:
+                        probe.added_latencies.append(arrived - sent)
+                        self.added.append((arrived - sent, self._key in probe.keyframes))
                 self._start_sequence = -1
 
 
@@ -191,6 +197,44 @@ def vp8_descriptor_size(payload: bytes) -> int:
         if ext & 0x30:
             size += 1
     return size
+
+
+def rtp_payload_offset(data: bytes) -> int:
+    """Where the payload of a plain RTP packet starts (after CSRCs and the header extension)."""
+    offset = 12 + 4 * (data[0] & 0x0F)
+    if data[0] & 0x10:
+        offset += 4 + 4 * int.from_bytes(data[offset + 2:offset + 4], "big")
+    return offset
+
+
+def time_publisher_sends(probe: Probe) -> Callable[[], None]:
+    """Log, in ``probe.last_sent``, when each frame's last packet left the publisher's socket; returns the undo.
+
+    Wraps aiortc's ``RTCDtlsTransport._send_rtp`` in this (benchmark) process, where only the publisher sends
+    RTP (players send RTCP only): it sees the plain packet, and once the original returned, the SRTP packet has
+    been handed to the socket (aioice's ``sendto`` does not wait).
+    """
+    original = RTCDtlsTransport._send_rtp
+    current = [b""]
+
+    async def send_rtp(self: RTCDtlsTransport, data: bytes) -> None:
+        await original(self, data)
+        if len(data) < 12 or 192 <= data[1] <= 223:  # RTCP (RFC 5761)
+            return
+        offset = rtp_payload_offset(data)
+        payload = data[offset:]
+        if payload and payload[0] & 0x10 and not payload[0] & 0x07:  # the first packet of a frame
+            start = vp8_descriptor_size(payload)
+            current[0] = payload[start:start + KEY_BYTES]
+        if data[1] & 0x80 and current[0]:
+            probe.last_sent[current[0]] = time.time()
+
+    RTCDtlsTransport._send_rtp = send_rtp  # type: ignore[method-assign]
+
+    def undo() -> None:
+        RTCDtlsTransport._send_rtp = original  # type: ignore[method-assign]
+
+    return undo
 
 
 def keep_client_consent() -> None:

@@ -18,6 +18,7 @@ from benchmarks.media import (
     PlayerCounter,
     Probe,
     keep_client_consent,
+    time_publisher_sends,
     udp_receive_buffer_drops,
 )
 from benchmarks.procs import cpu_seconds
@@ -65,8 +66,8 @@ class Result:
     client_cpu: float
     """Client process CPU (publisher + all players) as a fraction of one core."""
     latency_p50_ms: float
-    """Added latency (the relay's): publisher's send to the kernel's receive of the frame's last packet at the
-    player's socket, so without the client's own queueing (benchmarks.media)."""
+    """Added latency (the relay's): the publisher's socket sending the frame's last packet to the kernel's receive
+    of it at the player's socket, so without the client's own queueing (benchmarks.media)."""
     latency_p99_ms: float
     latency_samples: int
     connected: int
@@ -110,6 +111,17 @@ async def measure(
     keep_client_consent()
     probe = Probe()
     counters = [PlayerCounter() for _ in range(players)]
+    untime = time_publisher_sends(probe)
+    try:
+        return await _measure(server, clip, players, warmup, seconds, profile, probe, counters)
+    finally:
+        untime()
+
+
+async def _measure(
+    server: Server, clip: EncodedClip, players: int, warmup: float, seconds: float, profile: Path | None,
+    probe: Probe, counters: list[PlayerCounter],
+) -> Result:
     await server.start()
     try:
         track = PacketTrack(clip, probe)
