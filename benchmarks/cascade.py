@@ -4,9 +4,13 @@ daphne (MEDIA_MODE=workers) and two `manage.py runmedia` workers share a throwaw
 redis-server (REDIS_URL only when no redis-server binary is installed).  MEDIA_CASCADE_AFTER=0 places every
 play on the least-loaded worker, so half the players play the stream on the
 publisher's worker and half play the copy relayed to the other worker.  The
-measurement (players' frames, latency from the publisher's send to a player's
-receive) is the K sweep's (:mod:`benchmarks.runner`); the relay CPU is both
-workers' together.  Figures go to docs/performance.md ("Cascading") by hand.
+measurement (players' frames, added latency from the publisher's socket to the
+kernel's receive at a player's socket, client latency) is the K sweep's
+(:mod:`benchmarks.runner`, :mod:`benchmarks.media`); the relay CPU is both
+workers' together.  Here the publisher runs on its own event loop (a thread),
+and the added latency is also split by worker and frame kind; plays the
+workers ended before the teardown are listed with their reason.  Figures go to
+docs/performance.md ("Cascading") by hand.
 """
 
 from __future__ import annotations
