@@ -120,6 +120,9 @@ class CascadeServer(OurServer):
         self.workers: list[subprocess.Popen[bytes]] = []
         self.counters: list[PlayerCounter] = []
         self.publisher: PublisherThread | None = None
+        self.lags: list[tuple[float, float]] = []
+        """(seconds into the run, how late the players' event loop woke for a 0.1 s sleep), one per wake-up."""
+        self._lag_task: asyncio.Task[None] | None = None
         self._publisher_pc: Any = None
         self._publisher_signalling: Any = None
         self.breakdown = ""
@@ -170,12 +173,29 @@ class CascadeServer(OurServer):
     async def publish(self, track: Any, players: int) -> None:
         """As ours, but the publisher's signalling and peer connection live on their own loop and thread."""
         self.publisher = PublisherThread()
+        self._lag_task = asyncio.ensure_future(self._watch_lag())
 
         async def publish() -> None:
             await OurServer.publish(self, track, players)
             self._publisher_pc, self._publisher_signalling = self.pcs.pop(), self.sockets.pop()
 
         await self.publisher.run(publish())
+
+    async def _watch_lag(self) -> None:
+        """How late the players' loop turns (it answers the workers' ICE consent checks, 0.5 s allowed)."""
+        start = time.monotonic()
+        while True:
+            before = time.monotonic()
+            await asyncio.sleep(0.1)
+            self.lags.append((before - start, time.monotonic() - before - 0.1))
+
+    def lag_summary(self) -> str:
+        """The players' loop lag: how many 1 s stretches had a wake-up later than 0.5 s, and when."""
+        late = sorted({int(at) for at, lag in self.lags if lag > 0.5})
+        worst = max((lag for _, lag in self.lags), default=0.0)
+        spans = f"{late[0]}-{late[-1]} s into the run" if late else "never"
+        return (f"  players' event loop: {len(late)} one-second stretches with a wake-up > 0.5 s late ({spans}), "
+                f"worst {worst * 1000:.0f} ms\n")
 
     async def play(self, index: int, counter: PlayerCounter, probe: Probe) -> None:
         """As ours; keeps the counter to split the figures by worker."""
@@ -189,6 +209,8 @@ class CascadeServer(OurServer):
         import redis
 
         self.ended = dict(ENDED_PLAYS)
+        if self._lag_task is not None:
+            self._lag_task.cancel()
         try:
             entries = redis.Redis.from_url(self.redis_url, decode_responses=True).hgetall("media:workers")
             plays = {play[0]: str(worker) for worker, raw in entries.items() for play in json.loads(raw)["plays"]}
@@ -274,6 +296,7 @@ async def run(args: argparse.Namespace, redis_url: str) -> list[Result]:
             + (f" [{result.error}]" if result.error else "") + "\n"
             + (server.breakdown + "\n" if server.breakdown else "")
             + "".join(f"  plays ended before teardown: {n} x {why}\n" for why, n in server.ended.items())
+            + server.lag_summary()
         )
         sys.stdout.flush()
     return results
