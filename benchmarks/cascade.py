@@ -4,9 +4,13 @@ daphne (MEDIA_MODE=workers) and two `manage.py runmedia` workers share a throwaw
 redis-server (REDIS_URL only when no redis-server binary is installed).  MEDIA_CASCADE_AFTER=0 places every
 play on the least-loaded worker, so half the players play the stream on the
 publisher's worker and half play the copy relayed to the other worker.  The
-measurement (players' frames, latency from the publisher's send to a player's
-receive) is the K sweep's (:mod:`benchmarks.runner`); the relay CPU is both
-workers' together.  Figures go to docs/performance.md ("Cascading") by hand.
+measurement (players' frames, added latency from the publisher's socket to the
+kernel's receive at a player's socket, client latency) is the K sweep's
+(:mod:`benchmarks.runner`, :mod:`benchmarks.media`); the relay CPU is both
+workers' together.  Here the publisher runs on its own event loop (a thread),
+and the added latency is also split by worker and frame kind; plays the
+workers ended before the teardown are listed with their reason.  Figures go to
+docs/performance.md ("Cascading") by hand.
 """
 
 from __future__ import annotations
@@ -19,14 +23,17 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any, TypeVar
 
 import uvloop
 
-from benchmarks.media import encode_clip
-from benchmarks.ours import ROOT, OurServer
+from benchmarks.media import PlayerCounter, Probe, encode_clip
+from benchmarks.ours import ENDED_PLAYS, ROOT, OurServer
 from benchmarks.procs import CLIENT_CPU, RELAY_CPU, cpu_seconds, free_port, pin_self, pinned, stop_process
 from benchmarks.report import text_table
 from benchmarks.runner import Result, failed_result, measure
@@ -34,6 +41,33 @@ from benchmarks.runner import Result, failed_result, measure
 logger = logging.getLogger("benchmarks.cascade")
 
 WORKERS = 2
+T = TypeVar("T")
+
+
+class PublisherThread:
+    """An event loop of its own, in a thread of the benchmark process, for the publisher's peer connection.
+
+    With 240 players in the benchmark's main loop that loop turns only every few hundred ms under load; a
+    publisher on it sends the frames due meanwhile in one burst, and the relay's fan-out of that burst is what
+    the players' latency then shows.  On its own loop the publisher paces its frames as a browser does (it
+    waits for the GIL at most a switch interval, 5 ms).
+    """
+
+    def __init__(self) -> None:
+        self.loop = uvloop.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="publisher", daemon=True)
+        self.thread.start()
+
+    async def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run ``coroutine`` on the publisher's loop and wait for it from the caller's."""
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coroutine, self.loop))
+
+    def stop(self) -> None:
+        """Stop the loop and the thread (bounded)."""
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+        if not self.thread.is_alive():
+            self.loop.close()
 
 
 class ThrowawayRedis:
@@ -84,6 +118,17 @@ class CascadeServer(OurServer):
         super().__init__()
         self.redis_url = redis_url
         self.workers: list[subprocess.Popen[bytes]] = []
+        self.counters: list[PlayerCounter] = []
+        self.publisher: PublisherThread | None = None
+        self.lags: list[tuple[float, float]] = []
+        """(seconds into the run, how late the players' event loop woke for a 0.1 s sleep), one per wake-up."""
+        self._lag_task: asyncio.Task[None] | None = None
+        self._publisher_pc: Any = None
+        self._publisher_signalling: Any = None
+        self.breakdown = ""
+        self.ended: dict[str, int] = {}
+        """Play statuses other than PLAYING told before the teardown (status: reason -> count)."""
+        """Added latency per worker and frame kind, once the run is over."""
 
     @property
     def pid(self) -> int:
@@ -125,6 +170,71 @@ class CascadeServer(OurServer):
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2) as response:
             response.read()
 
+    async def publish(self, track: Any, players: int) -> None:
+        """As ours, but the publisher's signalling and peer connection live on their own loop and thread."""
+        self.publisher = PublisherThread()
+        self._lag_task = asyncio.ensure_future(self._watch_lag())
+
+        async def publish() -> None:
+            await OurServer.publish(self, track, players)
+            self._publisher_pc, self._publisher_signalling = self.pcs.pop(), self.sockets.pop()
+
+        await self.publisher.run(publish())
+
+    async def _watch_lag(self) -> None:
+        """How late the players' loop turns (it answers the workers' ICE consent checks, 0.5 s allowed)."""
+        start = time.monotonic()
+        while True:
+            before = time.monotonic()
+            await asyncio.sleep(0.1)
+            self.lags.append((before - start, time.monotonic() - before - 0.1))
+
+    def lag_summary(self) -> str:
+        """The players' loop lag: how many 1 s stretches had a wake-up later than 0.5 s, and when."""
+        late = sorted({int(at) for at, lag in self.lags if lag > 0.5})
+        worst = max((lag for _, lag in self.lags), default=0.0)
+        spans = f"{late[0]}-{late[-1]} s into the run" if late else "never"
+        return (f"  players' event loop: {len(late)} one-second stretches with a wake-up > 0.5 s late ({spans}), "
+                f"worst {worst * 1000:.0f} ms\n")
+
+    async def play(self, index: int, counter: PlayerCounter, probe: Probe) -> None:
+        """As ours; keeps the counter to split the figures by worker."""
+        self.counters.append(counter)
+        await super().play(index, counter, probe)
+
+    async def teardown(self) -> None:
+        """Split the added latency by the worker each player's media came from, then close everything."""
+        import json
+
+        import redis
+
+        self.ended = dict(ENDED_PLAYS)
+        if self._lag_task is not None:
+            self._lag_task.cancel()
+        try:
+            entries = redis.Redis.from_url(self.redis_url, decode_responses=True).hgetall("media:workers")
+            plays = {play[0]: str(worker) for worker, raw in entries.items() for play in json.loads(raw)["plays"]}
+            self.breakdown = latency_breakdown(self.counters, plays)
+        except (OSError, redis.RedisError) as exc:
+            self.breakdown = f"no breakdown: {exc}"
+        self.closing = True
+        if self.publisher is not None:
+            pc, sig = self._publisher_pc, self._publisher_signalling
+
+            async def close() -> None:
+                if pc is not None:
+                    await pc.close()
+                if sig is not None:
+                    await sig.close()
+
+            try:
+                await asyncio.wait_for(self.publisher.run(close()), 20)
+            except Exception:
+                logger.exception("closing the publisher failed")
+            await asyncio.to_thread(self.publisher.stop)
+            self.publisher = None
+        await super().teardown()
+
     async def stop(self) -> None:
         for worker in self.workers:
             await asyncio.to_thread(stop_process, worker)
@@ -138,12 +248,31 @@ class CascadeServer(OurServer):
         )
 
 
+def latency_breakdown(counters: list[PlayerCounter], plays: dict[str, str]) -> str:
+    """Added latency p50/p99 per media worker serving the players (``plays``: play id -> worker) and per frame
+    kind (keyframe or not)."""
+    from benchmarks.runner import percentile
+
+    groups: dict[str, list[PlayerCounter]] = {}
+    for counter in counters:
+        groups.setdefault(plays.get(counter.play_id, "unknown"), []).append(counter)
+    lines = []
+    for name, members in sorted(groups.items()):
+        for kind, wanted in (("keyframes", True), ("other frames", False)):
+            values = [x * 1000 for c in members for x, key in c.added if key == wanted]
+            lines.append(f"  {name} ({len(members)} players) {kind}: {len(values)} frames, added latency p50 "
+                         f"{percentile(values, 0.5):.1f} ms p99 {percentile(values, 0.99):.1f} ms "
+                         f"max {max(values, default=float('nan')):.1f} ms")
+    return "\n".join(lines)
+
+
 async def run(args: argparse.Namespace, redis_url: str) -> list[Result]:
     """Each K in turn."""
     clip = await asyncio.to_thread(encode_clip, 300)
     results = []
     for players in args.players:
         server = CascadeServer(redis_url)
+        ENDED_PLAYS.clear()
         sys.stdout.write(f"K={players} cascade: connecting...\n")
         sys.stdout.flush()
         try:
@@ -157,10 +286,17 @@ async def run(args: argparse.Namespace, redis_url: str) -> list[Result]:
             result = failed_result(server.name, players, exc)
         results.append(result)
         sys.stdout.write(
-            f"K={players}: {result.frames_per_s:.0f}/{result.expected_frames_per_s:.0f} frames/s, relay "
-            f"{result.relay_cpu * 100:.1f}% CPU (2 workers), {result.us_per_packet:.1f} us/pkt, latency p50 "
-            f"{result.latency_p50_ms:.1f} ms p99 {result.latency_p99_ms:.1f} ms"
+            f"K={players}: {result.frames_per_s:.0f}/{result.expected_frames_per_s:.0f} frames/s (publisher sent "
+            f"{result.sent_frames_per_s:.1f}/s), relay "
+            f"{result.relay_cpu * 100:.1f}% CPU (2 workers), {result.us_per_packet:.1f} us/pkt, added latency p50 "
+            f"{result.latency_p50_ms:.1f} ms p99 {result.latency_p99_ms:.1f} ms ({result.latency_samples} frames), "
+            f"client latency p50 {result.client_latency_p50_ms:.1f} ms p99 {result.client_latency_p99_ms:.1f} ms, "
+            f"client {result.client_cpu * 100:.1f}% CPU, {result.udp_drops} datagrams dropped on full receive "
+            "buffers (machine-wide)"
             + (f" [{result.error}]" if result.error else "") + "\n"
+            + (server.breakdown + "\n" if server.breakdown else "")
+            + "".join(f"  plays ended before teardown: {n} x {why}\n" for why, n in server.ended.items())
+            + server.lag_summary()
         )
         sys.stdout.flush()
     return results
@@ -169,6 +305,9 @@ async def run(args: argparse.Namespace, redis_url: str) -> list[Result]:
 def main(argv: list[str] | None = None) -> int:
     """Run the sweep and print the table."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    consent = logging.getLogger("aioice.ice")  # a client-side ICE consent expiry closes that peer connection
+    consent.setLevel(logging.INFO)
+    consent.addFilter(lambda record: record.levelno >= logging.WARNING or "Consent" in record.getMessage())
     parser = argparse.ArgumentParser(prog="python -m benchmarks.cascade", description=__doc__)
     parser.add_argument("--players", "-k", type=int, nargs="+", default=[80, 240], help="K values")
     parser.add_argument("--seconds", type=float, default=20.0, help="measurement window per K")

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,8 @@ logger = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 20.0
+ENDED_PLAYS: dict[str, int] = {}
+"""Play statuses other than PLAYING the players were told (status: reason -> count), for the run's report."""
 
 
 def vp8_only(transceiver: Any) -> None:
@@ -62,6 +65,12 @@ class Signalling:
             if future is not None and not future.done():
                 future.set_result(event)
             elif event.get("type") in ("stream_status", "play_status"):
+                if event["type"] == "stream_status" and event.get("status") != "PUBLISHING":
+                    logger.warning("%.3f stream_status %s", time.time(), event)
+                if event["type"] == "play_status" and event.get("status") != "PLAYING":
+                    ENDED_PLAYS[f"{event.get('status')}: {event.get('reason')}"] = (
+                        ENDED_PLAYS.get(f"{event.get('status')}: {event.get('reason')}", 0) + 1
+                    )
                 self.events.put_nowait(event)
 
     async def request(self, message: dict[str, Any]) -> dict[str, Any]:
@@ -101,6 +110,8 @@ class OurServer:
         self.stream_id = ""
         self.sockets: list[Signalling] = []
         self.pcs: list[RTCPeerConnection] = []
+        self.closing = False
+        """The run is over: peer connections closing now are closed by us."""
         self._room_counter = itertools.count(1)
 
     @property
@@ -173,6 +184,13 @@ class OurServer:
         sig = await self._participant("publisher", max_participants=players + 5)
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.pcs.append(pc)
+
+        @pc.on("connectionstatechange")
+        async def on_state() -> None:
+            if pc.connectionState in ("failed", "closed") and not self.closing:
+                logger.warning("%.3f the publisher's peer connection is %s (ICE %s)", time.time(),
+                               pc.connectionState, pc.iceConnectionState)
+
         vp8_only(pc.addTransceiver(track, direction="sendonly"))
         await pc.setLocalDescription(await pc.createOffer())
         reply = await sig.request({"type": "publish", "kind": "camera", "sdp": pc.localDescription.sdp})
@@ -196,10 +214,12 @@ class OurServer:
         reply = await sig.request({"type": "play", "stream": self.stream_id, "sdp": pc.localDescription.sdp})
         if reply["type"] != "answer":
             raise RuntimeError(f"play refused: {reply}")
+        counter.play_id = str(reply.get("pc") or "")
         await pc.setRemoteDescription(RTCSessionDescription(reply["sdp"], "answer"))
 
     async def teardown(self) -> None:
         """Close every peer connection and socket of the run."""
+        self.closing = True
         await asyncio.gather(*(pc.close() for pc in self.pcs), return_exceptions=True)
         await asyncio.gather(*(s.close() for s in self.sockets), return_exceptions=True)
         self.pcs.clear()

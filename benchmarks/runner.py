@@ -11,7 +11,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from benchmarks.media import FPS, EncodedClip, PacketTrack, PlayerCounter, Probe
+from benchmarks.media import (
+    FPS,
+    EncodedClip,
+    PacketTrack,
+    PlayerCounter,
+    Probe,
+    keep_client_consent,
+    time_publisher_sends,
+    udp_receive_buffer_drops,
+)
 from benchmarks.procs import cpu_seconds
 
 logger = logging.getLogger(__name__)
@@ -57,10 +66,20 @@ class Result:
     client_cpu: float
     """Client process CPU (publisher + all players) as a fraction of one core."""
     latency_p50_ms: float
+    """Added latency (the relay's): the publisher's socket sending the frame's last packet to the kernel's receive
+    of it at the player's socket, so without the client's own queueing (benchmarks.media)."""
     latency_p99_ms: float
     latency_samples: int
     connected: int
     error: str = ""
+    client_latency_p50_ms: float = float("nan")
+    """Client latency: publisher's send to the player's handler seeing the frame's first packet, in the client
+    process that reads, unprotects and parses every player's packets (the figure reported before)."""
+    client_latency_p99_ms: float = float("nan")
+    sent_frames_per_s: float = float("nan")
+    """Frames the publisher sent per second (30 when the client keeps up; its pacing drops frames behind by 1 s)."""
+    udp_drops: int = 0
+    """Datagrams the kernel dropped for full socket receive buffers during the window (machine-wide)."""
 
     @property
     def expected_frames_per_s(self) -> float:
@@ -89,8 +108,20 @@ async def measure(
 
     With ``profile`` (a file), py-spy samples the relay process during the window (collapsed stacks).
     """
+    keep_client_consent()
     probe = Probe()
     counters = [PlayerCounter() for _ in range(players)]
+    untime = time_publisher_sends(probe)
+    try:
+        return await _measure(server, clip, players, warmup, seconds, profile, probe, counters)
+    finally:
+        untime()
+
+
+async def _measure(
+    server: Server, clip: EncodedClip, players: int, warmup: float, seconds: float, profile: Path | None,
+    probe: Probe, counters: list[PlayerCounter],
+) -> Result:
     await server.start()
     try:
         track = PacketTrack(clip, probe)
@@ -141,14 +172,17 @@ async def _window(
     packets0 = sum(c.packets for c in counters)
     frames0 = sum(c.frames for c in counters)
     relay0, client0, t0 = relay_seconds(server), cpu_seconds(), time.perf_counter()
+    drops0, sent0 = udp_receive_buffer_drops(), probe.frames_sent
     probe.measuring = True
     await asyncio.sleep(seconds)
     probe.measuring = False
     relay1, client1, t1 = relay_seconds(server), cpu_seconds(), time.perf_counter()
+    drops1, sent1 = udp_receive_buffer_drops(), probe.frames_sent
     packets1 = sum(c.packets for c in counters)
     frames1 = sum(c.frames for c in counters)
     elapsed = t1 - t0
-    latencies = [x * 1000 for x in probe.latencies]
+    latencies = [x * 1000 for x in probe.added_latencies]
+    client_latencies = [x * 1000 for x in probe.latencies]
     return Result(
         server=server.name,
         players=players,
@@ -162,6 +196,10 @@ async def _window(
         latency_samples=len(latencies),
         connected=connected,
         error=f"{failures} players failed to connect" if failures else "",
+        client_latency_p50_ms=statistics.median(client_latencies) if client_latencies else float("nan"),
+        client_latency_p99_ms=percentile(client_latencies, 0.99),
+        sent_frames_per_s=(sent1 - sent0) / elapsed,
+        udp_drops=drops1 - drops0,
     )
 
 

@@ -18,6 +18,15 @@ by either of two writers that never write each other's data:
   starve it.  The thread stops stamping when the loop has not run one of its
   callbacks for LOOP_STALL_SECONDS: a wedged loop is reaped like a dead process.
 
+A worker reaped all the same (its loop silent for LOOP_STALL_SECONDS, or its
+process stopped) whose loop turns again must not come back with what the reaper
+already failed.  The claim that removes a reaped worker's entry leaves a mark
+(Redis: the hash `media:reaped`); after its first announce a worker only
+*refreshes* its entry, and a refresh that finds the mark (atomically with
+respect to the claim) is refused and clears it: the worker then drops what its
+last entry listed and announces itself afresh without it (media_relay/worker.py).
+An entry lost without a claim (Redis restarted empty) is simply written again.
+
 A saturated loop thus keeps its worker for as long as it keeps turning at least
 once every LOOP_STALL_SECONDS; its entry's details may then lag (placement sees
 the last load it announced).  A worker is reaped LOOP_STALL_SECONDS +
@@ -66,7 +75,9 @@ class WorkerInfo:
 class Registry(Protocol):
     """Where workers announce themselves and rooms are pinned."""
 
-    async def announce(self, info: WorkerInfo) -> None: ...
+    async def announce(self, info: WorkerInfo, *, refresh: bool = False) -> bool:
+        """Write the worker's entry; with ``refresh``, not if it was reaped since (False; the next write is
+        accepted)."""
     async def withdraw(self, worker_id: str) -> None: ...
     async def alive(self) -> list[WorkerInfo]: ...
     async def pinned(self, room_id: int) -> str | None: ...
@@ -93,17 +104,24 @@ class LocalRegistry:
         self.rooms: dict[int, str] = {}
         self.streams: dict[str, dict[str, Any]] = {}
         self.routes: dict[str, str] = {}
+        self.reaped: set[str] = set()
 
     def _heard(self) -> list[WorkerInfo]:
         beats = dict(self.beats)
         return [replace(w, seen=max(w.seen, beats.get(w.worker_id, 0.0))) for w in list(self.workers.values())]
 
-    async def announce(self, info: WorkerInfo) -> None:
+    async def announce(self, info: WorkerInfo, *, refresh: bool = False) -> bool:
+        reaped = info.worker_id in self.reaped
+        self.reaped.discard(info.worker_id)
+        if refresh and reaped and info.worker_id not in self.workers:
+            return False
         self.workers[info.worker_id] = info
+        return True
 
     async def withdraw(self, worker_id: str) -> None:
         self.workers.pop(worker_id, None)
         self.beats.pop(worker_id, None)
+        self.reaped.discard(worker_id)
 
     def beat(self, worker_id: str, when: float) -> None:
         self.beats[worker_id] = when
@@ -130,6 +148,7 @@ class LocalRegistry:
         if not any(w.worker_id == worker_id and w.seen < cutoff for w in self._heard()):
             return False  # gone already, or heard from since dead() was read
         self.beats.pop(worker_id, None)
+        self.reaped.add(worker_id)
         return self.workers.pop(worker_id, None) is not None
 
     async def describe_stream(self, stream_id: str, description: dict[str, Any]) -> None:
@@ -169,6 +188,15 @@ local heard = math.max(tonumber(cjson.decode(raw)['seen']), tonumber(redis.call(
 if heard >= tonumber(ARGV[2]) then return 0 end
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
+return 1
+"""
+
+
+_ANNOUNCE = """
+local reaped = redis.call('HDEL', KEYS[2], ARGV[1])
+if ARGV[3] == '1' and reaped == 1 and redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1
 """
 
@@ -179,6 +207,8 @@ class RedisRegistry:
     WORKERS = "media:workers"
     ALIVE = "media:alive"
     """Worker id -> unix time of its heartbeat thread's last beat (the thread is its only writer)."""
+    REAPED = "media:reaped"
+    """Worker id -> when a reaper claimed it, until that worker writes its entry again."""
     ROOM = "media:room:{}"
     STREAM = "media:stream:{}"
     ROUTE = "media:pc:{}"
@@ -202,7 +232,7 @@ class RedisRegistry:
             self._redis = (loop, self._factory(self.url, decode_responses=True))
         return self._redis[1]
 
-    async def announce(self, info: WorkerInfo) -> None:
+    async def announce(self, info: WorkerInfo, *, refresh: bool = False) -> bool:
         data = {
             "channel": info.channel,
             "load": info.load,
@@ -213,11 +243,16 @@ class RedisRegistry:
             "relay_port": info.relay_port,
             "plays": [list(play) for play in info.plays],
         }
-        await self._client().hset(self.WORKERS, info.worker_id, json.dumps(data))
+        # One script, as the claim: a refresh never re-creates an entry that a reaper's claim removed.
+        written = await self._client().eval(
+            _ANNOUNCE, 2, self.WORKERS, self.REAPED, info.worker_id, json.dumps(data), "1" if refresh else "0"
+        )
+        return bool(written)
 
     async def withdraw(self, worker_id: str) -> None:
         await self._client().hdel(self.WORKERS, worker_id)
         await self._client().hdel(self.ALIVE, worker_id)
+        await self._client().hdel(self.REAPED, worker_id)
 
     def beat(self, worker_id: str, when: float) -> None:
         if self._sync is None:
@@ -255,7 +290,9 @@ class RedisRegistry:
         # One script, so atomic: it removes the worker only if it is still silent (a beat or an announce since
         # dead() was read saves it), and answers 1 to exactly one caller: that process cleans up after the worker.
         cutoff = time.time() - DEAD_AFTER_SECONDS
-        return bool(await self._client().eval(_CLAIM, 2, self.WORKERS, self.ALIVE, worker_id, repr(cutoff)))
+        return bool(
+            await self._client().eval(_CLAIM, 3, self.WORKERS, self.ALIVE, self.REAPED, worker_id, repr(cutoff))
+        )
 
     async def describe_stream(self, stream_id: str, description: dict[str, Any]) -> None:
         await self._client().set(self.STREAM.format(stream_id), json.dumps(description), ex=self.KEEP)

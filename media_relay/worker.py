@@ -5,7 +5,9 @@ runmedia` runs workers as separate processes.  Either way the worker listens
 on its own channel of the channel layer and announces itself in the registry,
 so signalling in any daphne process can reach it.  Its loop re-announces its
 entry every HEARTBEAT_SECONDS; its heartbeat thread (media_relay/liveness.py)
-keeps it alive while that loop is saturated, not while it is wedged.
+keeps it alive while that loop is saturated, not while it is wedged.  A worker
+reaped as dead whose loop turns again drops what the reaper failed and comes
+back without it (:meth:`MediaWorker._announce`).
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ from media_relay.registry import HEARTBEAT_SECONDS, LOOP_STALL_SECONDS, RedisReg
 from media_relay.speakers import ActiveSpeakers
 
 logger = logging.getLogger(__name__)
+
+ORIGIN_GONE = "the stream's media worker stopped"
+"""Why the players of a relayed stream fail when its origin died or was reaped."""
 
 
 @dataclass
@@ -77,6 +82,9 @@ class MediaWorker:
         """Publications of other workers played here, by stream id."""
         self._bytes_sample: tuple[float, dict[int, int]] = (time.monotonic(), {})
         self._bitrates: dict[int, int] = {}
+        self._entry: WorkerInfo | None = None
+        """The registry entry last written: what a reaper fails if it finds this worker dead."""
+        self._recovering = False
 
     @property
     def load(self) -> int:
@@ -142,14 +150,50 @@ class MediaWorker:
         stats.LIVE_WORKERS.add(self)
         await self._announce()
 
-    async def _announce(self) -> None:
+    def _info(self) -> WorkerInfo:
         streams = tuple(self.publications)
         placements = tuple({publication.room_id for publication in self.publications.values()})
         plays = tuple((p.play_id, p.publication.stream_id, p.reply_channel) for p in self.playbacks.values())
         host, port = (self.cascade.host, self.cascade.port) if self.cascade is not None else ("", 0)
-        await registry().announce(
-            WorkerInfo(self.worker_id, self.channel, self.load, time.time(), streams, placements, host, port, plays)
+        return WorkerInfo(self.worker_id, self.channel, self.load, time.time(), streams, placements, host, port, plays)
+
+    async def _announce(self) -> None:
+        """Write this worker's registry entry: the first time afresh, then only as a refresh of it.
+
+        A refused refresh means another process reaped this worker as dead (its loop silent for too long) and
+        failed what its last entry listed; those publications and playbacks are dropped without a word (their
+        statuses were told) and the worker announces itself afresh with what it holds besides.
+        """
+        info = self._info()
+        if await registry().announce(info, refresh=self._entry is not None):
+            self._entry = info
+            return
+        if self._recovering:
+            return  # another task is dropping what was reaped; it announces when done
+        self._recovering = True
+        try:
+            if self._entry is not None:
+                await self._drop_reaped(self._entry)
+        finally:
+            self._recovering = False
+        info = self._info()
+        await registry().announce(info)
+        self._entry = info
+
+    async def _drop_reaped(self, entry: WorkerInfo) -> None:
+        """Close what a reaper failed (``entry``'s streams and plays) and tell no one above: it was told."""
+        failed_plays = {play[0] for play in entry.plays}
+        logger.warning(
+            "media worker %s was reaped as dead and runs again: dropping its %d failed streams and %d failed plays",
+            self.worker_id, len(entry.streams), len(failed_plays),
         )
+        for playback in [p for p in self.playbacks.values() if p.play_id in failed_plays]:
+            await self._end_playback(playback, c.PlaybackState.FAILED, ORIGIN_GONE, report=False)
+        for stream_id in [s for s in entry.streams if s in self.publications]:
+            try:
+                await self._close_publication(stream_id, reaped=True)
+            except Exception:
+                logger.exception("closing reaped publication %s failed", stream_id)
 
     async def run(self) -> None:
         """Serve until cancelled; heartbeats keep the registry entry alive."""
@@ -260,7 +304,8 @@ class MediaWorker:
         elif message["type"] == c.RELAY_STOP:
             self._stop_relay(message["stream_id"], message["worker_id"])
         elif message["type"] == c.RELAY_CLOSED:
-            await self._close_remote(message["stream_id"], c.PlaybackState.UNPUBLISHED, message["reason"])
+            ended = c.PlaybackState.FAILED if message["reason"] == ORIGIN_GONE else c.PlaybackState.UNPUBLISHED
+            await self._close_remote(message["stream_id"], ended, message["reason"])
         else:
             logger.warning("unknown media message %r", message.get("type"))
 
@@ -347,14 +392,17 @@ class MediaWorker:
         await media_events().publication_ended(c.PublicationEnded(stream_id, status, reason))
         await self._close_publication(stream_id)
 
-    async def _close_publication(self, stream_id: str) -> None:
+    async def _close_publication(self, stream_id: str, *, reaped: bool = False) -> None:
+        """Close a publication, its relays and its players here (``reaped``: it FAILED when this worker was
+        reaped, so its relayed copies' players fail too)."""
         await self._close_remote(stream_id, c.PlaybackState.UNPUBLISHED, "the stream was unpublished")
         publication = self.publications.pop(stream_id, None)
         if publication is None:
             return
+        ended = ORIGIN_GONE if reaped else "the stream was unpublished"
         for worker_id, relay in [(w, r) for (s, w), r in self.relays.items() if s == stream_id]:
             self._stop_relay(stream_id, worker_id)
-            closed = c.RelayClosedCommand(type=c.RELAY_CLOSED, stream_id=stream_id, reason="the stream was unpublished")
+            closed = c.RelayClosedCommand(type=c.RELAY_CLOSED, stream_id=stream_id, reason=ended)
             try:
                 await self.layer.send(relay.channel, closed)
             except Exception:
@@ -365,7 +413,8 @@ class MediaWorker:
             except Exception:
                 logger.exception("forgetting the description of %s failed", stream_id)
         for playback in list(publication.playbacks):
-            await self._end_playback(playback, c.PlaybackState.UNPUBLISHED, "the stream was unpublished")
+            status = c.PlaybackState.FAILED if reaped else c.PlaybackState.UNPUBLISHED
+            await self._end_playback(playback, status, ended)
         self._candidates.pop(stream_id, None)
         await publication.close()
         placement = publication.room_id
@@ -441,12 +490,15 @@ class MediaWorker:
             )
         )
 
-    async def _end_playback(self, playback: Playback, status: c.PlaybackState, reason: str) -> None:
+    async def _end_playback(
+        self, playback: Playback, status: c.PlaybackState, reason: str, *, report: bool = True
+    ) -> None:
         self.playbacks.pop(playback.play_id, None)
         self._candidates.pop(playback.play_id, None)
         self._reported_quality.pop(playback.play_id, None)
         await playback.close()
-        await self._playback_status(playback, status, reason)
+        if report:
+            await self._playback_status(playback, status, reason)
         await self._forget_unplayed(playback.publication)
 
     async def stop(self, command: c.StopCommand) -> None:
@@ -568,7 +620,7 @@ class MediaWorker:
             self._stop_relay(stream_id, worker_id)
         for stream_id, remote in list(self.remote.items()):
             if remote.origin["worker_id"] not in alive:
-                await self._close_remote(stream_id, c.PlaybackState.FAILED, "the stream's media worker stopped")
+                await self._close_remote(stream_id, c.PlaybackState.FAILED, ORIGIN_GONE)
 
     # --- other commands -------------------------------------------------------------
 

@@ -75,7 +75,7 @@ def media_cluster(
     REDIS_URL's Redis, from an empty registry; waits (bounded) until every worker announced itself."""
     require_redis()
     client = redis.Redis.from_url(os.environ["REDIS_URL"])
-    client.delete("media:workers", "media:alive")
+    client.delete("media:workers", "media:alive", "media:reaped")
     for pattern in REGISTRY_PATTERNS:
         for key in client.scan_iter(pattern):
             client.delete(key)

@@ -145,3 +145,98 @@ async def test_in_memory_registry_a_busy_loop_keeps_its_worker_a_wedged_one_lose
         assert await registry.claim("local") and "local" not in registry.beats
     finally:
         await asyncio.to_thread(wedged.stop)
+
+
+RECOVERS = 24.0
+"""Long enough to be reaped with `--loop-stall-seconds 2` (silent ~2-4 s after the block, reaped DEAD_AFTER_SECONDS
+later by the other worker's heartbeat), with room for a loaded machine; then the loop turns again."""
+
+
+@pytest.fixture
+def recovering_cluster(transactional_db: Any) -> Iterator[tuple[DaphneServer, redis.Redis]]:
+    with media_cluster(
+        {"MEDIA_CASCADE_AFTER": "0"}, ("r1", "r2"), ("--test-block-loop", str(RECOVERS), "--loop-stall-seconds", "2")
+    ) as pair:
+        yield pair
+
+
+def entry_of(client: redis.Redis, worker_id: str) -> dict[str, Any] | None:
+    import json
+
+    raw = client.hget("media:workers", worker_id)
+    return json.loads(raw) if raw else None
+
+
+@pytest.mark.timeout(180)
+async def test_a_reaped_worker_that_recovers_drops_what_was_failed(recovering_cluster: Any) -> None:
+    """The publisher's worker is reaped as dead (its loop wedged past the stall limit): the stream and every player
+    FAIL.  When its loop turns again it comes back empty: it never re-announces the failed stream or plays, nor
+    pins the room again, and no player of the failed stream plays on."""
+    server, client = recovering_cluster
+    room_p, stream, connections, plays = await publish_with_players(server, "reaped-origin")
+    origin = client.get(f"media:room:{room_p.id}").decode()
+    placed = [await wait_announced(client, play.id) for play in plays]
+    assert origin in placed and any(w != origin for w in placed), (origin, placed)
+    blocked_at = time.time()
+    block_loop_of(origin)
+    await stream.wait_for(STREAM_STATUS.FAILED, timeout=60)
+    assert entry_of(client, origin) is None, "the worker was not reaped"
+    for play in plays:  # FAILED (its worker was reaped) or UNPUBLISHED (its stream failed), first come
+        await ended(play)
+    # Its loop turns again and announces it (bounded); then a few of its heartbeats.
+    deadline = time.monotonic() + 90
+    while loop_announced(client, origin) < blocked_at + RECOVERS:
+        assert time.monotonic() < deadline, "the recovered worker did not announce itself again"
+        await asyncio.sleep(0.3)
+    failed_plays = {play.id for play in plays}
+    for _ in range(int(3 * HEARTBEAT_SECONDS / 0.5)):
+        entry = entry_of(client, origin)
+        assert entry is not None, "the recovered worker left the registry"
+        assert stream.id not in entry["streams"], f"{origin} announces the failed stream again: {entry}"
+        assert not failed_plays & {play[0] for play in entry["plays"]}, f"{origin} announces failed plays: {entry}"
+        pinned = client.get(f"media:room:{room_p.id}")
+        assert pinned is None or pinned.decode() != origin, f"{origin} pinned the failed stream's room again"
+        await asyncio.sleep(0.5)
+    for play in plays:
+        assert play.status() in ENDED, (play.status(), play.reason)
+    for connection in connections:
+        await connection.disconnect()
+
+
+ENDED = (STREAM_STATUS.FAILED, STREAM_STATUS.UNPUBLISHED)
+
+
+async def ended(play: Any, timeout: float = 30) -> None:
+    """Wait (bounded) until a playback has ended, FAILED or UNPUBLISHED."""
+    deadline = time.monotonic() + timeout
+    while play.status() not in ENDED:
+        assert time.monotonic() < deadline, (play.status(), play.reason)
+        await asyncio.sleep(0.2)
+
+
+@pytest.mark.parametrize("kind", ["local", "redis"])
+async def test_a_refresh_is_refused_once_after_a_claim_and_a_lost_entry_is_written_again(kind: str) -> None:
+    """The registry's side of a reaped worker coming back: its refresh after a claim is refused (once: it then
+    announces afresh); an entry lost without a claim (Redis restarted empty) is refreshed as before."""
+    from media_relay.registry import RedisRegistry, Registry
+    from tests.conftest import require_redis
+
+    reg: Registry
+    if kind == "redis":
+        require_redis()
+        reg = RedisRegistry(os.environ["REDIS_URL"])
+        await reg.withdraw("mark")
+    else:
+        reg = LocalRegistry()
+    old = WorkerInfo("mark", "channel", 1, time.time() - DEAD_AFTER_SECONDS - 5, streams=("s1",))
+    assert await reg.announce(old)
+    assert await reg.claim("mark")
+    fresh = WorkerInfo("mark", "channel", 0, time.time())
+    assert not await reg.announce(fresh, refresh=True), "a reaped worker refreshed its failed entry"
+    assert [w.worker_id for w in await reg.alive()] == []
+    assert await reg.announce(fresh)
+    assert [w.streams for w in await reg.alive()] == [()]
+    await reg.withdraw("mark")  # lost without a claim: written again
+    assert await reg.announce(fresh, refresh=True)
+    assert [w.worker_id for w in await reg.alive()] == ["mark"]
+    await reg.withdraw("mark")

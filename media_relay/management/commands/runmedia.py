@@ -43,6 +43,13 @@ class Command(BaseCommand):
         relay = logging.getLogger("media_relay")
         if relay.getEffectiveLevel() > logging.INFO:
             relay.setLevel(logging.INFO)
+        # And aioice's "Consent to send expired": the worker's own ICE consent checks (RFC 7675; aioice allows 0.5 s per
+        # check, 6 misses in a row) dropped a peer that stopped answering, which then ends as "the peer closed its
+        # connection".  Its other INFO lines (one per state change and peer connection) are left out.
+        ice = logging.getLogger("aioice.ice")
+        if ice.getEffectiveLevel() > logging.INFO:
+            ice.setLevel(logging.INFO)
+            ice.addFilter(lambda record: record.levelno >= logging.WARNING or "Consent" in str(record.msg))
 
         from media_relay.metrics_publisher import publish_forever
         from media_relay.worker import MediaWorker
