@@ -145,6 +145,9 @@ class SenderLink:
         """The SSRC of the media the sender announced in SDP."""
         self.rtx_ssrc: int = sender._rtx_ssrc
         """The SSRC of its retransmissions (RFC 4588)."""
+        self.report: tuple[int, int, int, int] = (0, 0, 0, 0)
+        """(NTP time, RTP timestamp, packets, octets) of the last frame sent, for the sender reports."""
+        sender._relay_link = self  # type: ignore[attr-defined]
 
     def intercept_rtcp(self, handler: RtcpHandler) -> RtcpHandler:
         """Route the player's RTCP for this sender to ``handler``; returns aiortc's handler for the rest."""
@@ -153,12 +156,9 @@ class SenderLink:
         return original
 
     def set_report(self, ntp: int, rtp_timestamp: int, packet_count: int, octet_count: int) -> None:
-        """What aiortc's sender reports (RTCP SR) announce: the relay's sent figures, not aiortc's (zero)."""
-        sender = self.sender
-        sender._RTCRtpSender__ntp_timestamp = ntp  # type: ignore[attr-defined]
-        sender._RTCRtpSender__rtp_timestamp = rtp_timestamp  # type: ignore[attr-defined]
-        sender._RTCRtpSender__packet_count = packet_count  # type: ignore[attr-defined]
-        sender._RTCRtpSender__octet_count = octet_count  # type: ignore[attr-defined]
+        """What the sender reports (RTCP SR, :class:`PeerReports`) announce: the relay's sent figures.  One tuple
+        stored: it is called for every frame (every audio packet) of every player."""
+        self.report = (ntp, rtp_timestamp, packet_count, octet_count)
 
     @property
     def rtt(self) -> float | None:
@@ -247,6 +247,8 @@ class ReceiverLink:
         """SSRC -> when it was last heard (aiortc's getSynchronizationSources)."""
         self.nack_generator: NackGenerator | None = None
         """The receiver's NackGenerator for video (bounded), None for audio."""
+        self.on_nack: Callable[[], None] | None = None
+        """Called after each NACK sent (e.g. to wake the retries of :mod:`media_relay.recovery`)."""
         if getattr(receiver, prefix + "nack_generator") is not None:
             self.nack_generator = BoundedNackGenerator()
             setattr(receiver, prefix + "nack_generator", self.nack_generator)
@@ -276,6 +278,8 @@ class ReceiverLink:
             packet = RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=rtcp_ssrc, media_ssrc=media_ssrc)
             packet.lost = lost
             await self.send_rtcp(packet)
+            if self.on_nack is not None:
+                self.on_nack()
 
     async def send_pli(self, media_ssrc: int) -> None:
         """Ask the publisher for a keyframe (RTCP PLI)."""
@@ -479,17 +483,11 @@ class PeerReports:
         now = time.time()
         parts = []
         for sender in self.senders:
-            ntp: int = sender._RTCRtpSender__ntp_timestamp  # type: ignore[attr-defined]
+            link: SenderLink | None = getattr(sender, "_relay_link", None)
+            ntp, rtp_timestamp, packets, octets = link.report if link is not None else (0, 0, 0, 0)
             parts.append(
                 SENDER_REPORT.pack(
-                    0x80,
-                    200,
-                    6,
-                    sender._ssrc,
-                    ntp,
-                    sender._RTCRtpSender__rtp_timestamp,  # type: ignore[attr-defined]
-                    sender._RTCRtpSender__packet_count & 0xFFFFFFFF,  # type: ignore[attr-defined]
-                    sender._RTCRtpSender__octet_count & 0xFFFFFFFF,  # type: ignore[attr-defined]
+                    0x80, 200, 6, sender._ssrc, ntp, rtp_timestamp, packets & 0xFFFFFFFF, octets & 0xFFFFFFFF
                 )
             )
             # What aiortc's own loop keeps to measure the round trip from the player's next receiver report.
