@@ -306,6 +306,7 @@ class Publication(PeerSession):
                 ingest.measure(time.monotonic())
             for playback in list(self.playbacks):
                 playback.rechoose()  # a layer that came back (dynacast resumed it) or went away
+            for ingest in self.ingests.values():  # one REMB per video track, however many play it
                 try:
                     await ingest.send_bitrate_cap(settings.MEDIA_PUBLISHER_MAX_BITRATE)
                 except ConnectionError:
