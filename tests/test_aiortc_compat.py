@@ -158,6 +158,26 @@ async def test_rtp_and_rtcp_skip_the_queue_and_reports_give_the_round_trip(monke
             if link.rtt is not None and len(received) > 20:
                 break
         assert len(received) > 20 and not queued
+        # A burst from the publisher's side, taken in batches by the relay socket's read callback, in order.
+        offered = offerer.getTransceivers()[0].sender
+        publisher = compat.SenderLink(offered, offered.transport)
+        publisher_binding = publisher.bind()
+        assert publisher_binding is not None
+        _, (_, publisher_sendto, publisher_protect, publisher_addr) = publisher_binding
+        marked = b"\xf8\xff\xfe\x42"
+        for sequence in range(1000, 1040):
+            packet = RtpPacket(payload_type=payload_type, sequence_number=sequence, timestamp=960 * sequence,
+                               ssrc=0x51A7E, payload=marked)  # a new SSRC: its own replay window
+            publisher_sendto(publisher_protect(packet.serialize()), publisher_addr)
+
+        def burst() -> list[int]:
+            return [p.sequence_number for p in received if p.payload == marked]
+
+        for _ in range(100):
+            if len(burst()) >= 40:
+                break
+            await asyncio.sleep(0.01)
+        assert burst() == list(range(1000, 1040)) and not queued
         assert link.rtt is not None and 0 <= link.rtt < 1.0
         stats = await offerer.getTransceivers()[0].receiver.getStats()
         remote = [s for s in stats.values() if s.type == "remote-outbound-rtp"]
