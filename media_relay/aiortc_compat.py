@@ -397,6 +397,8 @@ class FastReceive:
                 self._rtp(srtp.unprotect(data), arrival_time_ms)
         except pylibsrtp.Error:
             pass  # as aiortc: a packet that does not authenticate is dropped
+        except Exception:  # never into asyncio's read callback, which would close the socket
+            logger.exception("media packet dropped")
 
     def _rtp(self, data: bytes, arrival_time_ms: int) -> None:
         dtls = self.dtls
