@@ -27,12 +27,22 @@ from media_relay.registry import WorkerInfo, registry
 
 logger = logging.getLogger(__name__)
 
+PLACED_MEMORY = 4096
+"""Peer connections whose worker a client remembers (its later ice/stop/set_quality then cost one registry read)."""
+
 
 class MediaClient:
     """Routes media commands to the worker that serves a placement."""
 
     def __init__(self) -> None:
         self.layer = get_channel_layer()
+        self._placed: dict[str, str] = {}
+        """pc id -> worker id of the peer connections this client placed (a peer connection never moves)."""
+
+    def _remember(self, pc_id: str, worker_id: str) -> None:
+        if len(self._placed) >= PLACED_MEMORY:
+            del self._placed[next(iter(self._placed))]
+        self._placed[pc_id] = worker_id
 
     async def _ensure_local_worker(self) -> None:
         if settings.MEDIA_MODE == "inprocess":
@@ -66,11 +76,17 @@ class MediaClient:
         return True
 
     async def _send_to_pc(self, pc_id: str, placement: int, command: c.Command) -> bool:
-        """Send to the worker holding a peer connection (one placed away from its placement's worker, or that)."""
-        routed = await registry().routed(pc_id)
-        if routed is not None:
-            for worker in await registry().alive():
-                if worker.worker_id == routed:
+        """Send to the worker holding a peer connection (one placed away from its placement's worker, or that).
+
+        One registry read (the live workers) for a peer connection this client placed, which is the usual case:
+        the participant's own consumer sends its candidates."""
+        reg = registry()
+        holder = self._placed.get(pc_id)
+        if holder is None:
+            holder = await reg.routed(pc_id)
+        if holder is not None:
+            for worker in await reg.alive():
+                if worker.worker_id == holder:
                     await self.layer.send(worker.channel, command)
                     return True
         return await self._send(placement, command, place=False)
@@ -119,7 +135,10 @@ class MediaClient:
     async def publish(self, command: c.PublishCommand) -> None:
         """Ask the placement's worker to answer a publisher's offer (its candidates screened first)."""
         command["sdp"], _ = candidates.screen_offer(command["sdp"])
-        await self._send(command["placement"], command)
+        worker = await self.worker_for(command["placement"])
+        assert worker is not None
+        self._remember(command["stream_id"], worker.worker_id)
+        await self.layer.send(worker.channel, command)
 
     async def play(self, command: c.PlayCommand) -> None:
         """Ask the playing worker to answer a player's offer (its candidates screened first)."""
@@ -127,6 +146,7 @@ class MediaClient:
         worker = await self._place_play(command)
         if worker.worker_id != await registry().pinned(command["placement"]):
             await registry().route(command["play_id"], worker.worker_id)
+        self._remember(command["play_id"], worker.worker_id)
         await self.layer.send(worker.channel, command)
 
     async def set_quality(self, command: c.SetQualityCommand) -> None:

@@ -27,10 +27,13 @@ from media_relay.aiortc_compat import (
     ReceiverLink,
     SenderLink,
     accept_extensions,
+    fast_receive,
     media_codecs,
     negotiated_codecs,
     negotiated_extensions,
     prefer_dtls_server,
+    share_consent_timer,
+    share_report_timer,
 )
 from media_relay.bandwidth import WANTED_QUALITIES, LayerChooser
 from media_relay.contract import MediaError, MediaErrorCode
@@ -176,6 +179,11 @@ class PeerSession:
     async def connected(self) -> None:
         """Hook: the peer connection is up."""
 
+    def share_timers(self) -> None:
+        """After setLocalDescription: RTP/RTCP handled as it arrives, consent checks on the loop's timer wheel."""
+        fast_receive(self.pc)
+        share_consent_timer(self.pc)
+
     async def add_candidate(self, candidate: str | None, sdp_mid: str | None, sdp_mline_index: int | None) -> None:
         """A trickled remote candidate (None: end of candidates)."""
         if candidate:
@@ -255,6 +263,7 @@ class Publication(PeerSession):
         prefer_dtls_server(self.pc, offer_sdp)
         answer = await self.pc.createAnswer()
         await self.pc.setLocalDescription(answer)
+        self.share_timers()
         self.start_watchdog()
         start_kbps = min(SIMULCAST_START_KBPS, settings.MEDIA_PUBLISHER_MAX_BITRATE // 1000)
         return advertise(answer_layers(self.pc.localDescription.sdp, answered, start_kbps))
@@ -297,6 +306,7 @@ class Publication(PeerSession):
                 ingest.measure(time.monotonic())
             for playback in list(self.playbacks):
                 playback.rechoose()  # a layer that came back (dynacast resumed it) or went away
+            for ingest in self.ingests.values():  # one REMB per video track, however many play it
                 try:
                     await ingest.send_bitrate_cap(settings.MEDIA_PUBLISHER_MAX_BITRATE)
                 except ConnectionError:
@@ -402,6 +412,7 @@ class Playback(PeerSession):
             if ingest.codec is None:
                 continue
             transceiver = self.pc.addTransceiver(IdleTrack(kind), direction="sendonly")
+            share_report_timer(transceiver.sender)
             preferences = [codec_capability(ingest.codec)]
             rtx = rtx_capability(kind, ingest.codec.clockRate) if kind == "video" else None
             if rtx is not None:
@@ -417,6 +428,7 @@ class Playback(PeerSession):
         prefer_dtls_server(self.pc, offer_sdp)
         answer = await self.pc.createAnswer()
         await self.pc.setLocalDescription(answer)
+        self.share_timers()
         self.start_watchdog()
         return advertise(self.pc.localDescription.sdp)
 

@@ -3,7 +3,8 @@
 aiortc's NACK generator (which the relay's Ingest feeds) NACKs a gap once, when it is first seen, and
 only again when a newer gap appears.  A retransmission lost on the way would then be asked for again
 only by chance; :func:`retry_nacks` asks for every packet still missing every ``MEDIA_NACK_RETRY_SECONDS``
-until it arrives or falls out of the generator's window (128 packets).  Players get repaired packets
+until it arrives or falls out of the generator's window (128 packets); while nothing is missing it sleeps without
+a timer.  Players get repaired packets
 as soon as they reach the relay (they are forwarded like any other), and the relay answers the
 players' own NACKs from each DownTrack's history.
 """
@@ -33,12 +34,20 @@ async def retry_nacks(ingest: Ingest, interval: float | None = None) -> None:
         interval = settings.MEDIA_NACK_RETRY_SECONDS
     if ingest.kind != "video" or interval <= 0:  # audio: aiortc keeps no NACK state
         return
-    while True:
-        await asyncio.sleep(interval)
-        for ssrc, generator in ingest.nack_state():  # each simulcast layer has its own
-            if generator.missing:
-                try:
-                    STATS.nacks_sent += 1
-                    await ingest.link.send_nack(ssrc, sorted(generator.missing))
-                except ConnectionError:
-                    return
+    nacked = asyncio.Event()
+    ingest.link.on_nack = nacked.set
+    try:
+        while True:
+            if not any(generator.missing for _, generator in ingest.nack_state()):
+                nacked.clear()
+                await nacked.wait()  # nothing missing: no timer until the next gap is NACKed
+            await asyncio.sleep(interval)
+            for ssrc, generator in ingest.nack_state():  # each simulcast layer has its own
+                if generator.missing:
+                    try:
+                        STATS.nacks_sent += 1
+                        await ingest.link.send_nack(ssrc, sorted(generator.missing))
+                    except ConnectionError:
+                        return
+    finally:
+        ingest.link.on_nack = None
