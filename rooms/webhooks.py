@@ -134,34 +134,79 @@ EVENT_SOURCES: dict[str, tuple[Any, str, Any]] = {
 
 
 ENDPOINTS_TTL = 1.0
-"""Seconds this process trusts its list of active endpoints (an endpoint saved or deleted here is seen at once;
-one saved by another process within this time)."""
+"""Seconds this process trusts its list of active endpoints at most: the backstop for writes that send no signal
+(a bulk insert, raw SQL). A change saved or deleted through the ORM is seen at once, in this process by the
+signal, in every other through the version kept in Redis (ENDPOINTS_VERSION_KEY)."""
+ENDPOINTS_VERSION_KEY = "webhooks:endpoints:version"
+"""A counter in REDIS_URL's Redis that every process bumps when it commits a change to an endpoint."""
+
+_redis_clients: dict[str, Any] = {}
+
+
+def _redis() -> Any:
+    """This process's synchronous Redis client for REDIS_URL (thread-safe: it keeps a connection pool)."""
+    import redis
+
+    client = _redis_clients.get(settings.REDIS_URL)
+    if client is None:
+        client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1)
+        _redis_clients[settings.REDIS_URL] = client
+    return client
+
+
+def _shared_version() -> int | None:
+    """The endpoints' version shared by every process; 0 without Redis (one process: signals suffice), None when
+    Redis does not answer (then nothing cached is trusted)."""
+    if not settings.REDIS_URL:
+        return 0
+    import redis
+
+    try:
+        return int(_redis().get(ENDPOINTS_VERSION_KEY) or 0)
+    except (redis.RedisError, ValueError):
+        return None
+
+
+def _bump_shared_version() -> None:
+    """Tell every process that an endpoint changed (after the change committed)."""
+    if not settings.REDIS_URL:
+        return
+    import redis
+
+    try:
+        _redis().incr(ENDPOINTS_VERSION_KEY)
+    except redis.RedisError:
+        logger.warning("could not tell other processes that a webhook endpoint changed", exc_info=True)
 
 
 class _Endpoints:
-    """The active endpoints, read at most once per ENDPOINTS_TTL instead of once per event (every join of a big
-    room is one); forgotten when an endpoint is saved or deleted here, and again when that commits."""
+    """The active endpoints, read from the database only when they may have changed (instead of once per event:
+    every join of a big room is one): when an endpoint was saved or deleted here, when another process bumped the
+    shared version, and at least once per ENDPOINTS_TTL. Checking the version is one Redis GET."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._endpoints: list[WebhookEndpoint] | None = None
         self._read_at = 0.0
+        self._version: int | None = None
         self._generation = 0
 
     def wanting(self, event_type: str) -> list[WebhookEndpoint]:
+        version = _shared_version()  # before the read: a change committed after it is seen by the next call
         with self._lock:
             endpoints, generation = self._endpoints, self._generation
-            if endpoints is not None and time.monotonic() - self._read_at > ENDPOINTS_TTL:
+            stale = time.monotonic() - self._read_at > ENDPOINTS_TTL
+            if endpoints is not None and (stale or version is None or version != self._version):
                 endpoints = None
         if endpoints is None:
             read_at = time.monotonic()
             endpoints = list(WebhookEndpoint.objects.filter(active=True))
             # Kept only if what was read is committed (outside any transaction: a test's or an admin's may roll
-            # back) and no endpoint changed meanwhile.
-            if not connections[WebhookEndpoint.objects.db].in_atomic_block:
+            # back) and no endpoint changed here meanwhile.
+            if version is not None and not connections[WebhookEndpoint.objects.db].in_atomic_block:
                 with self._lock:
                     if generation == self._generation:
-                        self._endpoints, self._read_at = endpoints, read_at
+                        self._endpoints, self._read_at, self._version = endpoints, read_at, version
         return [e for e in endpoints if e.wants(event_type)]
 
     def forget(self, **_: Any) -> None:
@@ -173,9 +218,14 @@ class _Endpoints:
 endpoints_cache = _Endpoints()
 
 
+def _changed_and_committed() -> None:
+    endpoints_cache.forget()
+    _bump_shared_version()
+
+
 def _endpoint_changed(**kwargs: Any) -> None:
     endpoints_cache.forget()
-    transaction.on_commit(endpoints_cache.forget, using=kwargs.get("using"))
+    transaction.on_commit(_changed_and_committed, using=kwargs.get("using"))
 
 
 def enqueue(event_type: str, data: dict[str, Any], sequence_key: str = "") -> list[WebhookDelivery]:

@@ -233,3 +233,16 @@ def test_the_endpoints_are_read_once_a_second_and_changes_here_seen_at_once(
     assert {d.endpoint_id for d in webhooks.enqueue("room_started", {})} == {mine.pk, elsewhere.pk}
     mine.delete()
     assert len(webhooks.enqueue("room_started", {})) == 1
+
+
+def test_an_endpoint_saved_by_another_process_is_seen_at_once(receiver: Receiver, settings: Any) -> None:
+    """Another process that saves an endpoint bumps the version kept in Redis when it commits; this process, which
+    has the list cached, reads it again at its next event instead of up to ENDPOINTS_TTL later."""
+    if not settings.REDIS_URL:
+        pytest.skip("the shared version lives in Redis: set REDIS_URL")
+    webhooks.endpoints_cache.forget()
+    assert webhooks.enqueue("room_started", {}) == []  # cached: none
+    WebhookEndpoint.objects.bulk_create([WebhookEndpoint(url=receiver.url, secret=SECRET)])  # no signal here
+    assert webhooks.enqueue("room_started", {}) == []  # still the cached list
+    webhooks._bump_shared_version()  # what the other process's save does on commit
+    assert len(webhooks.enqueue("room_started", {})) == 1
