@@ -16,7 +16,9 @@ other at ``--rate`` joins per second (the first client creates the room and is i
 - server CPU: the daphne process's utime + stime (``/proc/<pid>/stat``) over the joins, per join and per
   delivered presence notice;
 - broadcast: the first client sends ``--broadcasts`` public messages 1 s apart; per message, the time until it
-  reached the last of the others; daphne CPU per delivered message.
+  reached the last of the others; daphne CPU per delivered message, measured per message from just before its
+  send until its last copy arrived (``/proc/<pid>/task/*/schedstat``, exact; less the idle rate over that short
+  window), so the second between two messages (daphne's timeout checks, keep-alive pings) is not counted.
 
 ``--profile PATH``: py-spy samples daphne during the joins (raw collapsed stacks at PATH, a summary printed).
 """
@@ -101,6 +103,8 @@ class Result:
     broadcast_lost: int
     broadcast_cpu_s: float
     broadcast_deliveries: int
+    broadcast_message_cpu_ms: list[float] = field(default_factory=list)
+    """Per message measured: daphne CPU (ms, less idle) from its send until its last copy arrived."""
     profile: str = ""
     server_errors: list[str] = field(default_factory=list)
 
@@ -201,20 +205,20 @@ async def run_scenario(db: Database, args: argparse.Namespace, clients: int, vie
         # Announced joins: publisher i is announced to the i clients before it (viewers are counted instead).
         index = {s["username"]: i for i, s in enumerate(specs)}
         expected = sum(index[u] for u in must_know)
-        idle0, i0 = cpu_seconds(pid), time.monotonic()
-        await asyncio.sleep(3.0)
-        idle_rate = (cpu_seconds(pid) - idle0) / (time.monotonic() - i0)
-        cpu1, b0 = cpu_seconds(pid), time.monotonic()
-        bspy = (_profile_start(pid, args.profile_broadcast, args.broadcasts + 1)
+        bspy = (_profile_start(pid, args.profile_broadcast, args.broadcasts + 3)
                 if args.profile_broadcast else None)
         broadcast = await child.call({"op": "broadcast", "count": args.broadcasts, "interval": 1.0,
-                                      "drain": 10.0}, timeout=args.broadcasts + 60)
+                                      "drain": 10.0, "pid": pid, "idle": 2.0}, timeout=args.broadcasts + 60)
         # Copies to the clients whose join succeeded (one that timed out may or may not be in the room).
         messages = [[d for i, d in enumerate(m, start=1) if latencies[i] is not None] for m in broadcast["messages"]]
         lasts = [max((d for d in m if d is not None), default=float("nan")) for m in messages]
         lost = sum(1 for m in messages for d in m if d is None)
-        deliveries = sum(1 for m in messages for d in m if d is not None)
-        broadcast_cpu = cpu_seconds(pid) - cpu1 - idle_rate * (time.monotonic() - b0)
+        # CPU per copy: per message, from just before its send until its last copy arrived, less the idle rate
+        # over that window, over the messages every client got (the window ends there).
+        windows = broadcast["windows"]
+        idle_rate = float(broadcast["idle_ns_per_s"])
+        broadcast_cpu = sum(w["cpu_ns"] - idle_rate * w["seconds"] for w in windows) / 1e9
+        deliveries = len(windows) * (len(broadcast["messages"][0]) if broadcast["messages"] else 0)
         profile_text = ""
         for recorder, path in ((spy, args.profile), (bspy, args.profile_broadcast)):
             if recorder is None or path is None:
@@ -234,6 +238,7 @@ async def run_scenario(db: Database, args: argparse.Namespace, clients: int, vie
             frames=sum(e["frames"] for e in report), missing=missing, missing_examples=examples,
             extra_viewers_known=extra, viewer_counts_wrong=wrong_count, broadcast_last_ms=lasts,
             broadcast_lost=lost, broadcast_cpu_s=broadcast_cpu, broadcast_deliveries=deliveries,
+            broadcast_message_cpu_ms=[(w["cpu_ns"] - idle_rate * w["seconds"]) / 1e6 for w in windows],
             profile=profile_text, server_errors=cluster.errors()[:10],
         )
         await child.call({"op": "close"}, timeout=60)
@@ -244,8 +249,8 @@ async def run_scenario(db: Database, args: argparse.Namespace, clients: int, vie
 
 
 def _broadcast_cpu_note() -> str:
-    return ("daphne CPU from the first send until every copy arrived (or 10 s), less its idle rate measured over "
-            "the 3 s before, over the copies delivered")
+    return ("daphne CPU (all threads' schedstat, ns) from just before each send until its last copy arrived, less "
+            "its idle rate over the 2 s before times that window, over those messages' copies")
 
 
 def table(r: Result) -> str:
@@ -266,7 +271,8 @@ def table(r: Result) -> str:
         f"join, **{r.us_per_notice:.0f} us per delivered presence notice**)",
         f"- Broadcast to {r.clients - 1}: last copy after {broadcast} ms ({len(r.broadcast_last_ms)} messages), "
         f"{r.broadcast_lost} copies lost; **{r.us_per_message:.1f} us** of server CPU per delivered message "
-        f"({_broadcast_cpu_note()})",
+        f"({_broadcast_cpu_note()}; per message "
+        f"{', '.join(f'{x:.1f}' for x in r.broadcast_message_cpu_ms)} ms)",
     ]
     if r.server_errors:
         lines.append(f"- Server log errors (first): {'; '.join(r.server_errors)}")

@@ -20,6 +20,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -30,6 +31,34 @@ from benchmarks.load_common import WsClient, serve_commands
 logger = logging.getLogger(__name__)
 
 PRESENCE_KINDS = ("joined", "left", "participant_updated")
+
+
+def cpu_ns(pid: int) -> int:
+    """Nanoseconds on a CPU of every thread of ``pid`` (``/proc/<pid>/task/*/schedstat``: exact, where
+    ``/proc/<pid>/stat``'s utime + stime move in 10 ms ticks, too coarse for one broadcast's few milliseconds)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (OSError, IndexError, ValueError):  # a thread that ended meanwhile
+            continue
+    return total
+
+
+@dataclass
+class Tally:
+    """Arrivals of each broadcast message over all clients, and the server's CPU when the last copy arrived."""
+
+    pid: int = 0
+    expected: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    done: dict[str, tuple[float, int]] = field(default_factory=dict)
+    """Message text -> (perf_counter, server CPU ns) when its last copy arrived."""
+
+    def arrived(self, text: str) -> None:
+        count = self.counts[text] = self.counts.get(text, 0) + 1
+        if count == self.expected and self.pid:
+            self.done[text] = (time.perf_counter(), cpu_ns(self.pid))
 
 
 @dataclass
@@ -46,6 +75,7 @@ class Client(WsClient):
     arrivals: dict[str, float] = field(default_factory=dict)
     """Broadcast message text -> perf_counter when it arrived."""
     request_timeout: float = 60.0
+    tally: Tally | None = None
 
     def _presence(self, kind: str, participant: dict[str, Any]) -> None:
         self.notices += 1
@@ -61,7 +91,10 @@ class Client(WsClient):
         self.frames += 1
         kind = event.get("type")
         if kind == "message":
-            self.arrivals[event["message"]["text"]] = time.perf_counter()
+            text = event["message"]["text"]
+            self.arrivals[text] = time.perf_counter()
+            if self.tally is not None:
+                self.tally.arrived(text)
         elif kind in PRESENCE_KINDS:
             self._presence(kind, event["participant"])
         elif kind == "presence":
@@ -124,23 +157,38 @@ class LargeRoom:
 
     async def broadcast(self, command: dict[str, Any]) -> dict[str, Any]:
         """The first client sends ``count`` public messages ``interval`` s apart; per message, the ms until it
-        reached each other client (None: it did not within ``drain`` s)."""
+        reached each other client (None: it did not within ``drain`` s), and with ``pid`` the server's CPU (ns)
+        from just before the send until the last copy arrived, and the idle CPU rate (ns/s) measured first."""
         count, interval, drain = int(command["count"]), float(command["interval"]), float(command["drain"])
+        pid = int(command.get("pid", 0))
         sender, others = self.clients[0], self.clients[1:]
-        sent: dict[str, float] = {}
+        tally = Tally(pid=pid, expected=len(others))
+        for client in others:
+            client.tally = tally
+        idle_rate = 0.0
+        if pid:
+            idle0, at0 = cpu_ns(pid), time.perf_counter()
+            await asyncio.sleep(float(command.get("idle", 2.0)))
+            idle_rate = (cpu_ns(pid) - idle0) / (time.perf_counter() - at0)
+        sent: dict[str, tuple[float, int]] = {}
         for n in range(count):
             text = f"broadcast-{uuid.uuid4().hex[:8]}-{n}"
-            sent[text] = time.perf_counter()
+            sent[text] = (time.perf_counter(), cpu_ns(pid) if pid else 0)
             await sender.ws.send(json.dumps({"type": "send_message", "text": text, "rid": f"b{n}"}))
             await asyncio.sleep(interval)
         deadline = time.perf_counter() + drain
         while time.perf_counter() < deadline and not all(t in c.arrivals for c in others for t in sent):
             await asyncio.sleep(0.05)
-        results = []
-        for text, at in sent.items():
+        results, windows = [], []
+        for text, (at, cpu0) in sent.items():
             delays = [round((c.arrivals[text] - at) * 1000, 2) if text in c.arrivals else None for c in others]
             results.append(delays)
-        return {"messages": results}
+            if text in tally.done:
+                last_at, cpu1 = tally.done[text]
+                windows.append({"seconds": last_at - at, "cpu_ns": cpu1 - cpu0})
+        for client in others:
+            client.tally = None
+        return {"messages": results, "windows": windows, "idle_ns_per_s": idle_rate}
 
     async def report(self, command: dict[str, Any]) -> dict[str, Any]:
         """What each client knows now."""

@@ -11,6 +11,7 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from conference import gctune  # noqa: E402
 from conference.client_address import RealClientAddressMiddleware  # noqa: E402
 from rooms.routing import websocket_urlpatterns  # noqa: E402
 
@@ -23,3 +24,6 @@ application = RealClientAddressMiddleware(
         }
     )
 )
+
+# Everything is loaded: what is there now lives as long as the process (conference.gctune).
+gctune.tune()

@@ -230,6 +230,10 @@ MESSAGE_MAX_BYTES = env_int("MESSAGE_MAX_BYTES", 1024 * 1024)
 # count changes within ROOM_PRESENCE_BATCH_WINDOW seconds reach the room as one batched "presence" event.
 ROOM_PRESENCE_BATCH_THRESHOLD = env_int("ROOM_PRESENCE_BATCH_THRESHOLD", 50)
 ROOM_PRESENCE_BATCH_WINDOW = env_float("ROOM_PRESENCE_BATCH_WINDOW", 0.25)
+# The server process's garbage collector (conference.gctune): freeze what is loaded at startup; collections slower
+# than GC_SLOW_MS milliseconds are logged.
+GC_FREEZE = env_bool("GC_FREEZE", True)
+GC_SLOW_MS = env_float("GC_SLOW_MS", 20.0)
 # How many recent messages a joiner receives.
 ROOM_HISTORY_COUNT = env_int("ROOM_HISTORY_COUNT", 50)
 # Largest WebSocket frame accepted; bigger frames are refused with an error.

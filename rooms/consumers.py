@@ -64,6 +64,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.connection_slot = await limits.acquire_connection(self.scope)
         await self.accept()
         self.connection = wire.connection_of(self.base_send)
+        if self.connection is not None:
+            wire.spread_pings(self.connection)
         self._hub = hub()
         self._counted = True
         metrics.websocket_opened()

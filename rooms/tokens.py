@@ -2,11 +2,19 @@
 
 Every token expires (within JOIN_TOKEN_MAX_TTL) and carries a ``jti``; a revoked
 ``jti`` (rooms.models.RevokedToken, see ``revoke`` and ``ensure_not_revoked``) is refused at hello.
+
+With REDIS_URL, each process keeps the set of revoked ``jti`` s in memory with the *revocation version* it read
+from Redis (:data:`VERSION_KEY`) before loading it; a hello compares that version with Redis's (one ``GET``, not
+a database query) and reloads the set when it moved.  Every change of the revocations (``revoke``, a row deleted)
+writes a new random version after its row is written and again after it commits, so a hello that starts after
+``revoke`` returned sees the new version and the committed row.  A version lost with Redis (flushed, restarted)
+differs from every cached one.  Without Redis, or when Redis does not answer, the hello reads the database.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -14,6 +22,8 @@ from typing import Any
 
 import jwt
 from django.conf import settings
+from django.db import transaction
+from django.db.models.signals import post_delete
 
 from rooms import protocol as p
 from rooms.exceptions import ErrorCode, RoomError
@@ -117,12 +127,82 @@ def verify_token(token: str) -> JoinToken:
     )
 
 
+VERSION_KEY = "rooms:revocations:version"
+"""Redis key of the revocation version: a new random value at every change of the revoked tokens."""
+REDIS_TIMEOUT_SECONDS = 1.0
+
+
+class _Revocations:
+    """This process's copy of the revoked ``jti`` s, valid while Redis holds the version it was loaded at."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.url = ""
+        self.client: Any = None
+        self.version: bytes | None = None
+        self.jtis: frozenset[str] | None = None
+
+    def redis(self) -> Any:
+        if self.client is None or self.url != settings.REDIS_URL:
+            import redis
+
+            self.url = settings.REDIS_URL
+            self.client = redis.Redis.from_url(self.url, socket_timeout=REDIS_TIMEOUT_SECONDS,
+                                               socket_connect_timeout=REDIS_TIMEOUT_SECONDS)
+            self.jtis = None
+        return self.client
+
+    def revoked(self, jti: str) -> bool | None:
+        """Whether ``jti`` is revoked, from the cached set (reloaded if the version moved); None without Redis."""
+        from rooms.models import RevokedToken
+
+        if not settings.REDIS_URL:
+            return None
+        with self.lock:
+            try:
+                version = self.redis().get(VERSION_KEY)
+            except Exception:
+                logger.warning("revocation version unreadable: the database answers", exc_info=True)
+                return None
+            if self.jtis is None or version != self.version:
+                # The version first, then the rows: a change after this read moves the version again.
+                self.jtis = frozenset(RevokedToken.objects.values_list("jti", flat=True))
+                self.version = version
+            return jti in self.jtis
+
+    def bump(self) -> None:
+        """A new version: every process reloads at its next hello (raises if Redis does not take it)."""
+        if settings.REDIS_URL:
+            self.redis().set(VERSION_KEY, uuid.uuid4().hex)
+
+
+_revocations = _Revocations()
+
+
 def ensure_not_revoked(token: JoinToken) -> None:
-    """Refuse a revoked token with ``token_revoked`` (synchronous: reads the database)."""
+    """Refuse a revoked token with ``token_revoked`` (synchronous: reads Redis, and the database when the
+    revocations changed or without Redis)."""
     from rooms.models import RevokedToken
 
-    if RevokedToken.objects.filter(jti=token.jti).exists():
+    revoked = _revocations.revoked(token.jti)
+    if revoked is None:
+        revoked = RevokedToken.objects.filter(jti=token.jti).exists()
+    if revoked:
         raise RoomError(ErrorCode.TOKEN_REVOKED, "the join token has been revoked")
+
+
+def revocations_changed() -> None:
+    """The revoked tokens changed: a new version now (a hello on this connection sees the row already) and once
+    the change commits (for every other connection)."""
+    _revocations.bump()
+    transaction.on_commit(_revocations.bump)
+
+
+def _row_deleted(**kwargs: Any) -> None:
+    revocations_changed()
+
+
+post_delete.connect(_row_deleted, sender="rooms.RevokedToken", dispatch_uid="rooms.tokens.revocations")
 
 
 def revoke(jti: str, *, room: str = "", reason: str = "") -> bool:
@@ -139,6 +219,7 @@ def revoke(jti: str, *, room: str = "", reason: str = "") -> bool:
             "expires_at": datetime.now(UTC) + timedelta(seconds=max_ttl_seconds()),
         },
     )
+    revocations_changed()  # also when it existed: a retry after a failed version write writes it
     if created:
         logger.info("join token %s of room %r revoked", jti, room)
     return created

@@ -21,6 +21,7 @@ finds none and the consumer sends through ASGI as before.
 from __future__ import annotations
 
 import functools
+import random
 from typing import Any
 
 from autobahn.websocket.protocol import PreparedMessage, WebSocketProtocol
@@ -89,3 +90,17 @@ def _write_direct(connection: WebSocketProtocol, data: bytes) -> bool:
         transport.write(data[sent:] if sent else data)
     connection.trafficStats.outgoingOctetsWireLevel += len(data)
     return True
+
+
+def spread_pings(connection: WebSocketProtocol) -> None:
+    """Move a new connection's keep-alive ping to a random point of daphne's ping interval.
+
+    daphne pings a connection that has sent nothing for ``ping_interval`` seconds, checking every connection
+    every 2 s.  Connections opened together (a room's audience, everyone reconnecting after a restart) that stay
+    quiet were all pinged in the same check, and stayed in step: 800 pings and their pongs at once stalled a
+    1,000-client room's joins for 170-270 ms every 20 s.  Spread, each check pings a tenth of them; each
+    connection is still pinged once per interval."""
+    interval = getattr(getattr(connection, "server", None), "ping_interval", None)
+    last = getattr(connection, "last_ping", None)
+    if isinstance(interval, int | float) and interval > 0 and isinstance(last, float):
+        connection.last_ping = last - random.uniform(0, interval)  # type: ignore[attr-defined]

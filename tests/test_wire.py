@@ -118,3 +118,27 @@ def test_without_direct_writes_frames_wait_for_the_event_loop(pair: tuple[Any, s
         assert drain(peer) == frame.payloadHybi
     finally:
         wire.DIRECT = True
+
+
+def test_connections_opened_together_are_pinged_spread_over_the_interval() -> None:
+    """daphne pings a quiet connection ``ping_interval`` s after its last frame, checking all every 2 s: 200
+    connections opened at once fall due across the interval's checks (not all in one), each within one
+    interval."""
+    import math
+    import time
+
+    from daphne.server import Server
+
+    server = Server(application=None, endpoints=["tcp:port=0:interface=127.0.0.1"], ping_interval=20)  # not run
+    opened = time.time()
+    due_checks: list[int] = []
+    for _ in range(200):
+        connection: Any = WebSocketProtocol()
+        connection.server, connection.last_ping = server, opened
+        wire.spread_pings(connection)
+        assert opened - 20 <= connection.last_ping <= opened
+        # The first 2 s check at which daphne's rule (now - last_ping > ping_interval) pings it.
+        due_checks.append(math.floor((connection.last_ping + 20 - opened) / 2) + 1)
+    counts = {check: due_checks.count(check) for check in set(due_checks)}
+    assert set(counts) <= set(range(11)) and len(counts) >= 8, counts
+    assert max(counts.values()) <= 50, counts
