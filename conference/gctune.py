@@ -30,7 +30,7 @@ def _watch(phase: str, info: dict[str, Any]) -> None:
         _started[:] = [time.perf_counter()]
     elif _started:
         took = (time.perf_counter() - _started.pop()) * 1000
-        if took >= _slow_ms[0]:
+        if 0 < _slow_ms[0] <= took:
             try:
                 logger.warning("gc: generation %s collection took %.1f ms (%d objects collected)",
                                info.get("generation"), took, info.get("collected", 0))
