@@ -14,7 +14,7 @@ import logging
 import struct
 import time
 import types
-from collections.abc import Awaitable, Callable, Coroutine, Generator
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterator
 from importlib.metadata import version
 from typing import Any
 
@@ -456,16 +456,21 @@ def _drain_reads(protocol: aioice.ice.StunProtocol) -> None:
     transport._add_reader(transport._sock_fd, read_ready)
 
 
+def _dtls_transports(pc: Any) -> Iterator[RTCDtlsTransport]:
+    """Each DTLS transport of a peer connection once (bundled transceivers share one)."""
+    seen: set[int] = set()
+    for transceiver in pc.getTransceivers():
+        dtls = transceiver.receiver.transport
+        if dtls is not None and id(dtls) not in seen:
+            seen.add(id(dtls))
+            yield dtls
+
+
 def fast_receive(pc: Any) -> None:
     """Handle the RTP and RTCP of a peer connection's DTLS transports as they arrive (:class:`FastReceive`).
 
     Call after setLocalDescription (the sockets are gathered then); again later is harmless."""
-    seen: set[int] = set()
-    for transceiver in pc.getTransceivers():
-        dtls = transceiver.receiver.transport
-        if dtls is None or id(dtls) in seen:
-            continue
-        seen.add(id(dtls))
+    for dtls in _dtls_transports(pc):
         existing = getattr(dtls.transport._connection, "_relay_fast_receive", None)
         (existing if existing is not None and existing.dtls is dtls else FastReceive(dtls)).install()
 
@@ -642,13 +647,8 @@ class SharedConsent:
 def share_consent_timer(pc: Any) -> None:
     """Run the ICE consent checks of a peer connection's transports on the loop's timer wheel (:class:`SharedConsent`)
     instead of a task and timers per connection.  Call before the connection starts ICE."""
-    seen: set[int] = set()
-    for transceiver in pc.getTransceivers():
-        dtls = transceiver.receiver.transport
-        if dtls is None or id(dtls) in seen:
-            continue
-        seen.add(id(dtls))
-        connection = dtls.transport._connection
+    for dtls in _dtls_transports(pc):
+        connection: Any = dtls.transport._connection
         connection.query_consent = lambda connection=connection: SharedConsent(connection).run()
 
 
