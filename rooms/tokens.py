@@ -29,6 +29,7 @@ from rooms import protocol as p
 from rooms.exceptions import ErrorCode, RoomError
 from rooms.permissions import GRANTS, ROLE_GRANTS
 from rooms.protocol import Role
+from rooms.redis_client import sync_redis
 
 AUDIENCE = "roomapi"
 #: The longest ``jti`` accepted (ours are 32 hex digits).
@@ -129,7 +130,6 @@ def verify_token(token: str) -> JoinToken:
 
 VERSION_KEY = "rooms:revocations:version"
 """Redis key of the revocation version: a new random value at every change of the revoked tokens."""
-REDIS_TIMEOUT_SECONDS = 1.0
 
 
 class _Revocations:
@@ -138,19 +138,14 @@ class _Revocations:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.url = ""
-        self.client: Any = None
         self.version: bytes | None = None
         self.jtis: frozenset[str] | None = None
 
     def redis(self) -> Any:
-        if self.client is None or self.url != settings.REDIS_URL:
-            import redis
-
+        if self.url != settings.REDIS_URL:  # another Redis (tests change it): nothing cached holds
             self.url = settings.REDIS_URL
-            self.client = redis.Redis.from_url(self.url, socket_timeout=REDIS_TIMEOUT_SECONDS,
-                                               socket_connect_timeout=REDIS_TIMEOUT_SECONDS)
             self.jtis = None
-        return self.client
+        return sync_redis()
 
     def revoked(self, jti: str) -> bool | None:
         """Whether ``jti`` is revoked, from the cached set (reloaded if the version moved); None without Redis."""

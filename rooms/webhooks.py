@@ -40,6 +40,7 @@ from django_tasks import task
 from rooms import signals
 from rooms.models import WebhookDelivery, WebhookEndpoint
 from rooms.presenters import iso, message_dict, participant_dict, room_dict, stream_dict
+from rooms.redis_client import sync_redis
 from rooms.tasks import WEBHOOK_QUEUE, enqueue_once
 
 logger = logging.getLogger(__name__)
@@ -140,20 +141,6 @@ signal, in every other through the version kept in Redis (ENDPOINTS_VERSION_KEY)
 ENDPOINTS_VERSION_KEY = "webhooks:endpoints:version"
 """A counter in REDIS_URL's Redis that every process bumps when it commits a change to an endpoint."""
 
-_redis_clients: dict[str, Any] = {}
-
-
-def _redis() -> Any:
-    """This process's synchronous Redis client for REDIS_URL (thread-safe: it keeps a connection pool)."""
-    import redis
-
-    client = _redis_clients.get(settings.REDIS_URL)
-    if client is None:
-        client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1)
-        _redis_clients[settings.REDIS_URL] = client
-    return client
-
-
 def _shared_version() -> int | None:
     """The endpoints' version shared by every process; 0 without Redis (one process: signals suffice), None when
     Redis does not answer (then nothing cached is trusted)."""
@@ -162,7 +149,7 @@ def _shared_version() -> int | None:
     import redis
 
     try:
-        return int(_redis().get(ENDPOINTS_VERSION_KEY) or 0)
+        return int(sync_redis().get(ENDPOINTS_VERSION_KEY) or 0)
     except (redis.RedisError, ValueError):
         return None
 
@@ -174,7 +161,7 @@ def _bump_shared_version() -> None:
     import redis
 
     try:
-        _redis().incr(ENDPOINTS_VERSION_KEY)
+        sync_redis().incr(ENDPOINTS_VERSION_KEY)
     except redis.RedisError:
         logger.warning("could not tell other processes that a webhook endpoint changed", exc_info=True)
 
